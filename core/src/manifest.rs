@@ -1,0 +1,283 @@
+//! Bounded multi-document YAML/JSON loading with the line of every document.
+//!
+//! Everything goes through serde-saphyr (pure Rust, budgets against YAML bombs and deep nesting,
+//! duplicate keys rejected so a second value cannot be smuggled past a reviewer). JSON input is
+//! YAML too, except a stream of concatenated JSON objects (what kubeseal accepts), which is split
+//! into documents first.
+//!
+//! Error messages keep only `line:col` and the reason: serde-saphyr's snippet rendering would
+//! print the surrounding source lines, which for a Secret are its plaintext (DESIGN §10).
+
+use serde_json::Value;
+
+/// Bounds on what is read from outside.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_bytes: usize,
+    pub max_documents: usize,
+    pub max_depth: usize,
+    pub max_nodes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bytes: 64 << 20,
+            max_documents: 1024,
+            max_depth: 64,
+            max_nodes: 250_000,
+        }
+    }
+}
+
+/// One document of a stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    /// 1-based position in the stream (empty documents are not counted).
+    pub index: usize,
+    /// 1-based line where the document's content starts.
+    pub line: usize,
+    pub value: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ManifestError {
+    #[error("{line}:{column}: {reason}")]
+    Syntax {
+        line: usize,
+        column: usize,
+        reason: String,
+    },
+    #[error("{0}")]
+    Limit(String),
+    #[error("not UTF-8 text (invalid byte at offset {0}); is this a binary file?")]
+    NotUtf8(usize),
+}
+
+impl ManifestError {
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ManifestError::Syntax { line, .. } => Some(*line),
+            _ => None,
+        }
+    }
+}
+
+/// Parse a YAML or JSON stream into documents.
+pub fn parse(bytes: &[u8], limits: &Limits) -> Result<Vec<Document>, ManifestError> {
+    if bytes.len() > limits.max_bytes {
+        return Err(ManifestError::Limit(format!(
+            "input is {} bytes, over the {}-byte limit",
+            bytes.len(),
+            limits.max_bytes
+        )));
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| ManifestError::NotUtf8(e.valid_up_to()))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if text.trim_start().starts_with('{') {
+        parse_json_stream(text, limits)
+    } else {
+        parse_yaml(text, 0, limits)
+    }
+}
+
+fn options(limits: &Limits) -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_documents: limits.max_documents,
+            max_depth: limits.max_depth,
+            max_nodes: limits.max_nodes,
+            max_reader_input_bytes: Some(limits.max_bytes),
+        },
+        with_snippet: false,
+        crop_radius: 0,
+        // "yes"/"on" stay strings, as Kubernetes (YAML 1.2) reads them.
+        strict_booleans: true,
+    }
+}
+
+fn parse_yaml(
+    text: &str,
+    line_offset: usize,
+    limits: &Limits,
+) -> Result<Vec<Document>, ManifestError> {
+    let docs: Vec<serde_saphyr::Spanned<Value>> =
+        serde_saphyr::from_multiple_with_options(text, options(limits))
+            .map_err(|e| syntax_error(&e, line_offset))?;
+    Ok(docs
+        .into_iter()
+        .enumerate()
+        .filter(|(_, d)| !d.value.is_null())
+        .map(|(i, d)| Document {
+            index: i + 1,
+            line: d.referenced.line() as usize + line_offset,
+            value: d.value,
+        })
+        .collect())
+}
+
+fn syntax_error(e: &serde_saphyr::Error, line_offset: usize) -> ManifestError {
+    let (line, column) = e
+        .location()
+        .map(|l| (l.line() as usize, l.column() as usize))
+        .unwrap_or((0, 0));
+    // The rendered message ends with its own " at line X column Y"; keep only the reason.
+    let mut reason = e.without_snippet().to_string();
+    if let Some(pos) = reason.find(" at line ") {
+        reason.truncate(pos);
+    }
+    ManifestError::Syntax {
+        line: line + line_offset,
+        column,
+        reason,
+    }
+}
+
+/// `{...}{...}` or `{...}\n{...}`: find each object's bytes with serde_json, then parse each with
+/// serde-saphyr so duplicate keys and budgets are handled the same way as YAML.
+fn parse_json_stream(text: &str, limits: &Limits) -> Result<Vec<Document>, ManifestError> {
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<serde::de::IgnoredAny>();
+    let mut docs = Vec::new();
+    let mut start = 0;
+    while let Some(item) = stream.next() {
+        if let Err(e) = item {
+            return Err(ManifestError::Syntax {
+                line: e.line(),
+                column: e.column(),
+                reason: json_reason(&e),
+            });
+        }
+        let end = stream.byte_offset();
+        if docs.len() >= limits.max_documents {
+            return Err(ManifestError::Limit(format!(
+                "more than {} documents",
+                limits.max_documents
+            )));
+        }
+        let chunk = &text[start..end];
+        let offset = text[..start].matches('\n').count();
+        let mut parsed = parse_yaml(chunk, offset, limits)?;
+        for mut d in parsed.drain(..) {
+            d.index = docs.len() + 1;
+            docs.push(d);
+        }
+        start = end;
+    }
+    Ok(docs)
+}
+
+/// serde_json's syntax errors don't quote input, but strip its position suffix for uniformity.
+fn json_reason(e: &serde_json::Error) -> String {
+    let mut s = e.to_string();
+    if let Some(pos) = s.find(" at line ") {
+        s.truncate(pos);
+    }
+    s
+}
+
+/// Render documents as a YAML stream (`---` before each).
+pub fn to_yaml_stream<'a>(values: impl IntoIterator<Item = &'a Value>) -> String {
+    let mut out = String::new();
+    for v in values {
+        out.push_str("---\n");
+        out.push_str(&to_yaml(v));
+    }
+    out
+}
+
+pub fn to_yaml(value: &Value) -> String {
+    let mut s = serde_saphyr::to_string(value).unwrap_or_else(|e| format!("# {e}\n"));
+    if !s.ends_with('\n') {
+        s.push('\n');
+    }
+    s
+}
+
+/// Pretty JSON, one object after another (kubeseal's `-o json` stream).
+pub fn to_json_stream<'a>(values: impl IntoIterator<Item = &'a Value>) -> String {
+    let mut out = String::new();
+    for v in values {
+        out.push_str(&serde_json::to_string_pretty(v).unwrap_or_default());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<Vec<Document>, ManifestError> {
+        parse(s.as_bytes(), &Limits::default())
+    }
+
+    #[test]
+    fn multi_document_yaml_with_lines() {
+        let docs =
+            p("# leading comment\napiVersion: v1\nkind: Secret\n---\n---\n\nkind: ConfigMap\n")
+                .unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!((docs[0].index, docs[0].line), (1, 2));
+        assert_eq!(docs[1].value["kind"], "ConfigMap");
+        assert_eq!(docs[1].line, 7);
+    }
+
+    #[test]
+    fn json_stream_with_lines() {
+        let docs = p("{\"kind\": \"A\"}\n\n{\n  \"kind\": \"B\"\n}\n").unwrap();
+        assert_eq!(docs.len(), 2);
+        assert_eq!(docs[1].value["kind"], "B");
+        assert_eq!(docs[1].line, 3);
+        let e = p("{\"kind\": \"A\"}\n{\"kind\": }").unwrap_err();
+        assert!(matches!(e, ManifestError::Syntax { line: 2, .. }), "{e}");
+    }
+
+    #[test]
+    fn syntax_error_has_position_and_no_source_snippet() {
+        let e =
+            p("apiVersion: v1\nstringData:\n  password: hunter2\n  bad: [unclosed\n").unwrap_err();
+        let msg = e.to_string();
+        assert!(e.line().is_some(), "{msg}");
+        assert!(!msg.contains("hunter2"), "{msg}");
+        assert!(!msg.contains('\n'), "{msg}");
+    }
+
+    #[test]
+    fn duplicate_keys_are_rejected() {
+        let e = p("stringData:\n  password: a\n  password: b\n").unwrap_err();
+        assert!(e.to_string().to_lowercase().contains("duplicate"), "{e}");
+    }
+
+    #[test]
+    fn yaml_bomb_and_deep_nesting_are_rejected() {
+        let bomb = "a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\nh: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\ni: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]\n";
+        assert!(p(bomb).is_err());
+        let deep = "[".repeat(50_000);
+        assert!(p(&deep).is_err());
+    }
+
+    #[test]
+    fn limits_and_binary() {
+        let limits = Limits {
+            max_bytes: 10,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            parse(b"kind: Secret\n", &limits),
+            Err(ManifestError::Limit(_))
+        ));
+        assert_eq!(
+            parse(b"a: \xff\xfe", &Limits::default()),
+            Err(ManifestError::NotUtf8(3))
+        );
+        assert!(p("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn yaml_output_round_trips() {
+        let v: Value =
+            serde_json::json!({"apiVersion": "v1", "data": {"a": "b=="}, "n": "yes", "x": "012"});
+        let back = p(&to_yaml_stream([&v])).unwrap();
+        assert_eq!(back[0].value, v);
+    }
+}

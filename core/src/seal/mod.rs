@@ -1,0 +1,218 @@
+//! Value envelopes: how one secret value becomes one base64 string in `encryptedData`.
+//!
+//! Two formats live side by side (DESIGN §3):
+//! - [`kubeseal`]: byte-compatible with Bitnami Sealed Secrets (RSA-OAEP-SHA256 + AES-256-GCM);
+//!   the scope is bound through the OAEP label.
+//! - [`age`]: an age file to one or more X25519 recipients whose plaintext starts with a binding
+//!   line naming scope, namespace, name and item, checked on unseal.
+//!
+//! A value is recognised as age by its header after base64 decoding; anything else is kubeseal.
+
+pub mod age;
+pub mod kubeseal;
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Where a sealed value may be unsealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Scope {
+    /// Only in this namespace, under this name (and, for age, this item).
+    #[default]
+    Strict,
+    /// Under any name in this namespace.
+    NamespaceWide,
+    /// Anywhere in the cluster.
+    ClusterWide,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 3] = [Scope::Strict, Scope::NamespaceWide, Scope::ClusterWide];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Strict => "strict",
+            Scope::NamespaceWide => "namespace-wide",
+            Scope::ClusterWide => "cluster-wide",
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "strict" | "" => Ok(Scope::Strict),
+            "namespace-wide" => Ok(Scope::NamespaceWide),
+            "cluster-wide" => Ok(Scope::ClusterWide),
+            other => Err(format!(
+                "unknown scope {other:?}: expected strict, namespace-wide or cluster-wide"
+            )),
+        }
+    }
+}
+
+/// The two envelope formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    Age,
+    Kubeseal,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Age => "age",
+            Format::Kubeseal => "kubeseal",
+        }
+    }
+
+    /// Which format a decoded value is in.
+    pub fn detect(decoded: &[u8]) -> Format {
+        if age::is_age(decoded) {
+            Format::Age
+        } else {
+            Format::Kubeseal
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a sealed value is bound to: the object it lives in and its item name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Binding<'a> {
+    pub scope: Scope,
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub item: &'a str,
+}
+
+impl Binding<'_> {
+    /// kubeseal's OAEP label (`EncryptionLabel` upstream): `ns/name`, `ns` or empty.
+    /// The item is not bound in this format.
+    pub fn oaep_label(&self) -> Vec<u8> {
+        match self.scope {
+            Scope::Strict => format!("{}/{}", self.namespace, self.name).into_bytes(),
+            Scope::NamespaceWide => self.namespace.as_bytes().to_vec(),
+            Scope::ClusterWide => Vec::new(),
+        }
+    }
+
+    /// The first line of an age value's plaintext (DESIGN §3.2), newline included.
+    pub fn age_line(&self) -> String {
+        let (ns, name, item) = match self.scope {
+            Scope::Strict => (self.namespace, self.name, self.item),
+            Scope::NamespaceWide => (self.namespace, "*", "*"),
+            Scope::ClusterWide => ("*", "*", "*"),
+        };
+        format!(
+            "{AGE_LINE_PREFIX} scope={} ns={ns} name={name} key={item}\n",
+            self.scope
+        )
+    }
+
+    /// How this binding reads in an error message.
+    pub fn describe(&self) -> String {
+        match self.scope {
+            Scope::Strict => format!(
+                "item {:?} of {}/{} (strict scope)",
+                self.item, self.namespace, self.name
+            ),
+            Scope::NamespaceWide => {
+                format!("namespace {:?} (namespace-wide scope)", self.namespace)
+            }
+            Scope::ClusterWide => "any namespace (cluster-wide scope)".to_string(),
+        }
+    }
+}
+
+pub(crate) const AGE_LINE_PREFIX: &str = "sealgate/v1";
+
+/// Errors from sealing or opening one value. None of them carries plaintext.
+#[derive(Debug, thiserror::Error)]
+pub enum SealError {
+    #[error("not valid base64 ({0})")]
+    Base64(#[from] base64::DecodeError),
+    #[error("malformed kubeseal value: {0}")]
+    Malformed(String),
+    #[error("malformed age value: {0}")]
+    MalformedAge(String),
+    /// No key in the ring opened the value. For the kubeseal format a wrong key and a wrong
+    /// namespace/name/scope are indistinguishable (both fail the OAEP label check).
+    #[error("no sealing key could decrypt this value (tried {tried} key(s)): {hint}")]
+    NoKey { tried: usize, hint: &'static str },
+    #[error("the value was altered after sealing (authentication tag mismatch)")]
+    Tampered,
+    #[error(
+        "this value is sealed for {sealed}, but it sits in {expected}: sealed values cannot be moved between objects, namespaces or items; seal it again for its new place"
+    )]
+    BindingMismatch { sealed: String, expected: String },
+    #[error("no recipient to seal to: {0}")]
+    NoRecipient(String),
+    #[error("encryption failed: {0}")]
+    Encrypt(String),
+}
+
+pub(crate) const KUBESEAL_NOKEY_HINT: &str = "it was sealed for another cluster or key, or for another namespace, name or scope (the kubeseal format binds namespace/name through its OAEP label)";
+pub(crate) const AGE_NOKEY_HINT: &str =
+    "none of its recipients is a key in this key ring: it was sealed for another cluster or key";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_match_upstream_encryption_label() {
+        let b = |scope| Binding {
+            scope,
+            namespace: "myns",
+            name: "myname",
+            item: "k",
+        };
+        // sealed-secrets TestEncryptionLabel: strict is "ns/name", not a concatenation.
+        assert_eq!(b(Scope::Strict).oaep_label(), b"myns/myname");
+        assert_eq!(b(Scope::NamespaceWide).oaep_label(), b"myns");
+        assert_eq!(b(Scope::ClusterWide).oaep_label(), b"");
+    }
+
+    #[test]
+    fn age_lines() {
+        let b = |scope| Binding {
+            scope,
+            namespace: "prod",
+            name: "db",
+            item: "password",
+        };
+        assert_eq!(
+            b(Scope::Strict).age_line(),
+            "sealgate/v1 scope=strict ns=prod name=db key=password\n"
+        );
+        assert_eq!(
+            b(Scope::NamespaceWide).age_line(),
+            "sealgate/v1 scope=namespace-wide ns=prod name=* key=*\n"
+        );
+        assert_eq!(
+            b(Scope::ClusterWide).age_line(),
+            "sealgate/v1 scope=cluster-wide ns=* name=* key=*\n"
+        );
+    }
+
+    #[test]
+    fn scope_parsing() {
+        for s in Scope::ALL {
+            assert_eq!(s.as_str().parse::<Scope>().unwrap(), s);
+        }
+        assert!("wide".parse::<Scope>().unwrap_err().contains("strict"));
+    }
+}

@@ -1,0 +1,493 @@
+//! `seal`, `unseal`, `reseal` and `validate` as pure functions over the object model.
+
+pub mod model;
+
+use std::collections::BTreeSet;
+
+use age::x25519;
+
+use crate::keys::ring::seal_value;
+use crate::keys::{KeyId, KeyRing, PublicKey};
+use crate::seal::{Binding, Format, Scope, SealError, kubeseal};
+pub use model::{ApiGroup, ModelError, ObjectMeta, SealedSecret, Secret, SecretTemplate};
+use model::{
+    BITNAMI_CLUSTER_WIDE, BITNAMI_NAMESPACE_WIDE, SCOPE_ANNOTATION, check_item_key,
+    decode_b64_lenient, scope_from_annotations,
+};
+
+/// The public keys values are sealed to.
+#[derive(Debug, Clone, Default)]
+pub struct Target {
+    /// The RSA key for the kubeseal format.
+    pub rsa: Option<PublicKey>,
+    /// Every age recipient (the cluster's and any extra ones).
+    pub age: Vec<x25519::Recipient>,
+}
+
+impl Target {
+    /// A cluster's public key plus extra age recipients (other clusters, a recovery key).
+    pub fn new(key: &PublicKey, extra_age: &[x25519::Recipient]) -> Target {
+        let mut age: Vec<x25519::Recipient> = key.age_recipient().cloned().into_iter().collect();
+        for r in extra_age {
+            if !age.iter().any(|a| a.to_string() == r.to_string()) {
+                age.push(r.clone());
+            }
+        }
+        Target {
+            rsa: Some(key.clone()),
+            age,
+        }
+    }
+}
+
+/// How to seal a Secret.
+#[derive(Debug, Clone)]
+pub struct SealOptions {
+    pub format: Format,
+    /// `None`: from the input's scope annotations, else strict (kubeseal's behaviour).
+    pub scope: Option<Scope>,
+    pub api: ApiGroup,
+    pub allow_empty_data: bool,
+    /// `-n`: used when the Secret has none; an error when it has another.
+    pub namespace: Option<String>,
+    /// `--name`: overrides the Secret's name.
+    pub name: Option<String>,
+}
+
+impl Default for SealOptions {
+    fn default() -> Self {
+        SealOptions {
+            format: Format::Age,
+            scope: None,
+            api: ApiGroup::Sealgate,
+            allow_empty_data: false,
+            namespace: None,
+            name: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SealSecretError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("item {item:?}: {source}")]
+    Value { item: String, source: SealError },
+}
+
+fn invalid(s: impl Into<String>) -> SealSecretError {
+    SealSecretError::Invalid(s.into())
+}
+
+/// Seal a Secret into a SealedSecret (kubeseal's `NewSealedSecret`, plus sealgate's age format).
+pub fn seal_secret(
+    secret: &Secret,
+    target: &Target,
+    opts: &SealOptions,
+) -> Result<SealedSecret, SealSecretError> {
+    let name = opts
+        .name
+        .clone()
+        .or_else(|| secret.meta.name.clone())
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| invalid("missing metadata.name in the input Secret (or pass --name)"))?;
+    let namespace = match (secret.meta.namespace.as_deref(), opts.namespace.as_deref()) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(invalid(format!(
+                "namespace mismatch: the input Secret is in namespace {a:?} but {b:?} was given"
+            )));
+        }
+        (Some(a), _) => a.to_string(),
+        (None, Some(b)) => b.to_string(),
+        (None, None) => String::new(),
+    };
+    let scope = match opts.scope {
+        Some(s) => s,
+        None => scope_of_input(secret)?,
+    };
+    if namespace.is_empty() && scope != Scope::ClusterWide {
+        return Err(invalid(format!(
+            "the Secret has no namespace: set metadata.namespace or pass -n/--namespace ({scope} scope binds it), or seal with --scope cluster-wide"
+        )));
+    }
+    if secret.data.is_empty() && !opts.allow_empty_data {
+        return Err(invalid(
+            "the Secret has no data or stringData, assuming this is an error (pass --allow-empty-data to seal it anyway)",
+        ));
+    }
+    if opts.api == ApiGroup::Bitnami && opts.format == Format::Age {
+        return Err(invalid(
+            "Bitnami's controller cannot open age values: use --format kubeseal with bitnami.com output",
+        ));
+    }
+
+    let mut template_meta = secret.meta.clone();
+    template_meta.strip_server_fields();
+    // Name and namespace come from the SealedSecret (upstream ignores the template's), and the
+    // scope lives only on the top level: a second, possibly disagreeing copy is how
+    // CVE-2026-22728 widened scopes.
+    template_meta.name = None;
+    template_meta.namespace = None;
+    for a in [
+        SCOPE_ANNOTATION,
+        BITNAMI_NAMESPACE_WIDE,
+        BITNAMI_CLUSTER_WIDE,
+    ] {
+        template_meta.annotations.remove(a);
+    }
+
+    let mut ss = SealedSecret {
+        api: opts.api,
+        meta: ObjectMeta {
+            name: Some(name),
+            namespace: (!namespace.is_empty()).then_some(namespace),
+            ..ObjectMeta::default()
+        },
+        template: SecretTemplate {
+            meta: template_meta,
+            type_: secret.type_.clone(),
+            immutable: secret.immutable,
+            data: Default::default(),
+        },
+        ..SealedSecret::default()
+    };
+    ss.set_scope(scope);
+    seal_items(&mut ss, secret, target, opts.format)?;
+    Ok(ss)
+}
+
+/// The scope an input Secret asks for through annotations (sealgate's, else Bitnami's).
+fn scope_of_input(secret: &Secret) -> Result<Scope, ModelError> {
+    if secret.meta.annotations.contains_key(SCOPE_ANNOTATION) {
+        scope_from_annotations(ApiGroup::Sealgate, &secret.meta.annotations)
+    } else {
+        scope_from_annotations(ApiGroup::Bitnami, &secret.meta.annotations)
+    }
+}
+
+fn seal_items(
+    ss: &mut SealedSecret,
+    secret: &Secret,
+    target: &Target,
+    format: Format,
+) -> Result<(), SealSecretError> {
+    let scope = ss.scope()?;
+    let (ns, name) = (ss.namespace().to_string(), ss.name().to_string());
+    for (item, value) in &secret.data {
+        let binding = Binding {
+            scope,
+            namespace: &ns,
+            name: &name,
+            item,
+        };
+        let sealed = seal_value(
+            format,
+            target.rsa.as_ref(),
+            &target.age,
+            &binding,
+            value.expose(),
+        )
+        .map_err(|source| SealSecretError::Value {
+            item: item.clone(),
+            source,
+        })?;
+        ss.encrypted_data.insert(item.clone(), sealed);
+    }
+    if ss.encrypted_data.len() > model::MAX_ITEMS {
+        return Err(invalid(format!("more than {} items", model::MAX_ITEMS)));
+    }
+    Ok(())
+}
+
+/// `--merge-into`: seal the Secret's items into an existing SealedSecret, using its name,
+/// namespace and scope; template labels and annotations are merged in.
+pub fn merge_into(
+    existing: &mut SealedSecret,
+    secret: &Secret,
+    target: &Target,
+    format: Format,
+) -> Result<(), SealSecretError> {
+    if existing.api == ApiGroup::Bitnami && format == Format::Age {
+        return Err(invalid(
+            "the target is a bitnami.com SealedSecret, whose controller cannot open age values: use --format kubeseal",
+        ));
+    }
+    let mut meta = secret.meta.clone();
+    meta.strip_server_fields();
+    for a in [
+        SCOPE_ANNOTATION,
+        BITNAMI_NAMESPACE_WIDE,
+        BITNAMI_CLUSTER_WIDE,
+    ] {
+        meta.annotations.remove(a);
+    }
+    existing.template.meta.labels.extend(meta.labels);
+    existing.template.meta.annotations.extend(meta.annotations);
+    if secret.type_.is_some() {
+        existing.template.type_ = secret.type_.clone();
+    }
+    seal_items(existing, secret, target, format)
+}
+
+/// The result of unsealing one SealedSecret.
+#[derive(Debug)]
+pub struct Unsealed {
+    pub secret: Secret,
+    pub keys_used: BTreeSet<KeyId>,
+    pub formats: BTreeSet<&'static str>,
+    /// Private-key operations spent.
+    pub attempts: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UnsealError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{}", describe_item_errors(.failed, *.total))]
+    Items {
+        failed: Vec<(String, SealError)>,
+        total: usize,
+    },
+}
+
+fn describe_item_errors(failed: &[(String, SealError)], total: usize) -> String {
+    let list: Vec<String> = failed
+        .iter()
+        .map(|(item, e)| format!("{item}: {e}"))
+        .collect();
+    format!(
+        "{} of {} item(s) could not be unsealed: {}",
+        failed.len(),
+        total,
+        list.join("; ")
+    )
+}
+
+/// The binding context of a SealedSecret's items, checked for the fields its scope needs.
+fn context(ss: &SealedSecret) -> Result<(Scope, String, String), ModelError> {
+    let scope = ss.scope()?;
+    let missing = |f: &str| ModelError::Field {
+        field: format!("metadata.{f}"),
+        problem: format!("missing ({scope} scope binds it)"),
+    };
+    if ss.name().is_empty() {
+        return Err(missing("name"));
+    }
+    if ss.namespace().is_empty() && scope != Scope::ClusterWide {
+        return Err(missing("namespace"));
+    }
+    Ok((scope, ss.namespace().to_string(), ss.name().to_string()))
+}
+
+/// Unseal into the Secret the controller would create (without its ownerReference).
+/// All or nothing: one bad item fails the whole object and no value is returned.
+pub fn unseal(ss: &SealedSecret, ring: &KeyRing) -> Result<Unsealed, UnsealError> {
+    if ss.has_legacy_data {
+        return Err(UnsealError::Unsupported(
+            "spec.data (Bitnami's deprecated v1 format) is not supported: re-seal the Secret with `sealgate seal`".into(),
+        ));
+    }
+    if !ss.template.data.is_empty() {
+        return Err(UnsealError::Unsupported(
+            "spec.template.data (Go templates) is not rendered by sealgate: move the rendered values into encryptedData".into(),
+        ));
+    }
+    let (scope, ns, name) = context(ss)?;
+    let mut out = Unsealed {
+        secret: Secret {
+            meta: ss.template.meta.clone(),
+            type_: ss.template.type_.clone(),
+            immutable: ss.template.immutable,
+            data: Default::default(),
+        },
+        keys_used: BTreeSet::new(),
+        formats: BTreeSet::new(),
+        attempts: 0,
+    };
+    out.secret.meta.strip_server_fields();
+    out.secret.meta.name = Some(name.clone());
+    out.secret.meta.namespace = (!ns.is_empty()).then(|| ns.clone());
+    let mut failed = Vec::new();
+    let mut hint = None;
+    for (item, value) in &ss.encrypted_data {
+        let binding = Binding {
+            scope,
+            namespace: &ns,
+            name: &name,
+            item,
+        };
+        match ring.open(value, &binding, &mut hint) {
+            Ok(opened) => {
+                out.attempts += opened.attempts;
+                out.keys_used.insert(opened.key);
+                out.formats.insert(opened.format.as_str());
+                out.secret.data.insert(item.clone(), opened.value);
+            }
+            Err(e) => failed.push((item.clone(), e)),
+        }
+    }
+    if !failed.is_empty() {
+        return Err(UnsealError::Items {
+            failed,
+            total: ss.encrypted_data.len(),
+        });
+    }
+    Ok(out)
+}
+
+/// Re-encrypt every item to `target`, keeping the scope of the **top-level** metadata (never the
+/// template's) and never rendering templates. `format: None` keeps each item's format.
+pub fn reseal(
+    ss: &SealedSecret,
+    ring: &KeyRing,
+    target: &Target,
+    format: Option<Format>,
+) -> Result<SealedSecret, UnsealError> {
+    let (scope, ns, name) = context(ss)?;
+    let mut out = ss.clone();
+    let mut failed = Vec::new();
+    let mut hint = None;
+    for (item, value) in &ss.encrypted_data {
+        let binding = Binding {
+            scope,
+            namespace: &ns,
+            name: &name,
+            item,
+        };
+        let result = ring.open(value, &binding, &mut hint).and_then(|opened| {
+            let f = format.unwrap_or(opened.format);
+            if f == Format::Age && ss.api == ApiGroup::Bitnami {
+                return Err(SealError::NoRecipient(
+                    "a bitnami.com SealedSecret must stay in the kubeseal format".into(),
+                ));
+            }
+            seal_value(
+                f,
+                target.rsa.as_ref(),
+                &target.age,
+                &binding,
+                opened.value.expose(),
+            )
+        });
+        match result {
+            Ok(v) => {
+                out.encrypted_data.insert(item.clone(), v);
+            }
+            Err(e) => failed.push((item.clone(), e)),
+        }
+    }
+    if !failed.is_empty() {
+        return Err(UnsealError::Items {
+            failed,
+            total: ss.encrypted_data.len(),
+        });
+    }
+    Ok(out)
+}
+
+/// What `validate` found wrong with one SealedSecret. Empty means valid.
+#[derive(Debug, Default)]
+pub struct Validation {
+    pub problems: Vec<String>,
+    /// Whether every value was decrypted (private keys were given).
+    pub decrypted: bool,
+}
+
+/// Offline checks of a SealedSecret: metadata consistent with its scope, every value well-formed,
+/// kubeseal values sized for one of `known` keys, and, given private keys, every value opened at
+/// its place (which also proves the scope, namespace, name and item binding).
+///
+/// Without private keys the binding cannot be checked: kubeseal's OAEP label and age's binding
+/// line are both inside the encryption, and age recipients are anonymous by design.
+pub fn validate(ss: &SealedSecret, known: &[PublicKey], ring: Option<&KeyRing>) -> Validation {
+    let mut v = Validation::default();
+    let p = &mut v.problems;
+    let ctx = match context(ss) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            p.push(e.to_string());
+            None
+        }
+    };
+    if ss.has_legacy_data {
+        p.push("spec.data: Bitnami's deprecated v1 format; re-seal it".into());
+    }
+    if ss.encrypted_data.is_empty() {
+        p.push("spec.encryptedData is empty".into());
+    }
+    let tm = &ss.template.meta;
+    for (field, tv, top) in [
+        ("name", &tm.name, &ss.meta.name),
+        ("namespace", &tm.namespace, &ss.meta.namespace),
+    ] {
+        if let Some(t) = tv {
+            if Some(t) != top.as_ref() {
+                p.push(format!(
+                    "spec.template.metadata.{field} differs from metadata.{field}: the unsealed Secret always takes the SealedSecret's"
+                ));
+            }
+        }
+    }
+    if let Some((scope, _, _)) = ctx {
+        let tscope = scope_from_annotations(ss.api, &tm.annotations);
+        let has_scope_annotation = [
+            SCOPE_ANNOTATION,
+            BITNAMI_NAMESPACE_WIDE,
+            BITNAMI_CLUSTER_WIDE,
+        ]
+        .iter()
+        .any(|a| tm.annotations.contains_key(*a));
+        if has_scope_annotation && tscope.as_ref().ok() != Some(&scope) {
+            p.push(format!(
+                "spec.template.metadata.annotations ask for a different scope than metadata.annotations ({scope}); only the top level counts"
+            ));
+        }
+    }
+    for (item, value) in &ss.encrypted_data {
+        if let Err(e) = check_item_key(item) {
+            p.push(format!("spec.encryptedData.{item}: {e}"));
+            continue;
+        }
+        if let Err(e) = check_value_shape(ss.api, value, known) {
+            p.push(format!("spec.encryptedData.{item}: {e}"));
+        }
+    }
+    if let (Some(ring), true) = (ring, p.is_empty()) {
+        match unseal(ss, ring) {
+            Ok(_) => v.decrypted = true,
+            Err(e) => p.push(e.to_string()),
+        }
+    }
+    v
+}
+
+fn check_value_shape(api: ApiGroup, value: &str, known: &[PublicKey]) -> Result<(), String> {
+    let raw = decode_b64_lenient(value).map_err(|e| format!("not valid base64 ({e})"))?;
+    match Format::detect(&raw) {
+        Format::Kubeseal => {
+            let parts = kubeseal::parse(&raw).map_err(|e| e.to_string())?;
+            let bits = parts.rsa.len() * 8;
+            if !known.is_empty() && !known.iter().any(|k| k.rsa_bits() == bits) {
+                return Err(format!(
+                    "sealed with a {bits}-bit RSA key, but none of the given public keys is {bits}-bit: it was sealed for another cluster"
+                ));
+            }
+            Ok(())
+        }
+        Format::Age => {
+            if api == ApiGroup::Bitnami {
+                return Err("an age value in a bitnami.com SealedSecret, which Bitnami's controller cannot open".into());
+            }
+            age::Decryptor::new_buffered(&raw[..])
+                .map(|_| ())
+                .map_err(|e| format!("malformed age value ({e})"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,507 @@
+use super::*;
+use crate::SecretBytes;
+use crate::keys::testkeys::{generate, k2048, k2048_b};
+use crate::keys::{KeyRing, SealingKey};
+use base64::Engine as _;
+use proptest::prelude::*;
+
+fn ring_of(keys: &[&SealingKey]) -> KeyRing {
+    // Round-trip through the Secret shape: the ring owns its keys.
+    KeyRing::new(keys.iter().map(|k| {
+        crate::keys::secret::from_secret(&crate::keys::secret::to_secret(k, None)).unwrap()
+    }))
+}
+
+fn secret(ns: Option<&str>, name: &str, items: &[(&str, &[u8])]) -> Secret {
+    Secret {
+        meta: ObjectMeta {
+            name: Some(name.into()),
+            namespace: ns.map(Into::into),
+            ..ObjectMeta::default()
+        },
+        type_: Some("Opaque".into()),
+        immutable: None,
+        data: items
+            .iter()
+            .map(|(k, v)| (k.to_string(), SecretBytes::from(*v)))
+            .collect(),
+    }
+}
+
+fn opts(format: Format, scope: Scope) -> SealOptions {
+    SealOptions {
+        format,
+        scope: Some(scope),
+        ..SealOptions::default()
+    }
+}
+
+fn target(k: &SealingKey) -> Target {
+    Target::new(k.public(), &[])
+}
+
+const FORMATS: [Format; 2] = [Format::Age, Format::Kubeseal];
+
+#[test]
+fn round_trip_every_scope_and_format() {
+    let k = k2048();
+    let ring = ring_of(&[k]);
+    let s = secret(
+        Some("prod"),
+        "db",
+        &[
+            ("password", b"hunter2"),
+            ("user", b""),
+            ("bin", &[0, 255, 10, 13]),
+        ],
+    );
+    for format in FORMATS {
+        for scope in Scope::ALL {
+            let ss = seal_secret(&s, &target(k), &opts(format, scope)).unwrap();
+            assert_eq!(ss.scope().unwrap(), scope);
+            // Through YAML text and back, as it would be committed.
+            let text = crate::manifest::to_yaml_stream([&ss.to_value()]);
+            let docs = crate::manifest::parse(text.as_bytes(), &Default::default()).unwrap();
+            let ss = SealedSecret::from_value(&docs[0].value).unwrap();
+            let out = unseal(&ss, &ring).unwrap();
+            assert_eq!(out.secret.data, s.data, "{format} {scope}");
+            assert_eq!(out.secret.meta.name.as_deref(), Some("db"));
+            assert_eq!(out.secret.meta.namespace.as_deref(), Some("prod"));
+            assert_eq!(out.secret.type_.as_deref(), Some("Opaque"));
+            assert_eq!(
+                out.formats.iter().copied().collect::<Vec<_>>(),
+                vec![format.as_str()]
+            );
+            assert!(!text.contains("hunter2"));
+        }
+    }
+}
+
+/// Fast deterministic bytes for large random values (proptest's per-byte strategy is slow at 1 MiB).
+fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #[test]
+    fn seal_then_unseal_is_identity(
+        len in prop_oneof![Just(0usize), Just(1usize << 20), 0usize..=4096, 0usize..=(1 << 20)],
+        seed in any::<u64>(),
+        age in any::<bool>(),
+        scope in prop_oneof![Just(Scope::Strict), Just(Scope::NamespaceWide), Just(Scope::ClusterWide)],
+    ) {
+        let k = k2048();
+        let ring = ring_of(&[k]);
+        let value = bytes(len, seed);
+        let s = secret(Some("ns"), "n", &[("v", &value)]);
+        let format = if age { Format::Age } else { Format::Kubeseal };
+        let ss = seal_secret(&s, &target(k), &SealOptions { allow_empty_data: true, ..opts(format, scope) }).unwrap();
+        let out = unseal(&ss, &ring).unwrap();
+        prop_assert_eq!(out.secret.data["v"].expose(), &value[..]);
+    }
+}
+
+fn raw_value(ss: &SealedSecret, item: &str) -> Vec<u8> {
+    base64::engine::general_purpose::STANDARD
+        .decode(&ss.encrypted_data[item])
+        .unwrap()
+}
+
+fn with_raw(ss: &SealedSecret, item: &str, raw: &[u8]) -> SealedSecret {
+    let mut t = ss.clone();
+    t.encrypted_data.insert(
+        item.into(),
+        base64::engine::general_purpose::STANDARD.encode(raw),
+    );
+    t
+}
+
+#[test]
+fn tamper_battery_every_bit_flip_and_truncation_fails_cleanly() {
+    let k = k2048();
+    let ring = ring_of(&[k]);
+    let s = secret(Some("prod"), "db", &[("password", b"bar")]);
+    for format in FORMATS {
+        let ss = seal_secret(&s, &target(k), &opts(format, Scope::Strict)).unwrap();
+        let raw = raw_value(&ss, "password");
+        let mut flips = 0;
+        for i in 0..raw.len() {
+            for bit in 0..8 {
+                let mut t = raw.clone();
+                t[i] ^= 1 << bit;
+                let r = unseal(&with_raw(&ss, "password", &t), &ring);
+                assert!(
+                    r.is_err(),
+                    "{format}: flip of byte {i} bit {bit} was accepted"
+                );
+                flips += 1;
+            }
+        }
+        for len in 0..raw.len() {
+            let r = unseal(&with_raw(&ss, "password", &raw[..len]), &ring);
+            assert!(
+                r.is_err(),
+                "{format}: truncation to {len} bytes was accepted"
+            );
+        }
+        assert_eq!(flips, raw.len() * 8);
+        // Untouched, it still opens.
+        assert_eq!(
+            unseal(&ss, &ring).unwrap().secret.data["password"].expose(),
+            b"bar"
+        );
+    }
+}
+
+fn item_error(r: Result<Unsealed, UnsealError>) -> SealError {
+    match r {
+        Err(UnsealError::Items { mut failed, .. }) => failed.remove(0).1,
+        other => panic!("expected an item error, got {other:?}"),
+    }
+}
+
+#[test]
+fn wrong_key_gives_no_key_error() {
+    let s = secret(Some("prod"), "db", &[("password", b"bar")]);
+    let other_ring = ring_of(&[k2048_b()]);
+    for format in FORMATS {
+        let ss = seal_secret(&s, &target(k2048()), &opts(format, Scope::Strict)).unwrap();
+        let e = item_error(unseal(&ss, &other_ring));
+        assert!(
+            matches!(e, SealError::NoKey { tried: 1, .. }),
+            "{format}: {e}"
+        );
+        assert!(e.to_string().contains("another cluster"), "{e}");
+    }
+}
+
+#[test]
+fn moved_values_are_refused_with_the_specific_error() {
+    let k = k2048();
+    let ring = ring_of(&[k]);
+    let s = secret(
+        Some("prod"),
+        "db",
+        &[("password", b"bar"), ("user", b"admin")],
+    );
+    let strict_age = seal_secret(&s, &target(k), &opts(Format::Age, Scope::Strict)).unwrap();
+
+    // Another namespace.
+    let mut moved = strict_age.clone();
+    moved.meta.namespace = Some("dev".into());
+    let e = item_error(unseal(&moved, &ring)).to_string();
+    assert!(
+        e.contains("sealed for item \"password\" of prod/db (strict scope)")
+            && e.contains("dev/db"),
+        "{e}"
+    );
+    // Another name.
+    let mut renamed = strict_age.clone();
+    renamed.meta.name = Some("db2".into());
+    assert!(matches!(
+        item_error(unseal(&renamed, &ring)),
+        SealError::BindingMismatch { .. }
+    ));
+    // Another item: swap two values inside the object.
+    let mut swapped = strict_age.clone();
+    let (p, u) = (
+        swapped.encrypted_data["password"].clone(),
+        swapped.encrypted_data["user"].clone(),
+    );
+    swapped.encrypted_data.insert("password".into(), u);
+    swapped.encrypted_data.insert("user".into(), p);
+    let e = item_error(unseal(&swapped, &ring)).to_string();
+    assert!(
+        e.contains("item \"user\" of prod/db") && e.contains("item \"password\""),
+        "{e}"
+    );
+    // Widened scope by annotation.
+    let mut widened = strict_age.clone();
+    widened.set_scope(Scope::ClusterWide);
+    assert!(matches!(
+        item_error(unseal(&widened, &ring)),
+        SealError::BindingMismatch { .. }
+    ));
+
+    // Namespace-wide: a rename is fine, another namespace is not.
+    let nsw = seal_secret(&s, &target(k), &opts(Format::Age, Scope::NamespaceWide)).unwrap();
+    let mut renamed = nsw.clone();
+    renamed.meta.name = Some("other".into());
+    assert!(unseal(&renamed, &ring).is_ok());
+    let mut moved = nsw.clone();
+    moved.meta.namespace = Some("dev".into());
+    let e = item_error(unseal(&moved, &ring)).to_string();
+    assert!(
+        e.contains("namespace \"prod\" (namespace-wide scope)"),
+        "{e}"
+    );
+
+    // kubeseal format: the label binds namespace/name (not the item); a move is NoKey.
+    let ks = seal_secret(&s, &target(k), &opts(Format::Kubeseal, Scope::Strict)).unwrap();
+    let mut moved = ks.clone();
+    moved.meta.namespace = Some("dev".into());
+    assert!(matches!(
+        item_error(unseal(&moved, &ring)),
+        SealError::NoKey { .. }
+    ));
+    let mut widened = ks.clone();
+    widened.set_scope(Scope::ClusterWide);
+    assert!(matches!(
+        item_error(unseal(&widened, &ring)),
+        SealError::NoKey { .. }
+    ));
+}
+
+#[test]
+fn unseal_is_all_or_nothing() {
+    let k = k2048();
+    let ring = ring_of(&[k]);
+    let s = secret(Some("prod"), "db", &[("a", b"1"), ("b", b"2"), ("c", b"3")]);
+    let mut ss = seal_secret(&s, &target(k), &opts(Format::Kubeseal, Scope::Strict)).unwrap();
+    ss.encrypted_data.insert("b".into(), "AgAAAA==".into());
+    match unseal(&ss, &ring) {
+        Err(UnsealError::Items { failed, total }) => {
+            assert_eq!(total, 3);
+            assert_eq!(failed.len(), 1);
+            assert_eq!(failed[0].0, "b");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn seal_input_errors() {
+    let t = target(k2048());
+    let o = opts(Format::Age, Scope::Strict);
+    let no_ns = secret(None, "db", &[("a", b"1")]);
+    let e = seal_secret(&no_ns, &t, &o).unwrap_err().to_string();
+    assert!(e.contains("no namespace"), "{e}");
+    assert!(seal_secret(&no_ns, &t, &opts(Format::Age, Scope::ClusterWide)).is_ok());
+    let with_ns = SealOptions {
+        namespace: Some("x".into()),
+        ..o.clone()
+    };
+    assert!(seal_secret(&no_ns, &t, &with_ns).is_ok());
+    let e = seal_secret(&secret(Some("y"), "db", &[("a", b"1")]), &t, &with_ns)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("namespace mismatch"), "{e}");
+    let mut unnamed = secret(Some("y"), "db", &[("a", b"1")]);
+    unnamed.meta.name = None;
+    assert!(
+        seal_secret(&unnamed, &t, &o)
+            .unwrap_err()
+            .to_string()
+            .contains("metadata.name")
+    );
+    let empty = secret(Some("y"), "db", &[]);
+    assert!(
+        seal_secret(&empty, &t, &o)
+            .unwrap_err()
+            .to_string()
+            .contains("--allow-empty-data")
+    );
+    let bitnami_age = SealOptions {
+        api: ApiGroup::Bitnami,
+        ..o.clone()
+    };
+    assert!(seal_secret(&secret(Some("y"), "db", &[("a", b"1")]), &t, &bitnami_age).is_err());
+    // No age recipient (a plain kubeseal certificate) → a clear error.
+    let rsa_only = Target {
+        rsa: Some(k2048().public().clone()),
+        age: vec![],
+    };
+    let e = seal_secret(&secret(Some("y"), "db", &[("a", b"1")]), &rsa_only, &o)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("at least one X25519 recipient"), "{e}");
+}
+
+#[test]
+fn seal_strips_server_fields_and_scope_from_template() {
+    let mut s = secret(Some("prod"), "db", &[("a", b"1")]);
+    s.meta.extra.insert("uid".into(), "123".into());
+    s.meta.extra.insert("resourceVersion".into(), "9".into());
+    s.meta.annotations.insert(
+        "kubectl.kubernetes.io/last-applied-configuration".into(),
+        "{\"stringData\":{\"a\":\"1\"}}".into(),
+    );
+    s.meta.annotations.insert(
+        "sealedsecrets.bitnami.com/namespace-wide".into(),
+        "true".into(),
+    );
+    s.meta.annotations.insert("team".into(), "x".into());
+    s.meta.labels.insert("app".into(), "db".into());
+    let ss = seal_secret(
+        &s,
+        &target(k2048()),
+        &SealOptions {
+            scope: None,
+            ..opts(Format::Age, Scope::Strict)
+        },
+    )
+    .unwrap();
+    // The input's Bitnami annotation chose the scope...
+    assert_eq!(ss.scope().unwrap(), Scope::NamespaceWide);
+    // ...and only the top level says so.
+    let tm = &ss.template.meta;
+    assert_eq!(tm.annotations.keys().collect::<Vec<_>>(), vec!["team"]);
+    assert_eq!(tm.labels["app"], "db");
+    assert!(tm.extra.is_empty() && tm.name.is_none() && tm.namespace.is_none());
+}
+
+#[test]
+fn multi_recipient_age_opens_with_each_key() {
+    let (a, b) = (k2048(), k2048_b());
+    let t = Target::new(a.public(), &[b.age_identity().unwrap().to_public()]);
+    let s = secret(Some("prod"), "db", &[("a", b"1")]);
+    let ss = seal_secret(&s, &t, &opts(Format::Age, Scope::Strict)).unwrap();
+    assert!(unseal(&ss, &ring_of(&[a])).is_ok());
+    assert!(unseal(&ss, &ring_of(&[b])).is_ok());
+}
+
+#[test]
+fn reseal_moves_to_the_newest_key_and_keeps_the_scope() {
+    let (old, new) = (k2048(), k2048_b());
+    let s = secret(Some("prod"), "db", &[("a", b"1"), ("b", b"2")]);
+    for format in FORMATS {
+        let ss = seal_secret(&s, &target(old), &opts(format, Scope::NamespaceWide)).unwrap();
+        let both = ring_of(&[old, new]);
+        assert_eq!(both.newest().unwrap().id(), new.id());
+        let re = reseal(&ss, &both, &target(both.newest().unwrap()), None).unwrap();
+        assert_eq!(re.scope().unwrap(), Scope::NamespaceWide);
+        let only_new = ring_of(&[new]);
+        let out = unseal(&re, &only_new).unwrap();
+        assert_eq!(out.secret.data, s.data);
+        assert_eq!(
+            out.keys_used.into_iter().collect::<Vec<_>>(),
+            vec![new.id()]
+        );
+        assert_eq!(re.template, ss.template);
+    }
+    // A template asking for cluster-wide does not widen anything.
+    let mut ss = seal_secret(&s, &target(old), &opts(Format::Age, Scope::Strict)).unwrap();
+    ss.template
+        .meta
+        .annotations
+        .insert(SCOPE_ANNOTATION.into(), "cluster-wide".into());
+    let re = reseal(&ss, &ring_of(&[old, new]), &target(new), None).unwrap();
+    let mut moved = re.clone();
+    moved.meta.namespace = Some("elsewhere".into());
+    assert!(unseal(&moved, &ring_of(&[new])).is_err());
+    // Format conversion.
+    let to_age = reseal(
+        &seal_secret(&s, &target(old), &opts(Format::Kubeseal, Scope::Strict)).unwrap(),
+        &ring_of(&[old]),
+        &target(new),
+        Some(Format::Age),
+    )
+    .unwrap();
+    assert_eq!(
+        unseal(&to_age, &ring_of(&[new]))
+            .unwrap()
+            .formats
+            .into_iter()
+            .collect::<Vec<_>>(),
+        vec!["age"]
+    );
+}
+
+#[test]
+fn ring_uses_the_hint_and_skips_other_sizes() {
+    let keys: Vec<SealingKey> = (0..4).map(|i| generate(2048, 10 + i)).collect();
+    let big = generate(3072, 0);
+    let oldest = keys.last().unwrap();
+    let s = secret(Some("prod"), "db", &[("a", b"1"), ("b", b"2"), ("c", b"3")]);
+    let ss = seal_secret(&s, &target(oldest), &opts(Format::Kubeseal, Scope::Strict)).unwrap();
+    let mut refs: Vec<&SealingKey> = keys.iter().collect();
+    refs.push(&big);
+    let ring = ring_of(&refs);
+    let out = unseal(&ss, &ring).unwrap();
+    // First item: the four 2048-bit keys newest-first (the 3072-bit one is skipped); then the hint.
+    assert_eq!(out.attempts, 4 + 1 + 1);
+}
+
+#[test]
+fn validate_offline() {
+    let k = k2048();
+    let s = secret(Some("prod"), "db", &[("a", b"1")]);
+    let publics = vec![k.public().clone()];
+    for format in FORMATS {
+        let ss = seal_secret(&s, &target(k), &opts(format, Scope::Strict)).unwrap();
+        let v = validate(&ss, &publics, None);
+        assert!(v.problems.is_empty(), "{:?}", v.problems);
+        assert!(!v.decrypted);
+        let v = validate(&ss, &publics, Some(&ring_of(&[k])));
+        assert!(v.problems.is_empty() && v.decrypted, "{:?}", v.problems);
+
+        let mut moved = ss.clone();
+        moved.meta.namespace = Some("dev".into());
+        assert!(
+            validate(&moved, &publics, None).problems.is_empty(),
+            "undetectable without private keys"
+        );
+        let v = validate(&moved, &publics, Some(&ring_of(&[k])));
+        assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+    }
+    let mut ss = seal_secret(&s, &target(k), &opts(Format::Kubeseal, Scope::Strict)).unwrap();
+    ss.template.meta.namespace = Some("other".into());
+    ss.template
+        .meta
+        .annotations
+        .insert(BITNAMI_CLUSTER_WIDE.into(), "true".into());
+    ss.encrypted_data.insert("b".into(), "!!!".into());
+    let big = generate(3072, 0);
+    let v = validate(&ss, &[big.public().clone()], None);
+    let all = v.problems.join("\n");
+    assert!(
+        all.contains("spec.template.metadata.namespace differs"),
+        "{all}"
+    );
+    assert!(
+        all.contains("spec.encryptedData.b: not valid base64"),
+        "{all}"
+    );
+    assert!(all.contains("2048-bit RSA key"), "{all}");
+    // For sealgate objects only sealgate's annotation counts, so Bitnami's in the template is inert.
+    assert!(!all.contains("different scope"), "{all}");
+    ss.template
+        .meta
+        .annotations
+        .insert(SCOPE_ANNOTATION.into(), "cluster-wide".into());
+    let all = validate(&ss, &[], None).problems.join("\n");
+    assert!(all.contains("different scope"), "{all}");
+}
+
+#[test]
+fn merge_into_adds_items_under_the_existing_identity() {
+    let k = k2048();
+    let ring = ring_of(&[k]);
+    let mut ss = seal_secret(
+        &secret(Some("prod"), "db", &[("a", b"1")]),
+        &target(k),
+        &opts(Format::Age, Scope::Strict),
+    )
+    .unwrap();
+    let mut extra = secret(
+        Some("ignored"),
+        "ignored",
+        &[("b", b"2"), ("a", b"updated")],
+    );
+    extra.meta.labels.insert("tier".into(), "backend".into());
+    merge_into(&mut ss, &extra, &target(k), Format::Age).unwrap();
+    let out = unseal(&ss, &ring).unwrap();
+    assert_eq!(out.secret.data["a"].expose(), b"updated");
+    assert_eq!(out.secret.data["b"].expose(), b"2");
+    assert_eq!(out.secret.meta.labels["tier"], "backend");
+    assert_eq!(ss.name(), "db");
+}
