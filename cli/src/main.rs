@@ -1,1 +1,49 @@
-fn main() {}
+//! `sealgate`: thin binary; the work is in sealgate-core.
+#![forbid(unsafe_code)]
+
+mod args;
+mod cmd;
+mod io;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+
+use args::{Cli, Command};
+
+fn main() -> ExitCode {
+    // One crypto provider for the whole process (only used to fetch --cert over HTTPS).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.is::<io::VerifyFailed>() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::from(2)
+            }
+        }
+    }
+}
+
+fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let keys = cli.keys.as_deref();
+    match &cli.command {
+        Command::Keys(cmd) => cmd::keys::run(keys, cmd),
+        Command::Seal(args) => cmd::seal::run(keys, args),
+        Command::Unseal(args) => cmd::unseal::run(keys, args),
+        Command::Reseal(args) => cmd::reseal::run(keys, args),
+        Command::Validate(args) => cmd::validate::run(keys, args),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                *shell,
+                &mut Cli::command(),
+                "sealgate",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

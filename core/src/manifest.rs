@@ -186,7 +186,10 @@ pub fn to_yaml_stream<'a>(values: impl IntoIterator<Item = &'a Value>) -> String
 }
 
 pub fn to_yaml(value: &Value) -> String {
-    let mut s = serde_saphyr::to_string(value).unwrap_or_else(|e| format!("# {e}\n"));
+    // Plain scalars: kubectl-style output, and no `>-` folding of long base64 values.
+    let opts = serde_saphyr::ser_options! { prefer_block_scalars: false };
+    let mut s =
+        serde_saphyr::to_string_with_options(value, opts).unwrap_or_else(|e| format!("# {e}\n"));
     if !s.ends_with('\n') {
         s.push('\n');
     }

@@ -1,0 +1,257 @@
+//! Command-line arguments. Every flag that configures *where keys come from* can also be set
+//! through a `SEALGATE_*` environment variable; flags win.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sealgate",
+    version,
+    about = "Seal Kubernetes Secrets for GitOps, and manage sealing keys",
+    long_about = "Seal Kubernetes Secrets into SealedSecrets that are safe to commit, unseal them offline for recovery, \
+re-encrypt them to the newest key, and validate them in CI.\n\n\
+Exit codes: 0 ok, 1 verification failed (a value does not decrypt, a SealedSecret is invalid), 2 usage or input error."
+)]
+pub struct Cli {
+    /// Local key store directory [default: <config dir>/sealgate/keys]
+    #[arg(long, global = true, env = "SEALGATE_KEYS_DIR", value_name = "DIR")]
+    pub keys: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Manage the sealing keys of the local key store
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Seal Secrets (YAML or JSON, from stdin or -f) into SealedSecrets
+    Seal(SealArgs),
+    /// Offline recovery: unseal SealedSecrets into Secrets with private keys
+    Unseal(UnsealArgs),
+    /// Re-encrypt SealedSecret files in place to the newest key
+    Reseal(ResealArgs),
+    /// Check SealedSecret files offline: well-formed, consistent scope, sealed to a known key
+    Validate(ValidateArgs),
+    /// Print a shell completion script
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create the key store with its first sealing key (does nothing if it already has keys)
+    Init(KeyGenArgs),
+    /// Add a new sealing key; it becomes the one new values are sealed with. Old keys are kept
+    Rotate(KeyGenArgs),
+    /// List the keys in the store, newest first
+    List {
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = ListFormat::Text)]
+        output: ListFormat,
+    },
+    /// Print public keys: the newest key's certificate (kubeseal-compatible cert.pem)
+    ExportPublic {
+        /// Every key's certificate, not only the newest
+        #[arg(long)]
+        all: bool,
+        /// Print age recipients (age1…) instead of certificates
+        #[arg(long)]
+        age: bool,
+        /// Write to FILE (atomically) instead of stdout
+        #[arg(short = 'w', long = "output-file", value_name = "FILE")]
+        output_file: Option<PathBuf>,
+    },
+    /// Import keys: Bitnami or sealgate key Secrets (also `kubectl get secret -o yaml` Lists) or PEM files
+    Import {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct KeyGenArgs {
+    /// RSA key size in bits: 2048, 3072, 4096 or 8192
+    #[arg(long, default_value_t = 4096, value_name = "BITS")]
+    pub key_size: u32,
+    /// Certificate validity in days (sealing with an expired certificate is refused)
+    #[arg(long, default_value_t = 3650, value_name = "DAYS")]
+    pub validity_days: u32,
+    /// Certificate subject common name
+    #[arg(long, default_value = "sealgate", value_name = "NAME")]
+    pub cn: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SealFormat {
+    /// age, to the cluster's X25519 key and any extra recipients; binds namespace, name and item
+    Age,
+    /// Bitnami Sealed Secrets' RSA-OAEP + AES-GCM; readable by Bitnami's controller
+    Kubeseal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScopeArg {
+    Strict,
+    NamespaceWide,
+    ClusterWide,
+}
+
+/// Where the public key to seal with comes from.
+#[derive(Debug, Args, Clone)]
+pub struct PublicKeySource {
+    /// Certificate to seal with: a file, or an http(s):// or file:// URL (the controller's
+    /// /v1/cert.pem). Without it, the newest key of the local key store is used
+    #[arg(long, env = "SEALGATE_CERT", value_name = "FILE|URL")]
+    pub cert: Option<String>,
+    /// Extra age recipient (age1…), e.g. another cluster or an offline recovery key (repeatable)
+    #[arg(long = "recipient", short = 'r', value_name = "AGE1…")]
+    pub recipients: Vec<String>,
+    /// File with extra age recipients, one per line, '#' comments (repeatable)
+    #[arg(long = "recipients-file", short = 'R', value_name = "FILE")]
+    pub recipients_files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SealArgs {
+    /// Input file with Secrets (multi-document YAML or a JSON stream) [default: stdin]
+    #[arg(short = 'f', long = "secret-file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Write the result to FILE, atomically and only on success [default: stdout]
+    #[arg(short = 'w', long = "sealed-secret-file", value_name = "FILE")]
+    pub output_file: Option<PathBuf>,
+    /// Output format [default: yaml; json when -w names a .json file]
+    #[arg(short = 'o', long = "output", value_enum)]
+    pub output: Option<OutputFormat>,
+    /// Sealing format [default: age; kubeseal with --bitnami]
+    #[arg(long, value_enum)]
+    pub format: Option<SealFormat>,
+    /// Scope [default: from the Secret's scope annotations, else strict]
+    #[arg(long, value_enum)]
+    pub scope: Option<ScopeArg>,
+    #[command(flatten)]
+    pub keys: PublicKeySource,
+    /// Namespace for Secrets that have none (an error if a Secret names another)
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+    /// Name of the SealedSecret (overrides the Secret's; with --raw, the object name)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Seal one raw value (stdin or --from-file) and print only the sealed base64 value
+    #[arg(long)]
+    pub raw: bool,
+    /// With --raw: read the value from PATH; KEY names the item (needed by age in strict scope)
+    #[arg(long, value_name = "[KEY=]PATH", requires = "raw")]
+    pub from_file: Option<String>,
+    /// With --raw: the item name the value will be stored under
+    #[arg(long, value_name = "KEY", requires = "raw")]
+    pub item: Option<String>,
+    /// Seal the input Secret's items into this existing SealedSecret file, in place
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["output_file", "raw"])]
+    pub merge_into: Option<PathBuf>,
+    /// Seal Secrets that have no data
+    #[arg(long)]
+    pub allow_empty_data: bool,
+    /// Write bitnami.com/v1alpha1 SealedSecrets (kubeseal format) for Bitnami's controller
+    #[arg(long)]
+    pub bitnami: bool,
+}
+
+/// Where private keys come from.
+#[derive(Debug, Args, Clone)]
+pub struct PrivateKeySource {
+    /// Private keys to use instead of the key store: key Secrets (sealgate's or Bitnami's, also
+    /// Lists), or PEM files (repeatable)
+    #[arg(
+        long = "private-key",
+        value_name = "FILE",
+        env = "SEALGATE_PRIVATE_KEYS",
+        value_delimiter = ','
+    )]
+    pub private_keys: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct UnsealArgs {
+    /// SealedSecret file [default: stdin]
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Write the Secrets to FILE, atomically, only if every object unseals [default: stdout]
+    #[arg(short = 'w', long = "output-file", value_name = "FILE")]
+    pub output_file: Option<PathBuf>,
+    #[arg(short = 'o', long = "output", value_enum)]
+    pub output: Option<OutputFormat>,
+    #[command(flatten)]
+    pub private: PrivateKeySource,
+}
+
+#[derive(Debug, Args)]
+pub struct ResealArgs {
+    /// SealedSecret files to rewrite in place (other documents in them are kept; comments are not)
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Convert every value to this format [default: keep each value's format]
+    #[arg(long, value_enum)]
+    pub format: Option<SealFormat>,
+    /// Seal to this certificate (e.g. a new cluster's) instead of the key store's newest key
+    #[arg(long, value_name = "FILE|URL")]
+    pub cert: Option<String>,
+    /// Extra age recipients, as for seal
+    #[arg(long = "recipient", short = 'r', value_name = "AGE1…")]
+    pub recipients: Vec<String>,
+    #[command(flatten)]
+    pub private: PrivateKeySource,
+    /// Report what would change without writing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// SealedSecret files or directories (searched for *.yaml, *.yml, *.json); other kinds are skipped
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Public key(s) the values must be sealed to (repeatable) [default: the key store's]
+    #[arg(long = "cert", value_name = "FILE|URL")]
+    pub certs: Vec<String>,
+    /// Also decrypt every value with private keys (key store or --private-key), proving scope and binding
+    #[arg(long)]
+    pub decrypt: bool,
+    #[command(flatten)]
+    pub private: PrivateKeySource,
+}
+
+impl From<SealFormat> for sealgate_core::seal::Format {
+    fn from(f: SealFormat) -> Self {
+        match f {
+            SealFormat::Age => Self::Age,
+            SealFormat::Kubeseal => Self::Kubeseal,
+        }
+    }
+}
+
+impl From<ScopeArg> for sealgate_core::seal::Scope {
+    fn from(s: ScopeArg) -> Self {
+        match s {
+            ScopeArg::Strict => Self::Strict,
+            ScopeArg::NamespaceWide => Self::NamespaceWide,
+            ScopeArg::ClusterWide => Self::ClusterWide,
+        }
+    }
+}

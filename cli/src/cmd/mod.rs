@@ -1,0 +1,5 @@
+pub mod keys;
+pub mod reseal;
+pub mod seal;
+pub mod unseal;
+pub mod validate;

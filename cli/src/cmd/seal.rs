@@ -1,0 +1,160 @@
+//! `sealgate seal`: Secrets in, SealedSecrets out.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, anyhow, bail};
+use sealgate_core::SecretBytes;
+use sealgate_core::keys::ring::seal_value;
+use sealgate_core::seal::{Binding, Format, Scope};
+use sealgate_core::sealed::model::check_item_key;
+use sealgate_core::sealed::{self, ApiGroup, SealOptions, SealedSecret, Secret, Target};
+
+use crate::args::SealArgs;
+use crate::io;
+
+pub fn run(store_dir: Option<&Path>, args: &SealArgs) -> Result<ExitCode> {
+    let api = if args.bitnami {
+        ApiGroup::Bitnami
+    } else {
+        ApiGroup::Sealgate
+    };
+    let format = args.format.map(Format::from).unwrap_or(if args.bitnami {
+        Format::Kubeseal
+    } else {
+        Format::Age
+    });
+    let target = io::public_target(store_dir, &args.keys)?;
+    if args.raw {
+        return raw(args, &target, format);
+    }
+    let input = io::read_input(args.file.as_deref(), "a Secret")?;
+    let docs = io::parse_docs(&input)?;
+    if docs.is_empty() {
+        bail!(
+            "no Secrets found in {}: expected v1 Secrets as YAML or JSON (UTF-8)",
+            input.name
+        );
+    }
+    let opts = SealOptions {
+        format,
+        scope: args.scope.map(Scope::from),
+        api,
+        allow_empty_data: args.allow_empty_data,
+        namespace: args.namespace.clone(),
+        name: args.name.clone(),
+    };
+    let mut secrets = Vec::with_capacity(docs.len());
+    for doc in &docs {
+        let secret =
+            Secret::from_value(&doc.value).map_err(|e| anyhow!("{}: {e}", io::at(&input, doc)))?;
+        secrets.push((doc, secret));
+    }
+    if let Some(file) = &args.merge_into {
+        let [(doc, secret)] = &secrets[..] else {
+            bail!(
+                "--merge-into takes exactly one Secret, but {} has {}",
+                input.name,
+                secrets.len()
+            );
+        };
+        return merge(file, &input, doc, secret, &target, format);
+    }
+    let mut out = Vec::with_capacity(secrets.len());
+    for (doc, secret) in &secrets {
+        let ss = sealed::seal_secret(secret, &target, &opts)
+            .map_err(|e| anyhow!("{}: {e}", io::at(&input, doc)))?;
+        out.push(ss.to_value());
+    }
+    let fmt = io::output_format(args.output, args.output_file.as_deref());
+    io::emit(&io::render(&out, fmt), args.output_file.as_deref(), None)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn merge(
+    file: &Path,
+    input: &io::Input,
+    doc: &sealgate_core::manifest::Document,
+    secret: &Secret,
+    target: &Target,
+    format: Format,
+) -> Result<ExitCode> {
+    let existing = io::read_file(file)?;
+    let docs = io::parse_docs(&existing)?;
+    let [sdoc] = &docs[..] else {
+        bail!(
+            "{}: --merge-into needs a file with exactly one SealedSecret, found {} documents",
+            existing.name,
+            docs.len()
+        );
+    };
+    let mut ss = SealedSecret::from_value(&sdoc.value)
+        .map_err(|e| anyhow!("{}: {e}", io::at(&existing, sdoc)))?;
+    sealed::merge_into(&mut ss, secret, target, format).map_err(|e| {
+        anyhow!(
+            "{}: merging into {}: {e}",
+            io::at(input, doc),
+            ss.describe()
+        )
+    })?;
+    let fmt = if io::looks_like_json(file, Some(&existing.bytes)) {
+        crate::args::OutputFormat::Json
+    } else {
+        crate::args::OutputFormat::Yaml
+    };
+    io::emit(&io::render(&[ss.to_value()], fmt), Some(file), None)?;
+    eprintln!(
+        "merged {} item(s) into {} ({})",
+        secret.data.len(),
+        file.display(),
+        ss.describe()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--raw`: one value in, one base64 value out (no newline, as kubeseal prints it).
+fn raw(args: &SealArgs, target: &Target, format: Format) -> Result<ExitCode> {
+    let scope = args.scope.map(Scope::from).unwrap_or_default();
+    let namespace = args.namespace.as_deref().unwrap_or("");
+    let name = args.name.as_deref().unwrap_or("");
+    if namespace.is_empty() && scope != Scope::ClusterWide {
+        bail!("must provide the --namespace flag with --raw and --scope {scope}");
+    }
+    if name.is_empty() && scope == Scope::Strict {
+        bail!("must provide the --name flag with --raw and --scope strict");
+    }
+    let (file_key, path) = match args.from_file.as_deref() {
+        Some(spec) => match spec.split_once('=') {
+            Some((k, p)) => (Some(k.to_string()), Some(p.to_string())),
+            None => (None, Some(spec.to_string())),
+        },
+        None => (None, None),
+    };
+    let item = args.item.clone().or(file_key);
+    if let Some(i) = &item {
+        check_item_key(i).map_err(|e| anyhow!("item {i:?}: {e}"))?;
+    }
+    if item.is_none() && format == Format::Age && scope == Scope::Strict {
+        bail!(
+            "the age format binds the item name in strict scope: pass --item KEY or --from-file KEY=PATH"
+        );
+    }
+    let input = io::read_input(path.as_deref().map(Path::new), "the value to seal")?;
+    let value = SecretBytes::from(&input.bytes[..]);
+    let binding = Binding {
+        scope,
+        namespace,
+        name,
+        item: item.as_deref().unwrap_or(""),
+    };
+    let sealed = seal_value(
+        format,
+        target.rsa.as_ref(),
+        &target.age,
+        &binding,
+        value.expose(),
+    )
+    .context("cannot seal the value")?;
+    io::emit(&sealed, None, None)?;
+    Ok(ExitCode::SUCCESS)
+}

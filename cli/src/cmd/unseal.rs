@@ -1,0 +1,54 @@
+//! `sealgate unseal`: offline recovery with private keys. All or nothing per object; with -w,
+//! the file is written only if every object unseals.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Result, anyhow, bail};
+use sealgate_core::sealed::{self, SealedSecret};
+use zeroize::Zeroizing;
+
+use crate::args::UnsealArgs;
+use crate::io;
+
+pub fn run(store_dir: Option<&Path>, args: &UnsealArgs) -> Result<ExitCode> {
+    let ring = io::load_ring(store_dir, &args.private)?;
+    let input = io::read_input(args.file.as_deref(), "a SealedSecret")?;
+    let docs = io::parse_docs(&input)?;
+    if docs.is_empty() {
+        bail!("no SealedSecrets found in {}", input.name);
+    }
+    let mut secrets = Vec::new();
+    let mut failed = 0;
+    for doc in &docs {
+        let ss = SealedSecret::from_value(&doc.value)
+            .map_err(|e| anyhow!("{}: {e}", io::at(&input, doc)))?;
+        match sealed::unseal(&ss, &ring) {
+            Ok(u) => secrets.push(u.secret.to_value()),
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {}: {e}", io::at(&input, doc));
+            }
+        }
+    }
+    let fmt = io::output_format(args.output, args.output_file.as_deref());
+    let text = Zeroizing::new(io::render(&secrets, fmt));
+    if failed > 0 {
+        if args.output_file.is_none() {
+            io::emit(&text, None, None)?;
+        }
+        return Err(io::VerifyFailed(format!(
+            "{failed} of {} SealedSecret(s) could not be unsealed{}",
+            docs.len(),
+            if args.output_file.is_some() {
+                "; nothing was written"
+            } else {
+                ""
+            }
+        ))
+        .into());
+    }
+    // Plaintext on disk: owner-only.
+    io::emit(&text, args.output_file.as_deref(), Some(0o600))?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,144 @@
+//! `sealgate validate`: offline CI check of SealedSecret files (Bitnami #1444).
+//!
+//! Without private keys it checks everything the formats let one check: metadata consistent with
+//! the scope, values well-formed, kubeseal values sized for a known key. With `--decrypt` it opens
+//! every value at its place, which proves the key, scope, namespace, name and item binding.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use sealgate_core::keys::PublicKey;
+use sealgate_core::sealed::{self, SealedSecret};
+
+use crate::args::ValidateArgs;
+use crate::io;
+
+pub fn run(store_dir: Option<&Path>, args: &ValidateArgs) -> Result<ExitCode> {
+    let ring = if args.decrypt {
+        Some(io::load_ring(store_dir, &args.private)?)
+    } else {
+        None
+    };
+    let known: Vec<PublicKey> = if !args.certs.is_empty() {
+        let mut v = Vec::new();
+        for c in &args.certs {
+            v.extend(io::fetch_certs(c)?);
+        }
+        v
+    } else if let Some(r) = &ring {
+        r.public_keys()
+    } else {
+        let store = io::key_store(store_dir)?;
+        let keys = io::load_store(&store)?.public_keys();
+        if keys.is_empty() {
+            eprintln!("note: no public keys (--cert or a key store): key sizes are not checked");
+        }
+        keys
+    };
+
+    let files = collect(&args.paths)?;
+    let (mut passed, mut failed, mut unreadable) = (0usize, 0usize, 0usize);
+    for file in &files {
+        let input = match io::read_file(file) {
+            Ok(i) => i,
+            Err(e) => {
+                unreadable += 1;
+                println!("FAIL  {e:#}");
+                continue;
+            }
+        };
+        let docs = match io::parse_docs(&input) {
+            Ok(d) => d,
+            Err(e) => {
+                unreadable += 1;
+                println!("FAIL  {e:#}");
+                continue;
+            }
+        };
+        for doc in &docs {
+            if doc.value.get("kind").and_then(|k| k.as_str()) != Some("SealedSecret") {
+                continue;
+            }
+            let at = io::at(&input, doc);
+            let ss = match SealedSecret::from_value(&doc.value) {
+                Ok(ss) => ss,
+                Err(e) => {
+                    failed += 1;
+                    println!("FAIL  {at}: {e}");
+                    continue;
+                }
+            };
+            let v = sealed::validate(&ss, &known, ring.as_ref());
+            if v.problems.is_empty() {
+                passed += 1;
+                println!(
+                    "ok    {at}: {} item(s){}",
+                    ss.encrypted_data.len(),
+                    if v.decrypted { ", decrypted" } else { "" }
+                );
+            } else {
+                failed += 1;
+                println!("FAIL  {at}: {}", v.problems.join("; "));
+            }
+        }
+    }
+    if passed + failed + unreadable == 0 {
+        bail!("no SealedSecrets found in {}", list(&args.paths));
+    }
+    println!("{passed} passed, {} failed", failed + unreadable);
+    Ok(if unreadable > 0 {
+        ExitCode::from(2)
+    } else if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn list(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Files named on the command line, and manifests found under directories (hidden entries skipped).
+fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            walk(p, &mut out)?;
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        let hidden = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
+        if hidden {
+            continue;
+        }
+        if p.is_dir() {
+            walk(&p, out)?;
+        } else if matches!(
+            p.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml" | "json")
+        ) {
+            out.push(p);
+        }
+    }
+    Ok(())
+}

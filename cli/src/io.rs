@@ -1,0 +1,320 @@
+//! Input, output and key loading shared by the subcommands.
+
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use sealgate_core::keys::store::KeyStore;
+use sealgate_core::keys::{KeyRing, PublicKey, SealingKey, secret};
+use sealgate_core::manifest::{self, Document, Limits};
+use sealgate_core::sealed::Target;
+use serde_json::Value;
+use zeroize::Zeroizing;
+
+use crate::args::{OutputFormat, PrivateKeySource, PublicKeySource};
+
+/// Bound on anything read (stdin included), files and HTTP bodies alike.
+pub const MAX_INPUT: usize = 64 << 20;
+
+/// A verification failure: exit code 1 instead of 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct VerifyFailed(pub String);
+
+/// Bytes read from a file or stdin. May hold plaintext, so wiped on drop.
+pub struct Input {
+    pub name: String,
+    pub bytes: Zeroizing<Vec<u8>>,
+}
+
+/// Read `-f FILE`, or stdin when `file` is `None` or `-`.
+pub fn read_input(file: Option<&Path>, what: &str) -> Result<Input> {
+    match file {
+        Some(p) if p.as_os_str() != "-" => read_file(p),
+        _ => {
+            let stdin = std::io::stdin();
+            if stdin.is_terminal() {
+                eprintln!(
+                    "(tty detected: expecting {what} as YAML or JSON on stdin; end with Ctrl-D, or pass -f FILE)"
+                );
+            }
+            let mut bytes = Zeroizing::new(Vec::new());
+            stdin
+                .lock()
+                .take(MAX_INPUT as u64 + 1)
+                .read_to_end(&mut bytes)
+                .context("cannot read stdin")?;
+            if bytes.len() > MAX_INPUT {
+                bail!("stdin: input is over the {MAX_INPUT}-byte limit");
+            }
+            Ok(Input {
+                name: "<stdin>".into(),
+                bytes,
+            })
+        }
+    }
+}
+
+pub fn read_file(p: &Path) -> Result<Input> {
+    let name = p.display().to_string();
+    let meta = std::fs::metadata(p).with_context(|| format!("cannot read {name}"))?;
+    if meta.is_dir() {
+        bail!("{name} is a directory, not a file");
+    }
+    if meta.len() > MAX_INPUT as u64 {
+        bail!(
+            "{name}: {} bytes is over the {MAX_INPUT}-byte limit",
+            meta.len()
+        );
+    }
+    let bytes = Zeroizing::new(std::fs::read(p).with_context(|| format!("cannot read {name}"))?);
+    Ok(Input { name, bytes })
+}
+
+/// Parse an input into documents; errors read `FILE:LINE:COL: reason`.
+pub fn parse_docs(input: &Input) -> Result<Vec<Document>> {
+    manifest::parse(&input.bytes, &Limits::default()).map_err(|e| match e {
+        manifest::ManifestError::Syntax { .. } => anyhow!("{}:{e}", input.name),
+        other => anyhow!("{}: {other}", input.name),
+    })
+}
+
+/// `FILE:LINE (document N, Kind ns/name)`, for messages about one document.
+pub fn at(input: &Input, doc: &Document) -> String {
+    let s = |k: &str| doc.value.get(k).and_then(Value::as_str);
+    let meta = |k: &str| {
+        doc.value
+            .get("metadata")
+            .and_then(|m| m.get(k))
+            .and_then(Value::as_str)
+    };
+    let object = match (s("kind"), meta("namespace"), meta("name")) {
+        (Some(kind), Some(ns), Some(name)) => format!(", {kind} {ns}/{name}"),
+        (Some(kind), None, Some(name)) => format!(", {kind} {name}"),
+        (Some(kind), _, None) => format!(", {kind} without a name"),
+        _ => String::new(),
+    };
+    format!(
+        "{}:{} (document {}{object})",
+        input.name, doc.line, doc.index
+    )
+}
+
+/// Whether a file should be written as JSON: by content for existing files, else by extension.
+pub fn looks_like_json(path: &Path, content: Option<&[u8]>) -> bool {
+    match content {
+        Some(c) => c
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|b| *b == b'{'),
+        None => path.extension().is_some_and(|e| e == "json"),
+    }
+}
+
+pub fn output_format(explicit: Option<OutputFormat>, file: Option<&Path>) -> OutputFormat {
+    explicit.unwrap_or(match file {
+        Some(p) if looks_like_json(p, None) => OutputFormat::Json,
+        _ => OutputFormat::Yaml,
+    })
+}
+
+pub fn render(values: &[Value], format: OutputFormat) -> String {
+    match format {
+        OutputFormat::Yaml => manifest::to_yaml_stream(values),
+        OutputFormat::Json => manifest::to_json_stream(values),
+    }
+}
+
+/// Write to stdout, or atomically to `file` (a crash leaves the old file or the new one).
+pub fn emit(text: &str, file: Option<&Path>, mode: Option<u32>) -> Result<()> {
+    match file {
+        Some(p) => sealgate_core::fsutil::write_atomic(p, text.as_bytes(), mode)
+            .with_context(|| format!("cannot write {}", p.display())),
+        None => {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())
+                .and_then(|_| out.flush())
+                .context("cannot write to stdout")
+        }
+    }
+}
+
+pub fn key_store(dir: Option<&Path>) -> Result<KeyStore> {
+    let dir = match dir {
+        Some(d) => d.to_path_buf(),
+        None => dirs::config_dir()
+            .map(|d| d.join("sealgate").join("keys"))
+            .ok_or_else(|| anyhow!("no configuration directory on this system: pass --keys DIR"))?,
+    };
+    Ok(KeyStore::new(dir))
+}
+
+/// Every key in the store; reports skipped files on stderr.
+pub fn load_store(store: &KeyStore) -> Result<KeyRing> {
+    let loaded = store.load()?;
+    for s in &loaded.skipped {
+        eprintln!("note: skipped {s}");
+    }
+    Ok(loaded.ring)
+}
+
+/// Keys from a file: PEM (a private key, optionally with its certificate) or key Secrets.
+pub fn keys_from_file(path: &Path) -> Result<Vec<SealingKey>> {
+    let input = read_file(path)?;
+    if input.bytes.windows(11).any(|w| w == b"-----BEGIN ")
+        && !input.bytes.starts_with(b"apiVersion")
+    {
+        let key = secret::from_pem(&input.bytes, time::OffsetDateTime::now_utc())
+            .with_context(|| input.name.clone())?;
+        return Ok(vec![key]);
+    }
+    let mut keys = Vec::new();
+    for doc in parse_docs(&input)? {
+        for s in secret::secrets_in(&doc.value) {
+            let s = s.map_err(|e| anyhow!("{}: {e}", at(&input, &doc)))?;
+            match secret::classify(&s) {
+                secret::KeySecretKind::Inactive(state) => {
+                    eprintln!(
+                        "note: {}: skipped key Secret {} labelled {state:?}",
+                        input.name,
+                        s.meta.name.as_deref().unwrap_or("?")
+                    );
+                    continue;
+                }
+                secret::KeySecretKind::NotAKey if !s.data.contains_key("tls.key") => continue,
+                _ => {}
+            }
+            let key = secret::from_secret(&s).map_err(|e| {
+                anyhow!(
+                    "{}: Secret {}: {e}",
+                    at(&input, &doc),
+                    s.meta.name.as_deref().unwrap_or("?")
+                )
+            })?;
+            keys.push(key);
+        }
+    }
+    if keys.is_empty() {
+        bail!(
+            "{}: no sealing key found (expected key Secrets with tls.key and tls.crt, or a PEM private key)",
+            input.name
+        );
+    }
+    Ok(keys)
+}
+
+/// The private keys to open values with: `--private-key` files if given, else the key store.
+pub fn load_ring(store_dir: Option<&Path>, src: &PrivateKeySource) -> Result<KeyRing> {
+    if !src.private_keys.is_empty() {
+        let mut ring = KeyRing::default();
+        for p in &src.private_keys {
+            for k in keys_from_file(p)? {
+                ring.insert(k);
+            }
+        }
+        return Ok(ring);
+    }
+    let store = key_store(store_dir)?;
+    let ring = load_store(&store)?;
+    if ring.is_empty() {
+        bail!(
+            "no private keys: the key store {} is empty; run `sealgate keys init` or `sealgate keys import`, or pass --private-key FILE",
+            store.dir().display()
+        );
+    }
+    Ok(ring)
+}
+
+/// Certificates from a file path or a URL (`http(s)://`, `file://`).
+pub fn fetch_certs(src: &str) -> Result<Vec<PublicKey>> {
+    let (name, bytes) = if src.starts_with("http://") || src.starts_with("https://") {
+        (src.to_string(), http_get(src)?)
+    } else {
+        let path = PathBuf::from(src.strip_prefix("file://").unwrap_or(src));
+        let input = read_file(&path).context("cannot read the certificate")?;
+        (input.name, input.bytes.to_vec())
+    };
+    PublicKey::from_pem_bundle(&bytes).with_context(|| format!("{name}: not a usable certificate"))
+}
+
+fn http_get(url: &str) -> Result<Vec<u8>> {
+    use ureq::tls::{RootCerts, TlsConfig};
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .tls_config(
+            TlsConfig::builder()
+                .root_certs(RootCerts::PlatformVerifier)
+                .build(),
+        )
+        .timeout_global(Some(std::time::Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut resp = agent
+        .get(url)
+        .header("Accept", "application/x-pem-file, */*")
+        .call()
+        .with_context(|| format!("cannot fetch the certificate from {url}"))?;
+    resp.body_mut()
+        .with_config()
+        .limit(1 << 20)
+        .read_to_vec()
+        .with_context(|| format!("cannot read the certificate from {url}"))
+}
+
+/// Extra age recipients from `--recipient` and `--recipients-file`.
+pub fn extra_recipients(
+    values: &[String],
+    files: &[PathBuf],
+) -> Result<Vec<age::x25519::Recipient>> {
+    let mut out = Vec::new();
+    for v in values {
+        out.push(sealgate_core::seal::age::parse_recipient(v).context("--recipient")?);
+    }
+    for f in files {
+        let input = read_file(f)?;
+        let text = String::from_utf8_lossy(&input.bytes);
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            out.push(
+                sealgate_core::seal::age::parse_recipient(line)
+                    .with_context(|| format!("{}:{}", input.name, i + 1))?,
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// The public keys to seal to: `--cert`, else the key store's newest key.
+pub fn target(
+    store_dir: Option<&Path>,
+    cert: Option<&str>,
+    extra: Vec<age::x25519::Recipient>,
+) -> Result<Target> {
+    let key = match cert {
+        Some(src) => {
+            // kubeseal uses the first certificate of a bundle, and so do we.
+            fetch_certs(src)?.swap_remove(0)
+        }
+        None => {
+            let store = key_store(store_dir)?;
+            let ring = load_store(&store)?;
+            let newest = ring.newest().ok_or_else(|| {
+                anyhow!(
+                    "no sealing key: the key store {} is empty; run `sealgate keys init`, or pass --cert FILE|URL",
+                    store.dir().display()
+                )
+            })?;
+            newest.public().clone()
+        }
+    };
+    key.check_valid_at(time::OffsetDateTime::now_utc())?;
+    Ok(Target::new(&key, &extra))
+}
+
+pub fn public_target(store_dir: Option<&Path>, src: &PublicKeySource) -> Result<Target> {
+    let extra = extra_recipients(&src.recipients, &src.recipients_files)?;
+    target(store_dir, src.cert.as_deref(), extra)
+}
