@@ -15,12 +15,14 @@ pub fn run(store_dir: Option<&Path>, args: &UnsealArgs) -> Result<ExitCode> {
     let ring = io::load_ring(store_dir, &args.private)?;
     let input = io::read_input(args.file.as_deref(), "a SealedSecret")?;
     let docs = io::parse_docs(&input)?;
-    if docs.is_empty() {
-        bail!("no SealedSecrets found in {}", input.name);
-    }
     let mut secrets = Vec::new();
-    let mut failed = 0;
+    let (mut failed, mut objects) = (0, 0);
     for doc in &docs {
+        if doc.value.get("kind").and_then(|k| k.as_str()) != Some("SealedSecret") {
+            eprintln!("note: {}: skipped, not a SealedSecret", io::at(&input, doc));
+            continue;
+        }
+        objects += 1;
         let ss = SealedSecret::from_value(&doc.value)
             .map_err(|e| anyhow!("{}: {e}", io::at(&input, doc)))?;
         match sealed::unseal(&ss, &ring) {
@@ -31,6 +33,9 @@ pub fn run(store_dir: Option<&Path>, args: &UnsealArgs) -> Result<ExitCode> {
             }
         }
     }
+    if objects == 0 {
+        bail!("no SealedSecrets found in {}", input.name);
+    }
     let fmt = io::output_format(args.output, args.output_file.as_deref());
     let text = Zeroizing::new(io::render(&secrets, fmt));
     if failed > 0 {
@@ -38,8 +43,7 @@ pub fn run(store_dir: Option<&Path>, args: &UnsealArgs) -> Result<ExitCode> {
             io::emit(&text, None, None)?;
         }
         return Err(io::VerifyFailed(format!(
-            "{failed} of {} SealedSecret(s) could not be unsealed{}",
-            docs.len(),
+            "{failed} of {objects} SealedSecret(s) could not be unsealed{}",
             if args.output_file.is_some() {
                 "; nothing was written"
             } else {

@@ -74,12 +74,12 @@ pub fn parse(der: &[u8]) -> Result<CertInfo, KeyError> {
     let mut age_recipient = None;
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for name in &san.value.general_names {
-            if let GeneralName::URI(uri) = name {
-                if let Some(r) = uri.strip_prefix(AGE_SAN_PREFIX) {
-                    age_recipient = Some(r.parse::<x25519::Recipient>().map_err(|e| {
-                        KeyError::Certificate(format!("bad age recipient in its SAN: {e}"))
-                    })?);
-                }
+            if let GeneralName::URI(uri) = name
+                && let Some(r) = uri.strip_prefix(AGE_SAN_PREFIX)
+            {
+                age_recipient = Some(r.parse::<x25519::Recipient>().map_err(|e| {
+                    KeyError::Certificate(format!("bad age recipient in its SAN: {e}"))
+                })?);
             }
         }
     }

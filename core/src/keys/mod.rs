@@ -296,12 +296,12 @@ impl SealingKey {
         if KeyId::of_spki(own_spki.as_ref()) != public.id {
             return Err(KeyError::Mismatch);
         }
-        if let (Some(id), Some(r)) = (&age, public.age_recipient()) {
-            if id.to_public().to_string() != r.to_string() {
-                return Err(KeyError::Secret(
-                    "the age identity does not match the age recipient in the certificate".into(),
-                ));
-            }
+        if let (Some(id), Some(r)) = (&age, public.age_recipient())
+            && id.to_public().to_string() != r.to_string()
+        {
+            return Err(KeyError::Secret(
+                "the age identity does not match the age recipient in the certificate".into(),
+            ));
         }
         let rsa = OaepPrivateDecryptingKey::new(private)
             .map_err(|_| KeyError::PrivateKey("not usable for RSA-OAEP".into()))?;

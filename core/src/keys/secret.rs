@@ -130,19 +130,18 @@ pub fn from_secret(secret: &Secret) -> Result<SealingKey, KeyError> {
     SealingKey::from_parts(pkcs8, &cert_der, age, created, origin)
 }
 
-/// Key Secrets found in parsed documents: single Secrets and `v1 List`s of them (what
-/// `kubectl get secret -l … -o yaml` prints). Non-key Secrets are skipped; inactive keys are
-/// reported as such.
+/// The Secrets in a parsed document: a Secret, or the Secrets of a `v1 List` (what
+/// `kubectl get secret -l … -o yaml` prints). Other kinds are skipped.
 pub fn secrets_in(value: &Value) -> Vec<Result<Secret, String>> {
-    let kind = value.get("kind").and_then(Value::as_str);
-    if kind == Some("List") || kind.is_some_and(|k| k.ends_with("List")) {
-        return value
+    match value.get("kind").and_then(Value::as_str) {
+        Some("Secret") => vec![Secret::from_value(value).map_err(|e| e.to_string())],
+        Some(k) if k.ends_with("List") => value
             .get("items")
             .and_then(Value::as_array)
             .map(|items| items.iter().flat_map(secrets_in).collect())
-            .unwrap_or_default();
+            .unwrap_or_default(),
+        _ => Vec::new(),
     }
-    vec![Secret::from_value(value).map_err(|e| e.to_string())]
 }
 
 /// A key from a PEM file: a private key (PKCS#8 or PKCS#1), optionally its certificate (else a

@@ -424,12 +424,12 @@ pub fn validate(ss: &SealedSecret, known: &[PublicKey], ring: Option<&KeyRing>) 
         ("name", &tm.name, &ss.meta.name),
         ("namespace", &tm.namespace, &ss.meta.namespace),
     ] {
-        if let Some(t) = tv {
-            if Some(t) != top.as_ref() {
-                p.push(format!(
-                    "spec.template.metadata.{field} differs from metadata.{field}: the unsealed Secret always takes the SealedSecret's"
-                ));
-            }
+        if let Some(t) = tv
+            && Some(t) != top.as_ref()
+        {
+            p.push(format!(
+                "spec.template.metadata.{field} differs from metadata.{field}: the unsealed Secret always takes the SealedSecret's"
+            ));
         }
     }
     if let Some((scope, _, _)) = ctx {

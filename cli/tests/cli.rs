@@ -1,0 +1,847 @@
+//! The real `sealgate` binary, end to end: exit codes, messages, files written or not.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use predicates::str::contains;
+
+/// A throwaway key store and working directory.
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn keys(&self) -> PathBuf {
+        self.dir.path().join("keys")
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// `sealgate` with this env's key store.
+    fn cmd(&self) -> Command {
+        let mut c = Command::cargo_bin("sealgate").unwrap();
+        c.env("SEALGATE_KEYS_DIR", self.keys())
+            .env_remove("SEALGATE_CERT")
+            .current_dir(self.dir.path());
+        c
+    }
+
+    fn init(&self) -> &Env {
+        self.cmd()
+            .args(["keys", "init", "--key-size", "2048"])
+            .assert()
+            .success();
+        self
+    }
+
+    /// The key file of the store's newest key.
+    fn newest_key_file(&self) -> PathBuf {
+        let list = self
+            .cmd()
+            .args(["keys", "list", "-o", "json"])
+            .output()
+            .unwrap()
+            .stdout;
+        let keys: serde_json::Value = serde_json::from_slice(&list).unwrap();
+        let short = &keys[0]["id"].as_str().unwrap()[..16];
+        self.keys().join(format!("sealgate-key-{short}.yaml"))
+    }
+}
+
+const SECRET: &str = "apiVersion: v1
+kind: Secret
+metadata:
+  name: db
+  namespace: shop
+  labels: {app: shop}
+  annotations:
+    kubectl.kubernetes.io/last-applied-configuration: '{\"stringData\":{\"password\":\"hunter2-plaintext\"}}'
+  uid: 0d9c-uid
+  resourceVersion: \"42\"
+type: Opaque
+stringData:
+  password: hunter2-plaintext
+data:
+  blob: AAEC/w==
+";
+
+fn stdout(out: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8(out.get_output().stdout.clone()).unwrap()
+}
+
+#[test]
+fn keys_init_is_idempotent_and_private() {
+    let env = Env::new();
+    env.init();
+    env.cmd()
+        .args(["keys", "init"])
+        .assert()
+        .success()
+        .stdout(contains("already has 1 key"));
+    let files: Vec<_> = std::fs::read_dir(env.keys())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&files[0]).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(
+        text.contains("sealgate.dev/sealing-key: active") && text.contains("kubernetes.io/tls"),
+        "{text}"
+    );
+
+    env.cmd()
+        .args(["keys", "rotate", "--key-size", "2048"])
+        .assert()
+        .success();
+    let list = env
+        .cmd()
+        .args(["keys", "list", "-o", "json"])
+        .assert()
+        .success();
+    let keys: serde_json::Value = serde_json::from_str(&stdout(&list)).unwrap();
+    assert_eq!(keys.as_array().unwrap().len(), 2);
+    assert_eq!(keys[0]["newest"], true);
+    env.cmd()
+        .args(["keys", "list"])
+        .assert()
+        .success()
+        .stdout(contains("(newest: used for sealing)"));
+
+    let pem = env.cmd().args(["keys", "export-public"]).assert().success();
+    let pem = stdout(&pem);
+    assert_eq!(pem.matches("BEGIN CERTIFICATE").count(), 1);
+    assert!(!pem.contains("PRIVATE"));
+    env.cmd()
+        .args(["keys", "export-public", "--all"])
+        .assert()
+        .success()
+        .stdout(contains("BEGIN CERTIFICATE").count(2));
+    env.cmd()
+        .args(["keys", "export-public", "--age"])
+        .assert()
+        .success()
+        .stdout(contains("age1"));
+    env.cmd()
+        .args(["keys", "rotate", "--key-size", "1024"])
+        .assert()
+        .code(2)
+        .stderr(contains("unsupported RSA key size"));
+}
+
+#[test]
+fn seal_validate_unseal_round_trip_in_both_formats() {
+    let env = Env::new();
+    env.init();
+    let input = env.write("secret.yaml", SECRET);
+    for format in ["age", "kubeseal"] {
+        let sealed = env.path(&format!("sealed-{format}.yaml"));
+        env.cmd()
+            .args(["seal", "--format", format, "-f"])
+            .arg(&input)
+            .arg("-w")
+            .arg(&sealed)
+            .assert()
+            .success()
+            .stdout("");
+        let text = std::fs::read_to_string(&sealed).unwrap();
+        assert!(
+            !text.contains("hunter2"),
+            "plaintext in the SealedSecret:\n{text}"
+        );
+        assert!(
+            !text.contains("last-applied")
+                && !text.contains("uid")
+                && !text.contains("resourceVersion"),
+            "{text}"
+        );
+        assert!(text.contains("sealgate.dev/scope: strict"), "{text}");
+
+        env.cmd()
+            .arg("validate")
+            .arg(&sealed)
+            .assert()
+            .success()
+            .stdout(contains("1 passed, 0 failed"));
+        env.cmd()
+            .args(["validate", "--decrypt"])
+            .arg(&sealed)
+            .assert()
+            .success()
+            .stdout(contains("decrypted"));
+
+        let out = env
+            .cmd()
+            .args(["unseal", "-f"])
+            .arg(&sealed)
+            .assert()
+            .success();
+        let out = stdout(&out);
+        assert!(out.contains("password: aHVudGVyMi1wbGFpbnRleHQ="), "{out}"); // base64("hunter2-plaintext")
+        assert!(out.contains("blob: AAEC/w=="), "{out}");
+        assert!(
+            out.contains("app: shop") && out.contains("namespace: shop"),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn stdin_to_stdout_json_and_multi_document() {
+    let env = Env::new();
+    env.init();
+    let two = format!("{SECRET}---\n{}", SECRET.replace("name: db", "name: db2"));
+    let out = env
+        .cmd()
+        .args(["seal", "-o", "json"])
+        .write_stdin(two)
+        .assert()
+        .success();
+    let out = stdout(&out);
+    let docs: Vec<serde_json::Value> = serde_json::Deserializer::from_str(&out)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(docs.len(), 2);
+    assert_eq!(docs[1]["metadata"]["name"], "db2");
+    // A JSON stream is accepted as input too, and `-w x.json` picks JSON.
+    env.write("sealed.json", &out);
+    env.cmd()
+        .args(["unseal", "-f", "sealed.json", "-w", "plain.json"])
+        .assert()
+        .success();
+    let plain = std::fs::read_to_string(env.path("plain.json")).unwrap();
+    assert!(plain.trim_start().starts_with('{'), "{plain}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(env.path("plain.json"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "unsealed plaintext must be owner-only");
+    }
+}
+
+/// Every bad input: exit 2, a message naming the place, no output file, and no plaintext echoed.
+#[test]
+fn bad_input_is_a_clear_error_with_exit_2_and_no_output_file() {
+    let env = Env::new();
+    env.init();
+    let bomb = "a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\n";
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "configmap",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: y}\n",
+            "expected a v1 Secret, found v1 ConfigMap",
+        ),
+        (
+            "noname",
+            "apiVersion: v1\nkind: Secret\nmetadata: {namespace: y}\nstringData: {a: hunter2}\n",
+            "missing metadata.name",
+        ),
+        (
+            "nons",
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: x}\nstringData: {a: hunter2}\n",
+            "has no namespace",
+        ),
+        (
+            "b64",
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: x, namespace: y}\ndata:\n  password: hunter2!!\n",
+            "data.password: not valid base64",
+        ),
+        (
+            "yaml",
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: x, namespace: y}\nstringData:\n  password: hunter2\n  other: [oops\n",
+            "bad-yaml.yaml:6:",
+        ),
+        ("empty", "", "no Secrets found"),
+        (
+            "emptydata",
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: x, namespace: y}\n",
+            "--allow-empty-data",
+        ),
+        ("bomb", bomb, "bad-bomb.yaml"),
+        (
+            "dup",
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: x, namespace: y}\nstringData:\n  password: hunter2\n  password: other\n",
+            "bad-dup.yaml:",
+        ),
+    ];
+    for (name, text, want) in cases {
+        let f = env.write(&format!("bad-{name}.yaml"), text);
+        let out = env.path(&format!("out-{name}.yaml"));
+        let a = env
+            .cmd()
+            .args(["seal", "-f"])
+            .arg(&f)
+            .arg("-w")
+            .arg(&out)
+            .assert()
+            .code(2)
+            .stderr(contains(*want));
+        let err = String::from_utf8_lossy(&a.get_output().stderr).to_string();
+        assert!(
+            !err.contains("hunter2"),
+            "{name}: plaintext in the error: {err}"
+        );
+        assert!(!out.exists(), "{name}: an output file was written");
+    }
+    // Where: file, line, document, object.
+    let f = env.write("two.yaml", &format!("{SECRET}---\napiVersion: v1\nkind: Secret\nmetadata: {{name: x, namespace: y}}\ndata: {{k: '%%%'}}\n"));
+    env.cmd()
+        .args(["seal", "-f"])
+        .arg(&f)
+        .assert()
+        .code(2)
+        .stderr(contains(
+            "two.yaml:17 (document 2, Secret y/x): data.k: not valid base64",
+        ));
+    // A binary file and a missing file.
+    std::fs::write(env.path("bin.yaml"), [0u8, 159, 146, 150, 0xff]).unwrap();
+    env.cmd()
+        .args(["seal", "-f", "bin.yaml"])
+        .assert()
+        .code(2)
+        .stderr(contains("not UTF-8"));
+    env.cmd()
+        .args(["seal", "-f", "missing.yaml"])
+        .assert()
+        .code(2)
+        .stderr(contains("cannot read missing.yaml"));
+    // Usage errors are 2 as well.
+    env.cmd()
+        .args(["seal", "--scope", "galaxy"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn unseal_with_the_wrong_key_fails_with_exit_1_and_writes_nothing() {
+    let a = Env::new();
+    a.init();
+    let b = Env::new();
+    b.init();
+    let input = a.write("secret.yaml", SECRET);
+    a.cmd()
+        .args(["seal", "-f"])
+        .arg(&input)
+        .args(["-w", "sealed.yaml"])
+        .assert()
+        .success();
+    let sealed = a.path("sealed.yaml");
+    let out = b.path("out.yaml");
+    b.cmd()
+        .args(["unseal", "-f"])
+        .arg(&sealed)
+        .arg("-w")
+        .arg(&out)
+        .assert()
+        .code(1)
+        .stderr(contains("no sealing key could decrypt").and(contains("nothing was written")));
+    assert!(!out.exists());
+    b.cmd()
+        .args(["unseal", "-f"])
+        .arg(&sealed)
+        .assert()
+        .code(1)
+        .stdout("");
+    b.cmd()
+        .args(["validate", "--decrypt"])
+        .arg(&sealed)
+        .assert()
+        .code(1)
+        .stdout(contains("0 passed, 1 failed"));
+    // An empty key store is a usage problem, with the fix in the message.
+    let c = Env::new();
+    c.cmd()
+        .args(["unseal", "-f"])
+        .arg(&sealed)
+        .assert()
+        .code(2)
+        .stderr(contains("sealgate keys init"));
+}
+
+#[test]
+fn moved_sealed_secret_is_refused() {
+    let env = Env::new();
+    env.init();
+    let input = env.write("secret.yaml", SECRET);
+    let sealed = env
+        .cmd()
+        .args(["seal", "-f"])
+        .arg(&input)
+        .assert()
+        .success();
+    let moved = stdout(&sealed).replace("namespace: shop", "namespace: attacker");
+    env.write("moved.yaml", &moved);
+    env.cmd()
+        .args(["unseal", "-f", "moved.yaml"])
+        .assert()
+        .code(1)
+        .stderr(
+            contains("sealed for item \"password\" of shop/db (strict scope)")
+                .and(contains("attacker/db")),
+        );
+}
+
+#[test]
+fn validate_reports_each_object_and_fails_bad_ones() {
+    let env = Env::new();
+    env.init();
+    let input = env.write("secret.yaml", SECRET);
+    std::fs::create_dir_all(env.path("repo/apps/.git")).unwrap();
+    env.cmd()
+        .args(["seal", "-f"])
+        .arg(&input)
+        .args(["-w", "repo/apps/good.yaml"])
+        .assert()
+        .success();
+    let good = std::fs::read_to_string(env.path("repo/apps/good.yaml")).unwrap();
+    let bad = good.replace(
+        "sealgate.dev/scope: strict",
+        "sealgate.dev/scope: galaxy-wide",
+    );
+    let mut lines: Vec<String> = good.lines().map(String::from).collect();
+    let pw = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("password:"))
+        .unwrap();
+    lines[pw] = "    password: '!!!notbase64'".into();
+    env.write(
+        "repo/apps/bad.yaml",
+        &format!("{bad}---\n{}\n", lines.join("\n")),
+    );
+    env.write(
+        "repo/apps/deploy.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n",
+    );
+    env.write("repo/apps/.git/ignored.yaml", "kind: [");
+    let a = env.cmd().args(["validate", "repo"]).assert().code(1);
+    let out = stdout(&a);
+    assert!(out.contains("1 passed, 2 failed"), "{out}");
+    assert!(
+        out.contains("sealgate.dev/scope") && out.contains("galaxy-wide"),
+        "{out}"
+    );
+    assert!(
+        out.contains("spec.encryptedData.password: not valid base64"),
+        "{out}"
+    );
+    // A file that does not parse: reported, exit 2.
+    env.write("broken.yaml", "kind: SealedSecret\nspec: [\n");
+    env.cmd()
+        .args(["validate", "broken.yaml"])
+        .assert()
+        .code(2)
+        .stdout(contains("broken.yaml:"));
+    // Another cluster's key size: caught with only the public certificate.
+    let other = Env::new();
+    other
+        .cmd()
+        .args(["keys", "init", "--key-size", "3072"])
+        .assert()
+        .success();
+    let cert = other
+        .cmd()
+        .args(["keys", "export-public"])
+        .assert()
+        .success();
+    env.write("other.pem", &stdout(&cert));
+    env.cmd()
+        .args(["seal", "--format", "kubeseal", "-f"])
+        .arg(&input)
+        .args(["-w", "ks.yaml"])
+        .assert()
+        .success();
+    env.cmd()
+        .args(["validate", "--cert", "other.pem", "ks.yaml"])
+        .assert()
+        .code(1)
+        .stdout(contains("2048-bit RSA key"));
+}
+
+#[test]
+fn reseal_moves_files_to_the_newest_key() {
+    let env = Env::new();
+    env.init();
+    let input = env.write("secret.yaml", SECRET);
+    for (f, format) in [("a.yaml", "age"), ("b.yaml", "kubeseal")] {
+        env.cmd()
+            .args(["seal", "--format", format, "-f"])
+            .arg(&input)
+            .args(["-w", f])
+            .assert()
+            .success();
+    }
+    env.write(
+        "c.yaml",
+        &format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: keep}}\ndata: {{a: b}}\n---\n{}",
+            std::fs::read_to_string(env.path("a.yaml")).unwrap()
+        ),
+    );
+    env.cmd()
+        .args(["keys", "rotate", "--key-size", "2048"])
+        .assert()
+        .success();
+    let before = std::fs::read_to_string(env.path("a.yaml")).unwrap();
+    env.cmd()
+        .args(["reseal", "--dry-run", "a.yaml"])
+        .assert()
+        .success();
+    assert_eq!(
+        before,
+        std::fs::read_to_string(env.path("a.yaml")).unwrap(),
+        "--dry-run wrote"
+    );
+    env.cmd()
+        .args(["reseal", "a.yaml", "b.yaml", "c.yaml"])
+        .assert()
+        .success()
+        .stderr(contains("re-encrypted 3 SealedSecret(s) in 3 file(s)"));
+    let c = std::fs::read_to_string(env.path("c.yaml")).unwrap();
+    assert!(c.contains("name: keep"), "other documents are kept: {c}");
+    // Only the newest key is needed now.
+    let newest = env.newest_key_file();
+    for f in ["a.yaml", "b.yaml", "c.yaml"] {
+        env.cmd()
+            .args(["unseal", "-f", f, "--private-key"])
+            .arg(&newest)
+            .assert()
+            .success();
+    }
+    env.cmd()
+        .args(["unseal", "-f", "b.yaml", "--private-key"])
+        .arg(&newest)
+        .assert()
+        .success();
+    // A file that fails stays untouched, and the run fails.
+    env.write(
+        "junk.yaml",
+        &before.replace("namespace: shop", "namespace: elsewhere"),
+    );
+    let junk_before = std::fs::read_to_string(env.path("junk.yaml")).unwrap();
+    env.cmd()
+        .args(["reseal", "junk.yaml"])
+        .assert()
+        .code(1)
+        .stderr(contains("left unchanged"));
+    assert_eq!(
+        junk_before,
+        std::fs::read_to_string(env.path("junk.yaml")).unwrap()
+    );
+}
+
+fn bitnami(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../core/tests/data/bitnami")
+        .join(name)
+}
+
+#[test]
+fn bitnami_keys_import_and_their_sealed_secrets_unseal() {
+    let env = Env::new();
+    env.cmd()
+        .args(["keys", "import"])
+        .arg(bitnami("key-secret.yaml"))
+        .assert()
+        .success()
+        .stdout(contains("(bitnami)"));
+    env.cmd()
+        .args(["keys", "import"])
+        .arg(bitnami("tls.key"))
+        .assert()
+        .success()
+        .stdout(contains("already in the store"));
+    for scope in ["strict", "namespace-wide", "cluster-wide"] {
+        env.cmd()
+            .args(["unseal", "-f"])
+            .arg(bitnami(&format!("sealed-{scope}.yaml")))
+            .assert()
+            .success()
+            .stdout(contains("password: aHVudGVyMg==")); // base64("hunter2")
+    }
+    // The imported key has no age identity: age sealing explains what to do.
+    let input = env.write("secret.yaml", SECRET);
+    env.cmd()
+        .args(["seal", "-f"])
+        .arg(&input)
+        .assert()
+        .code(2)
+        .stderr(contains("X25519 recipient"));
+    let a = env
+        .cmd()
+        .args(["seal", "--bitnami", "-f"])
+        .arg(&input)
+        .assert()
+        .success();
+    let out = stdout(&a);
+    assert!(
+        out.contains("apiVersion: bitnami.com/v1alpha1") && out.contains(": Ag"),
+        "{out}"
+    );
+    // Without a store: straight from the Bitnami backup file.
+    let fresh = Env::new();
+    fresh
+        .cmd()
+        .args(["unseal", "--private-key"])
+        .arg(bitnami("key-secret.yaml"))
+        .arg("-f")
+        .arg(bitnami("sealed-strict.yaml"))
+        .assert()
+        .success();
+    env.write(
+        "notakey.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+    );
+    env.cmd()
+        .args(["keys", "import", "notakey.yaml"])
+        .assert()
+        .code(2)
+        .stderr(contains("no sealing key found"));
+}
+
+#[test]
+fn merge_into_adds_an_item_in_place() {
+    let env = Env::new();
+    env.init();
+    let input = env.write("secret.yaml", SECRET);
+    env.cmd()
+        .args(["seal", "-f"])
+        .arg(&input)
+        .args(["-w", "sealed.yaml"])
+        .assert()
+        .success();
+    let extra = "apiVersion: v1\nkind: Secret\nmetadata: {name: whatever}\nstringData: {api-token: t0k3n}\n";
+    env.cmd()
+        .args(["seal", "--merge-into", "sealed.yaml"])
+        .write_stdin(extra)
+        .assert()
+        .success();
+    let out = env
+        .cmd()
+        .args(["unseal", "-f", "sealed.yaml"])
+        .assert()
+        .success();
+    let out = stdout(&out);
+    assert!(
+        out.contains("api-token: dDBrM24=")
+            && out.contains("password:")
+            && out.contains("name: db"),
+        "{out}"
+    );
+}
+
+#[test]
+fn raw_mode() {
+    let env = Env::new();
+    env.init();
+    let a = env
+        .cmd()
+        .args([
+            "seal", "--raw", "-n", "shop", "--name", "db", "--item", "password",
+        ])
+        .write_stdin("hunter2")
+        .assert()
+        .success();
+    let value = stdout(&a);
+    assert!(!value.ends_with('\n') && value.len() > 100);
+    // Put it into a SealedSecret by hand and unseal it.
+    let ss = format!(
+        "apiVersion: sealgate.dev/v1alpha1\nkind: SealedSecret\nmetadata: {{name: db, namespace: shop}}\nspec:\n  encryptedData:\n    password: {value}\n"
+    );
+    env.write("ss.yaml", &ss);
+    env.cmd()
+        .args(["unseal", "-f", "ss.yaml"])
+        .assert()
+        .success()
+        .stdout(contains("password: aHVudGVyMg=="));
+    env.write("v.txt", "hunter2");
+    env.cmd()
+        .args([
+            "seal",
+            "--raw",
+            "--format",
+            "kubeseal",
+            "-n",
+            "shop",
+            "--scope",
+            "namespace-wide",
+            "--from-file",
+            "v.txt",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::is_match("^[A-Za-z0-9+/=]+$").unwrap());
+    env.cmd()
+        .args(["seal", "--raw", "-n", "shop"])
+        .write_stdin("x")
+        .assert()
+        .code(2)
+        .stderr(contains("--name"));
+    env.cmd()
+        .args(["seal", "--raw", "--name", "db"])
+        .write_stdin("x")
+        .assert()
+        .code(2)
+        .stderr(contains("--namespace"));
+    env.cmd()
+        .args(["seal", "--from-file", "v.txt"])
+        .assert()
+        .code(2)
+        .stderr(contains("--raw"));
+}
+
+/// `--cert` from a file and from an http:// URL (a one-shot server on loopback).
+#[test]
+fn cert_from_file_and_url() {
+    let cluster = Env::new();
+    cluster.init();
+    let pem = stdout(
+        &cluster
+            .cmd()
+            .args(["keys", "export-public"])
+            .assert()
+            .success(),
+    );
+    let dev = Env::new(); // no key store of its own
+    let input = dev.write("secret.yaml", SECRET);
+    dev.write("cert.pem", &pem);
+    let a = dev
+        .cmd()
+        .args(["seal", "--cert", "cert.pem", "-f"])
+        .arg(&input)
+        .assert()
+        .success();
+    dev.write("sealed.yaml", &stdout(&a));
+    cluster
+        .cmd()
+        .args(["unseal", "-f"])
+        .arg(dev.path("sealed.yaml"))
+        .assert()
+        .success();
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1/cert.pem", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf);
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/x-pem-file\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{pem}",
+            pem.len()
+        );
+        s.write_all(resp.as_bytes()).unwrap();
+    });
+    let a = dev
+        .cmd()
+        .args(["seal", "--format", "kubeseal", "--cert", &url, "-f"])
+        .arg(&input)
+        .assert()
+        .success();
+    server.join().unwrap();
+    dev.write("sealed2.yaml", &stdout(&a));
+    cluster
+        .cmd()
+        .args(["unseal", "-f"])
+        .arg(dev.path("sealed2.yaml"))
+        .assert()
+        .success();
+    // Nothing listening: a clear error.
+    dev.cmd()
+        .args(["seal", "--cert", "http://127.0.0.1:9/cert.pem", "-f"])
+        .arg(&input)
+        .assert()
+        .code(2)
+        .stderr(contains("cannot fetch the certificate"));
+    dev.write("notacert.pem", "hello");
+    dev.cmd()
+        .args(["seal", "--cert", "notacert.pem", "-f"])
+        .arg(&input)
+        .assert()
+        .code(2)
+        .stderr(contains("not a usable certificate"));
+}
+
+#[test]
+fn extra_recipients_can_unseal() {
+    let cluster = Env::new();
+    cluster.init();
+    let recovery = Env::new();
+    recovery.init();
+    let rec = stdout(
+        &recovery
+            .cmd()
+            .args(["keys", "export-public", "--age"])
+            .assert()
+            .success(),
+    );
+    cluster.write("recipients.txt", &rec);
+    let input = cluster.write("secret.yaml", SECRET);
+    cluster
+        .cmd()
+        .args(["seal", "-R", "recipients.txt", "-f"])
+        .arg(&input)
+        .args(["-w", "sealed.yaml"])
+        .assert()
+        .success();
+    recovery
+        .cmd()
+        .args(["unseal", "-f"])
+        .arg(cluster.path("sealed.yaml"))
+        .assert()
+        .success();
+    cluster
+        .cmd()
+        .args(["unseal", "-f", "sealed.yaml"])
+        .assert()
+        .success();
+    cluster
+        .cmd()
+        .args(["seal", "-r", "age1notarecipient", "-f"])
+        .arg(&input)
+        .assert()
+        .code(2)
+        .stderr(contains("--recipient"));
+}
+
+#[test]
+fn completions_and_help() {
+    let env = Env::new();
+    env.cmd()
+        .args(["completions", "bash"])
+        .assert()
+        .success()
+        .stdout(contains("sealgate"));
+    env.cmd()
+        .args(["seal", "--help"])
+        .assert()
+        .success()
+        .stdout(contains("--merge-into").and(contains("--scope")));
+    env.cmd().arg("--version").assert().success();
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The main job, with no cluster: create a local key store, seal the example Secret, validate the
+# SealedSecret offline (as CI would), unseal it back and compare with the input.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --release --quiet -p sealgate-cli
+sealgate=target/release/sealgate
+if [ -n "${CARGO_TARGET_DIR:-}" ]; then sealgate="$CARGO_TARGET_DIR/release/sealgate"; fi
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export SEALGATE_KEYS_DIR="$work/keys"   # a throwaway key store; the default is ~/.config/sealgate/keys
+
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+
+step sealgate keys init
+"$sealgate" keys init
+
+step sealgate seal -f examples/secret.yaml -w sealed.yaml
+"$sealgate" seal -f examples/secret.yaml -w "$work/sealed.yaml"
+cat "$work/sealed.yaml"
+
+step sealgate validate sealed.yaml
+"$sealgate" validate "$work/sealed.yaml"
+
+step sealgate validate --decrypt sealed.yaml
+"$sealgate" validate --decrypt "$work/sealed.yaml"
+
+step sealgate unseal -f sealed.yaml
+"$sealgate" unseal -f "$work/sealed.yaml" -w "$work/unsealed.yaml"
+cat "$work/unsealed.yaml"
+
+step "sealgate seal --format kubeseal (Bitnami-compatible values) and unseal"
+"$sealgate" seal --format kubeseal -f examples/secret.yaml | "$sealgate" unseal -w "$work/unsealed-kubeseal.yaml"
+
+want="password: $(printf %s correct-horse-battery-staple | base64)"
+grep -qF "$want" "$work/unsealed.yaml" && grep -qF "$want" "$work/unsealed-kubeseal.yaml"
+printf '\nok: both formats round-trip to the original values\n'
