@@ -44,7 +44,17 @@ impl KeyId {
 
     /// Whether `s` names this key: its full hex id or a prefix of at least 8 digits.
     pub fn matches(&self, s: &str) -> bool {
-        s.len() >= 8 && self.to_string().starts_with(&s.to_ascii_lowercase())
+        if s.len() < 8 || s.len() > 64 {
+            return false;
+        }
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let nibbles = self
+            .0
+            .iter()
+            .flat_map(|b| [HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+        s.bytes()
+            .zip(nibbles)
+            .all(|(c, h)| c.to_ascii_lowercase() == h)
     }
 }
 
@@ -443,7 +453,12 @@ mod tests {
         let id = k2048().id();
         assert_eq!(id.to_string().parse::<KeyId>().unwrap(), id);
         assert!(id.matches(&id.short()));
+        assert!(id.matches(&id.to_string().to_uppercase()));
         assert!(!id.matches("abc"));
+        assert!(!id.matches(&format!("{}0", id)));
+        let mut other = id.short();
+        other.replace_range(15..16, if other.ends_with('0') { "1" } else { "0" });
+        assert!(!id.matches(&other));
         assert!("xyz".parse::<KeyId>().is_err());
     }
 

@@ -76,6 +76,11 @@ impl KeyRing {
         self.iter().find(|k| k.id() == id)
     }
 
+    /// The key a (full or at least 8-digit) hex id names, if it is in the ring.
+    pub fn find(&self, id_prefix: &str) -> Option<KeyId> {
+        self.iter().map(|k| k.id()).find(|id| id.matches(id_prefix))
+    }
+
     /// The key new values are sealed with.
     pub fn newest(&self) -> Option<&SealingKey> {
         self.keys.first().map(|k| k.as_ref())

@@ -11,8 +11,8 @@ use crate::keys::{KeyId, KeyRing, PublicKey};
 use crate::seal::{Binding, Format, Scope, SealError, kubeseal};
 pub use model::{ApiGroup, ModelError, ObjectMeta, SealedSecret, Secret, SecretTemplate};
 use model::{
-    BITNAMI_CLUSTER_WIDE, BITNAMI_NAMESPACE_WIDE, SCOPE_ANNOTATION, check_item_key,
-    decode_b64_lenient, scope_from_annotations,
+    BITNAMI_CLUSTER_WIDE, BITNAMI_NAMESPACE_WIDE, KEY_ID_ANNOTATION, SCOPE_ANNOTATION,
+    check_item_key, decode_b64_lenient, scope_from_annotations,
 };
 
 /// The public keys values are sealed to.
@@ -154,8 +154,26 @@ pub fn seal_secret(
         ..SealedSecret::default()
     };
     ss.set_scope(scope);
+    record_key_id(&mut ss, target);
     seal_items(&mut ss, secret, target, opts.format)?;
     Ok(ss)
+}
+
+/// Note which key the values are sealed to (see [`KEY_ID_ANNOTATION`]).
+fn record_key_id(ss: &mut SealedSecret, target: &Target) {
+    if let Some(k) = &target.rsa {
+        ss.meta
+            .annotations
+            .insert(KEY_ID_ANNOTATION.into(), k.id().short());
+    }
+}
+
+/// The key to try first: the one the key-id annotation names, if the ring has it.
+fn key_hint(ss: &SealedSecret, ring: &KeyRing) -> Option<KeyId> {
+    ss.meta
+        .annotations
+        .get(KEY_ID_ANNOTATION)
+        .and_then(|id| ring.find(id))
 }
 
 /// The scope an input Secret asks for through annotations (sealgate's, else Bitnami's).
@@ -228,6 +246,7 @@ pub fn merge_into(
     if secret.type_.is_some() {
         existing.template.type_ = secret.type_.clone();
     }
+    record_key_id(existing, target);
     seal_items(existing, secret, target, format)
 }
 
@@ -312,7 +331,7 @@ pub fn unseal(ss: &SealedSecret, ring: &KeyRing) -> Result<Unsealed, UnsealError
     out.secret.meta.name = Some(name.clone());
     out.secret.meta.namespace = (!ns.is_empty()).then(|| ns.clone());
     let mut failed = Vec::new();
-    let mut hint = None;
+    let mut hint = key_hint(ss, ring);
     for (item, value) in &ss.encrypted_data {
         let binding = Binding {
             scope,
@@ -349,8 +368,9 @@ pub fn reseal(
 ) -> Result<SealedSecret, UnsealError> {
     let (scope, ns, name) = context(ss)?;
     let mut out = ss.clone();
+    record_key_id(&mut out, target);
     let mut failed = Vec::new();
-    let mut hint = None;
+    let mut hint = key_hint(ss, ring);
     for (item, value) in &ss.encrypted_data {
         let binding = Binding {
             scope,
@@ -446,6 +466,14 @@ pub fn validate(ss: &SealedSecret, known: &[PublicKey], ring: Option<&KeyRing>) 
                 "spec.template.metadata.annotations ask for a different scope than metadata.annotations ({scope}); only the top level counts"
             ));
         }
+    }
+    if let Some(id) = ss.meta.annotations.get(KEY_ID_ANNOTATION)
+        && !known.is_empty()
+        && !known.iter().any(|k| k.id().matches(id))
+    {
+        p.push(format!(
+            "sealed with key {id} ({KEY_ID_ANNOTATION}), which is none of the given public keys: it was sealed for another cluster or with a stale certificate"
+        ));
     }
     for (item, value) in &ss.encrypted_data {
         if let Err(e) = check_item_key(item) {

@@ -16,6 +16,9 @@ pub const SEALGATE_API_VERSION: &str = "sealgate.dev/v1alpha1";
 pub const BITNAMI_API_VERSION: &str = "bitnami.com/v1alpha1";
 /// Scope annotation of sealgate SealedSecrets (DESIGN §3.3).
 pub const SCOPE_ANNOTATION: &str = "sealgate.dev/scope";
+/// Short id of the key a SealedSecret was sealed with. Unauthenticated: only a hint for which key
+/// to try first (the kubeseal format carries no key id) and for `validate`.
+pub const KEY_ID_ANNOTATION: &str = "sealgate.dev/key-id";
 pub const BITNAMI_NAMESPACE_WIDE: &str = "sealedsecrets.bitnami.com/namespace-wide";
 pub const BITNAMI_CLUSTER_WIDE: &str = "sealedsecrets.bitnami.com/cluster-wide";
 /// Annotations that carry a copy of the whole object, plaintext included (sealed-secrets #227).

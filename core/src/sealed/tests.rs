@@ -387,6 +387,7 @@ fn reseal_moves_to_the_newest_key_and_keeps_the_scope() {
             vec![new.id()]
         );
         assert_eq!(re.template, ss.template);
+        assert_eq!(re.meta.annotations[KEY_ID_ANNOTATION], new.id().short());
     }
     // A template asking for cluster-wide does not widen anything.
     let mut ss = seal_secret(&s, &target(old), &opts(Format::Age, Scope::Strict)).unwrap();
@@ -426,9 +427,21 @@ fn ring_uses_the_hint_and_skips_other_sizes() {
     let mut refs: Vec<&SealingKey> = keys.iter().collect();
     refs.push(&big);
     let ring = ring_of(&refs);
-    let out = unseal(&ss, &ring).unwrap();
-    // First item: the four 2048-bit keys newest-first (the 3072-bit one is skipped); then the hint.
-    assert_eq!(out.attempts, 4 + 1 + 1);
+    // The key-id annotation names the right key: one attempt per item.
+    assert_eq!(ss.meta.annotations[KEY_ID_ANNOTATION], oldest.id().short());
+    assert_eq!(unseal(&ss, &ring).unwrap().attempts, 3);
+    // Without it (a Bitnami-sealed object): the four 2048-bit keys newest-first (the 3072-bit
+    // one is skipped) for the first item, then the key that opened it.
+    let mut bare = ss.clone();
+    bare.meta.annotations.remove(KEY_ID_ANNOTATION);
+    assert_eq!(unseal(&bare, &ring).unwrap().attempts, 4 + 1 + 1);
+    // A wrong annotation costs time, not correctness.
+    let mut lying = ss.clone();
+    lying
+        .meta
+        .annotations
+        .insert(KEY_ID_ANNOTATION.into(), keys[0].id().short());
+    assert_eq!(unseal(&lying, &ring).unwrap().attempts, 4 + 1 + 1);
 }
 
 #[test]
@@ -463,6 +476,10 @@ fn validate_offline() {
     let big = generate(3072, 0);
     let v = validate(&ss, &[big.public().clone()], None);
     let all = v.problems.join("\n");
+    assert!(
+        all.contains("which is none of the given public keys"),
+        "{all}"
+    );
     assert!(
         all.contains("spec.template.metadata.namespace differs"),
         "{all}"
