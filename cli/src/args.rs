@@ -123,8 +123,15 @@ pub struct PublicKeySource {
     /// Extra age recipient (age1…), e.g. another cluster or an offline recovery key (repeatable)
     #[arg(long = "recipient", short = 'r', value_name = "AGE1…")]
     pub recipients: Vec<String>,
-    /// File with extra age recipients, one per line, '#' comments (repeatable)
-    #[arg(long = "recipients-file", short = 'R', value_name = "FILE")]
+    /// File with extra age recipients, one per line, '#' comments (repeatable; e.g. an
+    /// organisation-wide recovery key)
+    #[arg(
+        long = "recipients-file",
+        short = 'R',
+        value_name = "FILE",
+        env = "SEALGATE_RECIPIENTS_FILE",
+        value_delimiter = ','
+    )]
     pub recipients_files: Vec<PathBuf>,
 }
 
@@ -140,7 +147,7 @@ pub struct SealArgs {
     #[arg(short = 'o', long = "output", value_enum)]
     pub output: Option<OutputFormat>,
     /// Sealing format [default: age; kubeseal with --bitnami]
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, env = "SEALGATE_FORMAT")]
     pub format: Option<SealFormat>,
     /// Scope [default: from the Secret's scope annotations, else strict]
     #[arg(long, value_enum)]

@@ -75,7 +75,12 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<Vec<Document>, ManifestErr
     let text = std::str::from_utf8(bytes).map_err(|e| ManifestError::NotUtf8(e.valid_up_to()))?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.trim_start().starts_with('{') {
-        parse_json_stream(text, limits)
+        // JSON, or a YAML flow mapping (`{apiVersion: v1, …}`): YAML decides when JSON can't.
+        parse_json_stream(text, limits).or_else(|json_err| match parse_yaml(text, 0, limits) {
+            Ok(docs) => Ok(docs),
+            Err(ManifestError::Limit(l)) => Err(ManifestError::Limit(l)),
+            Err(_) => Err(json_err),
+        })
     } else {
         parse_yaml(text, 0, limits)
     }
@@ -233,6 +238,12 @@ mod tests {
         assert_eq!(docs[1].line, 3);
         let e = p("{\"kind\": \"A\"}\n{\"kind\": }").unwrap_err();
         assert!(matches!(e, ManifestError::Syntax { line: 2, .. }), "{e}");
+    }
+
+    #[test]
+    fn yaml_flow_mapping_is_not_mistaken_for_json() {
+        let docs = p("{apiVersion: v1, kind: Secret}\n").unwrap();
+        assert_eq!(docs[0].value["kind"], "Secret");
     }
 
     #[test]
