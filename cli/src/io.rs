@@ -162,15 +162,17 @@ pub fn load_store(store: &KeyStore) -> Result<KeyRing> {
 /// Keys from a file: PEM (a private key, optionally with its certificate) or key Secrets.
 pub fn keys_from_file(path: &Path) -> Result<Vec<SealingKey>> {
     let input = read_file(path)?;
-    if input.bytes.windows(11).any(|w| w == b"-----BEGIN ")
-        && !input.bytes.starts_with(b"apiVersion")
-    {
+    // Kubernetes objects have a kind; anything else (PEM text parses as a YAML string) is PEM.
+    let docs = parse_docs(&input)
+        .ok()
+        .filter(|d| d.iter().any(|d| d.value.get("kind").is_some()));
+    let Some(docs) = docs else {
         let key = secret::from_pem(&input.bytes, time::OffsetDateTime::now_utc())
             .with_context(|| input.name.clone())?;
         return Ok(vec![key]);
-    }
+    };
     let mut keys = Vec::new();
-    for doc in parse_docs(&input)? {
+    for doc in docs {
         for s in secret::secrets_in(&doc.value) {
             let s = s.map_err(|e| anyhow!("{}: {e}", at(&input, &doc)))?;
             match secret::classify(&s) {

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use sealgate_core::SecretBytes;
-use sealgate_core::keys::ring::seal_value;
 use sealgate_core::seal::{Binding, Format, Scope};
 use sealgate_core::sealed::model::check_item_key;
 use sealgate_core::sealed::{self, ApiGroup, SealOptions, SealedSecret, Secret, Target};
@@ -147,14 +146,9 @@ fn raw(args: &SealArgs, target: &Target, format: Format) -> Result<ExitCode> {
         name,
         item: item.as_deref().unwrap_or(""),
     };
-    let sealed = seal_value(
-        format,
-        target.rsa.as_ref(),
-        &target.age,
-        &binding,
-        value.expose(),
-    )
-    .context("cannot seal the value")?;
+    let sealed = target
+        .seal_value(format, &binding, value.expose())
+        .context("cannot seal the value")?;
     io::emit(&sealed, None, None)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -9,8 +9,6 @@
 
 use std::sync::Arc;
 
-use base64::Engine as _;
-
 use super::{KeyId, PublicKey, SealingKey};
 use crate::SecretBytes;
 use crate::seal::{AGE_NOKEY_HINT, Binding, Format, KUBESEAL_NOKEY_HINT, SealError, age, kubeseal};
@@ -186,24 +184,4 @@ impl KeyRing {
             hint: AGE_NOKEY_HINT,
         })
     }
-}
-
-/// Seal one value with a public key in the given format, returning base64.
-pub fn seal_value(
-    format: Format,
-    rsa: Option<&PublicKey>,
-    age_recipients: &[::age::x25519::Recipient],
-    binding: &Binding<'_>,
-    value: &[u8],
-) -> Result<String, SealError> {
-    let raw = match format {
-        Format::Kubeseal => {
-            let key = rsa.ok_or_else(|| {
-                SealError::NoRecipient("the kubeseal format needs an RSA certificate".into())
-            })?;
-            kubeseal::seal(&key.oaep(), &binding.oaep_label(), value)?
-        }
-        Format::Age => age::seal(age_recipients, binding, value)?,
-    };
-    Ok(base64::engine::general_purpose::STANDARD.encode(raw))
 }

@@ -5,8 +5,8 @@ pub mod model;
 use std::collections::BTreeSet;
 
 use age::x25519;
+use base64::Engine as _;
 
-use crate::keys::ring::seal_value;
 use crate::keys::{KeyId, KeyRing, PublicKey};
 use crate::seal::{Binding, Format, Scope, SealError, kubeseal};
 pub use model::{ApiGroup, ModelError, ObjectMeta, SealedSecret, Secret, SecretTemplate};
@@ -37,6 +37,27 @@ impl Target {
             rsa: Some(key.clone()),
             age,
         }
+    }
+}
+
+impl Target {
+    /// Seal one value in `format`, bound to `binding`; returns base64.
+    pub fn seal_value(
+        &self,
+        format: Format,
+        binding: &Binding<'_>,
+        value: &[u8],
+    ) -> Result<String, SealError> {
+        let raw = match format {
+            Format::Kubeseal => {
+                let key = self.rsa.as_ref().ok_or_else(|| {
+                    SealError::NoRecipient("the kubeseal format needs an RSA certificate".into())
+                })?;
+                kubeseal::seal(&key.oaep(), &binding.oaep_label(), value)?
+            }
+            Format::Age => crate::seal::age::seal(&self.age, binding, value)?,
+        };
+        Ok(base64::engine::general_purpose::STANDARD.encode(raw))
     }
 }
 
@@ -200,17 +221,12 @@ fn seal_items(
             name: &name,
             item,
         };
-        let sealed = seal_value(
-            format,
-            target.rsa.as_ref(),
-            &target.age,
-            &binding,
-            value.expose(),
-        )
-        .map_err(|source| SealSecretError::Value {
-            item: item.clone(),
-            source,
-        })?;
+        let sealed = target
+            .seal_value(format, &binding, value.expose())
+            .map_err(|source| SealSecretError::Value {
+                item: item.clone(),
+                source,
+            })?;
         ss.encrypted_data.insert(item.clone(), sealed);
     }
     if ss.encrypted_data.len() > model::MAX_ITEMS {
@@ -385,13 +401,7 @@ pub fn reseal(
                     "a bitnami.com SealedSecret must stay in the kubeseal format".into(),
                 ));
             }
-            seal_value(
-                f,
-                target.rsa.as_ref(),
-                &target.age,
-                &binding,
-                opened.value.expose(),
-            )
+            target.seal_value(f, &binding, opened.value.expose())
         });
         match result {
             Ok(v) => {

@@ -2,7 +2,6 @@ use super::*;
 use crate::SecretBytes;
 use crate::keys::testkeys::{generate, k2048, k2048_b};
 use crate::keys::{KeyRing, SealingKey};
-use base64::Engine as _;
 use proptest::prelude::*;
 
 fn ring_of(keys: &[&SealingKey]) -> KeyRing {
