@@ -1,0 +1,317 @@
+//! Extensions registered on every engine: builtins whose regorus behaviour differs from OPA's,
+//! deprecated builtins older templates still call, and sealgate's own helpers.
+
+use std::fmt::Write as _;
+
+use regorus::{Engine, Value};
+
+/// Register the extensions. Each is a plain function, so engines stay `Send + Sync + Clone`.
+pub fn register(engine: &mut Engine) -> Result<(), String> {
+    let add = |e: &mut Engine, name: &str, n: u8, f: fn(Vec<Value>) -> anyhow::Result<Value>| {
+        e.add_extension(name.to_string(), n, Box::new(f))
+            .map_err(|err| format!("cannot register {name}: {err}"))
+    };
+    // Shadows regorus's sprintf: with too few arguments OPA prints %!v(MISSING); regorus makes the
+    // expression undefined and the violation silently disappears.
+    add(engine, "sprintf", 2, |a| {
+        Ok(Value::from(sprintf(&a[0], &a[1])?))
+    })?;
+    add(engine, "re_match", 2, |a| {
+        let re = regex::Regex::new(a[0].as_string()?)?;
+        Ok(Value::from(re.is_match(a[1].as_string()?)))
+    })?;
+    add(engine, "sealgate.entropy", 1, |a| {
+        Ok(Value::from(shannon_entropy(a[0].as_string()?)))
+    })?;
+    Ok(())
+}
+
+/// Shannon entropy in bits per character.
+pub fn shannon_entropy(s: &str) -> f64 {
+    let mut counts = std::collections::HashMap::new();
+    let mut n = 0usize;
+    for c in s.chars() {
+        *counts.entry(c).or_insert(0usize) += 1;
+        n += 1;
+    }
+    if n == 0 {
+        return 0.0;
+    }
+    counts
+        .values()
+        .map(|&k| {
+            let p = k as f64 / n as f64;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+/// OPA's `sprintf(format, args)`: Go `fmt` verbs applied to Rego values.
+pub fn sprintf(format: &Value, args: &Value) -> anyhow::Result<String> {
+    let format = format.as_string()?;
+    let args: Vec<Value> = match args {
+        Value::Array(a) => a.iter().cloned().collect(),
+        _ => anyhow::bail!("sprintf: the second operand must be an array"),
+    };
+    let mut out = String::with_capacity(format.len() + 16 * args.len());
+    let mut next = 0;
+    let mut chars = format.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        let mut spec = Spec::default();
+        while let Some(&f) = chars.peek() {
+            match f {
+                '-' => spec.left = true,
+                '+' => spec.plus = true,
+                '0' => spec.zero = true,
+                ' ' | '#' => {}
+                _ => break,
+            }
+            chars.next();
+        }
+        spec.width = number(&mut chars);
+        if chars.peek() == Some(&'.') {
+            chars.next();
+            spec.precision = Some(number(&mut chars).unwrap_or(0));
+        }
+        let Some(verb) = chars.next() else {
+            out.push_str("%!(NOVERB)");
+            break;
+        };
+        if verb == '%' {
+            out.push('%');
+            continue;
+        }
+        let Some(arg) = args.get(next) else {
+            let _ = write!(out, "%!{verb}(MISSING)");
+            continue;
+        };
+        next += 1;
+        let text = format_verb(verb, &spec, arg);
+        pad(&mut out, &text, &spec, is_number(arg));
+    }
+    if next < args.len() {
+        out.push_str("%!(EXTRA ");
+        let extra: Vec<String> = args[next..]
+            .iter()
+            .map(|a| format!("{}={}", go_type(a), display(a, false)))
+            .collect();
+        out.push_str(&extra.join(", "));
+        out.push(')');
+    }
+    Ok(out)
+}
+
+#[derive(Default)]
+struct Spec {
+    left: bool,
+    plus: bool,
+    zero: bool,
+    width: Option<usize>,
+    precision: Option<usize>,
+}
+
+fn number(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<usize> {
+    let mut n: Option<usize> = None;
+    while let Some(d) = chars.peek().and_then(|c| c.to_digit(10)) {
+        n = Some(n.unwrap_or(0).saturating_mul(10).saturating_add(d as usize));
+        chars.next();
+    }
+    n
+}
+
+fn is_number(v: &Value) -> bool {
+    matches!(v, Value::Number(_))
+}
+
+fn go_type(v: &Value) -> &'static str {
+    match v {
+        Value::Number(n) if n.as_i64().is_some() => "int",
+        Value::Number(_) => "float64",
+        _ => "string",
+    }
+}
+
+fn format_verb(verb: char, spec: &Spec, v: &Value) -> String {
+    let int = match v {
+        Value::Number(n) => n.as_i64(),
+        _ => None,
+    };
+    let float = match v {
+        Value::Number(n) => n.as_f64(),
+        _ => None,
+    };
+    let sign = |s: String, neg: bool| {
+        if spec.plus && !neg {
+            format!("+{s}")
+        } else {
+            s
+        }
+    };
+    match (verb, v) {
+        ('v', _) | ('s', _) => match (v, spec.precision) {
+            (Value::String(s), Some(p)) if verb == 's' => s.chars().take(p).collect(),
+            _ => display(v, false),
+        },
+        ('q', Value::String(s)) => serde_json::to_string(&**s).unwrap_or_default(),
+        ('t', Value::Bool(b)) => b.to_string(),
+        ('d', _) if int.is_some() => {
+            let i = int.unwrap_or(0);
+            sign(i.to_string(), i < 0)
+        }
+        ('x', Value::String(s)) => s.bytes().map(|b| format!("{b:02x}")).collect(),
+        ('X', Value::String(s)) => s.bytes().map(|b| format!("{b:02X}")).collect(),
+        ('x', _) if int.is_some() => format!("{:x}", int.unwrap_or(0)),
+        ('X', _) if int.is_some() => format!("{:X}", int.unwrap_or(0)),
+        ('o', _) if int.is_some() => format!("{:o}", int.unwrap_or(0)),
+        ('b', _) if int.is_some() => format!("{:b}", int.unwrap_or(0)),
+        ('f' | 'F', _) if float.is_some() => {
+            let f = float.unwrap_or(0.0);
+            sign(format!("{:.*}", spec.precision.unwrap_or(6), f), f < 0.0)
+        }
+        ('e' | 'E', _) if float.is_some() => {
+            let f = float.unwrap_or(0.0);
+            let s = go_exp(f, spec.precision.unwrap_or(6));
+            sign(if verb == 'E' { s.to_uppercase() } else { s }, f < 0.0)
+        }
+        ('g' | 'G', _) if float.is_some() => display(v, false),
+        _ => format!("%!{verb}({}={})", go_type(v), display(v, false)),
+    }
+}
+
+/// Go's `%e`: at least two exponent digits (`1.500000e+00`).
+fn go_exp(f: f64, precision: usize) -> String {
+    let s = format!("{f:.precision$e}");
+    match s.split_once('e') {
+        Some((m, e)) => {
+            let (sign, digits) = match e.strip_prefix('-') {
+                Some(d) => ('-', d),
+                None => ('+', e),
+            };
+            format!("{m}e{sign}{digits:0>2}")
+        }
+        None => s,
+    }
+}
+
+fn pad(out: &mut String, text: &str, spec: &Spec, numeric: bool) {
+    let len = text.chars().count();
+    let width = spec.width.unwrap_or(0);
+    if len >= width {
+        out.push_str(text);
+    } else if spec.left {
+        out.push_str(text);
+        out.extend(std::iter::repeat_n(' ', width - len));
+    } else if spec.zero && numeric {
+        let (sign, digits) = match text.strip_prefix(['-', '+']) {
+            Some(d) => (&text[..1], d),
+            None => ("", text),
+        };
+        out.push_str(sign);
+        out.extend(std::iter::repeat_n('0', width - len));
+        out.push_str(digits);
+    } else {
+        out.extend(std::iter::repeat_n(' ', width - len));
+        out.push_str(text);
+    }
+}
+
+/// A value as OPA prints it: strings bare at top level and quoted inside composites, sets as
+/// `{a, b}` (or `set()`), objects as `{"k": v}`.
+pub fn display(v: &Value, nested: bool) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => i.to_string(),
+            None => n
+                .as_f64()
+                .map(|f| f.to_string())
+                .unwrap_or_else(|| v.to_string()),
+        },
+        Value::String(s) if nested => serde_json::to_string(&**s).unwrap_or_default(),
+        Value::String(s) => s.to_string(),
+        Value::Array(a) => format!("[{}]", join(a.iter())),
+        Value::Set(s) if s.is_empty() => "set()".into(),
+        Value::Set(s) => format!("{{{}}}", join(s.iter())),
+        Value::Object(o) => {
+            let items: Vec<String> = o
+                .iter()
+                .map(|(k, v)| format!("{}: {}", display(k, true), display(v, true)))
+                .collect();
+            format!("{{{}}}", items.join(", "))
+        }
+        Value::Undefined => "undefined".into(),
+    }
+}
+
+fn join<'a>(items: impl Iterator<Item = &'a Value>) -> String {
+    items
+        .map(|v| display(v, true))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sp(fmt: &str, args: serde_json::Value) -> String {
+        sprintf(&Value::from(fmt), &Value::from(args)).unwrap()
+    }
+
+    #[test]
+    fn go_fmt_verbs() {
+        use serde_json::json;
+        assert_eq!(sp("%v and %s", json!(["a", "b"])), "a and b");
+        assert_eq!(
+            sp("%d|%5d|%-4d|%05d|%+d", json!([3, 42, 7, -12, 5])),
+            "3|   42|7   |-0012|+5"
+        );
+        assert_eq!(
+            sp("%q %x %X %o %b %t %%", json!(["hi", 255, 255, 8, 5, true])),
+            "\"hi\" ff FF 10 101 true %"
+        );
+        assert_eq!(
+            sp("%.2f %f %e", json!([1.005, 2.5, 1500.0])),
+            "1.00 2.500000 1.500000e+03"
+        );
+        assert_eq!(
+            sp("%v", json!([{"a": [1, "b"], "c": null}])),
+            "{\"a\": [1, \"b\"], \"c\": null}"
+        );
+        assert_eq!(sp("%.3s", json!(["abcdef"])), "abc");
+    }
+
+    #[test]
+    fn missing_and_extra_arguments_follow_go() {
+        use serde_json::json;
+        // The horizontalpodautoscaler template: 6 verbs, 5 arguments.
+        assert_eq!(sp("%v %v %v", json!([1, 2])), "1 2 %!v(MISSING)");
+        assert_eq!(sp("%v", json!([1, "x"])), "1%!(EXTRA string=x)");
+        assert_eq!(sp("%d", json!(["x"])), "%!d(string=x)");
+    }
+
+    #[test]
+    fn sets_print_like_opa() {
+        let mut set = std::collections::BTreeSet::new();
+        set.insert(Value::from(2));
+        set.insert(Value::from(1));
+        assert_eq!(display(&Value::from(set), false), "{1, 2}");
+        assert_eq!(
+            display(&Value::from(std::collections::BTreeSet::new()), false),
+            "set()"
+        );
+    }
+
+    #[test]
+    fn entropy() {
+        assert_eq!(shannon_entropy(""), 0.0);
+        assert_eq!(shannon_entropy("aaaa"), 0.0);
+        assert!((shannon_entropy("abcd") - 2.0).abs() < 1e-9);
+        assert!(shannon_entropy("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY") > 4.0);
+    }
+}

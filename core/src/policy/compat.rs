@@ -1,0 +1,428 @@
+//! Making regorus run Gatekeeper templates the way OPA does.
+//!
+//! regorus differs from OPA in a few places that change results (reference §4.5). Source-level
+//! gaps are fixed by rewriting the Rego text before it is parsed; the rewrites keep every line
+//! where it was (one `;` or hoisted assignment inserted per site), except a chained body, which
+//! gains one line:
+//!
+//! 1. A newline before `(` separates expressions in OPA; regorus reads `x⏎(y)` as a call `x(y)`.
+//!    → a `;` is inserted at the end of the previous line.
+//! 2. Rego v0 chained bodies `p[x] { a } { b }` mean two rules; regorus refuses them on set rules.
+//!    → the head is repeated before the second body.
+//! 3. `not f(<undefined>)`: OPA hoists call arguments out of the negation, so an undefined argument
+//!    makes the body fail; regorus makes `not` succeed (a false positive).
+//!    → arguments that are refs or calls are hoisted into fresh variables before the `not`.
+//!
+//! Builtin gaps are fixed with extensions (see [`super::builtins`]): OPA's `sprintf` (missing
+//! arguments print `%!v(MISSING)` instead of dropping the violation) and the deprecated `re_match`.
+//! Strict builtin errors are turned off (OPA makes a failing builtin undefined) and Rego v0 is the
+//! default for templates, as in Gatekeeper.
+
+/// Apply every source rewrite. `v0` enables the v0-only ones.
+pub fn normalize(src: &str, v0: bool) -> String {
+    let s = separate_paren_lines(src);
+    let s = if v0 { split_chained_bodies(&s) } else { s };
+    hoist_negated_call_args(&s)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Code,
+    Str,
+    Comment,
+}
+
+/// Classify every byte of a Rego source: code, string (`"…"` or raw `` `…` ``) or comment.
+fn classify(src: &str) -> Vec<Kind> {
+    let b = src.as_bytes();
+    let mut kind = vec![Kind::Code; b.len()];
+    let mut i = 0;
+    while i < b.len() {
+        let (k, end) = match b[i] {
+            b'#' => (
+                Kind::Comment,
+                b[i..]
+                    .iter()
+                    .position(|c| *c == b'\n')
+                    .map_or(b.len(), |p| i + p),
+            ),
+            b'"' => {
+                let mut j = i + 1;
+                while j < b.len() && b[j] != b'"' && b[j] != b'\n' {
+                    j += if b[j] == b'\\' { 2 } else { 1 };
+                }
+                (Kind::Str, (j + 1).min(b.len()))
+            }
+            b'`' => (
+                Kind::Str,
+                b[i + 1..]
+                    .iter()
+                    .position(|c| *c == b'`')
+                    .map_or(b.len(), |p| i + p + 2),
+            ),
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        kind[i..end].fill(k);
+        i = end;
+    }
+    kind
+}
+
+/// Code bytes only: `true` where the byte is code.
+fn code_mask(src: &str) -> Vec<bool> {
+    classify(src).into_iter().map(|k| k == Kind::Code).collect()
+}
+
+/// Gap 1: `;` at the end of a line when the next code line starts with `(` and the line before
+/// ends a term, at bracket depth 0 (inside `(`/`[` a newline is only whitespace).
+fn separate_paren_lines(src: &str) -> String {
+    let b = src.as_bytes();
+    let kind = classify(src);
+    let mut inserts = Vec::new();
+    let mut depth: i32 = 0;
+    // End (exclusive) of the last code or string byte seen.
+    let mut last_sig: Option<usize> = None;
+    let mut at_line_start = true;
+    for (i, &c) in b.iter().enumerate() {
+        if c == b'\n' {
+            at_line_start = true;
+            continue;
+        }
+        if c.is_ascii_whitespace() || kind[i] == Kind::Comment {
+            continue;
+        }
+        let code = kind[i] == Kind::Code;
+        if at_line_start
+            && code
+            && c == b'('
+            && depth == 0
+            && let Some(end) = last_sig
+        {
+            let prev = b[end - 1];
+            let ends_term = prev.is_ascii_alphanumeric()
+                || matches!(prev, b'_' | b']' | b')' | b'}' | b'"' | b'`');
+            if ends_term && !ends_with_keyword(b, end) {
+                inserts.push(end);
+            }
+        }
+        at_line_start = false;
+        if code {
+            match c {
+                b'(' | b'[' => depth += 1,
+                b')' | b']' => depth -= 1,
+                _ => {}
+            }
+        }
+        last_sig = Some(i + 1);
+    }
+    insert_all(
+        src,
+        inserts.into_iter().map(|p| (p, ";".to_string())).collect(),
+    )
+}
+
+/// Lines ending in a keyword that takes an operand (`not`, `some`, …) are not terms.
+fn ends_with_keyword(b: &[u8], end: usize) -> bool {
+    let start = b[..end]
+        .iter()
+        .rposition(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
+        .map_or(0, |p| p + 1);
+    matches!(
+        &b[start..end],
+        b"not"
+            | b"some"
+            | b"with"
+            | b"as"
+            | b"in"
+            | b"if"
+            | b"contains"
+            | b"else"
+            | b"every"
+            | b"default"
+    )
+}
+
+/// Gap 2 (v0): `head { a } { b }` → `head { a }⏎head { b }`.
+fn split_chained_bodies(src: &str) -> String {
+    let b = src.as_bytes();
+    let kind = classify(src);
+    let mut inserts = Vec::new();
+    let (mut paren, mut brace) = (0i32, 0i32);
+    let mut stmt_start: Option<usize> = None;
+    let mut head: Option<(usize, usize)> = None;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if kind[i] != Kind::Code {
+            if kind[i] == Kind::Str && stmt_start.is_none() && brace == 0 && paren == 0 {
+                stmt_start = Some(i);
+            }
+            i += 1;
+            continue;
+        }
+        if c == b'\n' && brace == 0 && paren == 0 && head.is_none() {
+            stmt_start = None;
+        }
+        if !c.is_ascii_whitespace() && stmt_start.is_none() && brace == 0 && paren == 0 {
+            stmt_start = Some(i);
+        }
+        match c {
+            b'(' | b'[' => paren += 1,
+            b')' | b']' => paren -= 1,
+            b'{' => {
+                if brace == 0
+                    && paren == 0
+                    && head.is_none()
+                    && let Some(s) = stmt_start
+                {
+                    head = Some((s, i));
+                }
+                brace += 1;
+            }
+            b'}' => {
+                brace -= 1;
+                if brace == 0 && paren == 0 {
+                    // What follows: another body `{`, or the end of the statement.
+                    let mut j = i + 1;
+                    while j < b.len() {
+                        if b[j].is_ascii_whitespace() {
+                            j += 1;
+                        } else if b[j] == b'#' {
+                            while j < b.len() && b[j] != b'\n' {
+                                j += 1;
+                            }
+                        } else {
+                            break;
+                        }
+                    }
+                    if j < b.len() && b[j] == b'{' {
+                        if let Some((s, e)) = head {
+                            inserts.push((j, format!("\n{} ", src[s..e].trim_end())));
+                        }
+                    } else if !(b[j..].starts_with(b"else")) {
+                        head = None;
+                        stmt_start = None;
+                    }
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    insert_all(src, inserts)
+}
+
+/// Gap 3: `not f(a.b, g(c))` → `__sg_h1 := a.b; __sg_h2 := g(c); not f(__sg_h1, __sg_h2)`.
+fn hoist_negated_call_args(src: &str) -> String {
+    let b = src.as_bytes();
+    let mask = code_mask(src);
+    let mut edits: Vec<(usize, usize, String)> = Vec::new(); // (start, end, replacement)
+    let mut counter = 0;
+    let mut i = 0;
+    while i + 3 <= b.len() {
+        let word_start =
+            i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_' || b[i - 1] == b'.');
+        if !(mask[i]
+            && word_start
+            && b[i..].starts_with(b"not")
+            && b.get(i + 3).is_some_and(|c| *c == b' ' || *c == b'\t'))
+        {
+            i += 1;
+            continue;
+        }
+        // `not` NAME(`...`)
+        let mut j = i + 3;
+        while j < b.len() && (b[j] == b' ' || b[j] == b'\t') {
+            j += 1;
+        }
+        let name_start = j;
+        while j < b.len()
+            && mask[j]
+            && (b[j].is_ascii_alphanumeric() || b[j] == b'_' || b[j] == b'.')
+        {
+            j += 1;
+        }
+        if j == name_start
+            || j >= b.len()
+            || b[j] != b'('
+            || !mask[j]
+            || !b[name_start].is_ascii_alphabetic() && b[name_start] != b'_'
+        {
+            i += 1;
+            continue;
+        }
+        let open = j;
+        let Some(close) = matching_paren(b, &mask, open) else {
+            i += 1;
+            continue;
+        };
+        // `with` after the call changes what the arguments see: leave such calls alone.
+        let line_end = b[close..]
+            .iter()
+            .position(|c| *c == b'\n')
+            .map_or(b.len(), |p| close + p);
+        let rest = &src[close + 1..line_end];
+        if rest.split_whitespace().any(|w| w == "with") {
+            i = close;
+            continue;
+        }
+        let args = split_args(src, &mask, open + 1, close);
+        let mut hoisted = String::new();
+        let mut new_args = Vec::new();
+        for (s, e) in &args {
+            let arg = src[*s..*e].trim();
+            if needs_hoisting(arg) {
+                counter += 1;
+                let var = format!("__sg_h{counter}");
+                hoisted.push_str(&format!("{var} := {arg}; "));
+                new_args.push(var);
+            } else {
+                new_args.push(arg.to_string());
+            }
+        }
+        if !hoisted.is_empty() {
+            let call = format!(
+                "{}not {}({})",
+                hoisted,
+                &src[name_start..open],
+                new_args.join(", ")
+            );
+            edits.push((i, close + 1, call));
+        }
+        i = close + 1;
+    }
+    let mut out = String::with_capacity(src.len() + edits.len() * 32);
+    let mut pos = 0;
+    for (s, e, r) in edits {
+        out.push_str(&src[pos..s]);
+        out.push_str(&r);
+        pos = e;
+    }
+    out.push_str(&src[pos..]);
+    out
+}
+
+/// Refs (`a.b`, `a[0]`) and calls are hoisted; literals and plain variables are not.
+fn needs_hoisting(arg: &str) -> bool {
+    if arg.is_empty() || arg.starts_with('"') || arg.starts_with('`') {
+        return false;
+    }
+    let plain_var = arg.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
+    !plain_var
+        && (arg.contains('.') || arg.contains('[') || arg.contains('('))
+        && !arg.starts_with('[')
+        && !arg.starts_with('{')
+        && arg.parse::<f64>().is_err()
+}
+
+fn matching_paren(b: &[u8], mask: &[bool], open: usize) -> Option<usize> {
+    let mut depth = 0;
+    for k in open..b.len() {
+        if !mask[k] {
+            continue;
+        }
+        match b[k] {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return (b[k] == b')').then_some(k);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+fn split_args(src: &str, mask: &[bool], start: usize, end: usize) -> Vec<(usize, usize)> {
+    let b = src.as_bytes();
+    let mut out = Vec::new();
+    let mut depth = 0;
+    let mut s = start;
+    for k in start..end {
+        if !mask[k] {
+            continue;
+        }
+        match b[k] {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth -= 1,
+            b',' if depth == 0 => {
+                out.push((s, k));
+                s = k + 1;
+            }
+            _ => {}
+        }
+    }
+    if !src[s..end].trim().is_empty() || !out.is_empty() {
+        out.push((s, end));
+    }
+    out
+}
+
+fn insert_all(src: &str, mut inserts: Vec<(usize, String)>) -> String {
+    inserts.sort_by_key(|(p, _)| *p);
+    let mut out = String::with_capacity(src.len() + inserts.len() * 16);
+    let mut pos = 0;
+    for (p, text) in inserts {
+        out.push_str(&src[pos..p]);
+        out.push_str(&text);
+        pos = p;
+    }
+    out.push_str(&src[pos..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paren_on_a_new_line_is_a_new_expression() {
+        let src = "package t\nviolation[x] {\n  input.a # trailing comment\n  (input.a + 1) > 1\n  x := 1\n}\n";
+        let out = separate_paren_lines(src);
+        assert!(out.contains("input.a; # trailing comment"), "{out}");
+        // Not inside brackets, not after an operator or comma, not in strings.
+        for keep in [
+            "package t\np { x := f(a,\n (b)) }\n",
+            "package t\np { x := 1 +\n (2) }\n",
+            "package t\np { x := [a\n (b)] }\n",
+            "package t\np { x := \"(\"\n y := 1 }\n",
+        ] {
+            assert_eq!(separate_paren_lines(keep), keep);
+        }
+    }
+
+    #[test]
+    fn chained_bodies_become_separate_rules() {
+        let src = "package t\nviolation[{\"msg\": msg}] {\n  a\n  msg := \"a\"\n} {\n  b\n  msg := \"b\"\n}\nallow { true }\n";
+        let out = split_chained_bodies(src);
+        assert_eq!(out.matches("violation[{\"msg\": msg}]").count(), 2, "{out}");
+        assert_eq!(out.matches("allow").count(), 1, "{out}");
+        // else chains are untouched.
+        let els = "package t\nf(x) = 1 { x > 1 } else = 2 { true }\n";
+        assert_eq!(split_chained_bodies(els), els);
+    }
+
+    #[test]
+    fn negated_call_arguments_are_hoisted() {
+        let src = "package t\nviolation[\"v\"] {\n  not accept(rule, v, params.ranges)\n  not startswith(\"x\", y)\n  not f(input.a) with input as {}\n}\n";
+        let out = hoist_negated_call_args(src);
+        assert!(
+            out.contains("__sg_h1 := params.ranges; not accept(rule, v, __sg_h1)"),
+            "{out}"
+        );
+        assert!(out.contains("  not startswith(\"x\", y)\n"), "{out}");
+        assert!(out.contains("not f(input.a) with input as {}"), "{out}");
+        assert_eq!(out.lines().count(), src.lines().count());
+    }
+
+    #[test]
+    fn strings_and_comments_are_left_alone() {
+        let src = "package t\n# not f(a.b)\np { x := \"not f(a.b)\" }\n";
+        assert_eq!(normalize(src, true), src);
+    }
+}

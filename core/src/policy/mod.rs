@@ -1,0 +1,1063 @@
+//! The policy engine shared by `sealgate lint` and the admission webhook: Gatekeeper
+//! ConstraintTemplates and Constraints, plus conftest-style modules, evaluated with regorus.
+//!
+//! - [`matching`]: the Constraint `match` block.
+//! - [`builtins`] and `compat`: what makes regorus behave like OPA on Gatekeeper templates.
+//! - [`suite`]: `gator verify` Suite files.
+//! - [`builtin_bundle`]: the policies shipped in the binary (`policies/`).
+//!
+//! Everything is compiled once into a [`Bundle`]; evaluation clones a prepared engine per
+//! (document, constraint), which shares the parsed modules and data.
+
+pub mod builtin_bundle;
+pub mod builtins;
+mod compat;
+pub mod matching;
+mod schema;
+pub mod suite;
+
+use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use regorus::Value as RValue;
+use serde_json::{Value, json};
+
+use matching::{Match, ObjectInfo};
+
+/// Where a policy is being enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Point {
+    /// `sealgate lint` (Gatekeeper's `gator.gatekeeper.sh`).
+    Ci,
+    /// The admission webhook (`validation.gatekeeper.sh`).
+    Admission,
+    /// Background audit (`audit.gatekeeper.sh`).
+    Audit,
+}
+
+impl Point {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Point::Ci => "ci",
+            Point::Admission => "admission",
+            Point::Audit => "audit",
+        }
+    }
+
+    /// Whether an enforcement point name (sealgate's or Gatekeeper's) names this point.
+    fn is_named(self, name: &str) -> bool {
+        name == "*"
+            || name == self.as_str()
+            || name
+                == match self {
+                    Point::Ci => "gator.gatekeeper.sh",
+                    Point::Admission => "validation.gatekeeper.sh",
+                    Point::Audit => "audit.gatekeeper.sh",
+                }
+    }
+}
+
+impl std::str::FromStr for Point {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "ci" => Ok(Point::Ci),
+            "admission" => Ok(Point::Admission),
+            "audit" => Ok(Point::Audit),
+            _ => Err(format!(
+                "unknown enforcement point {s:?}: ci, admission or audit"
+            )),
+        }
+    }
+}
+
+/// What a violation does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Action {
+    /// Reported only (audit, `--format json`); never fails anything.
+    Dryrun,
+    /// Reported as a warning; fails lint only with `--fail-on-warn`.
+    Warn,
+    /// Fails lint and denies admission.
+    Deny,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Deny => "deny",
+            Action::Warn => "warn",
+            Action::Dryrun => "dryrun",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Action> {
+        match s {
+            "deny" => Some(Action::Deny),
+            "warn" => Some(Action::Warn),
+            "dryrun" => Some(Action::Dryrun),
+            _ => None,
+        }
+    }
+}
+
+/// Errors that make a bundle unusable. Each names the file and the object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{file}: ConstraintTemplate {template}: Rego error: {message}")]
+    Rego {
+        file: String,
+        template: String,
+        message: String,
+    },
+    #[error("{file}: {what}: {problem}")]
+    At {
+        file: String,
+        what: String,
+        problem: String,
+    },
+}
+
+fn at(source: &str, what: impl Into<String>, problem: impl Into<String>) -> PolicyError {
+    PolicyError::At {
+        file: source.to_string(),
+        what: what.into(),
+        problem: problem.into(),
+    }
+}
+
+/// How a constraint is enforced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Enforcement {
+    Action(Action),
+    /// `enforcementAction: scoped`: actions per enforcement point.
+    Scoped(Vec<(Action, Vec<String>)>),
+}
+
+impl Enforcement {
+    fn parse(spec: Option<&Value>) -> Result<Enforcement, String> {
+        let action = spec
+            .and_then(|s| s.get("enforcementAction"))
+            .and_then(Value::as_str)
+            .unwrap_or("deny");
+        if action != "scoped" {
+            return Action::parse(action)
+                .map(Enforcement::Action)
+                .ok_or_else(|| {
+                    format!("spec.enforcementAction {action:?} is not deny, warn, dryrun or scoped")
+                });
+        }
+        let mut scoped = Vec::new();
+        for e in spec
+            .and_then(|s| s.get("scopedEnforcementActions"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let a = e.get("action").and_then(Value::as_str).unwrap_or("");
+            let a = Action::parse(a).ok_or_else(|| {
+                format!("spec.scopedEnforcementActions: action {a:?} is not deny, warn or dryrun")
+            })?;
+            let points = e
+                .get("enforcementPoints")
+                .and_then(Value::as_array)
+                .map(|ps| {
+                    ps.iter()
+                        .filter_map(|p| p.get("name").and_then(Value::as_str).map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            scoped.push((a, points));
+        }
+        if scoped.is_empty() {
+            return Err("enforcementAction: scoped needs spec.scopedEnforcementActions".into());
+        }
+        Ok(Enforcement::Scoped(scoped))
+    }
+
+    /// The action at `point`, or `None` if the constraint is not enforced there. With several
+    /// scoped actions for one point, the strongest wins.
+    pub fn at(&self, point: Point) -> Option<Action> {
+        match self {
+            Enforcement::Action(a) => Some(*a),
+            Enforcement::Scoped(list) => list
+                .iter()
+                .filter(|(_, points)| points.iter().any(|p| point.is_named(p)))
+                .map(|(a, _)| *a)
+                .max(),
+        }
+    }
+}
+
+/// A compiled ConstraintTemplate.
+#[derive(Clone)]
+pub struct Template {
+    pub kind: String,
+    pub source: String,
+    entry: String,
+    engine: regorus::Engine,
+    /// `spec.crd.spec.validation.openAPIV3Schema`, checked against constraint parameters.
+    schema: Option<Value>,
+}
+
+impl std::fmt::Debug for Template {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Template")
+            .field("kind", &self.kind)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+/// A Constraint: an instance of a template with its match, parameters and enforcement.
+#[derive(Debug, Clone)]
+pub struct Constraint {
+    pub kind: String,
+    pub name: String,
+    pub source: String,
+    pub matcher: Match,
+    pub parameters: RValue,
+    pub enforcement: Enforcement,
+}
+
+/// conftest-style modules: `package main` with `deny`/`warn`/`violation` rules on the raw object.
+#[derive(Clone)]
+struct Conftest {
+    engine: regorus::Engine,
+    /// (rule path, rule name, action)
+    rules: Vec<(String, String, Action)>,
+}
+
+/// What is evaluated: an AdmissionRequest-shaped review, as Gatekeeper builds it.
+#[derive(Debug, Clone)]
+pub struct Review {
+    pub request: Value,
+    pub point: Point,
+    pub file: Option<String>,
+    pub line: Option<usize>,
+}
+
+impl Review {
+    /// A bare object, as gator and audit review it: no operation or user, `oldObject: null`.
+    pub fn for_object(object: Value, point: Point) -> Review {
+        let info = ObjectInfo::of(&object);
+        let version = object
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
+            .unwrap_or_default();
+        let request = json!({
+            "kind": {"group": info.group, "version": version, "kind": info.kind},
+            "name": info.name,
+            "namespace": info.namespace.clone().unwrap_or_default(),
+            "operation": "",
+            "userInfo": {},
+            "object": object,
+            "oldObject": null,
+            "dryRun": false,
+        });
+        Review {
+            request,
+            point,
+            file: None,
+            line: None,
+        }
+    }
+
+    /// An `admission.k8s.io/v1` AdmissionReview: its request is evaluated as is (a recorded
+    /// request can be replayed offline). For DELETE, `object` is `oldObject`, as in Gatekeeper.
+    pub fn from_admission_review(review: &Value, point: Point) -> Result<Review, String> {
+        let mut request = review
+            .get("request")
+            .filter(|r| r.is_object())
+            .cloned()
+            .ok_or("the AdmissionReview has no request")?;
+        let is_delete = request.get("operation").and_then(Value::as_str) == Some("DELETE");
+        if is_delete && request.get("object").is_none_or(Value::is_null) {
+            let old = request
+                .get("oldObject")
+                .filter(|o| !o.is_null())
+                .cloned()
+                .ok_or("a DELETE AdmissionReview needs request.oldObject")?;
+            request["object"] = old;
+        }
+        if request.get("object").is_none_or(Value::is_null) {
+            return Err("the AdmissionReview has no request.object".into());
+        }
+        for (k, default) in [
+            ("oldObject", Value::Null),
+            ("userInfo", json!({})),
+            ("operation", json!("")),
+        ] {
+            if request.get(k).is_none() {
+                request[k] = default;
+            }
+        }
+        Ok(Review {
+            request,
+            point,
+            file: None,
+            line: None,
+        })
+    }
+
+    pub fn is_admission_review(v: &Value) -> bool {
+        v.get("kind").and_then(Value::as_str) == Some("AdmissionReview")
+            && v.get("apiVersion")
+                .and_then(Value::as_str)
+                .is_some_and(|a| a.starts_with("admission.k8s.io/"))
+    }
+
+    pub fn at(mut self, file: impl Into<String>, line: usize) -> Review {
+        self.file = Some(file.into());
+        self.line = Some(line);
+        self
+    }
+
+    pub fn object(&self) -> &Value {
+        &self.request["object"]
+    }
+}
+
+/// The object a violation is about.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectRef {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectRef {
+    pub fn of(object: &Value) -> ObjectRef {
+        let s = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_string();
+        let meta = object.get("metadata");
+        ObjectRef {
+            api_version: s(object.get("apiVersion")),
+            kind: s(object.get("kind")),
+            namespace: s(meta.and_then(|m| m.get("namespace"))),
+            name: s(meta
+                .and_then(|m| m.get("name"))
+                .or_else(|| meta.and_then(|m| m.get("generateName")))),
+        }
+    }
+}
+
+impl std::fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.namespace.is_empty(), self.name.is_empty()) {
+            (false, _) => write!(f, "{} {}/{}", self.kind, self.namespace, self.name),
+            (true, false) => write!(f, "{} {}", self.kind, self.name),
+            (true, true) => write!(f, "{} (unnamed)", self.kind),
+        }
+    }
+}
+
+/// One violation of one constraint by one object.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Violation {
+    /// The template kind (or `conftest`).
+    pub policy: String,
+    /// The constraint name (or the conftest rule).
+    pub constraint: String,
+    pub message: String,
+    pub details: Value,
+    pub action: Action,
+    pub object: ObjectRef,
+    /// The offending field, when the policy reports one (`path` in the violation or its details).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<Vec<String>>,
+}
+
+impl serde::Serialize for Action {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// Labels of known Namespaces, for `namespaceSelector`.
+pub type NamespaceLabels = BTreeMap<String, BTreeMap<String, String>>;
+
+/// A compiled policy bundle.
+#[derive(Clone, Default)]
+pub struct Bundle {
+    templates: HashMap<String, Arc<Template>>,
+    constraints: Vec<Constraint>,
+    conftest: Option<Arc<Conftest>>,
+    namespaces: NamespaceLabels,
+}
+
+impl std::fmt::Debug for Bundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bundle")
+            .field("templates", &self.templates.keys().collect::<Vec<_>>())
+            .field("constraints", &self.constraints.len())
+            .finish()
+    }
+}
+
+/// Evaluation settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Wall-clock limit for one evaluation of one constraint.
+    pub eval_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            eval_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Collects policy sources, then compiles them into a [`Bundle`].
+#[derive(Default)]
+pub struct BundleBuilder {
+    templates: Vec<(String, Value)>,
+    constraints: Vec<(String, Value)>,
+    modules: Vec<(String, String)>,
+    inventory: Vec<Value>,
+    errors: Vec<PolicyError>,
+    limits: Limits,
+}
+
+/// Directories under a policy directory that hold examples, not policy.
+const SKIPPED_DIRS: &[&str] = &["samples", "testdata", "tests"];
+
+impl BundleBuilder {
+    pub fn new(limits: Limits) -> BundleBuilder {
+        BundleBuilder {
+            limits,
+            ..BundleBuilder::default()
+        }
+    }
+
+    /// The policies compiled into sealgate (`policies/`).
+    pub fn add_builtin(&mut self) {
+        for (path, text) in builtin_bundle::FILES {
+            self.add_text(&format!("builtin:{path}"), text);
+        }
+    }
+
+    /// A file or a directory tree: ConstraintTemplates and Constraints from YAML/JSON files, conftest
+    /// modules from `.rego` files (not `*_test.rego`). Hidden directories and `samples/`,
+    /// `testdata/`, `tests/` are skipped; suites and other kinds are ignored.
+    pub fn add_path(&mut self, path: &Path) {
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) => {
+                self.errors.push(PolicyError::Invalid(format!(
+                    "cannot read policy path {}: {e}",
+                    path.display()
+                )));
+                return;
+            }
+        };
+        if meta.is_dir() {
+            let mut entries: Vec<_> = match std::fs::read_dir(path) {
+                Ok(rd) => rd.filter_map(Result::ok).map(|e| e.path()).collect(),
+                Err(e) => {
+                    self.errors.push(PolicyError::Invalid(format!(
+                        "cannot read {}: {e}",
+                        path.display()
+                    )));
+                    return;
+                }
+            };
+            entries.sort();
+            for p in entries {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                if name.starts_with('.') || (p.is_dir() && SKIPPED_DIRS.contains(&name)) {
+                    continue;
+                }
+                if p.is_dir() || is_policy_file(&p) {
+                    self.add_path(&p);
+                }
+            }
+            return;
+        }
+        let source = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) if source.ends_with(".rego") => self.add_module(&source, &text),
+            Ok(text) => self.add_text(&source, &text),
+            Err(e) => self
+                .errors
+                .push(PolicyError::Invalid(format!("cannot read {source}: {e}"))),
+        }
+    }
+
+    /// YAML/JSON text with templates and constraints.
+    pub fn add_text(&mut self, source: &str, text: &str) {
+        let docs = match crate::manifest::parse(text.as_bytes(), &Default::default()) {
+            Ok(d) => d,
+            Err(e) => {
+                self.errors
+                    .push(PolicyError::Invalid(format!("{source}:{e}")));
+                return;
+            }
+        };
+        for doc in docs {
+            let api = doc
+                .value
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let where_ = format!("{source}:{}", doc.line);
+            if api.starts_with("templates.gatekeeper.sh/") {
+                self.templates.push((where_, doc.value));
+            } else if api.starts_with("constraints.gatekeeper.sh/") {
+                self.constraints.push((where_, doc.value));
+            }
+        }
+    }
+
+    /// A conftest-style Rego module.
+    pub fn add_module(&mut self, source: &str, text: &str) {
+        if !source.ends_with("_test.rego") {
+            self.modules.push((source.to_string(), text.to_string()));
+        }
+    }
+
+    /// Objects for `data.inventory` (and Namespace labels for `namespaceSelector`).
+    pub fn add_inventory(&mut self, objects: impl IntoIterator<Item = Value>) {
+        self.inventory.extend(objects);
+    }
+
+    /// Compile everything. Every problem is reported, not only the first.
+    pub fn build(self) -> Result<Bundle, Vec<PolicyError>> {
+        let mut errors = self.errors;
+        let data = inventory_data(&self.inventory);
+        let mut templates: HashMap<String, Arc<Template>> = HashMap::new();
+        for (source, v) in &self.templates {
+            match compile_template(source, v, &data, self.limits) {
+                Ok(t) => {
+                    if let Some(prev) = templates.get(&t.kind) {
+                        errors.push(at(
+                            source,
+                            format!("ConstraintTemplate {}", t.kind),
+                            format!("kind {} is already defined by {}", t.kind, prev.source),
+                        ));
+                    } else {
+                        templates.insert(t.kind.clone(), Arc::new(t));
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        let mut constraints: Vec<Constraint> = Vec::new();
+        for (source, v) in &self.constraints {
+            match parse_constraint(source, v) {
+                Ok(c) if !templates.contains_key(&c.kind) => errors.push(at(
+                    source,
+                    format!("{} {}", c.kind, c.name),
+                    format!(
+                        "no ConstraintTemplate defines kind {} (add its template to the bundle)",
+                        c.kind
+                    ),
+                )),
+                Ok(c) => {
+                    let mut problems = Vec::new();
+                    if let Some(schema) = &templates[&c.kind].schema {
+                        let params: Value =
+                            serde_json::to_value(&c.parameters).unwrap_or(Value::Null);
+                        schema::check(schema, &params, "spec.parameters", &mut problems);
+                    }
+                    if !problems.is_empty() {
+                        errors.push(at(
+                            source,
+                            format!("{} {}", c.kind, c.name),
+                            problems.join("; "),
+                        ));
+                    } else if let Some(prev) = constraints
+                        .iter()
+                        .find(|p| p.kind == c.kind && p.name == c.name)
+                    {
+                        errors.push(at(
+                            source,
+                            format!("{} {}", c.kind, c.name),
+                            format!("duplicate of {}", prev.source),
+                        ));
+                    } else {
+                        constraints.push(c);
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        let conftest = match compile_conftest(&self.modules, &data, self.limits) {
+            Ok(c) => c.map(Arc::new),
+            Err(e) => {
+                errors.extend(e);
+                None
+            }
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Bundle {
+            templates,
+            constraints,
+            conftest,
+            namespaces: namespace_labels(&self.inventory),
+        })
+    }
+}
+
+fn is_policy_file(p: &Path) -> bool {
+    matches!(
+        p.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml" | "json" | "rego")
+    )
+}
+
+/// `data.inventory` as Gatekeeper replicates it: `cluster[apiVersion][kind][name]` and
+/// `namespace[ns][apiVersion][kind][name]`.
+pub fn inventory_data(objects: &[Value]) -> Value {
+    let mut cluster = serde_json::Map::new();
+    let mut namespace = serde_json::Map::new();
+    for o in objects {
+        let r = ObjectRef::of(o);
+        if r.kind.is_empty() || r.name.is_empty() {
+            continue;
+        }
+        let info = ObjectInfo::of(o);
+        let root = match (&info.namespace, info.cluster_scoped) {
+            (Some(ns), false) => namespace
+                .entry(ns.clone())
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+                .expect("object"),
+            _ => &mut cluster,
+        };
+        let by_kind = root
+            .entry(r.api_version.clone())
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .expect("object")
+            .entry(r.kind.clone())
+            .or_insert_with(|| json!({}));
+        by_kind[r.name.clone()] = o.clone();
+    }
+    json!({"inventory": {"cluster": cluster, "namespace": namespace}})
+}
+
+fn namespace_labels(objects: &[Value]) -> NamespaceLabels {
+    objects
+        .iter()
+        .filter(|o| o.get("kind").and_then(Value::as_str) == Some("Namespace"))
+        .map(|o| {
+            let i = ObjectInfo::of(o);
+            (i.name, i.labels)
+        })
+        .collect()
+}
+
+fn new_engine(v0: bool, data: &Value, limits: Limits) -> Result<regorus::Engine, String> {
+    let mut e = regorus::Engine::new();
+    e.set_rego_v0(v0);
+    e.set_strict_builtin_errors(false);
+    builtins::register(&mut e)?;
+    e.add_data(RValue::from(data.clone()))
+        .map_err(|err| err.to_string())?;
+    e.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
+        limit: limits.eval_timeout,
+        check_interval: NonZeroU32::new(256).expect("non-zero"),
+    });
+    Ok(e)
+}
+
+fn compile_template(
+    source: &str,
+    v: &Value,
+    data: &Value,
+    limits: Limits,
+) -> Result<Template, PolicyError> {
+    let kind = v
+        .pointer("/spec/crd/spec/names/kind")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            at(
+                source,
+                "ConstraintTemplate",
+                "spec.crd.spec.names.kind is missing",
+            )
+        })?
+        .to_string();
+    let what = format!("ConstraintTemplate {kind}");
+    let targets = v
+        .pointer("/spec/targets")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let target = targets
+        .iter()
+        .find(|t| t.get("target").and_then(Value::as_str) == Some("admission.k8s.gatekeeper.sh"))
+        .or(targets.first())
+        .ok_or_else(|| at(source, &what, "spec.targets is empty"))?;
+    let strs = |v: Option<&Value>| -> Vec<String> {
+        v.and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // The legacy `rego` field wins over `code`; in `code`, only the Rego engine is evaluated.
+    let (rego, libs, v1) = match target
+        .get("rego")
+        .and_then(Value::as_str)
+        .filter(|r| !r.trim().is_empty())
+    {
+        Some(r) => (r.to_string(), strs(target.get("libs")), false),
+        None => {
+            let code = target
+                .get("code")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let rego = code
+                .iter()
+                .find(|c| c.get("engine").and_then(Value::as_str) == Some("Rego"));
+            match rego {
+                Some(c) => {
+                    let src = c.get("source").cloned().unwrap_or(Value::Null);
+                    let r = src
+                        .get("rego")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
+                    (
+                        r,
+                        strs(src.get("libs")),
+                        src.get("version").and_then(Value::as_str) == Some("v1"),
+                    )
+                }
+                None if !code.is_empty() => {
+                    return Err(at(
+                        source,
+                        &what,
+                        "has only CEL (K8sNativeValidation) code, which sealgate does not evaluate; add a Rego entry to spec.targets[].code",
+                    ));
+                }
+                None => {
+                    return Err(at(
+                        source,
+                        &what,
+                        "has no Rego (spec.targets[].rego or code[].source.rego)",
+                    ));
+                }
+            }
+        }
+    };
+    let rego_err = |message: String| PolicyError::Rego {
+        file: source.to_string(),
+        template: kind.clone(),
+        message,
+    };
+    let mut engine = new_engine(!v1, data, limits).map_err(rego_err)?;
+    let file = format!("{kind}.rego");
+    let package = engine
+        .add_policy(file, compat::normalize(&rego, !v1))
+        .map_err(|e| rego_err(e.to_string()))?;
+    for (i, lib) in libs.iter().enumerate() {
+        engine
+            .add_policy(format!("{kind}.lib{i}.rego"), compat::normalize(lib, !v1))
+            .map_err(|e| rego_err(format!("in libs[{i}]: {e}")))?;
+    }
+    let entry = format!("{package}.violation");
+    // Prepare once (regorus compiles lazily) so that every clone starts prepared.
+    engine.set_input(RValue::new_object());
+    if let Err(e) = engine.eval_rule(entry.clone()) {
+        // Static errors surface at preparation; runtime errors on an empty input do not count.
+        let msg = e.to_string();
+        if ["is unsafe", "could not find function", "recursion"]
+            .iter()
+            .any(|m| msg.contains(m))
+        {
+            return Err(rego_err(msg));
+        }
+    }
+    Ok(Template {
+        kind,
+        source: source.to_string(),
+        entry,
+        engine,
+        schema: v
+            .pointer("/spec/crd/spec/validation/openAPIV3Schema")
+            .filter(|s| s.is_object())
+            .cloned(),
+    })
+}
+
+fn parse_constraint(source: &str, v: &Value) -> Result<Constraint, PolicyError> {
+    let kind = v
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let name = v
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if kind.is_empty() || name.is_empty() {
+        return Err(at(
+            source,
+            format!("constraint {kind} {name}"),
+            "needs kind and metadata.name",
+        ));
+    }
+    let what = format!("{kind} {name}");
+    let spec = v.get("spec");
+    let matcher = Match::parse(spec.and_then(|s| s.get("match")))
+        .map_err(|e| at(source, &what, e.to_string()))?;
+    let enforcement = Enforcement::parse(spec).map_err(|e| at(source, &what, e))?;
+    let parameters = spec
+        .and_then(|s| s.get("parameters"))
+        .filter(|p| !p.is_null())
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    Ok(Constraint {
+        kind,
+        name,
+        source: source.to_string(),
+        matcher,
+        parameters: RValue::from(parameters),
+        enforcement,
+    })
+}
+
+/// conftest rule heads: `deny`, `warn`, `violation`, optionally with a `_suffix`.
+fn conftest_rules(text: &str) -> Vec<(String, Action)> {
+    let re = regex::Regex::new(r"(?m)^\s*((deny|warn|violation)(_[A-Za-z0-9_]+)?)\b")
+        .expect("valid regex");
+    let mut rules: Vec<(String, Action)> = Vec::new();
+    for c in re.captures_iter(text) {
+        let name = c[1].to_string();
+        let action = if &c[2] == "warn" {
+            Action::Warn
+        } else {
+            Action::Deny
+        };
+        if !rules.iter().any(|(n, _)| *n == name) {
+            rules.push((name, action));
+        }
+    }
+    rules
+}
+
+fn compile_conftest(
+    modules: &[(String, String)],
+    data: &Value,
+    limits: Limits,
+) -> Result<Option<Conftest>, Vec<PolicyError>> {
+    if modules.is_empty() {
+        return Ok(None);
+    }
+    let mut engine = new_engine(false, data, limits).map_err(|e| vec![PolicyError::Invalid(e)])?;
+    let mut errors = Vec::new();
+    let mut rules = Vec::new();
+    for (source, text) in modules {
+        // conftest reads Rego v1 by default (v0.60+); older modules are v0: accept both.
+        engine.set_rego_v0(false);
+        let package = engine
+            .add_policy(source.clone(), compat::normalize(text, false))
+            .or_else(|v1_err| {
+                engine.set_rego_v0(true);
+                engine
+                    .add_policy(source.clone(), compat::normalize(text, true))
+                    .map_err(|_| v1_err)
+            });
+        match package {
+            Ok(p) if p == "data.main" => {
+                for (rule, action) in conftest_rules(text) {
+                    rules.push((format!("data.main.{rule}"), rule, action));
+                }
+            }
+            Ok(_) => {} // a helper package
+            Err(e) => errors.push(PolicyError::Invalid(format!("{source}: Rego error: {e}"))),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    rules.dedup_by(|a, b| a.0 == b.0);
+    Ok(Some(Conftest { engine, rules }))
+}
+
+impl Bundle {
+    pub fn templates(&self) -> impl Iterator<Item = &Template> {
+        self.templates.values().map(|t| t.as_ref())
+    }
+
+    pub fn constraints(&self) -> &[Constraint] {
+        &self.constraints
+    }
+
+    pub fn has_conftest(&self) -> bool {
+        self.conftest.is_some()
+    }
+
+    /// Evaluate every constraint that applies to the review at its point. `extra_namespaces`
+    /// adds Namespace labels known to the caller (e.g. Namespaces in the linted files).
+    pub fn evaluate(&self, review: &Review, extra_namespaces: &NamespaceLabels) -> Vec<Violation> {
+        let object = review.object();
+        let info = ObjectInfo::of(object);
+        let object_ref = ObjectRef::of(object);
+        let ns_labels = |ns: &str| {
+            extra_namespaces
+                .get(ns)
+                .or_else(|| self.namespaces.get(ns))
+                .cloned()
+        };
+        let review_value = RValue::from(review.request.clone());
+        let sealgate = RValue::from(json!({
+            "point": review.point.as_str(),
+            "file": review.file.clone().unwrap_or_default(),
+            "line": review.line.unwrap_or(0),
+        }));
+        let mut out = Vec::new();
+        for c in &self.constraints {
+            let Some(action) = c.enforcement.at(review.point) else {
+                continue;
+            };
+            if !c.matcher.matches(&info, &ns_labels) {
+                continue;
+            }
+            let Some(t) = self.templates.get(&c.kind) else {
+                continue;
+            };
+            let mut input = BTreeMap::new();
+            input.insert(RValue::from("review"), review_value.clone());
+            input.insert(RValue::from("parameters"), c.parameters.clone());
+            input.insert(RValue::from("sealgate"), sealgate.clone());
+            let mut engine = t.engine.clone();
+            engine.set_input(RValue::from(input));
+            match engine.eval_rule(t.entry.clone()) {
+                Ok(result) => {
+                    for r in results(&result) {
+                        out.push(violation(&t.kind, &c.name, r, action, &object_ref));
+                    }
+                }
+                // Gatekeeper reports an evaluation error as a violation of each constraint.
+                Err(e) => out.push(Violation {
+                    policy: t.kind.clone(),
+                    constraint: c.name.clone(),
+                    message: format!(
+                        "template {} failed to evaluate: {}",
+                        t.kind,
+                        first_line(&e.to_string())
+                    ),
+                    details: json!({}),
+                    action,
+                    object: object_ref.clone(),
+                    path: None,
+                }),
+            }
+        }
+        if let Some(ct) = &self.conftest {
+            let input = RValue::from(object.clone());
+            for (path, rule, action) in &ct.rules {
+                let mut engine = ct.engine.clone();
+                engine.set_input(input.clone());
+                match engine.eval_rule(path.clone()) {
+                    Ok(result) => {
+                        for r in results(&result) {
+                            out.push(violation("conftest", rule, r, *action, &object_ref));
+                        }
+                    }
+                    Err(e) => out.push(Violation {
+                        policy: "conftest".into(),
+                        constraint: rule.clone(),
+                        message: format!(
+                            "rule {rule} failed to evaluate: {}",
+                            first_line(&e.to_string())
+                        ),
+                        details: json!({}),
+                        action: *action,
+                        object: object_ref.clone(),
+                        path: None,
+                    }),
+                }
+            }
+        }
+        out
+    }
+}
+
+fn first_line(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    // regorus errors end with "error: <reason>" after a source snippet.
+    lines
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("error:"))
+        .map(|l| l.trim_start_matches("error:").trim().to_string())
+        .unwrap_or_else(|| lines.join(" "))
+}
+
+/// The members of a rule's value: a set or array of results, or a single one.
+fn results(v: &RValue) -> Vec<RValue> {
+    match v {
+        RValue::Set(s) => s.iter().cloned().collect(),
+        RValue::Array(a) => a.iter().cloned().collect(),
+        RValue::Undefined | RValue::Null | RValue::Bool(false) => Vec::new(),
+        other => vec![other.clone()],
+    }
+}
+
+fn violation(
+    policy: &str,
+    constraint: &str,
+    r: RValue,
+    action: Action,
+    object: &ObjectRef,
+) -> Violation {
+    let json: Value = serde_json::to_value(&r).unwrap_or(Value::Null);
+    let (message, details) = match &json {
+        Value::String(s) => (s.clone(), json!({})),
+        Value::Object(o) => (
+            o.get("msg")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| builtins::display(&r, false)),
+            o.get("details").cloned().unwrap_or_else(|| json!({})),
+        ),
+        Value::Bool(true) => (constraint.to_string(), json!({})),
+        _ => (builtins::display(&r, false), json!({})),
+    };
+    let path = json
+        .get("path")
+        .or_else(|| details.get("path"))
+        .and_then(Value::as_array)
+        .map(|p| {
+            p.iter()
+                .map(|s| {
+                    s.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| s.to_string())
+                })
+                .collect()
+        });
+    Violation {
+        policy: policy.to_string(),
+        constraint: constraint.to_string(),
+        message,
+        details,
+        action,
+        object: object.clone(),
+        path,
+    }
+}
+
+#[cfg(test)]
+mod tests;

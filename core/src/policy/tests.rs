@@ -1,0 +1,459 @@
+use super::*;
+use serde_json::json;
+
+fn template(kind: &str, rego: &str) -> String {
+    let pkg = kind.to_lowercase();
+    let indented: String = rego.lines().map(|l| format!("        {l}\n")).collect();
+    format!(
+        "apiVersion: templates.gatekeeper.sh/v1\nkind: ConstraintTemplate\nmetadata:\n  name: {pkg}\nspec:\n  crd:\n    spec:\n      names:\n        kind: {kind}\n  targets:\n    - target: admission.k8s.gatekeeper.sh\n      rego: |\n        package {pkg}\n{indented}"
+    )
+}
+
+fn constraint(kind: &str, name: &str, spec: Value) -> String {
+    serde_json::to_string(&json!({
+        "apiVersion": "constraints.gatekeeper.sh/v1beta1", "kind": kind,
+        "metadata": {"name": name}, "spec": spec
+    }))
+    .unwrap()
+}
+
+fn bundle(parts: &[String]) -> Bundle {
+    try_bundle(parts).unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+fn try_bundle(parts: &[String]) -> Result<Bundle, Vec<PolicyError>> {
+    let mut b = BundleBuilder::new(Limits::default());
+    for (i, p) in parts.iter().enumerate() {
+        b.add_text(&format!("part{i}.yaml"), p);
+    }
+    b.build()
+}
+
+fn pod(name: &str, image: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "shop", "labels": {"app": "web"}},
+           "spec": {"containers": [{"name": "c", "image": image}]}})
+}
+
+fn eval(b: &Bundle, obj: Value) -> Vec<Violation> {
+    b.evaluate(
+        &Review::for_object(obj, Point::Ci).at("apps/pod.yaml", 3),
+        &Default::default(),
+    )
+}
+
+const REPOS: &str = r#"violation[{"msg": msg, "details": {"path": ["spec", "containers", "0", "image"]}}] {
+  c := input.review.object.spec.containers[_]
+  not startswith(c.image, input.parameters.repos[_])
+  msg := sprintf("container <%v> has an invalid image repo <%v>, allowed repos are %v", [c.name, c.image, input.parameters.repos])
+}"#;
+
+#[test]
+fn gatekeeper_template_and_constraint() {
+    let b = bundle(&[
+        template("K8sAllowedRepos", REPOS),
+        constraint(
+            "K8sAllowedRepos",
+            "repo-is-ours",
+            json!({"parameters": {"repos": ["registry.example.com/"]}}),
+        ),
+    ]);
+    assert!(eval(&b, pod("ok", "registry.example.com/web:1")).is_empty());
+    let v = eval(&b, pod("bad", "docker.io/nginx:1"));
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0].policy, "K8sAllowedRepos");
+    assert_eq!(v[0].constraint, "repo-is-ours");
+    assert_eq!(v[0].action, Action::Deny);
+    assert_eq!(
+        v[0].message,
+        "container <c> has an invalid image repo <docker.io/nginx:1>, allowed repos are [\"registry.example.com/\"]"
+    );
+    assert_eq!(
+        v[0].path.as_deref(),
+        Some(
+            &[
+                "spec".to_string(),
+                "containers".into(),
+                "0".into(),
+                "image".into()
+            ][..]
+        )
+    );
+    assert_eq!(v[0].object.to_string(), "Pod shop/bad");
+}
+
+#[test]
+fn input_shape_matches_gator() {
+    let echo = r#"violation[{"msg": msg}] {
+  r := input.review
+  msg := sprintf("%v|%v|%v|%v|%v|%v|%v|%v|%v|%v", [r.kind.group, r.kind.version, r.kind.kind, r.name, r.namespace, r.operation, r.oldObject, count(r.userInfo), input.parameters.p, input.sealgate.point])
+}
+violation[{"msg": "file"}] { input.sealgate.file == "apps/pod.yaml"; input.sealgate.line == 3 }"#;
+    let b = bundle(&[
+        template("Echo", echo),
+        constraint("Echo", "e", json!({"parameters": {"p": 7}})),
+    ]);
+    let mut msgs: Vec<String> = eval(&b, json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d", "namespace": "n"}}))
+        .into_iter()
+        .map(|v| v.message)
+        .collect();
+    msgs.sort();
+    assert_eq!(msgs, vec!["apps|v1|Deployment|d|n||null|0|7|ci", "file"]);
+    // No parameters: input.parameters is {} (so `input.parameters.p` is undefined, not an error).
+    let b = bundle(&[template("Echo", echo), constraint("Echo", "e", json!({}))]);
+    assert_eq!(eval(&b, pod("p", "x")).len(), 1);
+}
+
+#[test]
+fn enforcement_actions_and_points() {
+    let deny_all = r#"violation[{"msg": "no"}] { true }"#;
+    let spec = |e: Value| {
+        let mut s = json!({"match": {"kinds": [{"apiGroups": [""], "kinds": ["Pod"]}]}});
+        s.as_object_mut()
+            .unwrap()
+            .extend(e.as_object().unwrap().clone());
+        s
+    };
+    let b = bundle(&[
+        template("DenyAll", deny_all),
+        constraint("DenyAll", "default", spec(json!({}))),
+        constraint(
+            "DenyAll",
+            "warned",
+            spec(json!({"enforcementAction": "warn"})),
+        ),
+        constraint(
+            "DenyAll",
+            "dry",
+            spec(json!({"enforcementAction": "dryrun"})),
+        ),
+        constraint(
+            "DenyAll",
+            "ci-deny-admission-warn",
+            spec(
+                json!({"enforcementAction": "scoped", "scopedEnforcementActions": [
+            {"action": "deny", "enforcementPoints": [{"name": "gator.gatekeeper.sh"}]},
+            {"action": "warn", "enforcementPoints": [{"name": "validation.gatekeeper.sh"}]}]}),
+            ),
+        ),
+        constraint(
+            "DenyAll",
+            "admission-only",
+            spec(
+                json!({"enforcementAction": "scoped", "scopedEnforcementActions": [
+            {"action": "deny", "enforcementPoints": [{"name": "admission"}]}]}),
+            ),
+        ),
+    ]);
+    let at = |point| {
+        let mut v: Vec<(String, Action)> = b
+            .evaluate(
+                &Review::for_object(pod("p", "x"), point),
+                &Default::default(),
+            )
+            .into_iter()
+            .map(|v| (v.constraint, v.action))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        at(Point::Ci),
+        vec![
+            ("ci-deny-admission-warn".into(), Action::Deny),
+            ("default".into(), Action::Deny),
+            ("dry".into(), Action::Dryrun),
+            ("warned".into(), Action::Warn),
+        ]
+    );
+    assert_eq!(
+        at(Point::Admission),
+        vec![
+            ("admission-only".into(), Action::Deny),
+            ("ci-deny-admission-warn".into(), Action::Warn),
+            ("default".into(), Action::Deny),
+            ("dry".into(), Action::Dryrun),
+            ("warned".into(), Action::Warn),
+        ]
+    );
+    // Not a Pod: nothing matches.
+    assert!(
+        eval(
+            &b,
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}})
+        )
+        .is_empty()
+    );
+    let e = try_bundle(&[
+        template("DenyAll", deny_all),
+        constraint("DenyAll", "x", json!({"enforcementAction": "block"})),
+    ])
+    .unwrap_err();
+    assert!(
+        e[0].to_string()
+            .contains("\"block\" is not deny, warn, dryrun or scoped"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn gap_newline_before_paren() {
+    // horizontalpodautoscaler: `input.parameters.minimumReplicaSpread⏎(hpa.spec.maxReplicas - …)`.
+    let rego = r#"violation[{"msg": msg}] {
+  hpa := input.review.object
+  input.parameters.minimumReplicaSpread
+  (hpa.spec.maxReplicas - hpa.spec.minReplicas) < input.parameters.minimumReplicaSpread
+  msg := "spread too small"
+}"#;
+    let b = bundle(&[
+        template("Spread", rego),
+        constraint(
+            "Spread",
+            "s",
+            json!({"parameters": {"minimumReplicaSpread": 2}}),
+        ),
+    ]);
+    let hpa = |min: i64, max: i64| json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "metadata": {"name": "h"}, "spec": {"minReplicas": min, "maxReplicas": max}});
+    assert_eq!(eval(&b, hpa(2, 3)).len(), 1);
+    assert!(eval(&b, hpa(2, 10)).is_empty());
+}
+
+#[test]
+fn gap_chained_bodies_on_set_rules() {
+    // noupdateserviceaccount: v0 `violation[...] { a } { b }` is two rules.
+    let rego = r#"violation[{"msg": msg}] {
+  input.review.object.spec.a
+  msg := "a"
+} {
+  input.review.object.spec.b
+  msg := "b"
+}"#;
+    let b = bundle(&[
+        template("Chained", rego),
+        constraint("Chained", "c", json!({})),
+    ]);
+    let obj = |a: bool, bb: bool| json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": "x"}, "spec": {"a": a, "b": bb}});
+    assert_eq!(
+        eval(&b, obj(true, false))
+            .iter()
+            .map(|v| v.message.as_str())
+            .collect::<Vec<_>>(),
+        vec!["a"]
+    );
+    assert_eq!(eval(&b, obj(true, true)).len(), 2);
+    assert!(eval(&b, obj(false, false)).is_empty());
+}
+
+#[test]
+fn gap_sprintf_with_missing_arguments_keeps_the_violation() {
+    let rego = r#"violation[{"msg": msg}] { msg := sprintf("%v has %v of %v", ["a", 1]) }"#;
+    let b = bundle(&[template("Fmt", rego), constraint("Fmt", "f", json!({}))]);
+    let v = eval(&b, pod("p", "x"));
+    assert_eq!(v.len(), 1, "regorus alone drops this violation");
+    assert_eq!(v[0].message, "a has 1 of %!v(MISSING)");
+}
+
+#[test]
+fn gap_not_of_a_call_with_an_undefined_argument() {
+    // users.yaml: `not accept_value(rule, v, params.ranges)` with no `ranges` must not fire.
+    let rego = r#"accept_value(rule, v, ranges) { rule == "RunAsAny" }
+accept_value(rule, v, ranges) { r := ranges[_]; v >= r.min; v <= r.max }
+violation[{"msg": "out of range"}] {
+  params := input.parameters
+  v := input.review.object.spec.uid
+  not accept_value(params.rule, v, params.ranges)
+}"#;
+    let b = bundle(&[
+        template("Users", rego),
+        constraint("Users", "u", json!({"parameters": {"rule": "MustRunAs"}})),
+    ]);
+    let obj =
+        json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": "x"}, "spec": {"uid": 5}});
+    assert!(
+        eval(&b, obj.clone()).is_empty(),
+        "OPA: an undefined argument makes the body fail"
+    );
+    let b = bundle(&[
+        template("Users", rego),
+        constraint(
+            "Users",
+            "u",
+            json!({"parameters": {"rule": "MustRunAs", "ranges": [{"min": 10, "max": 20}]}}),
+        ),
+    ]);
+    assert_eq!(eval(&b, obj).len(), 1);
+}
+
+#[test]
+fn gap_builtin_errors_are_undefined_and_deprecated_builtins_exist() {
+    let rego = r#"violation[{"msg": "bad number"}] { to_number(input.review.object.metadata.name) > 1 }
+violation[{"msg": "re_match"}] { re_match("^we", input.review.object.metadata.name) }"#;
+    let b = bundle(&[
+        template("Builtins", rego),
+        constraint("Builtins", "b", json!({})),
+    ]);
+    let msgs: Vec<String> = eval(&b, pod("web", "x"))
+        .into_iter()
+        .map(|v| v.message)
+        .collect();
+    assert_eq!(msgs, vec!["re_match"]);
+}
+
+#[test]
+fn rego_v1_templates_and_libs() {
+    let t = r#"apiVersion: templates.gatekeeper.sh/v1
+kind: ConstraintTemplate
+metadata: {name: v1style}
+spec:
+  crd: {spec: {names: {kind: V1Style}}}
+  targets:
+    - target: admission.k8s.gatekeeper.sh
+      code:
+        - engine: K8sNativeValidation
+          source: {validations: [{expression: "true"}]}
+        - engine: Rego
+          source:
+            version: v1
+            rego: |
+              package v1style
+              import data.lib.names
+              violation contains {"msg": msg} if {
+                names.bad(input.review.object.metadata.name)
+                msg := "bad name"
+              }
+            libs:
+              - |
+                package lib.names
+                bad(n) if startswith(n, "tmp-")
+"#;
+    let b = bundle(&[t.to_string(), constraint("V1Style", "v", json!({}))]);
+    assert_eq!(eval(&b, pod("tmp-1", "x")).len(), 1);
+    assert!(eval(&b, pod("web", "x")).is_empty());
+}
+
+#[test]
+fn bundle_errors_name_the_template_and_the_rego_line() {
+    let e = try_bundle(&[template("Broken", "violation[{\"msg\": m}] {\n  m := \n}")]).unwrap_err();
+    let msg = e[0].to_string();
+    assert!(
+        msg.starts_with("part0.yaml:1: ConstraintTemplate Broken: Rego error:"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("Broken.rego:"),
+        "Rego file:line in the message: {msg}"
+    );
+    let e = try_bundle(&[constraint("Missing", "m", json!({}))]).unwrap_err();
+    assert!(
+        e[0].to_string()
+            .contains("no ConstraintTemplate defines kind Missing"),
+        "{e:?}"
+    );
+    let cel_only = "apiVersion: templates.gatekeeper.sh/v1\nkind: ConstraintTemplate\nmetadata: {name: c}\nspec:\n  crd: {spec: {names: {kind: CelOnly}}}\n  targets: [{target: admission.k8s.gatekeeper.sh, code: [{engine: K8sNativeValidation, source: {}}]}]\n";
+    let e = try_bundle(&[cel_only.to_string()]).unwrap_err();
+    assert!(e[0].to_string().contains("only CEL"), "{e:?}");
+    // Parameters checked against the template's schema.
+    let typed = template("Typed", "violation[{\"msg\": \"x\"}] { false }").replace(
+        "        kind: Typed\n",
+        "        kind: Typed\n      validation:\n        openAPIV3Schema:\n          type: object\n          properties:\n            repos: {type: array, items: {type: string}}\n",
+    );
+    let e = try_bundle(&[
+        typed,
+        constraint("Typed", "t", json!({"parameters": {"repos": "one"}})),
+    ])
+    .unwrap_err();
+    assert!(
+        e[0].to_string()
+            .contains("spec.parameters.repos: expected array, found string"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn evaluation_errors_become_violations() {
+    // 25 million iterations: far beyond the 50 ms limit, which the interpreter checks as it loops.
+    let slow = r#"violation[{"msg": "never"}] { count([x | a := numbers.range(1, 5000)[_]; b := numbers.range(1, 5000)[_]; x := a * b; x < 0]) > 0 }"#;
+    let mut b = BundleBuilder::new(Limits {
+        eval_timeout: Duration::from_millis(50),
+    });
+    b.add_text("t.yaml", &template("Slow", slow));
+    b.add_text("c.yaml", &constraint("Slow", "s", json!({})));
+    let b = b.build().unwrap();
+    let v = eval(&b, pod("p", "x"));
+    assert_eq!(v.len(), 1);
+    assert!(
+        v[0].message.starts_with("template Slow failed to evaluate"),
+        "{}",
+        v[0].message
+    );
+    assert_eq!(v[0].constraint, "s");
+}
+
+#[test]
+fn inventory_for_referential_templates() {
+    let rego = r#"violation[{"msg": msg}] {
+  host := input.review.object.spec.host
+  other := data.inventory.namespace[ns]["networking.k8s.io/v1"]["Ingress"][name]
+  other.spec.host == host
+  name != input.review.object.metadata.name
+  msg := sprintf("host %v is used by %v/%v", [host, ns, name])
+}"#;
+    let ing = |name: &str, ns: &str, host: &str| json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": name, "namespace": ns}, "spec": {"host": host}});
+    let mut b = BundleBuilder::new(Limits::default());
+    b.add_text("t.yaml", &template("UniqueHost", rego));
+    b.add_text("c.yaml", &constraint("UniqueHost", "u", json!({})));
+    b.add_inventory([ing("old", "other", "shop.example.com")]);
+    let b = b.build().unwrap();
+    let v = eval(&b, ing("new", "shop", "shop.example.com"));
+    assert_eq!(
+        v.iter().map(|v| v.message.as_str()).collect::<Vec<_>>(),
+        vec!["host shop.example.com is used by other/old"]
+    );
+    assert!(eval(&b, ing("new", "shop", "free.example.com")).is_empty());
+}
+
+#[test]
+fn conftest_modules() {
+    let mut b = BundleBuilder::new(Limits::default());
+    b.add_module("policy/main.rego", "package main\n\ndeny contains msg if {\n  input.kind == \"Deployment\"\n  not input.spec.template.spec.securityContext.runAsNonRoot\n  msg := \"containers must not run as root\"\n}\n\nwarn_replicas contains {\"msg\": \"one replica\"} if input.spec.replicas == 1\n");
+    b.add_module("policy/legacy.rego", "package main\n\nviolation_latest[msg] {\n  endswith(input.spec.template.spec.containers[_].image, \":latest\")\n  msg := \"latest tag\"\n}\n");
+    b.add_module("policy/main_test.rego", "package main\ntest_x { false }\n");
+    let b = b.build().unwrap();
+    let d = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+        "spec": {"replicas": 1, "template": {"spec": {"containers": [{"image": "x:latest"}]}}}});
+    let mut v: Vec<(String, String, Action)> = eval(&b, d)
+        .into_iter()
+        .map(|v| (v.constraint, v.message, v.action))
+        .collect();
+    v.sort();
+    assert_eq!(
+        v,
+        vec![
+            (
+                "deny".into(),
+                "containers must not run as root".into(),
+                Action::Deny
+            ),
+            ("violation_latest".into(), "latest tag".into(), Action::Deny),
+            ("warn_replicas".into(), "one replica".into(), Action::Warn),
+        ]
+    );
+}
+
+#[test]
+fn admission_review_requests() {
+    let rego = r#"violation[{"msg": msg}] { msg := sprintf("%v %v %v", [input.review.operation, input.review.userInfo.username, input.review.object.metadata.name]) }"#;
+    let b = bundle(&[template("Who", rego), constraint("Who", "w", json!({}))]);
+    let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+        "uid": "1", "operation": "DELETE", "userInfo": {"username": "alice"}, "object": null,
+        "oldObject": pod("gone", "x")}});
+    assert!(Review::is_admission_review(&review));
+    let r = Review::from_admission_review(&review, Point::Admission).unwrap();
+    let v = b.evaluate(&r, &Default::default());
+    assert_eq!(v[0].message, "DELETE alice gone");
+    let bad = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"operation": "DELETE"}});
+    assert!(
+        Review::from_admission_review(&bad, Point::Admission)
+            .unwrap_err()
+            .contains("oldObject")
+    );
+}
