@@ -36,6 +36,11 @@ pub enum Command {
     Reseal(ResealArgs),
     /// Check SealedSecret files offline: well-formed, consistent scope, sealed to a known key
     Validate(ValidateArgs),
+    /// Check manifests against the policy bundle: the built-in policies plus --policy directories
+    Lint(LintArgs),
+    /// Policy bundle tools
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
@@ -260,5 +265,119 @@ impl From<ScopeArg> for sealgate_core::seal::Scope {
             ScopeArg::NamespaceWide => Self::NamespaceWide,
             ScopeArg::ClusterWide => Self::ClusterWide,
         }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PointArg {
+    Ci,
+    Admission,
+    Audit,
+}
+
+impl From<PointArg> for sealgate_core::policy::Point {
+    fn from(p: PointArg) -> Self {
+        match p {
+            PointArg::Ci => Self::Ci,
+            PointArg::Admission => Self::Admission,
+            PointArg::Audit => Self::Audit,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// file:line findings, then `N passed, N failed`
+    Text,
+    /// one JSON document with every finding and a summary
+    Json,
+    /// SARIF 2.1.0, for GitHub code scanning
+    Sarif,
+    /// JUnit XML, for CI test reports
+    Junit,
+    /// GitHub Actions workflow commands (annotations on the PR)
+    Github,
+}
+
+/// Where policies come from (shared by lint and the webhook-facing commands).
+#[derive(Debug, Args, Clone)]
+pub struct BundleArgs {
+    /// Policy directory or file: ConstraintTemplates, Constraints, conftest `.rego` modules
+    /// (repeatable). A Constraint with the name of a built-in one replaces it
+    #[arg(
+        long = "policy",
+        short = 'p',
+        value_name = "PATH",
+        env = "SEALGATE_POLICY",
+        value_delimiter = ','
+    )]
+    pub policies: Vec<PathBuf>,
+    /// Do not load the built-in policies
+    #[arg(long)]
+    pub no_builtin: bool,
+    /// Objects for data.inventory (referential policies) and namespaceSelector: files or directories (repeatable)
+    #[arg(long, value_name = "PATH")]
+    pub inventory: Vec<PathBuf>,
+    /// Time limit for one policy evaluation, e.g. 500ms or 2s
+    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
+    pub eval_timeout: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// Files or directories to check [default: .]. Directories are searched for *.yaml, *.yml and
+    /// *.json, honouring .gitignore and .sealgateignore, skipping hidden entries and Helm chart templates
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub bundle: BundleArgs,
+    /// Enforcement point to evaluate as (AdmissionReview documents are always `admission`)
+    #[arg(long, value_enum, default_value_t = PointArg::Ci)]
+    pub point: PointArg,
+    /// Report format
+    #[arg(short = 'o', long = "format", value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+    /// Write the report to FILE (atomically) instead of stdout
+    #[arg(short = 'w', long = "output-file", value_name = "FILE")]
+    pub output_file: Option<PathBuf>,
+    /// Exit 1 on warn violations too
+    #[arg(long)]
+    pub fail_on_warn: bool,
+    /// Worker threads [default: all cores]
+    #[arg(short = 'j', long, value_name = "N")]
+    pub jobs: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Run gator Suite files (test.gatekeeper.sh/v1alpha1); `gator verify` exit codes
+    Verify {
+        /// Suite files or directories (`dir/...` as in gator) [default: .]
+        #[arg(value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// Only tests whose name matches this regular expression
+        #[arg(long, value_name = "REGEX")]
+        run: Option<String>,
+        /// Time limit for one policy evaluation
+        #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
+        eval_timeout: std::time::Duration,
+    },
+}
+
+/// `500ms`, `2s`, `1m`.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s.trim().split_at(
+        s.trim()
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(s.trim().len()),
+    );
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 500ms, 2s or 1m"))?;
+    match unit {
+        "ms" => Ok(std::time::Duration::from_millis(n)),
+        "s" | "" => Ok(std::time::Duration::from_secs(n)),
+        "m" => Ok(std::time::Duration::from_secs(n * 60)),
+        _ => Err(format!("{s:?}: unknown unit {unit:?} (ms, s or m)")),
     }
 }

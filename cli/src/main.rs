@@ -4,6 +4,7 @@
 mod args;
 mod cmd;
 mod io;
+mod report;
 
 use std::process::ExitCode;
 
@@ -36,6 +37,8 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Unseal(args) => cmd::unseal::run(keys, args),
         Command::Reseal(args) => cmd::reseal::run(keys, args),
         Command::Validate(args) => cmd::validate::run(keys, args),
+        Command::Lint(args) => cmd::lint::run(args),
+        Command::Policy(cmd) => cmd::policy::run(cmd),
         Command::Completions { shell } => {
             clap_complete::generate(
                 *shell,

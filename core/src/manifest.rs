@@ -180,6 +180,133 @@ fn json_reason(e: &serde_json::Error) -> String {
     s
 }
 
+/// The line of the node at `path` (map keys and sequence indexes) in document `index` (1-based,
+/// as in [`Document::index`]) of a YAML/JSON text. Falls back to the deepest node found; `None` if
+/// the text does not parse or the document does not exist.
+pub fn locate(text: &str, index: usize, path: &[String]) -> Option<usize> {
+    let docs: Vec<PNode> = if text.trim_start().starts_with('{') {
+        // A JSON stream: locate within the right object, then offset its lines.
+        let mut stream =
+            serde_json::Deserializer::from_str(text).into_iter::<serde::de::IgnoredAny>();
+        let mut start = 0;
+        let mut n = 0;
+        while let Some(Ok(_)) = stream.next() {
+            n += 1;
+            let end = stream.byte_offset();
+            if n == index {
+                let offset = text[..start].matches('\n').count();
+                let node: PNode = serde_saphyr::from_str_with_options(
+                    &text[start..end],
+                    options(&Limits::default()),
+                )
+                .ok()?;
+                return Some(node.find(path, node.line()) + offset);
+            }
+            start = end;
+        }
+        return None;
+    } else {
+        serde_saphyr::from_multiple_with_options(text, options(&Limits::default())).ok()?
+    };
+    docs.get(index.checked_sub(1)?)
+        .map(|d| d.find(path, d.line()))
+}
+
+/// A YAML node with its line, for [`locate`].
+struct PNode(serde_saphyr::Spanned<PKind>);
+
+enum PKind {
+    Scalar,
+    Seq(Vec<PNode>),
+    /// (key, line of the key, value)
+    Map(Vec<(String, usize, PNode)>),
+}
+
+impl PNode {
+    fn line(&self) -> usize {
+        self.0.referenced.line() as usize
+    }
+
+    /// `anchor` is the line reported for this node: its key's line inside a mapping.
+    fn find(&self, path: &[String], anchor: usize) -> usize {
+        let Some((first, rest)) = path.split_first() else {
+            return anchor;
+        };
+        let child = match &self.0.value {
+            PKind::Map(entries) => entries
+                .iter()
+                .find(|(k, _, _)| k == first)
+                .map(|(_, l, v)| (*l, v)),
+            PKind::Seq(items) => first
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| items.get(i))
+                .map(|v| (v.line(), v)),
+            PKind::Scalar => None,
+        };
+        child.map_or(anchor, |(line, c)| c.find(rest, line))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PNode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde_saphyr::Spanned::<PKind>::deserialize(d).map(PNode)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = PKind;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any YAML node")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<PKind, E> {
+                Ok(PKind::Scalar)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<PKind, E> {
+                Ok(PKind::Scalar)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<PKind, E> {
+                Ok(PKind::Scalar)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<PKind, E> {
+                Ok(PKind::Scalar)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<PKind, E> {
+                Ok(PKind::Scalar)
+            }
+            fn visit_unit<E>(self) -> Result<PKind, E> {
+                Ok(PKind::Scalar)
+            }
+            fn visit_none<E>(self) -> Result<PKind, E> {
+                Ok(PKind::Scalar)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<PKind, A::Error> {
+                let mut items = Vec::new();
+                while let Some(n) = a.next_element::<PNode>()? {
+                    items.push(n);
+                }
+                Ok(PKind::Seq(items))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<PKind, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(k) = a.next_key::<serde_saphyr::Spanned<Value>>()? {
+                    let line = k.referenced.line() as usize;
+                    let key = match k.value {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    entries.push((key, line, a.next_value::<PNode>()?));
+                }
+                Ok(PKind::Map(entries))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Render documents as a YAML stream (`---` before each).
 pub fn to_yaml_stream<'a>(values: impl IntoIterator<Item = &'a Value>) -> String {
     let mut out = String::new();
@@ -285,6 +412,26 @@ mod tests {
             Err(ManifestError::NotUtf8(3))
         );
         assert!(p("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn locate_finds_the_line_of_a_path() {
+        let text = "a: 1\n---\napiVersion: v1\nkind: Pod\nspec:\n  containers:\n    - name: a\n      image: x\n    - name: b\n      image: y:latest\n";
+        let p = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            locate(text, 2, &p(&["spec", "containers", "1", "image"])),
+            Some(10)
+        );
+        assert_eq!(locate(text, 2, &p(&["spec", "containers", "0"])), Some(7));
+        assert_eq!(
+            locate(text, 2, &p(&["spec", "missing", "x"])),
+            Some(5),
+            "deepest node found"
+        );
+        assert_eq!(locate(text, 1, &p(&[])), Some(1));
+        assert_eq!(locate(text, 3, &p(&["a"])), None);
+        let json = "{\"a\": 1}\n{\n  \"kind\": \"Pod\",\n  \"spec\": {\"x\": 1}\n}\n";
+        assert_eq!(locate(json, 2, &p(&["spec", "x"])), Some(4));
     }
 
     #[test]

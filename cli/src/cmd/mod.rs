@@ -1,4 +1,6 @@
 pub mod keys;
+pub mod lint;
+pub mod policy;
 pub mod reseal;
 pub mod seal;
 pub mod unseal;

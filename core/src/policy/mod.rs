@@ -576,15 +576,21 @@ impl BundleBuilder {
                             format!("{} {}", c.kind, c.name),
                             problems.join("; "),
                         ));
-                    } else if let Some(prev) = constraints
+                    } else if let Some(i) = constraints
                         .iter()
-                        .find(|p| p.kind == c.kind && p.name == c.name)
+                        .position(|p| p.kind == c.kind && p.name == c.name)
                     {
-                        errors.push(at(
-                            source,
-                            format!("{} {}", c.kind, c.name),
-                            format!("duplicate of {}", prev.source),
-                        ));
+                        // A user's constraint replaces the built-in one of the same name: that is
+                        // how built-in policies are configured.
+                        if constraints[i].source.starts_with("builtin:") {
+                            constraints[i] = c;
+                        } else {
+                            errors.push(at(
+                                source,
+                                format!("{} {}", c.kind, c.name),
+                                format!("duplicate of {}", constraints[i].source),
+                            ));
+                        }
                     } else {
                         constraints.push(c);
                     }

@@ -1,0 +1,281 @@
+//! `sealgate lint`: every manifest under the given paths against the policy bundle.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::{Result, bail};
+use sealgate_core::manifest::{self, Document, Limits};
+use sealgate_core::policy::{
+    Action, Bundle, BundleBuilder, NamespaceLabels, Point, Review, Violation,
+};
+
+use crate::args::{BundleArgs, LintArgs};
+use crate::io;
+use crate::report::{self, FileReport, Finding, ObjectReport, ParseError};
+
+pub fn run(args: &LintArgs) -> Result<ExitCode> {
+    let bundle = build_bundle(&args.bundle)?;
+    let paths = if args.paths.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        args.paths.clone()
+    };
+    let files = discover(&paths)?;
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let reports = lint_files(&bundle, &files, args.point.into(), jobs);
+    let summary = report::Summary::of(&reports, args.fail_on_warn);
+    let text = report::render(&reports, &summary, args.format);
+    io::emit(&text, args.output_file.as_deref(), None)?;
+    Ok(if summary.errors > 0 {
+        ExitCode::from(2)
+    } else if summary.failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The bundle: built-in policies (unless --no-builtin), --policy paths, --inventory objects.
+pub fn build_bundle(args: &BundleArgs) -> Result<Bundle> {
+    let mut b = BundleBuilder::new(sealgate_core::policy::Limits {
+        eval_timeout: args.eval_timeout,
+    });
+    if !args.no_builtin {
+        b.add_builtin();
+    }
+    for p in &args.policies {
+        b.add_path(p);
+    }
+    let mut inventory = Vec::new();
+    for p in &args.inventory {
+        for f in discover(std::slice::from_ref(p))? {
+            let input = io::read_file(&f)?;
+            inventory.extend(io::parse_docs(&input)?.into_iter().map(|d| d.value));
+        }
+    }
+    b.add_inventory(inventory);
+    b.build().map_err(|errors| {
+        let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+        anyhow::anyhow!(
+            "the policy bundle has {} problem(s):\n{}",
+            errors.len(),
+            list.join("\n")
+        )
+    })
+}
+
+/// Manifests under `paths`: files named explicitly, and *.yaml/*.yml/*.json found in directories.
+pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if !p.exists() {
+            bail!("{}: no such file or directory", p.display());
+        }
+        if p.is_file() {
+            out.push(p.clone());
+            continue;
+        }
+        let walker = ignore::WalkBuilder::new(p)
+            .hidden(true)
+            .git_ignore(true)
+            .require_git(false)
+            .add_custom_ignore_filename(".sealgateignore")
+            .filter_entry(|e| !is_chart_templates(e.path()))
+            .build();
+        for entry in walker {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_type().is_some_and(|t| t.is_file())
+                && matches!(
+                    path.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "yml" | "json")
+                )
+            {
+                out.push(path.to_path_buf());
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// A Helm chart's `templates/` holds Go templates, not manifests.
+fn is_chart_templates(p: &Path) -> bool {
+    p.file_name().is_some_and(|n| n == "templates")
+        && p.parent().is_some_and(|d| d.join("Chart.yaml").is_file())
+}
+
+struct Parsed {
+    name: String,
+    text: String,
+    docs: Result<Vec<Document>, ParseError>,
+}
+
+fn parse_file(path: &Path) -> Parsed {
+    let name = path.display().to_string();
+    let name = name.strip_prefix("./").unwrap_or(&name).to_string();
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            return Parsed {
+                name,
+                text: String::new(),
+                docs: Err(ParseError {
+                    line: 0,
+                    column: 0,
+                    message: format!("cannot read: {e}"),
+                }),
+            };
+        }
+    };
+    let docs = manifest::parse(&bytes, &Limits::default()).map_err(|e| match e {
+        manifest::ManifestError::Syntax {
+            line,
+            column,
+            reason,
+        } => ParseError {
+            line,
+            column,
+            message: reason,
+        },
+        other => ParseError {
+            line: 0,
+            column: 0,
+            message: other.to_string(),
+        },
+    });
+    Parsed {
+        name,
+        text: String::from_utf8(bytes).unwrap_or_default(),
+        docs,
+    }
+}
+
+/// Run `f` over `items` on `jobs` threads; results keep the input order.
+fn parallel<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let mut results: Vec<(usize, R)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..jobs.min(items.len().max(1)))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        out.push((i, f(item)));
+                    }
+                    out
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("lint worker panicked"))
+            .collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Parse every file, then evaluate every object. Public for the benchmark.
+pub fn lint_files(
+    bundle: &Bundle,
+    files: &[PathBuf],
+    point: Point,
+    jobs: usize,
+) -> Vec<FileReport> {
+    let parsed = parallel(files, jobs, |p| parse_file(p));
+    // Namespaces defined in the linted files, for namespaceSelector.
+    let mut namespaces = NamespaceLabels::new();
+    for p in &parsed {
+        for d in p.docs.iter().flatten() {
+            if d.value.get("kind").and_then(|k| k.as_str()) == Some("Namespace") {
+                let info = sealgate_core::policy::matching::ObjectInfo::of(&d.value);
+                namespaces.insert(info.name, info.labels);
+            }
+        }
+    }
+    parallel(&parsed, jobs, |p| {
+        lint_parsed(bundle, p, point, &namespaces)
+    })
+}
+
+fn lint_parsed(
+    bundle: &Bundle,
+    p: &Parsed,
+    point: Point,
+    namespaces: &NamespaceLabels,
+) -> FileReport {
+    let docs = match &p.docs {
+        Ok(d) => d,
+        Err(e) => {
+            return FileReport {
+                file: p.name.clone(),
+                objects: Vec::new(),
+                error: Some(e.clone()),
+            };
+        }
+    };
+    let mut objects = Vec::new();
+    for doc in docs {
+        // Only Kubernetes objects: other YAML (CI configs, Helm values) has no kind.
+        if doc
+            .value
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .is_none_or(str::is_empty)
+        {
+            continue;
+        }
+        let review = if Review::is_admission_review(&doc.value) {
+            match Review::from_admission_review(&doc.value, Point::Admission) {
+                Ok(r) => r,
+                Err(e) => {
+                    objects.push(ObjectReport::invalid(doc, &e));
+                    continue;
+                }
+            }
+        } else {
+            Review::for_object(doc.value.clone(), point)
+        };
+        let review = review.at(p.name.clone(), doc.line);
+        let violations = bundle.evaluate(&review, namespaces);
+        let findings = violations
+            .into_iter()
+            .map(|v| {
+                let line = field_line(&p.text, doc, &v);
+                Finding { violation: v, line }
+            })
+            .collect();
+        objects.push(ObjectReport {
+            line: doc.line,
+            object: sealgate_core::policy::ObjectRef::of(review.object()),
+            findings,
+        });
+    }
+    FileReport {
+        file: p.name.clone(),
+        objects,
+        error: None,
+    }
+}
+
+/// The line of the offending field when the violation names one, else the document's line.
+fn field_line(text: &str, doc: &Document, v: &Violation) -> usize {
+    match &v.path {
+        Some(path) if !path.is_empty() => {
+            manifest::locate(text, doc.index, path).unwrap_or(doc.line)
+        }
+        _ => doc.line,
+    }
+}
+
+/// Whether a violation fails the run.
+pub fn fails(action: Action, fail_on_warn: bool) -> bool {
+    action == Action::Deny || (fail_on_warn && action == Action::Warn)
+}

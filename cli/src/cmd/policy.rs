@@ -1,0 +1,68 @@
+//! `sealgate policy verify`: gator Suite files, with gator's exit codes (0 all passed, 1 otherwise).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use sealgate_core::policy::suite::{self, Outcome};
+
+use crate::args::PolicyCommand;
+
+pub fn run(cmd: &PolicyCommand) -> Result<ExitCode> {
+    let PolicyCommand::Verify {
+        paths,
+        run,
+        eval_timeout,
+    } = cmd;
+    let filter = run
+        .as_deref()
+        .map(regex::Regex::new)
+        .transpose()
+        .context("--run is not a valid regular expression")?;
+    let paths = if paths.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        paths.clone()
+    };
+    let limits = sealgate_core::policy::Limits {
+        eval_timeout: *eval_timeout,
+    };
+    let (mut passed, mut failed, mut skipped, mut suites) = (0, 0, 0, 0);
+    for p in &paths {
+        for file in suite::find_suites(p) {
+            suites += 1;
+            for r in suite::run_suite(&file, filter.as_ref(), limits) {
+                let name = [r.test.as_str(), r.case.as_str()]
+                    .iter()
+                    .filter(|s| !s.is_empty())
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join("/");
+                match r.outcome {
+                    Outcome::Pass => {
+                        passed += 1;
+                        println!("ok    {}: {name}", r.suite);
+                    }
+                    Outcome::Skip => skipped += 1,
+                    Outcome::Fail(why) => {
+                        failed += 1;
+                        println!("FAIL  {}: {name}: {why}", r.suite);
+                    }
+                }
+            }
+        }
+    }
+    if suites == 0 {
+        println!("no Suite files (test.gatekeeper.sh/v1alpha1) found");
+        failed += 1;
+    }
+    if skipped > 0 {
+        println!("{skipped} skipped");
+    }
+    println!("{passed} passed, {failed} failed");
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,416 @@
+//! `sealgate lint` reports: text, JSON, SARIF 2.1.0, JUnit XML and GitHub workflow commands.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use sealgate_core::manifest::Document;
+use sealgate_core::policy::{Action, ObjectRef, Violation};
+use serde_json::{Value, json};
+
+use crate::args::ReportFormat;
+use crate::cmd::lint::fails;
+
+/// A file that could not be read or parsed: its own finding; the rest is still linted.
+#[derive(Debug, Clone)]
+pub struct ParseError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+#[derive(Debug)]
+pub struct Finding {
+    pub violation: Violation,
+    /// The offending field's line, or the object's.
+    pub line: usize,
+}
+
+#[derive(Debug)]
+pub struct ObjectReport {
+    pub line: usize,
+    pub object: ObjectRef,
+    pub findings: Vec<Finding>,
+}
+
+impl ObjectReport {
+    /// An object that could not be evaluated (e.g. an AdmissionReview without a request).
+    pub fn invalid(doc: &Document, why: &str) -> ObjectReport {
+        let object = ObjectRef::of(&doc.value);
+        ObjectReport {
+            line: doc.line,
+            findings: vec![Finding {
+                line: doc.line,
+                violation: Violation {
+                    policy: "sealgate".into(),
+                    constraint: "invalid-object".into(),
+                    message: why.to_string(),
+                    details: json!({}),
+                    action: Action::Deny,
+                    object: object.clone(),
+                    path: None,
+                },
+            }],
+            object,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct FileReport {
+    pub file: String,
+    pub objects: Vec<ObjectReport>,
+    pub error: Option<ParseError>,
+}
+
+/// Counts over all files. An object fails when it has a violation that fails the run.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub objects: usize,
+    pub passed: usize,
+    pub failed: usize,
+    pub warnings: usize,
+    /// Files that could not be read or parsed.
+    pub errors: usize,
+    pub fail_on_warn: bool,
+}
+
+impl Summary {
+    pub fn of(reports: &[FileReport], fail_on_warn: bool) -> Summary {
+        let mut s = Summary {
+            fail_on_warn,
+            ..Summary::default()
+        };
+        for r in reports {
+            if r.error.is_some() {
+                s.errors += 1;
+            }
+            for o in &r.objects {
+                s.objects += 1;
+                if o.findings
+                    .iter()
+                    .any(|f| fails(f.violation.action, fail_on_warn))
+                {
+                    s.failed += 1;
+                } else {
+                    s.passed += 1;
+                }
+                s.warnings += o
+                    .findings
+                    .iter()
+                    .filter(|f| f.violation.action == Action::Warn)
+                    .count();
+            }
+        }
+        s
+    }
+
+    /// Objects plus unparseable files count in `N passed, N failed`.
+    fn failed_total(&self) -> usize {
+        self.failed + self.errors
+    }
+}
+
+pub fn render(reports: &[FileReport], summary: &Summary, format: ReportFormat) -> String {
+    match format {
+        ReportFormat::Text => text(reports, summary),
+        ReportFormat::Json => json_report(reports, summary),
+        ReportFormat::Sarif => sarif(reports),
+        ReportFormat::Junit => junit(reports, summary),
+        ReportFormat::Github => github(reports, summary),
+    }
+}
+
+fn rule_id(v: &Violation) -> String {
+    format!("{}/{}", v.policy, v.constraint)
+}
+
+/// Every finding in file order: (file, line, column, level, rule, message, object).
+fn each<'a>(
+    reports: &'a [FileReport],
+) -> impl Iterator<
+    Item = (
+        &'a str,
+        usize,
+        Option<usize>,
+        Action,
+        String,
+        String,
+        Option<&'a ObjectRef>,
+    ),
+> {
+    reports.iter().flat_map(|r| {
+        let parse = r.error.iter().map(move |e| {
+            (
+                r.file.as_str(),
+                e.line,
+                Some(e.column),
+                Action::Deny,
+                "sealgate/parse-error".to_string(),
+                e.message.clone(),
+                None,
+            )
+        });
+        let found = r.objects.iter().flat_map(move |o| {
+            o.findings.iter().map(move |f| {
+                (
+                    r.file.as_str(),
+                    f.line,
+                    None,
+                    f.violation.action,
+                    rule_id(&f.violation),
+                    f.violation.message.clone(),
+                    Some(&o.object),
+                )
+            })
+        });
+        parse.chain(found)
+    })
+}
+
+fn text(reports: &[FileReport], s: &Summary) -> String {
+    let mut out = String::new();
+    for (file, line, col, action, rule, msg, obj) in each(reports) {
+        let loc = match col {
+            Some(c) if c > 0 => format!("{file}:{line}:{c}"),
+            _ => format!("{file}:{line}"),
+        };
+        let obj = obj.map(|o| format!(" ({o})")).unwrap_or_default();
+        let _ = writeln!(out, "{loc}: {:<6} {rule}: {msg}{obj}", action.as_str());
+    }
+    if s.warnings > 0 {
+        let _ = writeln!(
+            out,
+            "{} warning(s){}",
+            s.warnings,
+            if s.fail_on_warn {
+                " (failing: --fail-on-warn)"
+            } else {
+                ""
+            }
+        );
+    }
+    if s.errors > 0 {
+        let _ = writeln!(out, "{} file(s) could not be parsed", s.errors);
+    }
+    let _ = writeln!(out, "{} passed, {} failed", s.passed, s.failed_total());
+    out
+}
+
+fn json_report(reports: &[FileReport], s: &Summary) -> String {
+    let mut findings = Vec::new();
+    for r in reports {
+        if let Some(e) = &r.error {
+            findings.push(json!({"file": r.file, "line": e.line, "column": e.column, "policy": "sealgate", "constraint": "parse-error", "action": "deny", "message": e.message}));
+        }
+        for o in &r.objects {
+            for f in &o.findings {
+                let v = &f.violation;
+                let mut entry = json!({
+                    "file": r.file, "line": f.line, "objectLine": o.line,
+                    "policy": v.policy, "constraint": v.constraint, "action": v.action.as_str(),
+                    "message": v.message, "object": v.object, "details": v.details,
+                });
+                if let Some(p) = &v.path {
+                    entry["path"] = json!(p);
+                }
+                findings.push(entry);
+            }
+        }
+    }
+    let doc = json!({
+        "summary": {"objects": s.objects, "passed": s.passed, "failed": s.failed, "warnings": s.warnings, "unparseableFiles": s.errors},
+        "findings": findings,
+    });
+    serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
+}
+
+fn sarif_level(a: Action) -> &'static str {
+    match a {
+        Action::Deny => "error",
+        Action::Warn => "warning",
+        Action::Dryrun => "note",
+    }
+}
+
+fn sarif(reports: &[FileReport]) -> String {
+    let mut rules: BTreeMap<String, Value> = BTreeMap::new();
+    let mut results = Vec::new();
+    for (file, line, col, action, rule, msg, obj) in each(reports) {
+        rules.entry(rule.clone()).or_insert_with(|| {
+            let (policy, constraint) = rule.split_once('/').unwrap_or((&rule, ""));
+            json!({"id": rule, "name": constraint, "shortDescription": {"text": format!("{policy} constraint {constraint}")},
+                   "defaultConfiguration": {"level": sarif_level(action)}})
+        });
+        let mut region = json!({"startLine": line.max(1)});
+        if let Some(c) = col.filter(|c| *c > 0) {
+            region["startColumn"] = json!(c);
+        }
+        let text = match obj {
+            Some(o) => format!("{msg} ({o})"),
+            None => msg,
+        };
+        results.push(json!({
+            "ruleId": rule,
+            "level": sarif_level(action),
+            "message": {"text": text},
+            "locations": [{"physicalLocation": {"artifactLocation": {"uri": file.replace('\\', "/")}, "region": region}}],
+        }));
+    }
+    let doc = json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "sealgate",
+                "version": env!("CARGO_PKG_VERSION"),
+                "informationUri": "https://github.com/sealgate/sealgate",
+                "rules": rules.into_values().collect::<Vec<_>>(),
+            }},
+            "results": results,
+        }],
+    });
+    serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
+}
+
+fn xml(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if (c as u32) < 0x20 && !matches!(c, '\n' | '\t' | '\r') => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// One testsuite per file, one testcase per object (or per unparseable file).
+fn junit(reports: &[FileReport], s: &Summary) -> String {
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = writeln!(
+        out,
+        "<testsuites name=\"sealgate lint\" tests=\"{}\" failures=\"{}\">",
+        s.objects + s.errors,
+        s.failed_total()
+    );
+    for r in reports {
+        let tests = r.objects.len() + usize::from(r.error.is_some());
+        let failures = r
+            .objects
+            .iter()
+            .filter(|o| {
+                o.findings
+                    .iter()
+                    .any(|f| fails(f.violation.action, s.fail_on_warn))
+            })
+            .count()
+            + usize::from(r.error.is_some());
+        let _ = writeln!(
+            out,
+            "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\">",
+            xml(&r.file)
+        );
+        if let Some(e) = &r.error {
+            let _ = writeln!(
+                out,
+                "    <testcase classname=\"{}\" name=\"parse\">",
+                xml(&r.file)
+            );
+            let _ = writeln!(
+                out,
+                "      <failure message=\"{}\" type=\"sealgate/parse-error\">{}:{}:{}: {}</failure>",
+                xml(&e.message),
+                xml(&r.file),
+                e.line,
+                e.column,
+                xml(&e.message)
+            );
+            out.push_str("    </testcase>\n");
+        }
+        for o in &r.objects {
+            let _ = write!(
+                out,
+                "    <testcase classname=\"{}\" name=\"{}\"",
+                xml(&r.file),
+                xml(&o.object.to_string())
+            );
+            if o.findings.is_empty() {
+                out.push_str("/>\n");
+                continue;
+            }
+            out.push_str(">\n");
+            let mut notes = String::new();
+            for f in &o.findings {
+                let v = &f.violation;
+                let line = format!(
+                    "{}:{}: {} {}: {}",
+                    r.file,
+                    f.line,
+                    v.action.as_str(),
+                    rule_id(v),
+                    v.message
+                );
+                if fails(v.action, s.fail_on_warn) {
+                    let _ = writeln!(
+                        out,
+                        "      <failure message=\"{}\" type=\"{}\">{}</failure>",
+                        xml(&v.message),
+                        xml(&rule_id(v)),
+                        xml(&line)
+                    );
+                } else {
+                    notes.push_str(&line);
+                    notes.push('\n');
+                }
+            }
+            if !notes.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "      <system-out>{}</system-out>",
+                    xml(notes.trim_end())
+                );
+            }
+            out.push_str("    </testcase>\n");
+        }
+        out.push_str("  </testsuite>\n");
+    }
+    out.push_str("</testsuites>\n");
+    out
+}
+
+/// GitHub Actions workflow commands: annotations on the changed lines of a pull request.
+fn github(reports: &[FileReport], s: &Summary) -> String {
+    let data = |v: &str| {
+        v.replace('%', "%25")
+            .replace('\r', "%0D")
+            .replace('\n', "%0A")
+    };
+    let prop = |v: &str| data(v).replace(':', "%3A").replace(',', "%2C");
+    let mut out = String::new();
+    for (file, line, col, action, rule, msg, obj) in each(reports) {
+        let level = match action {
+            Action::Deny => "error",
+            Action::Warn => "warning",
+            Action::Dryrun => "notice",
+        };
+        let col = col
+            .filter(|c| *c > 0)
+            .map(|c| format!(",col={c}"))
+            .unwrap_or_default();
+        let obj = obj.map(|o| format!(" ({o})")).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "::{level} file={},line={}{col},title={}::{}",
+            prop(file),
+            line.max(1),
+            prop(&rule),
+            data(&format!("{msg}{obj}"))
+        );
+    }
+    let _ = writeln!(out, "{} passed, {} failed", s.passed, s.failed_total());
+    out
+}
