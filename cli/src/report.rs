@@ -124,58 +124,64 @@ fn rule_id(v: &Violation) -> String {
     format!("{}/{}", v.policy, v.constraint)
 }
 
-/// Every finding in file order: (file, line, column, level, rule, message, object).
-fn each<'a>(
-    reports: &'a [FileReport],
-) -> impl Iterator<
-    Item = (
-        &'a str,
-        usize,
-        Option<usize>,
-        Action,
-        String,
-        String,
-        Option<&'a ObjectRef>,
-    ),
-> {
-    reports.iter().flat_map(|r| {
-        let parse = r.error.iter().map(move |e| {
-            (
-                r.file.as_str(),
-                e.line,
-                Some(e.column),
-                Action::Deny,
-                "sealgate/parse-error".to_string(),
-                e.message.clone(),
-                None,
-            )
-        });
-        let found = r.objects.iter().flat_map(move |o| {
-            o.findings.iter().map(move |f| {
-                (
-                    r.file.as_str(),
-                    f.line,
-                    None,
-                    f.violation.action,
-                    rule_id(&f.violation),
-                    f.violation.message.clone(),
-                    Some(&o.object),
-                )
-            })
-        });
-        parse.chain(found)
-    })
+/// One finding, flattened for the line-oriented formats.
+struct Row<'a> {
+    file: &'a str,
+    line: usize,
+    column: Option<usize>,
+    action: Action,
+    rule: String,
+    message: String,
+    object: Option<&'a ObjectRef>,
+}
+
+/// Every finding in file order, parse errors first within a file.
+fn rows(reports: &[FileReport]) -> Vec<Row<'_>> {
+    let mut out = Vec::new();
+    for r in reports {
+        if let Some(e) = &r.error {
+            out.push(Row {
+                file: &r.file,
+                line: e.line,
+                column: Some(e.column),
+                action: Action::Deny,
+                rule: "sealgate/parse-error".into(),
+                message: e.message.clone(),
+                object: None,
+            });
+        }
+        for o in &r.objects {
+            for f in &o.findings {
+                out.push(Row {
+                    file: &r.file,
+                    line: f.line,
+                    column: None,
+                    action: f.violation.action,
+                    rule: rule_id(&f.violation),
+                    message: f.violation.message.clone(),
+                    object: Some(&o.object),
+                });
+            }
+        }
+    }
+    out
 }
 
 fn text(reports: &[FileReport], s: &Summary) -> String {
     let mut out = String::new();
-    for (file, line, col, action, rule, msg, obj) in each(reports) {
-        let loc = match col {
-            Some(c) if c > 0 => format!("{file}:{line}:{c}"),
-            _ => format!("{file}:{line}"),
+    for r in rows(reports) {
+        let loc = match r.column {
+            Some(c) if c > 0 => format!("{}:{}:{c}", r.file, r.line),
+            _ => format!("{}:{}", r.file, r.line),
         };
-        let obj = obj.map(|o| format!(" ({o})")).unwrap_or_default();
-        let _ = writeln!(out, "{loc}: {:<6} {rule}: {msg}{obj}", action.as_str());
+        let obj = r.object.map(|o| format!(" ({o})")).unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{loc}: {:<6} {}: {}{obj}",
+            r.action.as_str(),
+            r.rule,
+            r.message
+        );
     }
     if s.warnings > 0 {
         let _ = writeln!(
@@ -235,25 +241,25 @@ fn sarif_level(a: Action) -> &'static str {
 fn sarif(reports: &[FileReport]) -> String {
     let mut rules: BTreeMap<String, Value> = BTreeMap::new();
     let mut results = Vec::new();
-    for (file, line, col, action, rule, msg, obj) in each(reports) {
-        rules.entry(rule.clone()).or_insert_with(|| {
-            let (policy, constraint) = rule.split_once('/').unwrap_or((&rule, ""));
-            json!({"id": rule, "name": constraint, "shortDescription": {"text": format!("{policy} constraint {constraint}")},
-                   "defaultConfiguration": {"level": sarif_level(action)}})
+    for r in rows(reports) {
+        rules.entry(r.rule.clone()).or_insert_with(|| {
+            let (policy, constraint) = r.rule.split_once('/').unwrap_or((&r.rule, ""));
+            json!({"id": r.rule, "name": constraint, "shortDescription": {"text": format!("{policy} constraint {constraint}")},
+                   "defaultConfiguration": {"level": sarif_level(r.action)}})
         });
-        let mut region = json!({"startLine": line.max(1)});
-        if let Some(c) = col.filter(|c| *c > 0) {
+        let mut region = json!({"startLine": r.line.max(1)});
+        if let Some(c) = r.column.filter(|c| *c > 0) {
             region["startColumn"] = json!(c);
         }
-        let text = match obj {
-            Some(o) => format!("{msg} ({o})"),
-            None => msg,
+        let text = match r.object {
+            Some(o) => format!("{} ({o})", r.message),
+            None => r.message.clone(),
         };
         results.push(json!({
-            "ruleId": rule,
-            "level": sarif_level(action),
+            "ruleId": r.rule,
+            "level": sarif_level(r.action),
             "message": {"text": text},
-            "locations": [{"physicalLocation": {"artifactLocation": {"uri": file.replace('\\', "/")}, "region": region}}],
+            "locations": [{"physicalLocation": {"artifactLocation": {"uri": r.file.replace('\\', "/")}, "region": region}}],
         }));
     }
     let doc = json!({
@@ -391,24 +397,25 @@ fn github(reports: &[FileReport], s: &Summary) -> String {
     };
     let prop = |v: &str| data(v).replace(':', "%3A").replace(',', "%2C");
     let mut out = String::new();
-    for (file, line, col, action, rule, msg, obj) in each(reports) {
-        let level = match action {
+    for r in rows(reports) {
+        let level = match r.action {
             Action::Deny => "error",
             Action::Warn => "warning",
             Action::Dryrun => "notice",
         };
-        let col = col
+        let col = r
+            .column
             .filter(|c| *c > 0)
             .map(|c| format!(",col={c}"))
             .unwrap_or_default();
-        let obj = obj.map(|o| format!(" ({o})")).unwrap_or_default();
+        let obj = r.object.map(|o| format!(" ({o})")).unwrap_or_default();
         let _ = writeln!(
             out,
             "::{level} file={},line={}{col},title={}::{}",
-            prop(file),
-            line.max(1),
-            prop(&rule),
-            data(&format!("{msg}{obj}"))
+            prop(r.file),
+            r.line.max(1),
+            prop(&r.rule),
+            data(&format!("{}{obj}", r.message))
         );
     }
     let _ = writeln!(out, "{} passed, {} failed", s.passed, s.failed_total());

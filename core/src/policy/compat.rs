@@ -215,7 +215,12 @@ fn split_chained_bodies(src: &str) -> String {
     insert_all(src, inserts)
 }
 
-/// Gap 3: `not f(a.b, g(c))` → `__sg_h1 := a.b; __sg_h2 := g(c); not f(__sg_h1, __sg_h2)`.
+/// Gaps 3 and 4, in negated expressions (`not EXPR`):
+/// - `not f(a.b, g(c))` → `__sg_h1 := a.b; __sg_h2 := g(c); not f(__sg_h1, __sg_h2)`: OPA hoists
+///   call arguments out of the negation, so an undefined argument fails the body;
+/// - `not EXPR` where EXPR has a `_` wildcard → `count([1 | EXPR]) == 0`: in OPA the wildcard is
+///   quantified inside the negation ("no element matches"); regorus lets it escape ("some element
+///   does not match").
 fn hoist_negated_call_args(src: &str) -> String {
     let b = src.as_bytes();
     let mask = code_mask(src);
@@ -233,66 +238,46 @@ fn hoist_negated_call_args(src: &str) -> String {
             i += 1;
             continue;
         }
-        // `not` NAME(`...`)
-        let mut j = i + 3;
-        while j < b.len() && (b[j] == b' ' || b[j] == b'\t') {
-            j += 1;
-        }
-        let name_start = j;
-        while j < b.len()
-            && mask[j]
-            && (b[j].is_ascii_alphanumeric() || b[j] == b'_' || b[j] == b'.')
-        {
-            j += 1;
-        }
-        if j == name_start
-            || j >= b.len()
-            || b[j] != b'('
-            || !mask[j]
-            || !b[name_start].is_ascii_alphabetic() && b[name_start] != b'_'
-        {
-            i += 1;
+        let expr_start = i
+            + 3
+            + b[i + 3..]
+                .iter()
+                .take_while(|c| **c == b' ' || **c == b'\t')
+                .count();
+        let expr_end = expression_end(b, &mask, expr_start);
+        let expr = &src[expr_start..expr_end];
+        // `with` changes what the expression sees: leave such expressions alone.
+        if expr.split_whitespace().any(|w| w == "with") || expr.is_empty() {
+            i = expr_end.max(i + 1);
             continue;
         }
-        let open = j;
-        let Some(close) = matching_paren(b, &mask, open) else {
-            i += 1;
+        let mut hoisted = String::new();
+        let mut new_expr = expr.to_string();
+        if let Some((name, args)) = as_call(src, &mask, expr_start, expr_end) {
+            let mut new_args = Vec::new();
+            for (s, e) in &args {
+                let arg = src[*s..*e].trim();
+                if needs_hoisting(arg) {
+                    counter += 1;
+                    let var = format!("__sg_h{counter}");
+                    hoisted.push_str(&format!("{var} := {arg}; "));
+                    new_args.push(var);
+                } else {
+                    new_args.push(arg.to_string());
+                }
+            }
+            new_expr = format!("{name}({})", new_args.join(", "));
+        }
+        let replacement = if has_wildcard(&new_expr) {
+            format!("{hoisted}count([1 | {new_expr}]) == 0")
+        } else if !hoisted.is_empty() {
+            format!("{hoisted}not {new_expr}")
+        } else {
+            i = expr_end.max(i + 1);
             continue;
         };
-        // `with` after the call changes what the arguments see: leave such calls alone.
-        let line_end = b[close..]
-            .iter()
-            .position(|c| *c == b'\n')
-            .map_or(b.len(), |p| close + p);
-        let rest = &src[close + 1..line_end];
-        if rest.split_whitespace().any(|w| w == "with") {
-            i = close;
-            continue;
-        }
-        let args = split_args(src, &mask, open + 1, close);
-        let mut hoisted = String::new();
-        let mut new_args = Vec::new();
-        for (s, e) in &args {
-            let arg = src[*s..*e].trim();
-            if needs_hoisting(arg) {
-                counter += 1;
-                let var = format!("__sg_h{counter}");
-                hoisted.push_str(&format!("{var} := {arg}; "));
-                new_args.push(var);
-            } else {
-                new_args.push(arg.to_string());
-            }
-        }
-        if !hoisted.is_empty() {
-            let call = format!(
-                "{}not {}({})",
-                hoisted,
-                &src[name_start..open],
-                new_args.join(", ")
-            );
-            edits.push((i, close + 1, call));
-        }
-        i = close + 1;
+        edits.push((i, expr_end, replacement));
+        i = expr_end.max(i + 1);
     }
     let mut out = String::with_capacity(src.len() + edits.len() * 32);
     let mut pos = 0;
@@ -305,9 +290,74 @@ fn hoist_negated_call_args(src: &str) -> String {
     out
 }
 
-/// Refs (`a.b`, `a[0]`) and calls are hoisted; literals and plain variables are not.
+/// Where the expression starting at `start` ends: a newline, `;` or comment at depth 0, or an
+/// unmatched closing bracket. Trailing whitespace is excluded.
+fn expression_end(b: &[u8], mask: &[bool], start: usize) -> usize {
+    let mut depth = 0i32;
+    let mut end = start;
+    let mut k = start;
+    while k < b.len() {
+        let c = b[k];
+        if mask[k] {
+            match c {
+                b'(' | b'[' | b'{' => depth += 1,
+                b')' | b']' | b'}' if depth == 0 => break,
+                b')' | b']' | b'}' => depth -= 1,
+                b'\n' | b';' | b'#' if depth == 0 => break,
+                _ => {}
+            }
+        }
+        if !c.is_ascii_whitespace() {
+            end = k + 1;
+        }
+        k += 1;
+    }
+    end
+}
+
+/// `NAME(args)` spanning exactly `start..end`: the name and the argument spans.
+fn as_call<'a>(
+    src: &'a str,
+    mask: &[bool],
+    start: usize,
+    end: usize,
+) -> Option<(&'a str, Vec<(usize, usize)>)> {
+    let b = src.as_bytes();
+    let mut j = start;
+    while j < end && (b[j].is_ascii_alphanumeric() || b[j] == b'_' || b[j] == b'.') {
+        j += 1;
+    }
+    if j == start
+        || j >= end
+        || b[j] != b'('
+        || !(b[start].is_ascii_alphabetic() || b[start] == b'_')
+    {
+        return None;
+    }
+    let close = matching_paren(b, mask, j)?;
+    if close + 1 != end {
+        return None;
+    }
+    Some((&src[start..j], split_args(src, mask, j + 1, close)))
+}
+
+/// Whether a Rego fragment uses the `_` wildcard as a term.
+fn has_wildcard(s: &str) -> bool {
+    let b = s.as_bytes();
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    (0..b.len()).any(|i| {
+        b[i] == b'_' && (i == 0 || !ident(b[i - 1])) && (i + 1 == b.len() || !ident(b[i + 1]))
+    })
+}
+
+/// Refs (`a.b`, `a[0]`) and calls are hoisted; literals and plain variables are not, nor is
+/// anything with a `_` wildcard: `not f(xs[_])` means "for no element", so the wildcard must stay
+/// inside the negation.
 fn needs_hoisting(arg: &str) -> bool {
     if arg.is_empty() || arg.starts_with('"') || arg.starts_with('`') {
+        return false;
+    }
+    if has_wildcard(arg) {
         return false;
     }
     let plain_var = arg.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
@@ -417,6 +467,24 @@ mod tests {
         );
         assert!(out.contains("  not startswith(\"x\", y)\n"), "{out}");
         assert!(out.contains("not f(input.a) with input as {}"), "{out}");
+        // A wildcard is quantified inside the negation.
+        let wild = "package t\np { not startswith(x, input.parameters.prefixes[_]) }\n";
+        assert!(
+            hoist_negated_call_args(wild)
+                .contains("p { count([1 | startswith(x, input.parameters.prefixes[_])]) == 0 }")
+        );
+        let mixed = "package t\np { not startswith(lower(input.a), xs[_]) }\n";
+        assert!(
+            hoist_negated_call_args(mixed).contains(
+                "__sg_h1 := lower(input.a); count([1 | startswith(__sg_h1, xs[_])]) == 0"
+            )
+        );
+        let cmp = "package t\np {\n  not xs[_] == \"a\"; y := 1\n}\n";
+        assert!(
+            hoist_negated_call_args(cmp).contains("count([1 | xs[_] == \"a\"]) == 0; y := 1"),
+            "{}",
+            hoist_negated_call_args(cmp)
+        );
         assert_eq!(out.lines().count(), src.lines().count());
     }
 

@@ -284,6 +284,24 @@ violation[{"msg": "out of range"}] {
 }
 
 #[test]
+fn gap_wildcard_inside_not_is_quantified_inside() {
+    // OPA: `not startswith(img, repos[_])` holds when *no* repo matches.
+    let rego = r#"violation[{"msg": "not allowed"}] {
+  not startswith(input.review.object.spec.image, input.parameters.repos[_])
+}"#;
+    let b = bundle(&[
+        template("Repos", rego),
+        constraint("Repos", "r", json!({"parameters": {"repos": ["a/", "b/"]}})),
+    ]);
+    let obj = |img: &str| json!({"apiVersion": "v1", "kind": "X", "metadata": {"name": "x"}, "spec": {"image": img}});
+    assert!(
+        eval(&b, obj("b/web:1")).is_empty(),
+        "matches the second repo: allowed"
+    );
+    assert_eq!(eval(&b, obj("c/web:1")).len(), 1);
+}
+
+#[test]
 fn gap_builtin_errors_are_undefined_and_deprecated_builtins_exist() {
     let rego = r#"violation[{"msg": "bad number"}] { to_number(input.review.object.metadata.name) > 1 }
 violation[{"msg": "re_match"}] { re_match("^we", input.review.object.metadata.name) }"#;

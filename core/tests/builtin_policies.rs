@@ -1,0 +1,106 @@
+//! The built-in bundle (`policies/`): it compiles, every gator suite in it passes, and the copies
+//! of the shared workloads lib are identical (Gatekeeper libs are per template, so each template
+//! that needs it carries it).
+
+use std::path::Path;
+
+use sealgate_core::policy::suite::{self, Outcome};
+use sealgate_core::policy::{BundleBuilder, Limits};
+
+fn policies() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../policies"))
+}
+
+#[test]
+fn builtin_bundle_compiles_with_a_constraint_per_template() {
+    let mut b = BundleBuilder::new(Limits::default());
+    b.add_builtin();
+    let bundle = b.build().unwrap_or_else(|e| panic!("{e:#?}"));
+    let kinds: std::collections::BTreeSet<_> = bundle.templates().map(|t| t.kind.clone()).collect();
+    assert!(kinds.len() >= 8, "{kinds:?}");
+    for k in &kinds {
+        assert!(
+            bundle.constraints().iter().any(|c| &c.kind == k),
+            "no built-in constraint for {k}"
+        );
+    }
+}
+
+#[test]
+fn every_builtin_suite_passes() {
+    let suites = suite::find_suites(policies());
+    let dirs = std::fs::read_dir(policies())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().is_dir())
+        .count();
+    assert_eq!(
+        suites.len(),
+        dirs,
+        "every policy directory has a suite.yaml"
+    );
+    let mut failures = Vec::new();
+    let mut passed = 0;
+    for s in &suites {
+        for r in suite::run_suite(s, None, Limits::default()) {
+            match r.outcome {
+                Outcome::Pass => passed += 1,
+                Outcome::Fail(why) => {
+                    failures.push(format!("{}: {}/{}: {why}", r.suite, r.test, r.case))
+                }
+                Outcome::Skip => {
+                    failures.push(format!("{}: {}/{} skipped", r.suite, r.test, r.case))
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(passed >= 50, "{passed}");
+}
+
+#[test]
+fn shared_lib_copies_are_identical() {
+    let mut copies = Vec::new();
+    for e in std::fs::read_dir(policies()).unwrap() {
+        let t = e.unwrap().path().join("template.yaml");
+        let text = std::fs::read_to_string(&t).unwrap_or_default();
+        if let Some(i) = text.find("package lib.sealgate.workloads") {
+            copies.push((t.display().to_string(), text[i..].to_string()));
+        }
+    }
+    assert!(copies.len() >= 4, "{}", copies.len());
+    for (path, lib) in &copies[1..] {
+        assert_eq!(lib, &copies[0].1, "{path} differs from {}", copies[0].0);
+    }
+}
+
+#[test]
+fn a_failing_assertion_fails_the_case() {
+    // The suite runner must be able to fail: a copy of a real suite with a wrong count.
+    let dir = tempfile::tempdir().unwrap();
+    let src = policies().join("container-resources");
+    for f in ["template.yaml", "constraint.yaml"] {
+        std::fs::copy(src.join(f), dir.path().join(f)).unwrap();
+    }
+    std::fs::create_dir(dir.path().join("samples")).unwrap();
+    std::fs::copy(
+        src.join("samples/pod-privileged.yaml"),
+        dir.path().join("samples/pod.yaml"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("suite.yaml"),
+        "kind: Suite\napiVersion: test.gatekeeper.sh/v1alpha1\ntests:\n- name: t\n  template: template.yaml\n  constraint: constraint.yaml\n  cases:\n  - name: wrong\n    object: samples/pod.yaml\n    assertions: [{violations: 3}]\n  - name: no-assertions\n    object: samples/pod.yaml\n  - name: missing-object\n    object: samples/nope.yaml\n    assertions: [{violations: no}]\n",
+    )
+    .unwrap();
+    let results = suite::run_suite(&dir.path().join("suite.yaml"), None, Limits::default());
+    let why: Vec<String> = results
+        .iter()
+        .map(|r| match &r.outcome {
+            Outcome::Fail(w) => w.clone(),
+            other => panic!("{}: {other:?}", r.case),
+        })
+        .collect();
+    assert!(why[0].contains("expected 3 violation(s), got 2"), "{why:?}");
+    assert!(why[1].contains("no assertions"), "{why:?}");
+    assert!(why[2].contains("cannot read"), "{why:?}");
+}
