@@ -245,13 +245,20 @@ fn lint_parsed(
         };
         let review = review.at(p.name.clone(), doc.line);
         let violations = bundle.evaluate(&review, namespaces);
-        let findings = violations
+        let mut findings: Vec<Finding> = violations
             .into_iter()
             .map(|v| {
                 let line = field_line(&p.text, doc, &v);
                 Finding { violation: v, line }
             })
             .collect();
+        findings.sort_by(|a, b| {
+            (a.line, &a.violation.policy, &a.violation.message).cmp(&(
+                b.line,
+                &b.violation.policy,
+                &b.violation.message,
+            ))
+        });
         objects.push(ObjectReport {
             line: doc.line,
             object: sealgate_core::policy::ObjectRef::of(review.object()),
