@@ -1,0 +1,335 @@
+//! `sealgate lint` and `sealgate policy verify`, through the real binary.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use predicates::str::contains;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn sealgate() -> Command {
+    let mut c = Command::cargo_bin("sealgate").unwrap();
+    c.current_dir(repo()).env_remove("SEALGATE_POLICY");
+    c
+}
+
+fn stdout(a: &assert_cmd::assert::Assert) -> String {
+    String::from_utf8(a.get_output().stdout.clone()).unwrap()
+}
+
+/// Golden files under cli/tests/golden; `UPDATE_GOLDEN=1 cargo test` rewrites them.
+fn golden(name: &str, actual: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(name);
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+    }
+    let want = std::fs::read_to_string(&path)
+        .unwrap_or_else(|_| panic!("{} missing: run with UPDATE_GOLDEN=1", path.display()));
+    assert_eq!(
+        actual, want,
+        "{name} differs from its golden file (UPDATE_GOLDEN=1 to accept)"
+    );
+}
+
+#[test]
+fn example_repo_in_every_format() {
+    for (format, ext) in [
+        ("text", "txt"),
+        ("json", "json"),
+        ("sarif", "sarif"),
+        ("junit", "xml"),
+        ("github", "github"),
+    ] {
+        let a = sealgate()
+            .args(["lint", "examples/gitops", "--format", format])
+            .assert()
+            .code(1);
+        golden(&format!("lint-examples.{ext}"), &stdout(&a));
+    }
+}
+
+#[test]
+fn example_findings_and_lines() {
+    let a = sealgate()
+        .args(["lint", "examples/gitops"])
+        .assert()
+        .code(1);
+    let out = stdout(&a);
+    for want in [
+        "examples/gitops/apps/legacy/secret.yaml:7: deny   SealgateNoPlaintextSecrets/no-plaintext-secrets:",
+        "examples/gitops/apps/legacy/configmap.yaml:8: deny   SealgateNoSecretValues/no-secret-values: data key \"AWS_ACCESS_KEY_ID\"",
+        "examples/gitops/apps/legacy/deployment.yaml:18: deny   SealgateImagePolicy/image-policy: container \"api\" uses image \"nginx:latest\"",
+        "examples/gitops/apps/legacy/deployment.yaml:20: deny   SealgatePodSecurityRestricted/pod-security-restricted: container \"api\" is privileged",
+        "examples/gitops/apps/legacy/application.yaml:11: deny   SealgateGitOpsSources/gitops-sources: targetRevision \"HEAD\"",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in\n{out}");
+    }
+    assert!(out.ends_with("8 passed, 4 failed\n"), "{out}");
+    assert!(
+        !out.contains("apps/shop"),
+        "the compliant app has findings:\n{out}"
+    );
+    assert!(
+        !out.contains("AKIAIOSFODNN7EXAMPLE") && !out.contains("Summer2026"),
+        "values must not be reported"
+    );
+    // The compliant app alone is clean.
+    sealgate()
+        .args([
+            "lint",
+            "examples/gitops/apps/shop",
+            "examples/gitops/clusters",
+        ])
+        .assert()
+        .success()
+        .stdout(contains("8 passed, 0 failed"));
+}
+
+#[test]
+fn sarif_is_valid_for_code_scanning() {
+    let a = sealgate()
+        .args(["lint", "examples/gitops", "-o", "sarif"])
+        .assert()
+        .code(1);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&a)).unwrap();
+    assert_eq!(v["version"], "2.1.0");
+    let run = &v["runs"][0];
+    let rules: Vec<&str> = run["tool"]["driver"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    for r in run["results"].as_array().unwrap() {
+        assert!(
+            rules.contains(&r["ruleId"].as_str().unwrap()),
+            "result with an undeclared rule: {r}"
+        );
+        let loc = &r["locations"][0]["physicalLocation"];
+        assert!(
+            loc["artifactLocation"]["uri"]
+                .as_str()
+                .unwrap()
+                .starts_with("examples/gitops/")
+        );
+        assert!(loc["region"]["startLine"].as_u64().unwrap() >= 1);
+        assert!(["error", "warning", "note"].contains(&r["level"].as_str().unwrap()));
+    }
+}
+
+#[test]
+fn admission_reviews_are_replayed_as_requests() {
+    sealgate()
+        .args(["lint", "--inventory", "examples/gitops/apps/shop/namespace.yaml", "examples/admission"])
+        .assert()
+        .code(1)
+        .stdout(contains("kubectl-edit-review.json:1: deny   SealgateGitOpsIdentity/gitops-identity: UPDATE of Deployment shop/web by \"alice@example.com\" denied"))
+        .stdout(contains("break-glass-review.json:1: warn   SealgateGitOpsIdentity/gitops-break-glass-audit: break-glass:"));
+    // Without the governed Namespace nothing is governed.
+    sealgate()
+        .args(["lint", "examples/admission"])
+        .assert()
+        .success();
+}
+
+fn tmp_repo(files: &[(&str, &[u8])]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, content) in files {
+        let p = dir.path().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+    dir
+}
+
+const CLEAN_CM: &[u8] =
+    b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok, namespace: a}\ndata: {LEVEL: info}\n";
+
+#[test]
+fn bad_files_are_findings_and_the_rest_is_still_linted() {
+    let bomb = "a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\n";
+    let dir = tmp_repo(&[
+        ("ok.yaml", CLEAN_CM),
+        ("broken.yaml", b"apiVersion: v1\nkind: ConfigMap\ndata: [unclosed\n"),
+        ("binary.yaml", &[0xff, 0xfe, 0x00, 0x01]),
+        ("bomb.yaml", bomb.as_bytes()),
+        ("secret.yaml", b"apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: a}\nstringData: {k: v}\n"),
+        ("notes.txt", b"not yaml at all"),
+        ("ci.yaml", b"on: push\njobs: {}\n"),
+    ]);
+    let a = sealgate().arg("lint").arg(dir.path()).assert().code(2);
+    let out = stdout(&a);
+    assert!(
+        out.contains("broken.yaml:3:7: deny   sealgate/parse-error:"),
+        "{out}"
+    );
+    assert!(
+        out.contains("binary.yaml:0: deny   sealgate/parse-error: not UTF-8"),
+        "{out}"
+    );
+    assert!(out.contains("bomb.yaml:"), "{out}");
+    assert!(
+        out.contains("secret.yaml:4: deny   SealgateNoPlaintextSecrets"),
+        "{out}"
+    );
+    assert!(out.contains("3 file(s) could not be parsed"), "{out}");
+    assert!(out.ends_with("1 passed, 4 failed\n"), "{out}");
+}
+
+#[test]
+fn ignore_files_hidden_dirs_and_helm_templates_are_skipped() {
+    let secret =
+        b"apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: a}\nstringData: {k: v}\n";
+    let dir = tmp_repo(&[
+        ("apps/ok.yaml", CLEAN_CM),
+        ("drafts/secret.yaml", secret),
+        (".sealgateignore", b"drafts/\n"),
+        (".github/workflows/secret.yaml", secret),
+        (
+            "charts/web/Chart.yaml",
+            b"apiVersion: v2\nname: web\nversion: 1.0.0\n",
+        ),
+        (
+            "charts/web/templates/deploy.yaml",
+            b"{{- if .Values.enabled }}\nkind: Deployment\n{{- end }}\n",
+        ),
+    ]);
+    sealgate()
+        .arg("lint")
+        .arg(dir.path())
+        .assert()
+        .success()
+        .stdout(contains("1 passed, 0 failed"));
+    // A file named explicitly is linted even if ignored.
+    sealgate()
+        .arg("lint")
+        .arg(dir.path().join("drafts/secret.yaml"))
+        .assert()
+        .code(1);
+}
+
+#[test]
+fn policy_bundle_errors_exit_2_with_the_template_and_rego_line() {
+    let dir = tmp_repo(&[
+        ("policy/template.yaml", b"apiVersion: templates.gatekeeper.sh/v1\nkind: ConstraintTemplate\nmetadata: {name: broken}\nspec:\n  crd: {spec: {names: {kind: Broken}}}\n  targets:\n    - target: admission.k8s.gatekeeper.sh\n      rego: |\n        package broken\n        violation[{\"msg\": m}] {\n          m := \n        }\n"),
+        ("policy/orphan.yaml", b"apiVersion: constraints.gatekeeper.sh/v1beta1\nkind: NoSuchTemplate\nmetadata: {name: orphan}\n"),
+        ("ok.yaml", CLEAN_CM),
+    ]);
+    sealgate()
+        .arg("lint")
+        .arg("--policy")
+        .arg(dir.path().join("policy"))
+        .arg(dir.path().join("ok.yaml"))
+        .assert()
+        .code(2)
+        .stderr(contains("the policy bundle has 2 problem(s)"))
+        .stderr(contains("ConstraintTemplate Broken: Rego error:").and(contains("Broken.rego:")))
+        .stderr(contains(
+            "no ConstraintTemplate defines kind NoSuchTemplate",
+        ));
+}
+
+#[test]
+fn own_policies_conftest_and_overriding_a_builtin_constraint() {
+    let dir = tmp_repo(&[
+        ("policy/replicas.rego", b"package main\n\nwarn_single contains msg if {\n  input.kind == \"Deployment\"\n  input.spec.replicas == 1\n  msg := \"a single replica\"\n}\n"),
+        // Same name as the built-in: replaces its parameters.
+        ("policy/images.yaml", b"apiVersion: constraints.gatekeeper.sh/v1beta1\nkind: SealgateImagePolicy\nmetadata: {name: image-policy}\nspec:\n  parameters:\n    allowLatest: true\n"),
+        ("deploy.yaml", b"apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d, namespace: a}\nspec:\n  replicas: 1\n  template:\n    spec:\n      securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}\n      containers:\n        - name: c\n          image: nginx:latest\n          resources: {limits: {cpu: 1, memory: 1Gi}}\n          securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}\n"),
+    ]);
+    let policy = dir.path().join("policy");
+    let file = dir.path().join("deploy.yaml");
+    let a = sealgate()
+        .arg("lint")
+        .arg("-p")
+        .arg(&policy)
+        .arg(&file)
+        .assert()
+        .success();
+    let out = stdout(&a);
+    assert!(
+        out.contains("warn   conftest/warn_single: a single replica"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("latest"),
+        "the overriding constraint allows :latest: {out}"
+    );
+    sealgate()
+        .arg("lint")
+        .arg("-p")
+        .arg(&policy)
+        .arg("--fail-on-warn")
+        .arg(&file)
+        .assert()
+        .code(1);
+    // Only the user's policies.
+    sealgate()
+        .arg("lint")
+        .arg("--no-builtin")
+        .arg(&file)
+        .assert()
+        .success()
+        .stdout(contains("1 passed, 0 failed"));
+    // Without the override, the built-in image policy fails it.
+    sealgate()
+        .arg("lint")
+        .arg(&file)
+        .assert()
+        .code(1)
+        .stdout(contains(":latest is not allowed"));
+}
+
+#[test]
+fn report_to_a_file_and_missing_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report.sarif");
+    sealgate()
+        .args(["lint", "examples/gitops/apps/shop", "-o", "sarif", "-w"])
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout("");
+    assert!(
+        std::fs::read_to_string(&out)
+            .unwrap()
+            .contains("\"version\": \"2.1.0\"")
+    );
+    sealgate()
+        .args(["lint", "no/such/dir"])
+        .assert()
+        .code(2)
+        .stderr(contains("no/such/dir: no such file or directory"));
+}
+
+#[test]
+fn policy_verify_runs_the_builtin_suites() {
+    let a = sealgate()
+        .args(["policy", "verify", "policies/..."])
+        .assert()
+        .success();
+    let out = stdout(&a);
+    assert!(
+        out.contains("ok    policies/gitops-identity/suite.yaml: audit-break-glass/reported"),
+        "{out}"
+    );
+    assert!(out.trim_end().ends_with(" passed, 0 failed"), "{out}");
+    sealgate()
+        .args(["policy", "verify", "policies", "--run", "^no-latest$"])
+        .assert()
+        .success()
+        .stdout(contains("image-policy/suite.yaml: no-latest/untagged"));
+    let empty = tempfile::tempdir().unwrap();
+    sealgate()
+        .args(["policy", "verify"])
+        .arg(empty.path())
+        .assert()
+        .code(1)
+        .stdout(contains("no Suite files"));
+}
