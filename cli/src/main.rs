@@ -12,6 +12,9 @@ use clap::{CommandFactory, Parser};
 
 use args::{Cli, Command};
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // One crypto provider for the whole process (only used to fetch --cert over HTTPS).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

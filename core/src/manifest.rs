@@ -180,39 +180,52 @@ fn json_reason(e: &serde_json::Error) -> String {
     s
 }
 
-/// The line of the node at `path` (map keys and sequence indexes) in document `index` (1-based,
-/// as in [`Document::index`]) of a YAML/JSON text. Falls back to the deepest node found; `None` if
-/// the text does not parse or the document does not exist.
-pub fn locate(text: &str, index: usize, path: &[String]) -> Option<usize> {
-    let docs: Vec<PNode> = if text.trim_start().starts_with('{') {
-        // A JSON stream: locate within the right object, then offset its lines.
-        let mut stream =
-            serde_json::Deserializer::from_str(text).into_iter::<serde::de::IgnoredAny>();
-        let mut start = 0;
-        let mut n = 0;
-        while let Some(Ok(_)) = stream.next() {
-            n += 1;
-            let end = stream.byte_offset();
-            if n == index {
-                let offset = text[..start].matches('\n').count();
-                let node: PNode = serde_saphyr::from_str_with_options(
-                    &text[start..end],
-                    options(&Limits::default()),
-                )
-                .ok()?;
-                return Some(node.find(path, node.line()) + offset);
-            }
-            start = end;
-        }
-        return None;
-    } else {
-        serde_saphyr::from_multiple_with_options(text, options(&Limits::default())).ok()?
-    };
-    docs.get(index.checked_sub(1)?)
-        .map(|d| d.find(path, d.line()))
+/// Line numbers of every node of a YAML/JSON text, for reporting the line of a field.
+pub struct Positions {
+    /// (line offset, document) per document; the offset is non-zero in a JSON stream.
+    docs: Vec<(usize, PNode)>,
 }
 
-/// A YAML node with its line, for [`locate`].
+impl Positions {
+    /// Index a text. `None` if it does not parse (then its documents have no findings anyway).
+    pub fn parse(text: &str) -> Option<Positions> {
+        let opts = || options(&Limits::default());
+        let docs = if text.trim_start().starts_with('{') {
+            let mut stream =
+                serde_json::Deserializer::from_str(text).into_iter::<serde::de::IgnoredAny>();
+            let mut docs = Vec::new();
+            let mut start = 0;
+            while let Some(Ok(_)) = stream.next() {
+                let end = stream.byte_offset();
+                let offset = text[..start].matches('\n').count();
+                docs.push((
+                    offset,
+                    serde_saphyr::from_str_with_options(&text[start..end], opts()).ok()?,
+                ));
+                start = end;
+            }
+            docs
+        } else {
+            let nodes: Vec<PNode> = serde_saphyr::from_multiple_with_options(text, opts()).ok()?;
+            nodes.into_iter().map(|n| (0, n)).collect()
+        };
+        Some(Positions { docs })
+    }
+
+    /// The line of the node at `path` (map keys and sequence indexes) in document `index`
+    /// (1-based, as in [`Document::index`]); the deepest node found if the path goes further.
+    pub fn line(&self, index: usize, path: &[String]) -> Option<usize> {
+        let (offset, doc) = self.docs.get(index.checked_sub(1)?)?;
+        Some(doc.find(path, doc.line()) + offset)
+    }
+}
+
+/// [`Positions::line`] for a single lookup.
+pub fn locate(text: &str, index: usize, path: &[String]) -> Option<usize> {
+    Positions::parse(text)?.line(index, path)
+}
+
+/// A YAML node with its line, for [`Positions`].
 struct PNode(serde_saphyr::Spanned<PKind>);
 
 enum PKind {

@@ -6,9 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Result, bail};
 use sealgate_core::manifest::{self, Document, Limits};
-use sealgate_core::policy::{
-    Action, Bundle, BundleBuilder, NamespaceLabels, Point, Review, Violation,
-};
+use sealgate_core::policy::{Action, Bundle, BundleBuilder, NamespaceLabels, Point, Review};
 
 use crate::args::{BundleArgs, LintArgs};
 use crate::io;
@@ -200,19 +198,23 @@ pub fn lint_files(
             }
         }
     }
+    // Each file is linted once: its documents move into their reviews instead of being copied.
+    let parsed: Vec<std::sync::Mutex<Parsed>> =
+        parsed.into_iter().map(std::sync::Mutex::new).collect();
     parallel(&parsed, jobs, |p| {
-        lint_parsed(bundle, p, point, &namespaces)
+        let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
+        lint_parsed(bundle, &mut p, point, &namespaces)
     })
 }
 
 fn lint_parsed(
     bundle: &Bundle,
-    p: &Parsed,
+    p: &mut Parsed,
     point: Point,
     namespaces: &NamespaceLabels,
 ) -> FileReport {
-    let docs = match &p.docs {
-        Ok(d) => d,
+    let docs = match &mut p.docs {
+        Ok(d) => std::mem::take(d),
         Err(e) => {
             return FileReport {
                 file: p.name.clone(),
@@ -222,7 +224,10 @@ fn lint_parsed(
         }
     };
     let mut objects = Vec::new();
-    for doc in docs {
+    // Field lines need a second, position-tracking parse: done at most once per file, and only
+    // for files with findings that name a field.
+    let mut positions: Option<Option<manifest::Positions>> = None;
+    for mut doc in docs {
         // Only Kubernetes objects: other YAML (CI configs, Helm values) has no kind.
         if doc
             .value
@@ -236,19 +241,26 @@ fn lint_parsed(
             match Review::from_admission_review(&doc.value, Point::Admission) {
                 Ok(r) => r,
                 Err(e) => {
-                    objects.push(ObjectReport::invalid(doc, &e));
+                    objects.push(ObjectReport::invalid(&doc, &e));
                     continue;
                 }
             }
         } else {
-            Review::for_object(doc.value.clone(), point)
+            Review::for_object(std::mem::take(&mut doc.value), point)
         };
         let review = review.at(p.name.clone(), doc.line);
         let violations = bundle.evaluate(&review, namespaces);
         let mut findings: Vec<Finding> = violations
             .into_iter()
             .map(|v| {
-                let line = field_line(&p.text, doc, &v);
+                let line = match &v.path {
+                    Some(path) if !path.is_empty() => positions
+                        .get_or_insert_with(|| manifest::Positions::parse(&p.text))
+                        .as_ref()
+                        .and_then(|pos| pos.line(doc.index, path))
+                        .unwrap_or(doc.line),
+                    _ => doc.line,
+                };
                 Finding { violation: v, line }
             })
             .collect();
@@ -269,16 +281,6 @@ fn lint_parsed(
         file: p.name.clone(),
         objects,
         error: None,
-    }
-}
-
-/// The line of the offending field when the violation names one, else the document's line.
-fn field_line(text: &str, doc: &Document, v: &Violation) -> usize {
-    match &v.path {
-        Some(path) if !path.is_empty() => {
-            manifest::locate(text, doc.index, path).unwrap_or(doc.line)
-        }
-        _ => doc.line,
     }
 }
 

@@ -23,7 +23,98 @@ pub fn register(engine: &mut Engine) -> Result<(), String> {
     add(engine, "sealgate.entropy", 1, |a| {
         Ok(Value::from(shannon_entropy(a[0].as_string()?)))
     })?;
+    add(engine, "sealgate.secret_reasons", 4, |a| {
+        let params: serde_json::Value = serde_json::to_value(&a[3]).unwrap_or_default();
+        let reasons = secret_reasons(
+            a[0].as_string()?,
+            a[1].as_string()?,
+            a[2].as_string()?,
+            &params,
+        );
+        Ok(Value::from(
+            reasons.into_iter().map(Value::from).collect::<Vec<_>>(),
+        ))
+    })?;
     Ok(())
+}
+
+/// Well-known credential formats: (what it is, pattern).
+const TOKEN_PATTERNS: &[(&str, &str)] = &[
+    (
+        "an AWS access key id",
+        r"\b(A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b",
+    ),
+    (
+        "a GitHub token",
+        r"\b(gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{22,})",
+    ),
+    ("a GitLab token", r"\bglpat-[A-Za-z0-9_-]{20,}"),
+    ("a Slack token", r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
+    ("a Stripe live key", r"\b[sr]k_live_[A-Za-z0-9]{16,}"),
+    ("a Google API key", r"\bAIza[0-9A-Za-z_-]{35}\b"),
+    ("an npm token", r"\bnpm_[A-Za-z0-9]{36}\b"),
+    (
+        "a JSON Web Token",
+        r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
+    ),
+    (
+        "credentials in a URL",
+        r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]+:[^/\s:@]+@",
+    ),
+];
+
+/// Why a value looks like a secret (empty: it does not), without ever returning the value.
+/// `place` is `data key`, `env var` or `annotation`; `params` may set `minEntropy` (bits per
+/// character, default 4.5) and `minLength` (default 24) for the high-entropy check.
+pub fn secret_reasons(
+    key: &str,
+    value: &str,
+    place: &str,
+    params: &serde_json::Value,
+) -> Vec<&'static str> {
+    use std::sync::OnceLock;
+    static TOKENS: OnceLock<regex::RegexSet> = OnceLock::new();
+    static SECRET_NAME: OnceLock<regex::Regex> = OnceLock::new();
+    let tokens = TOKENS.get_or_init(|| {
+        regex::RegexSet::new(TOKEN_PATTERNS.iter().map(|(_, re)| *re))
+            .expect("valid token patterns")
+    });
+    let secret_name = SECRET_NAME.get_or_init(|| {
+        regex::Regex::new(
+            r"(?i)(passw(or)?d|passwd|secret|token|api[-_]?key|private[-_]?key|credentials?)",
+        )
+        .expect("valid regex")
+    });
+    let mut reasons: Vec<&'static str> = tokens
+        .matches(value)
+        .iter()
+        .map(|i| TOKEN_PATTERNS[i].0)
+        .collect();
+    if value.contains("-----BEGIN") && value.contains("PRIVATE KEY-----") {
+        reasons.push("a private key (PEM)");
+    }
+    let min_len = params
+        .get("minLength")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(24) as usize;
+    let min_entropy = params
+        .get("minEntropy")
+        .and_then(serde_json::Value::as_f64)
+        .unwrap_or(4.5);
+    let hex_digest = value.bytes().all(|b| b.is_ascii_hexdigit()); // checksums and digests
+    if value.len() >= min_len
+        && !value.contains(char::is_whitespace)
+        && !hex_digest
+        && shannon_entropy(value) >= min_entropy
+    {
+        reasons.push("a high-entropy string");
+    }
+    let reference = value.starts_with('/') || value.starts_with('$') || value.starts_with("{{");
+    if place != "annotation" && value.len() >= 8 && !reference && secret_name.is_match(key) {
+        reasons.push("a value under a secret-sounding name");
+    }
+    reasons.sort_unstable();
+    reasons
 }
 
 /// Shannon entropy in bits per character.
@@ -305,6 +396,53 @@ mod tests {
             display(&Value::from(std::collections::BTreeSet::new()), false),
             "set()"
         );
+    }
+
+    #[test]
+    fn secret_reasons_name_the_kind_never_the_value() {
+        let p = serde_json::json!({});
+        assert_eq!(
+            secret_reasons("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE", "data key", &p),
+            vec!["an AWS access key id"]
+        );
+        assert_eq!(
+            secret_reasons("url", "postgres://u:hunter2@db/x", "data key", &p),
+            vec!["credentials in a URL"]
+        );
+        assert_eq!(
+            secret_reasons("DB_PASSWORD", "Tr0ub4dor&3", "env var", &p),
+            vec!["a value under a secret-sounding name"]
+        );
+        assert!(secret_reasons("DB_PASSWORD", "/run/secrets/db", "env var", &p).is_empty());
+        assert!(
+            secret_reasons(
+                "checksum/secret",
+                "3f4c2b1a9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d3c2b",
+                "annotation",
+                &p
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            secret_reasons(
+                "k",
+                "q8Zr2vLx9PfT1mWc7KbN4sHd6YjE3uGa5RtQ0wVo",
+                "data key",
+                &p
+            ),
+            vec!["a high-entropy string"]
+        );
+        let strict = serde_json::json!({"minEntropy": 6.0});
+        assert!(
+            secret_reasons(
+                "k",
+                "q8Zr2vLx9PfT1mWc7KbN4sHd6YjE3uGa5RtQ0wVo",
+                "data key",
+                &strict
+            )
+            .is_empty()
+        );
+        assert!(secret_reasons("LOG_LEVEL", "info", "data key", &p).is_empty());
     }
 
     #[test]

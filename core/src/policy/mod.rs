@@ -909,6 +909,11 @@ impl Bundle {
         &self.constraints
     }
 
+    /// Keep only some constraints (e.g. to measure or debug one policy).
+    pub fn retain_constraints(&mut self, keep: impl Fn(&Constraint) -> bool) {
+        self.constraints.retain(keep);
+    }
+
     pub fn has_conftest(&self) -> bool {
         self.conftest.is_some()
     }
@@ -925,12 +930,8 @@ impl Bundle {
                 .or_else(|| self.namespaces.get(ns))
                 .cloned()
         };
-        let review_value = RValue::from(review.request.clone());
-        let sealgate = RValue::from(json!({
-            "point": review.point.as_str(),
-            "file": review.file.clone().unwrap_or_default(),
-            "line": review.line.unwrap_or(0),
-        }));
+        // Built on first use: a document no constraint matches is never converted.
+        let mut shared: Option<(RValue, RValue)> = None;
         let mut out = Vec::new();
         for c in &self.constraints {
             let Some(action) = c.enforcement.at(review.point) else {
@@ -942,6 +943,14 @@ impl Bundle {
             let Some(t) = self.templates.get(&c.kind) else {
                 continue;
             };
+            let (review_value, sealgate) = shared.get_or_insert_with(|| {
+                let sealgate = json!({
+                    "point": review.point.as_str(),
+                    "file": review.file.clone().unwrap_or_default(),
+                    "line": review.line.unwrap_or(0),
+                });
+                (to_rvalue(&review.request), RValue::from(sealgate))
+            });
             let mut input = BTreeMap::new();
             input.insert(RValue::from("review"), review_value.clone());
             input.insert(RValue::from("parameters"), c.parameters.clone());
@@ -971,7 +980,7 @@ impl Bundle {
             }
         }
         if let Some(ct) = &self.conftest {
-            let input = RValue::from(object.clone());
+            let input = to_rvalue(object);
             for (path, rule, action) in &ct.rules {
                 let mut engine = ct.engine.clone();
                 engine.set_input(input.clone());
@@ -997,6 +1006,27 @@ impl Bundle {
             }
         }
         out
+    }
+}
+
+/// JSON to a regorus value without cloning the JSON first (`From<serde_json::Value>` takes it
+/// by value): this runs once per linted document.
+fn to_rvalue(v: &Value) -> RValue {
+    match v {
+        Value::Null => RValue::Null,
+        Value::Bool(b) => RValue::from(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => RValue::from(i),
+            (_, Some(u)) => RValue::from(u),
+            _ => RValue::from(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => RValue::from(s.as_str()),
+        Value::Array(a) => RValue::from(a.iter().map(to_rvalue).collect::<Vec<_>>()),
+        Value::Object(o) => RValue::from(
+            o.iter()
+                .map(|(k, v)| (RValue::from(k.as_str()), to_rvalue(v)))
+                .collect::<BTreeMap<_, _>>(),
+        ),
     }
 }
 
@@ -1067,3 +1097,14 @@ fn violation(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod conversion_tests {
+    use super::*;
+
+    #[test]
+    fn to_rvalue_matches_regorus_conversion() {
+        let v = json!({"a": [1, -2, 3.5, 18446744073709551615u64, "x", null, true, {"b": {}}], "c": ""});
+        assert_eq!(to_rvalue(&v), RValue::from(v.clone()));
+    }
+}
