@@ -24,7 +24,7 @@ const DOCS_PER_FILE: usize = 8;
 
 fn doc(i: usize) -> String {
     let ns = format!("team-{}", i % 40);
-    let bad = i % 7 == 0; // about one document in seven breaks a policy
+    let bad = i.is_multiple_of(7); // about one document in seven breaks a policy
     let image = if bad {
         "nginx:latest".to_string()
     } else {
