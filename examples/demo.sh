@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job, with no cluster: create a local key store, seal the example Secret, validate the
-# SealedSecret offline (as CI would), unseal it back and compare with the input.
+# SealedSecret offline (as CI would), unseal it back and compare with the input; then lint the
+# example GitOps repository with the built-in policies, as CI would.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,3 +38,19 @@ step "sealgate seal --format kubeseal (Bitnami-compatible values) and unseal"
 want="password: $(printf %s correct-horse-battery-staple | base64)"
 grep -qF "$want" "$work/unsealed.yaml" && grep -qF "$want" "$work/unsealed-kubeseal.yaml"
 printf '\nok: both formats round-trip to the original values\n'
+
+step "sealgate lint examples/gitops/apps/shop   # the compliant app"
+"$sealgate" lint examples/gitops/apps/shop
+
+step "sealgate lint examples/gitops             # the legacy app breaks several policies: exit code 1"
+if "$sealgate" lint examples/gitops; then
+  echo "expected findings in apps/legacy" >&2
+  exit 1
+else
+  code=$?
+  [ "$code" -eq 1 ] || exit "$code"
+  printf '\nok: lint found the violations (exit code %s)\n' "$code"
+fi
+
+step "sealgate policy verify policies/          # the built-in policies' gator suites"
+"$sealgate" policy verify policies/ | tail -n 1
