@@ -708,22 +708,13 @@ fn compile_template(
         .find(|t| t.get("target").and_then(Value::as_str) == Some("admission.k8s.gatekeeper.sh"))
         .or(targets.first())
         .ok_or_else(|| at(source, &what, "spec.targets is empty"))?;
-    let strs = |v: Option<&Value>| -> Vec<String> {
-        v.and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
     // The legacy `rego` field wins over `code`; in `code`, only the Rego engine is evaluated.
     let (rego, libs, v1) = match target
         .get("rego")
         .and_then(Value::as_str)
         .filter(|r| !r.trim().is_empty())
     {
-        Some(r) => (r.to_string(), strs(target.get("libs")), false),
+        Some(r) => (r.to_string(), matching::strings(target.get("libs")), false),
         None => {
             let code = target
                 .get("code")
@@ -743,7 +734,7 @@ fn compile_template(
                         .to_string();
                     (
                         r,
-                        strs(src.get("libs")),
+                        matching::strings(src.get("libs")),
                         src.get("version").and_then(Value::as_str) == Some("v1"),
                     )
                 }

@@ -318,6 +318,36 @@ fn context(ss: &SealedSecret) -> Result<(Scope, String, String), ModelError> {
     Ok((scope, ss.namespace().to_string(), ss.name().to_string()))
 }
 
+/// Open every item at its place: all or nothing, every failure reported.
+fn open_items(
+    ss: &SealedSecret,
+    ring: &KeyRing,
+) -> Result<Vec<(String, crate::keys::ring::Opened)>, UnsealError> {
+    let (scope, ns, name) = context(ss)?;
+    let mut opened = Vec::with_capacity(ss.encrypted_data.len());
+    let mut failed = Vec::new();
+    let mut hint = key_hint(ss, ring);
+    for (item, value) in &ss.encrypted_data {
+        let binding = Binding {
+            scope,
+            namespace: &ns,
+            name: &name,
+            item,
+        };
+        match ring.open(value, &binding, &mut hint) {
+            Ok(o) => opened.push((item.clone(), o)),
+            Err(e) => failed.push((item.clone(), e)),
+        }
+    }
+    if !failed.is_empty() {
+        return Err(UnsealError::Items {
+            failed,
+            total: ss.encrypted_data.len(),
+        });
+    }
+    Ok(opened)
+}
+
 /// Unseal into the Secret the controller would create (without its ownerReference).
 /// All or nothing: one bad item fails the whole object and no value is returned.
 pub fn unseal(ss: &SealedSecret, ring: &KeyRing) -> Result<Unsealed, UnsealError> {
@@ -331,10 +361,14 @@ pub fn unseal(ss: &SealedSecret, ring: &KeyRing) -> Result<Unsealed, UnsealError
             "spec.template.data (Go templates) is not rendered by sealgate: move the rendered values into encryptedData".into(),
         ));
     }
-    let (scope, ns, name) = context(ss)?;
+    let opened = open_items(ss, ring)?;
+    let mut meta = ss.template.meta.clone();
+    meta.strip_server_fields();
+    meta.name = Some(ss.name().to_string());
+    meta.namespace = (!ss.namespace().is_empty()).then(|| ss.namespace().to_string());
     let mut out = Unsealed {
         secret: Secret {
-            meta: ss.template.meta.clone(),
+            meta,
             type_: ss.template.type_.clone(),
             immutable: ss.template.immutable,
             data: Default::default(),
@@ -343,33 +377,11 @@ pub fn unseal(ss: &SealedSecret, ring: &KeyRing) -> Result<Unsealed, UnsealError
         formats: BTreeSet::new(),
         attempts: 0,
     };
-    out.secret.meta.strip_server_fields();
-    out.secret.meta.name = Some(name.clone());
-    out.secret.meta.namespace = (!ns.is_empty()).then(|| ns.clone());
-    let mut failed = Vec::new();
-    let mut hint = key_hint(ss, ring);
-    for (item, value) in &ss.encrypted_data {
-        let binding = Binding {
-            scope,
-            namespace: &ns,
-            name: &name,
-            item,
-        };
-        match ring.open(value, &binding, &mut hint) {
-            Ok(opened) => {
-                out.attempts += opened.attempts;
-                out.keys_used.insert(opened.key);
-                out.formats.insert(opened.format.as_str());
-                out.secret.data.insert(item.clone(), opened.value);
-            }
-            Err(e) => failed.push((item.clone(), e)),
-        }
-    }
-    if !failed.is_empty() {
-        return Err(UnsealError::Items {
-            failed,
-            total: ss.encrypted_data.len(),
-        });
+    for (item, o) in opened {
+        out.attempts += o.attempts;
+        out.keys_used.insert(o.key);
+        out.formats.insert(o.format.as_str());
+        out.secret.data.insert(item, o.value);
     }
     Ok(out)
 }
@@ -382,32 +394,31 @@ pub fn reseal(
     target: &Target,
     format: Option<Format>,
 ) -> Result<SealedSecret, UnsealError> {
+    let opened = open_items(ss, ring)?;
     let (scope, ns, name) = context(ss)?;
     let mut out = ss.clone();
     record_key_id(&mut out, target);
     let mut failed = Vec::new();
-    let mut hint = key_hint(ss, ring);
-    for (item, value) in &ss.encrypted_data {
+    for (item, o) in opened {
         let binding = Binding {
             scope,
             namespace: &ns,
             name: &name,
-            item,
+            item: &item,
         };
-        let result = ring.open(value, &binding, &mut hint).and_then(|opened| {
-            let f = format.unwrap_or(opened.format);
-            if f == Format::Age && ss.api == ApiGroup::Bitnami {
-                return Err(SealError::NoRecipient(
-                    "a bitnami.com SealedSecret must stay in the kubeseal format".into(),
-                ));
-            }
-            target.seal_value(f, &binding, opened.value.expose())
-        });
+        let f = format.unwrap_or(o.format);
+        let result = if f == Format::Age && ss.api == ApiGroup::Bitnami {
+            Err(SealError::NoRecipient(
+                "a bitnami.com SealedSecret must stay in the kubeseal format".into(),
+            ))
+        } else {
+            target.seal_value(f, &binding, o.value.expose())
+        };
         match result {
             Ok(v) => {
-                out.encrypted_data.insert(item.clone(), v);
+                out.encrypted_data.insert(item, v);
             }
-            Err(e) => failed.push((item.clone(), e)),
+            Err(e) => failed.push((item, e)),
         }
     }
     if !failed.is_empty() {
