@@ -48,6 +48,7 @@ impl ObjectReport {
                     action: Action::Deny,
                     object: object.clone(),
                     path: None,
+                    evaluation_error: false,
                 },
             }],
             object,

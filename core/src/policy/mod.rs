@@ -374,6 +374,9 @@ pub struct Violation {
     /// The offending field, when the policy reports one (`path` in the violation or its details).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<Vec<String>>,
+    /// The policy failed to evaluate (timeout, runtime error): the message says why.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub evaluation_error: bool,
 }
 
 impl serde::Serialize for Action {
@@ -967,6 +970,7 @@ impl Bundle {
                     action,
                     object: object_ref.clone(),
                     path: None,
+                    evaluation_error: true,
                 }),
             }
         }
@@ -992,6 +996,7 @@ impl Bundle {
                         action: *action,
                         object: object_ref.clone(),
                         path: None,
+                        evaluation_error: true,
                     }),
                 }
             }
@@ -1083,6 +1088,7 @@ fn violation(
         action,
         object: object.clone(),
         path,
+        evaluation_error: false,
     }
 }
 

@@ -1,0 +1,211 @@
+//! AdmissionReview in, AdmissionReview out: pure functions over the policy bundle, so every
+//! decision can be tested without a server.
+
+use sealgate_core::policy::{Action, Bundle, NamespaceLabels, Point, Review, Violation};
+use serde_json::{Value, json};
+
+/// A request the webhook cannot evaluate: answered with HTTP 400 and this message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadReview {
+    #[error("malformed JSON: {0}")]
+    Json(String),
+    #[error("expected an admission.k8s.io/v1 AdmissionReview, got {0}")]
+    WrongKind(String),
+    #[error("the AdmissionReview has no request")]
+    NoRequest,
+    #[error("invalid AdmissionReview request: {0}")]
+    Invalid(String),
+}
+
+/// Parse and check the envelope; returns the review and the request uid.
+pub fn parse(body: &[u8]) -> Result<(Value, String), BadReview> {
+    // serde_json's syntax errors name a position, never object content.
+    let review: Value = serde_json::from_slice(body).map_err(|e| BadReview::Json(e.to_string()))?;
+    let api = review
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let kind = review.get("kind").and_then(Value::as_str).unwrap_or("");
+    if api != "admission.k8s.io/v1" || kind != "AdmissionReview" {
+        let found = if api.is_empty() && kind.is_empty() {
+            "an object without apiVersion and kind".into()
+        } else {
+            format!("{api} {kind}")
+        };
+        return Err(BadReview::WrongKind(found));
+    }
+    let request = review
+        .get("request")
+        .filter(|r| r.is_object())
+        .ok_or(BadReview::NoRequest)?;
+    let uid = request
+        .get("uid")
+        .and_then(Value::as_str)
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| BadReview::Invalid("request.uid is missing".into()))?
+        .to_string();
+    Ok((review, uid))
+}
+
+/// What the webhook answers, plus what it logs and counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    pub uid: String,
+    pub allowed: bool,
+    /// `allowed`, `denied`, `exempt`, or `timeout`.
+    pub outcome: &'static str,
+    /// The denial message: every deny violation as `[constraint] message`.
+    pub message: Option<String>,
+    pub warnings: Vec<String>,
+    /// Every violated constraint with its action (dryrun ones are only logged and counted).
+    pub constraints: Vec<(String, &'static str)>,
+    pub break_glass: bool,
+    pub evaluation_errors: usize,
+    pub request: RequestInfo,
+}
+
+/// The identifying fields of a request, for logs and metrics: never object data.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RequestInfo {
+    pub operation: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub user: String,
+    pub dry_run: bool,
+    pub sub_resource: String,
+}
+
+impl RequestInfo {
+    pub fn of(review: &Value) -> RequestInfo {
+        let r = &review["request"];
+        let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+        RequestInfo {
+            operation: s(&r["operation"]),
+            kind: s(&r["kind"]["kind"]),
+            namespace: s(&r["namespace"]),
+            name: s(&r["name"]),
+            user: s(&r["userInfo"]["username"]),
+            dry_run: r["dryRun"].as_bool().unwrap_or(false),
+            sub_resource: s(&r["subResource"]),
+        }
+    }
+}
+
+/// Settings that shape decisions.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Namespaces always admitted: the webhook's own and kube-system, so it can never deadlock
+    /// the cluster.
+    pub exempt_namespaces: Vec<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            exempt_namespaces: vec!["kube-system".into(), "sealgate-system".into()],
+        }
+    }
+}
+
+/// Evaluate one review at the admission point.
+pub fn decide(
+    bundle: &Bundle,
+    review: &Value,
+    uid: &str,
+    namespaces: &NamespaceLabels,
+    settings: &Settings,
+) -> Result<Decision, BadReview> {
+    let info = RequestInfo::of(review);
+    let mut d = Decision {
+        uid: uid.to_string(),
+        allowed: true,
+        outcome: "allowed",
+        message: None,
+        warnings: Vec::new(),
+        constraints: Vec::new(),
+        break_glass: false,
+        evaluation_errors: 0,
+        request: info,
+    };
+    if settings
+        .exempt_namespaces
+        .iter()
+        .any(|n| *n == d.request.namespace)
+    {
+        d.outcome = "exempt";
+        return Ok(d);
+    }
+    let r = Review::from_admission_review(review, Point::Admission)
+        .map_err(|e| BadReview::Invalid(e.to_string()))?;
+    let violations = bundle.evaluate(&r, namespaces);
+    let mut denials = Vec::new();
+    for v in &violations {
+        let line = format!("[{}] {}", v.constraint, v.message);
+        match v.action {
+            Action::Deny => denials.push(line),
+            Action::Warn => d.warnings.push(line),
+            Action::Dryrun => {}
+        }
+        let entry = (v.constraint.clone(), v.action.as_str());
+        if !d.constraints.contains(&entry) {
+            d.constraints.push(entry);
+        }
+        d.break_glass |= is_break_glass(v);
+        d.evaluation_errors += usize::from(v.evaluation_error);
+    }
+    if !denials.is_empty() {
+        d.allowed = false;
+        d.outcome = "denied";
+        d.message = Some(denials.join("\n"));
+    }
+    Ok(d)
+}
+
+/// A break-glass admission, as the built-in identity policy reports it (mode audit-break-glass).
+fn is_break_glass(v: &Violation) -> bool {
+    v.policy == "SealgateGitOpsIdentity" && v.details.get("reason").is_some()
+}
+
+/// The decision for a request whose evaluation did not finish in time.
+pub fn timed_out(
+    uid: &str,
+    review: &Value,
+    deadline: std::time::Duration,
+    allow: bool,
+) -> Decision {
+    let what = if allow {
+        "admitted without a decision"
+    } else {
+        "denied"
+    };
+    Decision {
+        uid: uid.to_string(),
+        allowed: allow,
+        outcome: "timeout",
+        message: (!allow).then(|| {
+            format!("[sealgate-webhook] policy evaluation did not finish within {deadline:?}; the request was {what} (retry, or see the webhook's logs)")
+        }),
+        warnings: if allow {
+            vec![format!("[sealgate-webhook] policy evaluation did not finish within {deadline:?}; the request was {what}")]
+        } else {
+            Vec::new()
+        },
+        constraints: Vec::new(),
+        break_glass: false,
+        evaluation_errors: 0,
+        request: RequestInfo::of(review),
+    }
+}
+
+/// The AdmissionReview response body.
+pub fn response(d: &Decision) -> Value {
+    let mut resp = json!({"uid": d.uid, "allowed": d.allowed});
+    if let Some(m) = &d.message {
+        resp["status"] = json!({"code": 403, "reason": "Forbidden", "message": m});
+    }
+    if !d.warnings.is_empty() {
+        resp["warnings"] = json!(d.warnings);
+    }
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": resp})
+}

@@ -1,0 +1,13 @@
+//! sealgate-webhook: the validating admission webhook. It evaluates every AdmissionReview with the
+//! same policy bundle as `sealgate lint`, at the enforcement point `admission`.
+//!
+//! - [`admission`]: AdmissionReview parsing, decisions and responses, as pure functions.
+//! - [`server`]: the axum routers, bounded evaluation off the reactor, decision logs.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`reload`]: hot reload of the policy bundle and the TLS certificate.
+#![forbid(unsafe_code)]
+
+pub mod admission;
+pub mod metrics;
+pub mod reload;
+pub mod server;

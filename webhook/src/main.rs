@@ -1,0 +1,226 @@
+//! `sealgate-webhook`: flags and wiring; the work is in the library.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use sealgate_webhook::admission::Settings;
+use sealgate_webhook::reload::{self, PolicySources};
+use sealgate_webhook::server::{self, AppState, Config};
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// sealgate's validating admission webhook: the `sealgate lint` policies at the cluster's door.
+#[derive(Debug, Parser)]
+#[command(name = "sealgate-webhook", version)]
+struct Args {
+    /// HTTPS address for POST /validate, /healthz and /readyz
+    #[arg(long, env = "SEALGATE_WEBHOOK_LISTEN", default_value = "0.0.0.0:8443")]
+    listen: SocketAddr,
+    /// Plain-HTTP address for /metrics
+    #[arg(
+        long,
+        env = "SEALGATE_WEBHOOK_METRICS_LISTEN",
+        default_value = "0.0.0.0:9090"
+    )]
+    metrics_listen: SocketAddr,
+    /// Serving certificate (PEM); reloaded when it changes
+    #[arg(
+        long,
+        env = "SEALGATE_WEBHOOK_TLS_CERT",
+        default_value = "/certs/tls.crt"
+    )]
+    tls_cert: PathBuf,
+    /// Serving key (PEM)
+    #[arg(
+        long,
+        env = "SEALGATE_WEBHOOK_TLS_KEY",
+        default_value = "/certs/tls.key"
+    )]
+    tls_key: PathBuf,
+    /// Serve plain HTTP instead of TLS (local testing only: the API server requires TLS)
+    #[arg(long)]
+    insecure_http: bool,
+    /// Policy directory (mounted ConfigMap), reloaded when it changes (repeatable)
+    #[arg(
+        long = "policy",
+        env = "SEALGATE_WEBHOOK_POLICY",
+        value_delimiter = ','
+    )]
+    policies: Vec<PathBuf>,
+    /// Do not load the built-in policies
+    #[arg(long)]
+    no_builtin: bool,
+    /// Namespace objects (files or directories) whose labels namespaceSelector sees
+    #[arg(
+        long = "namespace-labels",
+        env = "SEALGATE_WEBHOOK_NAMESPACE_LABELS",
+        value_delimiter = ','
+    )]
+    namespace_labels: Vec<PathBuf>,
+    /// Namespaces always admitted (repeatable) [default: kube-system and the webhook's own]
+    #[arg(
+        long = "exempt-namespace",
+        env = "SEALGATE_WEBHOOK_EXEMPT_NAMESPACES",
+        value_delimiter = ','
+    )]
+    exempt_namespaces: Vec<String>,
+    /// Deadline for one review, below the webhook configuration's timeoutSeconds
+    #[arg(long, default_value = "2500ms", value_parser = parse_duration)]
+    deadline: Duration,
+    /// Admit (with a warning) instead of deny a review whose evaluation passes the deadline
+    #[arg(long)]
+    allow_on_timeout: bool,
+    /// Largest accepted request body, in bytes
+    #[arg(long, default_value_t = 7 << 20)]
+    max_body_bytes: usize,
+    /// Reviews evaluated at once [default: 2 × cores]
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// How often to check the policy directories and the certificate for changes
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    reload_interval: Duration,
+    /// Log format
+    #[arg(long, default_value = "json", value_parser = ["json", "text"])]
+    log_format: String,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let n: u64 = t[..split]
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 500ms or 2s"))?;
+    match &t[split..] {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" | "" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        u => Err(format!("{s:?}: unknown unit {u:?}")),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let args = Args::parse();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    if args.log_format == "json" {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+
+    let own_namespace = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "sealgate-system".into());
+    let exempt = if args.exempt_namespaces.is_empty() {
+        vec!["kube-system".into(), own_namespace]
+    } else {
+        args.exempt_namespaces.clone()
+    };
+    let sources = PolicySources {
+        builtin: !args.no_builtin,
+        dirs: args.policies.clone(),
+        limits: sealgate_core::policy::Limits {
+            eval_timeout: args.deadline,
+        },
+    };
+    let bundle = sources
+        .build()
+        .map_err(anyhow::Error::msg)
+        .context("the policy bundle does not compile")?;
+    let namespaces =
+        reload::namespace_labels_from(&args.namespace_labels).map_err(anyhow::Error::msg)?;
+    let mut config = Config {
+        settings: Settings {
+            exempt_namespaces: exempt,
+        },
+        deadline: args.deadline,
+        allow_on_timeout: args.allow_on_timeout,
+        max_body_bytes: args.max_body_bytes,
+        ..Config::default()
+    };
+    if let Some(c) = args.concurrency {
+        config.concurrency = c;
+    }
+    tracing::info!(constraints = bundle.constraints().len(), exempt = ?config.settings.exempt_namespaces, "starting sealgate-webhook");
+    let state = AppState::new(bundle, namespaces, config);
+    tokio::spawn(reload::watch_policies(
+        state.clone(),
+        sources,
+        args.reload_interval,
+    ));
+
+    let handle = axum_server::Handle::new();
+    let metrics = tokio::spawn({
+        let handle = handle.clone();
+        let app = server::metrics_router(state.clone());
+        axum_server::bind(args.metrics_listen)
+            .handle(handle)
+            .serve(app.into_make_service())
+    });
+    tokio::spawn(shutdown_on_signal(handle.clone()));
+    let app = server::router(state.clone()).into_make_service();
+    if args.insecure_http {
+        tracing::warn!("serving plain HTTP: for local testing only");
+        axum_server::bind(args.listen)
+            .acceptor(axum_server::accept::NoDelayAcceptor::new())
+            .handle(handle)
+            .serve(app)
+            .await?;
+    } else {
+        let tls =
+            axum_server::tls_rustls::RustlsConfig::from_pem_file(&args.tls_cert, &args.tls_key)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot load the serving certificate {} / {}",
+                        args.tls_cert.display(),
+                        args.tls_key.display()
+                    )
+                })?;
+        tokio::spawn(reload::watch_tls(
+            state.clone(),
+            tls.clone(),
+            args.tls_cert.clone(),
+            args.tls_key.clone(),
+            args.reload_interval,
+        ));
+        let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
+            .acceptor(axum_server::accept::NoDelayAcceptor::new());
+        axum_server::bind(args.listen)
+            .acceptor(acceptor)
+            .handle(handle)
+            .serve(app)
+            .await?;
+    }
+    metrics.abort();
+    Ok(())
+}
+
+/// SIGTERM or Ctrl-C: stop accepting, let in-flight reviews finish (up to 25 s, inside the
+/// default 30 s termination grace period).
+async fn shutdown_on_signal(handle: axum_server::Handle<SocketAddr>) {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutting down: finishing in-flight reviews");
+    handle.graceful_shutdown(Some(Duration::from_secs(25)));
+}

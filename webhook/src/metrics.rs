@@ -1,0 +1,128 @@
+//! Prometheus metrics, served on their own plain-HTTP port.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// allowed, denied, exempt, timeout, bad_request
+    pub decision: String,
+    pub operation: String,
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    /// policy or tls
+    pub what: String,
+    /// ok or error
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConstraintLabels {
+    pub constraint: String,
+    pub action: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub duration: Histogram,
+    pub violations: Family<ConstraintLabels, Counter>,
+    pub evaluation_errors: Counter,
+    pub break_glass: Counter,
+    pub reloads: Family<ReloadLabels, Counter>,
+    pub constraints: Gauge,
+    pub in_flight: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("sealgate_webhook");
+        let requests = Family::<RequestLabels, Counter>::default();
+        // Up to 10 s: webhook latency stories are about the slow tail (Gatekeeper #4036).
+        let duration = Histogram::new([
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ]);
+        let violations = Family::<ConstraintLabels, Counter>::default();
+        let evaluation_errors = Counter::default();
+        let break_glass = Counter::default();
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        let constraints = Gauge::default();
+        let in_flight = Gauge::default();
+        registry.register(
+            "requests",
+            "Admission reviews by decision, operation and kind",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Time to answer an admission review",
+            duration.clone(),
+        );
+        registry.register(
+            "violations",
+            "Violations by constraint and enforcement action",
+            violations.clone(),
+        );
+        registry.register(
+            "evaluation_errors",
+            "Policy evaluations that failed (reported as violations)",
+            evaluation_errors.clone(),
+        );
+        registry.register(
+            "break_glass",
+            "Admissions through the break-glass path",
+            break_glass.clone(),
+        );
+        registry.register(
+            "reloads",
+            "Policy bundle and TLS certificate reloads",
+            reloads.clone(),
+        );
+        registry.register(
+            "constraints",
+            "Constraints in the active policy bundle",
+            constraints.clone(),
+        );
+        registry.register(
+            "in_flight_requests",
+            "Admission reviews being evaluated",
+            in_flight.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            duration,
+            violations,
+            evaluation_errors,
+            break_glass,
+            reloads,
+            constraints,
+            in_flight,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn reload(&self, what: &str, ok: bool) {
+        self.reloads
+            .get_or_create(&ReloadLabels {
+                what: what.into(),
+                result: if ok { "ok" } else { "error" }.into(),
+            })
+            .inc();
+    }
+}

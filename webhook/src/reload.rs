@@ -1,0 +1,164 @@
+//! Hot reload of the policy bundle and the TLS certificate, by polling content fingerprints.
+//!
+//! Kubernetes updates ConfigMap and Secret volumes by swapping a `..data` symlink, which file
+//! watchers see unreliably; reading the files every few seconds and comparing a hash is simple
+//! and always right. A bundle that fails to compile is rejected and the previous one keeps
+//! serving (logged, counted, shown by `/readyz`).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sealgate_core::policy::{Bundle, BundleBuilder, Limits, NamespaceLabels};
+
+use crate::server::AppState;
+
+/// Where the bundle comes from.
+#[derive(Debug, Clone)]
+pub struct PolicySources {
+    pub builtin: bool,
+    pub dirs: Vec<PathBuf>,
+    pub limits: Limits,
+}
+
+impl PolicySources {
+    pub fn build(&self) -> Result<Bundle, String> {
+        let mut b = BundleBuilder::new(self.limits);
+        if self.builtin {
+            b.add_builtin();
+        }
+        for d in &self.dirs {
+            b.add_path(d);
+        }
+        b.build().map_err(|errors| {
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+    }
+
+    pub fn fingerprint(&self) -> Vec<u8> {
+        fingerprint(&self.dirs)
+    }
+}
+
+/// SHA-256 over the paths and contents of every file under `paths` (symlinks followed).
+pub fn fingerprint(paths: &[PathBuf]) -> Vec<u8> {
+    let mut files = Vec::new();
+    for p in paths {
+        collect(p, &mut files);
+    }
+    files.sort();
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for f in files {
+        ctx.update(f.to_string_lossy().as_bytes());
+        ctx.update(&[0]);
+        ctx.update(&std::fs::read(&f).unwrap_or_default());
+        ctx.update(&[0]);
+    }
+    ctx.finish().as_ref().to_vec()
+}
+
+fn collect(p: &Path, out: &mut Vec<PathBuf>) {
+    if p.is_dir() {
+        for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+            let name = e.file_name();
+            // `..data` and friends are the volume's internals; the visible names point into them.
+            if !name.to_string_lossy().starts_with("..") {
+                collect(&e.path(), out);
+            }
+        }
+    } else if p.exists() {
+        out.push(p.to_path_buf());
+    }
+}
+
+/// Poll the policy directories; rebuild and swap the bundle when they change.
+pub async fn watch_policies(state: Arc<AppState>, sources: PolicySources, every: Duration) {
+    let mut last = sources.fingerprint();
+    loop {
+        tokio::time::sleep(every).await;
+        let now = sources.fingerprint();
+        if now == last {
+            continue;
+        }
+        last = now;
+        reload_policies(&state, &sources).await;
+    }
+}
+
+/// Rebuild the bundle now (also used by tests).
+pub async fn reload_policies(state: &AppState, sources: &PolicySources) -> bool {
+    let s = sources.clone();
+    let built = tokio::task::spawn_blocking(move || s.build())
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+    match built {
+        Ok(bundle) => {
+            tracing::info!(target: "sealgate::reload", constraints = bundle.constraints().len(), "policy bundle reloaded");
+            state.set_bundle(bundle);
+            state.metrics.reload("policy", true);
+            true
+        }
+        Err(e) => {
+            tracing::error!(target: "sealgate::reload", error = %e, "policy bundle rejected; the previous bundle keeps serving");
+            state.reload_failed(e);
+            state.metrics.reload("policy", false);
+            false
+        }
+    }
+}
+
+/// Poll the certificate and key; reload the TLS configuration when both are valid.
+pub async fn watch_tls(
+    state: Arc<AppState>,
+    tls: axum_server::tls_rustls::RustlsConfig,
+    cert: PathBuf,
+    key: PathBuf,
+    every: Duration,
+) {
+    let paths = [cert.clone(), key.clone()];
+    let mut last = fingerprint(&paths);
+    loop {
+        tokio::time::sleep(every).await;
+        let now = fingerprint(&paths);
+        if now == last {
+            continue;
+        }
+        match tls.reload_from_pem_file(&cert, &key).await {
+            Ok(()) => {
+                last = now;
+                tracing::info!(target: "sealgate::reload", "TLS certificate reloaded");
+                state.metrics.reload("tls", true);
+            }
+            // Half-written files (the key updated before the certificate): try again next time.
+            Err(e) => {
+                tracing::warn!(target: "sealgate::reload", error = %e, "TLS certificate not reloaded; keeping the current one");
+                state.metrics.reload("tls", false);
+            }
+        }
+    }
+}
+
+/// Namespace labels from Namespace objects in files (until the in-cluster Namespace cache lands).
+pub fn namespace_labels_from(paths: &[PathBuf]) -> Result<NamespaceLabels, String> {
+    let mut out = NamespaceLabels::new();
+    let mut files = Vec::new();
+    for p in paths {
+        collect(p, &mut files);
+    }
+    for f in files {
+        let bytes = std::fs::read(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let docs = sealgate_core::manifest::parse(&bytes, &Default::default())
+            .map_err(|e| format!("{}:{e}", f.display()))?;
+        for d in docs {
+            if d.value.get("kind").and_then(|k| k.as_str()) == Some("Namespace") {
+                let info = sealgate_core::policy::matching::ObjectInfo::of(&d.value);
+                out.insert(info.name, info.labels);
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,242 @@
+//! The HTTP layer: `POST /validate`, `/healthz`, `/readyz` and, on another port, `/metrics`.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use sealgate_core::policy::{Bundle, NamespaceLabels};
+use serde_json::json;
+
+use crate::admission::{self, Decision, Settings};
+use crate::metrics::{ConstraintLabels, Metrics, RequestLabels};
+
+/// How the webhook evaluates.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub settings: Settings,
+    /// The whole evaluation of one request, below the ValidatingWebhookConfiguration's timeout.
+    pub deadline: Duration,
+    /// Admit (with a warning) instead of deny when the deadline passes.
+    pub allow_on_timeout: bool,
+    pub max_body_bytes: usize,
+    /// Evaluations running at once (the rest wait, within the deadline).
+    pub concurrency: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            settings: Settings::default(),
+            deadline: Duration::from_millis(2500),
+            allow_on_timeout: false,
+            max_body_bytes: 7 << 20,
+            concurrency: 2 * std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+/// The last policy reload that failed, shown by `/readyz`.
+#[derive(Debug, Clone, Default)]
+pub struct ReloadStatus {
+    pub loaded_at: Option<String>,
+    pub last_error: Option<String>,
+}
+
+pub struct AppState {
+    pub bundle: ArcSwap<Bundle>,
+    /// Labels of the cluster's Namespaces, for namespaceSelector.
+    pub namespaces: ArcSwap<NamespaceLabels>,
+    pub config: Config,
+    pub metrics: Metrics,
+    pub status: Mutex<ReloadStatus>,
+    limiter: tokio::sync::Semaphore,
+}
+
+impl AppState {
+    pub fn new(bundle: Bundle, namespaces: NamespaceLabels, config: Config) -> Arc<AppState> {
+        let metrics = Metrics::default();
+        metrics.constraints.set(bundle.constraints().len() as i64);
+        Arc::new(AppState {
+            bundle: ArcSwap::from_pointee(bundle),
+            namespaces: ArcSwap::from_pointee(namespaces),
+            limiter: tokio::sync::Semaphore::new(config.concurrency.max(1)),
+            config,
+            metrics,
+            status: Mutex::new(ReloadStatus {
+                loaded_at: Some(now()),
+                last_error: None,
+            }),
+        })
+    }
+
+    /// Swap in a new bundle; in-flight requests finish with the one they started with.
+    pub fn set_bundle(&self, bundle: Bundle) {
+        self.metrics
+            .constraints
+            .set(bundle.constraints().len() as i64);
+        self.bundle.store(Arc::new(bundle));
+        let mut st = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        st.loaded_at = Some(now());
+        st.last_error = None;
+    }
+
+    pub fn reload_failed(&self, error: String) {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last_error = Some(format!("{}: {error}", now()));
+    }
+}
+
+fn now() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}s since epoch", d.as_secs())
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    let limit = state.config.max_body_bytes;
+    Router::new()
+        .route("/validate", post(validate))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+pub fn metrics_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route(
+            "/metrics",
+            get(|State(s): State<Arc<AppState>>| async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    s.metrics.encode(),
+                )
+            }),
+        )
+        .with_state(state)
+}
+
+async fn readyz(State(s): State<Arc<AppState>>) -> Response {
+    let status = s.status.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let bundle = s.bundle.load();
+    let body = json!({
+        "ready": true,
+        "constraints": bundle.constraints().len(),
+        "templates": bundle.templates().count(),
+        "policyLoadedAt": status.loaded_at,
+        // A failed reload keeps the previous bundle serving: visible here, not an outage.
+        "lastReloadError": status.last_error,
+    });
+    (StatusCode::OK, axum::Json(body)).into_response()
+}
+
+fn bad_request(state: &AppState, message: String) -> Response {
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            decision: "bad_request".into(),
+            operation: String::new(),
+            kind: String::new(),
+        })
+        .inc();
+    tracing::warn!(target: "sealgate::decision", decision = "bad_request", error = %message, "rejected admission request");
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{message}\n"),
+    )
+        .into_response()
+}
+
+async fn validate(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    let start = Instant::now();
+    let (review, uid) = match admission::parse(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_request(&state, e.to_string()),
+    };
+    let deadline = state.config.deadline;
+    let review = Arc::new(review);
+    let evaluation = {
+        let state = state.clone();
+        let review = review.clone();
+        let uid = uid.clone();
+        async move {
+            // Bounded concurrency: CPU-bound evaluation runs on the blocking pool, never on the reactor.
+            let _permit = state.limiter.acquire().await.map_err(|e| e.to_string())?;
+            state.metrics.in_flight.inc();
+            let bundle = state.bundle.load_full();
+            let namespaces = state.namespaces.load_full();
+            let settings = state.config.settings.clone();
+            let result = tokio::task::spawn_blocking(move || {
+                admission::decide(&bundle, &review, &uid, &namespaces, &settings)
+            })
+            .await;
+            state.metrics.in_flight.dec();
+            result.map_err(|e| format!("evaluation task failed: {e}"))
+        }
+    };
+    let decision = match tokio::time::timeout(deadline, evaluation).await {
+        Ok(Ok(Ok(d))) => d,
+        Ok(Ok(Err(bad))) => return bad_request(&state, bad.to_string()),
+        Ok(Err(internal)) => {
+            tracing::error!(target: "sealgate::decision", uid = %uid, error = %internal, "evaluation failed");
+            return (StatusCode::INTERNAL_SERVER_ERROR, format!("{internal}\n")).into_response();
+        }
+        Err(_) => admission::timed_out(&uid, &review, deadline, state.config.allow_on_timeout),
+    };
+    record(&state, &decision, start.elapsed());
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(&admission::response(&decision)).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+/// Metrics and the decision log. The log names the request and the constraints, never object data.
+fn record(state: &AppState, d: &Decision, elapsed: Duration) {
+    let m = &state.metrics;
+    m.requests
+        .get_or_create(&RequestLabels {
+            decision: d.outcome.into(),
+            operation: d.request.operation.clone(),
+            kind: d.request.kind.clone(),
+        })
+        .inc();
+    m.duration.observe(elapsed.as_secs_f64());
+    for (constraint, action) in &d.constraints {
+        m.violations
+            .get_or_create(&ConstraintLabels {
+                constraint: constraint.clone(),
+                action: (*action).into(),
+            })
+            .inc();
+    }
+    m.evaluation_errors.inc_by(d.evaluation_errors as u64);
+    if d.break_glass {
+        m.break_glass.inc();
+    }
+    let r = &d.request;
+    tracing::info!(
+        target: "sealgate::decision",
+        uid = %d.uid, decision = d.outcome, allowed = d.allowed,
+        operation = %r.operation, kind = %r.kind, namespace = %r.namespace, name = %r.name,
+        sub_resource = %r.sub_resource, user = %r.user, dry_run = r.dry_run,
+        constraints = ?d.constraints, warnings = d.warnings.len(), break_glass = d.break_glass,
+        elapsed_ms = elapsed.as_secs_f64() * 1000.0,
+        "admission decision"
+    );
+}

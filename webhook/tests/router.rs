@@ -1,0 +1,495 @@
+//! The webhook's router in process (`tower::ServiceExt::oneshot`), with AdmissionReviews shaped as
+//! kube-apiserver sends them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use sealgate_core::policy::{BundleBuilder, Limits, NamespaceLabels};
+use sealgate_webhook::admission::Settings;
+use sealgate_webhook::reload::{self, PolicySources};
+use sealgate_webhook::server::{self, AppState, Config};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+fn governed() -> NamespaceLabels {
+    let mut ns = NamespaceLabels::new();
+    ns.insert(
+        "shop".into(),
+        [("sealgate.dev/governed".to_string(), "true".to_string())].into(),
+    );
+    ns
+}
+
+fn state_with(config: Config) -> Arc<AppState> {
+    let mut b = BundleBuilder::new(Limits::default());
+    b.add_builtin();
+    AppState::new(b.build().unwrap(), governed(), config)
+}
+
+fn state() -> Arc<AppState> {
+    state_with(Config::default())
+}
+
+const FLUX: &str = "system:serviceaccount:flux-system:kustomize-controller";
+
+fn deployment(name: &str, image: &str, annotations: Value) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "shop", "uid": "b1e6", "annotations": annotations},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}}, "template": {
+            "metadata": {"labels": {"app": name}},
+            "spec": {
+                "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [{"name": "web", "image": image,
+                    "resources": {"limits": {"cpu": "500m", "memory": "256Mi"}},
+                    "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]}}}
+    })
+}
+
+/// An AdmissionReview as the API server sends it.
+fn review(uid: &str, op: &str, user: &str, groups: &[&str], object: Value, old: Value) -> Value {
+    let meta = if object.is_null() {
+        &old["metadata"]
+    } else {
+        &object["metadata"]
+    };
+    json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+            "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+            "requestKind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+            "requestResource": {"group": "apps", "version": "v1", "resource": "deployments"},
+            "name": meta["name"], "namespace": meta["namespace"], "operation": op,
+            "userInfo": {"username": user, "uid": "u-1", "groups": groups},
+            "object": object, "oldObject": old, "dryRun": false,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": format!("{}Options", op[..1].to_string() + &op[1..].to_lowercase())}
+        }
+    })
+}
+
+async fn post(state: &Arc<AppState>, body: impl Into<Body>) -> (StatusCode, String) {
+    let resp = server::router(state.clone())
+        .oneshot(
+            Request::post("/validate")
+                .header("content-type", "application/json")
+                .body(body.into())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+async fn decide(state: &Arc<AppState>, review: &Value) -> Value {
+    let (status, body) = post(state, serde_json::to_vec(review).unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(v["kind"], "AdmissionReview");
+    assert_eq!(
+        v["response"]["uid"], review["request"]["uid"],
+        "the response carries the request's uid"
+    );
+    v["response"].clone()
+}
+
+#[tokio::test]
+async fn flux_may_change_a_governed_namespace() {
+    let s = state();
+    let d = deployment("web", "registry.example.com/web:1.2.3", json!({}));
+    let r = decide(
+        &s,
+        &review(
+            "uid-flux",
+            "UPDATE",
+            FLUX,
+            &["system:serviceaccounts"],
+            d.clone(),
+            d,
+        ),
+    )
+    .await;
+    assert_eq!(r["allowed"], true, "{r}");
+    assert!(r.get("warnings").is_none(), "{r}");
+}
+
+#[tokio::test]
+async fn a_human_is_denied_with_every_violation_listed() {
+    let s = state();
+    let d = deployment("web", "nginx:latest", json!({}));
+    let r = decide(
+        &s,
+        &review(
+            "uid-human",
+            "UPDATE",
+            "alice@example.com",
+            &["developers"],
+            d.clone(),
+            d,
+        ),
+    )
+    .await;
+    assert_eq!(r["allowed"], false);
+    assert_eq!(r["status"]["code"], 403);
+    let msg = r["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains(
+            "[gitops-identity] UPDATE of Deployment shop/web by \"alice@example.com\" denied"
+        ),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("[image-policy] container \"web\" uses image \"nginx:latest\""),
+        "{msg}"
+    );
+    assert_eq!(msg.lines().count(), 2, "{msg}");
+}
+
+#[tokio::test]
+async fn break_glass_needs_the_group_and_a_reason_and_is_reported() {
+    let s = state();
+    let with_reason = deployment(
+        "web",
+        "registry.example.com/web:1.2.3",
+        json!({"sealgate.dev/break-glass": "INC-4711 rollback"}),
+    );
+    let plain = deployment("web", "registry.example.com/web:1.2.3", json!({}));
+    let groups = ["sre", "sealgate:break-glass"];
+    let r = decide(
+        &s,
+        &review(
+            "uid-bg",
+            "UPDATE",
+            "bob@example.com",
+            &groups,
+            with_reason.clone(),
+            plain.clone(),
+        ),
+    )
+    .await;
+    assert_eq!(r["allowed"], true, "{r}");
+    let w = r["warnings"][0].as_str().unwrap();
+    assert!(w.starts_with("[gitops-break-glass-audit] break-glass: UPDATE of Deployment shop/web by \"bob@example.com\", reason: INC-4711 rollback"), "{w}");
+    // The group without a reason, and a reason without the group: denied.
+    let r = decide(
+        &s,
+        &review(
+            "uid-bg2",
+            "UPDATE",
+            "bob@example.com",
+            &groups,
+            plain.clone(),
+            plain,
+        ),
+    )
+    .await;
+    assert_eq!(r["allowed"], false);
+    let r = decide(
+        &s,
+        &review(
+            "uid-bg3",
+            "UPDATE",
+            "eve@example.com",
+            &["developers"],
+            with_reason.clone(),
+            with_reason,
+        ),
+    )
+    .await;
+    assert_eq!(r["allowed"], false);
+    let metrics = s.metrics.encode();
+    assert!(
+        metrics.contains("sealgate_webhook_break_glass_total 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn delete_uses_the_old_object_and_dry_run_is_evaluated_too() {
+    let s = state();
+    let d = deployment("web", "registry.example.com/web:1.2.3", json!({}));
+    let r = decide(
+        &s,
+        &review(
+            "uid-del",
+            "DELETE",
+            "alice@example.com",
+            &[],
+            Value::Null,
+            d.clone(),
+        ),
+    )
+    .await;
+    assert_eq!(r["allowed"], false);
+    assert!(
+        r["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("DELETE of Deployment shop/web"),
+        "{r}"
+    );
+    let mut dry = review(
+        "uid-dry",
+        "CREATE",
+        "alice@example.com",
+        &[],
+        d,
+        Value::Null,
+    );
+    dry["request"]["dryRun"] = json!(true);
+    assert_eq!(
+        decide(&s, &dry).await["allowed"],
+        false,
+        "a dry run gets the real answer"
+    );
+}
+
+#[tokio::test]
+async fn subresources_ungoverned_and_exempt_namespaces() {
+    let s = state();
+    let d = deployment("web", "registry.example.com/web:1.2.3", json!({}));
+    // kubectl scale: UPDATE on the scale subresource, object is a Scale.
+    let mut scale = review(
+        "uid-scale",
+        "UPDATE",
+        "alice@example.com",
+        &[],
+        json!({"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": "web", "namespace": "shop"}, "spec": {"replicas": 5}}),
+        Value::Null,
+    );
+    scale["request"]["subResource"] = json!("scale");
+    scale["request"]["kind"] = json!({"group": "autoscaling", "version": "v1", "kind": "Scale"});
+    assert_eq!(
+        decide(&s, &scale).await["allowed"],
+        true,
+        "Scale is not a governed kind"
+    );
+    // A namespace without the governed label.
+    let mut other = d.clone();
+    other["metadata"]["namespace"] = json!("sandbox");
+    assert_eq!(
+        decide(
+            &s,
+            &review(
+                "uid-sb",
+                "UPDATE",
+                "alice@example.com",
+                &[],
+                other.clone(),
+                other
+            )
+        )
+        .await["allowed"],
+        true
+    );
+    // Exempt namespaces are admitted whatever the object.
+    let mut sys = deployment("x", "nginx:latest", json!({}));
+    sys["metadata"]["namespace"] = json!("kube-system");
+    assert_eq!(
+        decide(
+            &s,
+            &review(
+                "uid-sys",
+                "CREATE",
+                "alice@example.com",
+                &[],
+                sys,
+                Value::Null
+            )
+        )
+        .await["allowed"],
+        true
+    );
+    assert!(s.metrics.encode().contains("decision=\"exempt\""));
+}
+
+#[tokio::test]
+async fn bad_requests_are_400_with_a_clear_body() {
+    let s = state();
+    let (st, body) = post(&s, "{not json").await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(
+        body.starts_with("malformed JSON: key must be a string at line 1 column 2"),
+        "{body}"
+    );
+    let (st, body) = post(&s, r#"{"apiVersion": "v1", "kind": "Pod"}"#).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(
+        body.contains("expected an admission.k8s.io/v1 AdmissionReview, got v1 Pod"),
+        "{body}"
+    );
+    let (st, body) = post(
+        &s,
+        r#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}"#,
+    )
+    .await;
+    assert_eq!(
+        (st, body.trim()),
+        (
+            StatusCode::BAD_REQUEST,
+            "the AdmissionReview has no request"
+        )
+    );
+    let (st, body) = post(&s, r#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "x", "operation": "DELETE"}}"#).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(body.contains("oldObject"), "{body}");
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_413() {
+    let s = state_with(Config {
+        max_body_bytes: 64 << 10,
+        ..Config::default()
+    });
+    let big = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "x", "object": {"data": "x".repeat(100 << 10)}}});
+    let (st, _) = post(&s, serde_json::to_vec(&big).unwrap()).await;
+    assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+fn slow_bundle(dir: &std::path::Path) -> PolicySources {
+    std::fs::write(
+        dir.join("slow.yaml"),
+        "apiVersion: templates.gatekeeper.sh/v1\nkind: ConstraintTemplate\nmetadata: {name: slow}\nspec:\n  crd: {spec: {names: {kind: Slow}}}\n  targets:\n    - target: admission.k8s.gatekeeper.sh\n      rego: |\n        package slow\n        violation[{\"msg\": \"never\"}] { count([x | a := numbers.range(1, 20000)[_]; b := numbers.range(1, 20000)[_]; x := a * b; x < 0]) > 0 }\n---\napiVersion: constraints.gatekeeper.sh/v1beta1\nkind: Slow\nmetadata: {name: slow}\n",
+    )
+    .unwrap();
+    // The engine timer ends the orphaned evaluation soon after the 200 ms deadline answers.
+    PolicySources {
+        builtin: false,
+        dirs: vec![dir.to_path_buf()],
+        limits: Limits {
+            eval_timeout: Duration::from_millis(500),
+        },
+    }
+}
+
+#[tokio::test]
+async fn a_policy_past_the_deadline_gets_the_configured_answer_not_a_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let sources = slow_bundle(dir.path());
+    let d = deployment("web", "registry.example.com/web:1.2.3", json!({}));
+    let rv = review("uid-slow", "CREATE", FLUX, &[], d, Value::Null);
+    for allow in [false, true] {
+        let cfg = Config {
+            deadline: Duration::from_millis(200),
+            allow_on_timeout: allow,
+            ..Config::default()
+        };
+        let s = AppState::new(sources.build().unwrap(), governed(), cfg);
+        let start = std::time::Instant::now();
+        let r = decide(&s, &rv).await;
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "answered after the deadline, not when evaluation ended"
+        );
+        assert_eq!(r["allowed"], allow);
+        let text = r.to_string();
+        assert!(
+            text.contains("policy evaluation did not finish within 200ms"),
+            "{text}"
+        );
+        assert!(s.metrics.encode().contains("decision=\"timeout\""));
+    }
+}
+
+#[tokio::test]
+async fn a_broken_bundle_on_reload_keeps_the_old_one_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.rego");
+    std::fs::write(
+        &policy,
+        "package main\n\ndeny contains \"no replicas field\" if not input.spec.replicas\n",
+    )
+    .unwrap();
+    let sources = PolicySources {
+        builtin: false,
+        dirs: vec![dir.path().to_path_buf()],
+        limits: Limits::default(),
+    };
+    let s = AppState::new(
+        sources.build().unwrap(),
+        governed(),
+        Config {
+            settings: Settings {
+                exempt_namespaces: vec![],
+            },
+            ..Config::default()
+        },
+    );
+    let mut d = deployment("web", "x:1", json!({}));
+    d["spec"].as_object_mut().unwrap().remove("replicas");
+    let rv = review("uid-r", "CREATE", FLUX, &[], d, Value::Null);
+    assert_eq!(decide(&s, &rv).await["allowed"], false);
+
+    std::fs::write(&policy, "package main\n\ndeny contains msg if {\n").unwrap();
+    assert!(!reload::reload_policies(&s, &sources).await);
+    assert_eq!(
+        decide(&s, &rv).await["allowed"],
+        false,
+        "the old bundle still serves"
+    );
+    let (_, ready) = get(&s, "/readyz").await;
+    assert!(
+        ready.contains("\"lastReloadError\":") && ready.contains("Rego error"),
+        "{ready}"
+    );
+    assert!(
+        s.metrics
+            .encode()
+            .contains("what=\"policy\",result=\"error\"")
+    );
+
+    std::fs::write(&policy, "package main\n").unwrap();
+    assert!(reload::reload_policies(&s, &sources).await);
+    assert_eq!(
+        decide(&s, &rv).await["allowed"],
+        true,
+        "the fixed bundle is live"
+    );
+    let (_, ready) = get(&s, "/readyz").await;
+    assert!(ready.contains("\"lastReloadError\":null"), "{ready}");
+}
+
+async fn get(state: &Arc<AppState>, path: &str) -> (StatusCode, String) {
+    let app = if path == "/metrics" {
+        server::metrics_router(state.clone())
+    } else {
+        server::router(state.clone())
+    };
+    let resp = app
+        .oneshot(Request::get(path).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let s = state();
+    assert_eq!(get(&s, "/healthz").await, (StatusCode::OK, "ok\n".into()));
+    let (st, ready) = get(&s, "/readyz").await;
+    assert_eq!(st, StatusCode::OK);
+    let v: Value = serde_json::from_str(&ready).unwrap();
+    assert_eq!(v["ready"], true);
+    assert!(v["constraints"].as_u64().unwrap() >= 9);
+    let d = deployment("web", "nginx:latest", json!({}));
+    decide(&s, &review("uid-m", "CREATE", FLUX, &[], d, Value::Null)).await;
+    let (st, m) = get(&s, "/metrics").await;
+    assert_eq!(st, StatusCode::OK);
+    for want in [
+        "sealgate_webhook_requests_total{decision=\"denied\",operation=\"CREATE\",kind=\"Deployment\"} 1",
+        "sealgate_webhook_violations_total{constraint=\"image-policy\",action=\"deny\"} 1",
+        "sealgate_webhook_request_duration_seconds_bucket{le=\"10.0\"} 1",
+        "sealgate_webhook_constraints ",
+    ] {
+        assert!(m.contains(want), "missing {want}\n{m}");
+    }
+}
