@@ -128,11 +128,7 @@ pub fn decide(
         evaluation_errors: 0,
         request: info,
     };
-    if settings
-        .exempt_namespaces
-        .iter()
-        .any(|n| *n == d.request.namespace)
-    {
+    if settings.exempt_namespaces.contains(&d.request.namespace) {
         d.outcome = "exempt";
         return Ok(d);
     }
