@@ -103,10 +103,24 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let args = Args::parse();
+    let concurrency = args
+        .concurrency
+        .unwrap_or_else(|| Config::default().concurrency)
+        .max(1);
+    // Evaluations are the only blocking work and the semaphore admits `concurrency` of them: a
+    // larger blocking pool would only hold idle threads (and their allocator heaps).
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(concurrency)
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(run(args, concurrency))
+}
+
+async fn run(args: Args, concurrency: usize) -> Result<()> {
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     if args.log_format == "json" {
@@ -137,18 +151,15 @@ async fn main() -> Result<()> {
         .context("the policy bundle does not compile")?;
     let namespaces =
         reload::namespace_labels_from(&args.namespace_labels).map_err(anyhow::Error::msg)?;
-    let mut config = Config {
+    let config = Config {
         settings: Settings {
             exempt_namespaces: exempt,
         },
         deadline: args.deadline,
         allow_on_timeout: args.allow_on_timeout,
         max_body_bytes: args.max_body_bytes,
-        ..Config::default()
+        concurrency,
     };
-    if let Some(c) = args.concurrency {
-        config.concurrency = c;
-    }
     tracing::info!(constraints = bundle.constraints().len(), exempt = ?config.settings.exempt_namespaces, "starting sealgate-webhook");
     let state = AppState::new(bundle, namespaces, config);
     tokio::spawn(reload::watch_policies(

@@ -1,0 +1,295 @@
+//! `cargo bench -p sealgate-webhook --bench load`: the real `sealgate-webhook` binary over TLS on
+//! loopback, driven at concurrency 1, 16 and 64 with a realistic Pod review and the built-in
+//! bundle. Prints req/s, p50, p99 and the server's peak RSS, next to the raw in-process evaluation
+//! rate of the same review measured in the same run.
+//!
+//! The load generator (keep-alive HTTPS clients, one thread each) runs on the same 2 cores as the
+//! server, so the server's figures are lower bounds.
+
+use std::hint::black_box;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sealgate_core::policy::{BundleBuilder, Limits, Point, Review};
+
+const RUN: Duration = Duration::from_secs(4);
+
+fn pod_review() -> serde_json::Value {
+    // A Pod created by the ReplicaSet controller in a governed namespace: every workload policy applies.
+    serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": "shop", "name": "web-7d4b9c8f6d-x2k9p", "operation": "CREATE",
+            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller", "uid": "4c7b", "groups": ["system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"]},
+            "object": {
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": "web-7d4b9c8f6d-x2k9p", "generateName": "web-7d4b9c8f6d-", "namespace": "shop",
+                    "labels": {"app.kubernetes.io/name": "web", "pod-template-hash": "7d4b9c8f6d"},
+                    "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": "9102"},
+                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d4b9c8f6d", "uid": "e1f2", "controller": true, "blockOwnerDeletion": true}]},
+                "spec": {
+                    "serviceAccountName": "web",
+                    "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}, "fsGroup": 2000},
+                    "initContainers": [{"name": "migrate", "image": "registry.example.com/shop/web:1.4.2", "command": ["/app/migrate"],
+                        "resources": {"limits": {"cpu": "200m", "memory": "128Mi"}},
+                        "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}],
+                    "containers": [
+                        {"name": "web", "image": "registry.example.com/shop/web:1.4.2", "ports": [{"containerPort": 8080, "name": "http"}],
+                         "env": [{"name": "LOG_LEVEL", "value": "info"}, {"name": "DB_HOST", "value": "db.shop.svc.cluster.local"},
+                                 {"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db-credentials", "key": "password"}}}],
+                         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
+                         "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
+                         "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}, "readOnlyRootFilesystem": true},
+                         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]},
+                        {"name": "metrics", "image": "registry.example.com/tools/exporter:0.9.1", "ports": [{"containerPort": 9102}],
+                         "resources": {"limits": {"cpu": "50m", "memory": "32Mi"}},
+                         "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}],
+                    "volumes": [{"name": "tmp", "emptyDir": {}}]}},
+            "oldObject": null, "dryRun": false,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}
+        }
+    })
+}
+
+fn pki(dir: &std::path::Path) -> (String, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let (c, k) = (dir.join("tls.crt"), dir.join("tls.key"));
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (ca_cert.pem(), c, k)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// User + system CPU seconds a process has used so far (Linux).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0) // USER_HZ is 100 on Linux
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let review = pod_review();
+    let body = serde_json::to_string(&review).unwrap();
+
+    // Raw in-process evaluation of the same review with the same bundle.
+    let mut b = BundleBuilder::new(Limits::default());
+    b.add_builtin();
+    let bundle = b.build().unwrap();
+    let mut ns = sealgate_core::policy::NamespaceLabels::new();
+    ns.insert(
+        "shop".into(),
+        [("sealgate.dev/governed".to_string(), "true".to_string())].into(),
+    );
+    let r = Review::from_admission_review(&review, Point::Admission).unwrap();
+    let raw = |threads: usize| {
+        let start = Instant::now();
+        let n = std::sync::atomic::AtomicU64::new(0);
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    while start.elapsed() < Duration::from_secs(2) {
+                        black_box(bundle.evaluate(&r, &ns));
+                        n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        n.into_inner() as f64 / start.elapsed().as_secs_f64()
+    };
+    let violations = bundle.evaluate(&r, &ns);
+    assert!(
+        violations.is_empty(),
+        "the benchmark review should be admitted: {violations:?}"
+    );
+    if std::env::var_os("SEALGATE_BENCH_PROFILE").is_some() {
+        for c in bundle.constraints() {
+            let mut single = bundle.clone();
+            single.retain_constraints(|x| x.name == c.name);
+            let start = Instant::now();
+            let mut n = 0u32;
+            while start.elapsed() < Duration::from_millis(500) {
+                black_box(single.evaluate(&r, &ns));
+                n += 1;
+            }
+            println!(
+                "  {:<28} {:>8.1} µs/review",
+                c.name,
+                start.elapsed().as_secs_f64() * 1e6 / n as f64
+            );
+        }
+    }
+    let raw1 = raw(1);
+    let raw_all = raw(cores);
+    println!(
+        "sealgate-webhook load benchmark: realistic Pod CREATE review ({} bytes), built-in bundle, {cores} cores",
+        body.len()
+    );
+    println!(
+        "raw in-process evaluation: {raw1:.0} reviews/s on 1 thread, {raw_all:.0} on {cores}\n"
+    );
+
+    // The real server.
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = pki(dir.path());
+    let ns_file = dir.path().join("ns.yaml");
+    std::fs::write(&ns_file, "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {sealgate.dev/governed: \"true\"}}\n").unwrap();
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate-webhook"))
+        .args([
+            "--listen",
+            &addr.to_string(),
+            "--metrics-listen",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .arg("--namespace-labels")
+        .arg(&ns_file)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start sealgate-webhook");
+    let root = ureq::tls::Certificate::from_pem(ca.as_bytes())
+        .unwrap()
+        .to_owned();
+    let roots = Arc::new(vec![root]);
+    let agent = || -> ureq::Agent {
+        ureq::Agent::config_builder()
+            .tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::Specific(roots.clone()))
+                    .build(),
+            )
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into()
+    };
+    let url = format!("https://127.0.0.1:{port}/validate");
+    let ready = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(50));
+        agent().post(&url).send(body.as_str()).is_ok()
+    });
+    if !ready {
+        let mut err = String::new();
+        let _ = child.kill();
+        let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+        panic!("sealgate-webhook did not come up: {err}");
+    }
+
+    println!(
+        "{:>11} {:>9} {:>8} {:>8} {:>8} {:>16} {:>8}",
+        "concurrency", "req/s", "p50 ms", "p99 ms", "vs raw", "req/server-cpu-s", "vs raw"
+    );
+    let raw_per_cpu_s = raw1;
+    for conc in [1usize, 16, 64] {
+        let cpu_before = cpu_seconds(child.id());
+        let start = Instant::now();
+        let lat: Vec<Duration> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..conc)
+                .map(|_| {
+                    let (a, url, body) = (agent(), url.clone(), body.clone());
+                    s.spawn(move || {
+                        let mut l = Vec::new();
+                        while start.elapsed() < RUN {
+                            let t = Instant::now();
+                            let mut resp = a
+                                .post(&url)
+                                .header("content-type", "application/json")
+                                .send(body.as_str())
+                                .expect("request");
+                            let text = resp.body_mut().read_to_string().unwrap();
+                            l.push(t.elapsed());
+                            debug_assert!(text.contains("\"allowed\":true"));
+                        }
+                        l
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().unwrap())
+                .collect()
+        });
+        let secs = start.elapsed().as_secs_f64();
+        let server_cpu = match (cpu_before, cpu_seconds(child.id())) {
+            (Some(a), Some(b)) if b > a => Some(b - a),
+            _ => None,
+        };
+        let mut sorted = lat;
+        sorted.sort();
+        let rps = sorted.len() as f64 / secs;
+        // The clients share the cores, so also: requests per second of the server's own CPU,
+        // against raw evaluations per CPU-second.
+        let per_cpu = server_cpu.map(|c| sorted.len() as f64 / c);
+        println!(
+            "{conc:>11} {rps:>9.0} {:>8.2} {:>8.2} {:>7.2}x {:>16} {:>7}",
+            percentile(&sorted, 0.5).as_secs_f64() * 1e3,
+            percentile(&sorted, 0.99).as_secs_f64() * 1e3,
+            rps / raw_all,
+            per_cpu
+                .map(|p| format!("{p:.0}"))
+                .unwrap_or_else(|| "n/a".into()),
+            per_cpu
+                .map(|p| format!("{:.2}x", p / raw_per_cpu_s))
+                .unwrap_or_else(|| "n/a".into()),
+        );
+    }
+    let rss = peak_rss_kib(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    match rss {
+        Some(kib) => println!(
+            "\npeak RSS of sealgate-webhook: {:.1} MiB (target <= 64 MiB)",
+            kib as f64 / 1024.0
+        ),
+        None => println!("\npeak RSS: not available (no /proc)"),
+    }
+    println!("targets: >= 0.8x raw at c=64, p99 <= 5 ms");
+}
