@@ -493,3 +493,76 @@ async fn health_readiness_and_metrics() {
         assert!(m.contains(want), "missing {want}\n{m}");
     }
 }
+
+/// A writer for the captured decision log.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn decision_logs_name_the_request_never_object_data() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let s = state();
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "leaky", "namespace": "shop"},
+                    "data": {"AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE", "url": "postgres://u:hunter2@db/x"}});
+    let mut rv = review(
+        "uid-log",
+        "CREATE",
+        "alice@example.com",
+        &[],
+        cm,
+        Value::Null,
+    );
+    rv["request"]["kind"] = json!({"group": "", "version": "v1", "kind": "ConfigMap"});
+    let r = decide(&s, &rv).await;
+    assert_eq!(r["allowed"], false);
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let line = log
+        .lines()
+        .find(|l| l.contains("admission decision"))
+        .expect("a decision log line");
+    let v: Value = serde_json::from_str(line).unwrap();
+    let f = &v["fields"];
+    assert_eq!(
+        (
+            f["uid"].as_str(),
+            f["decision"].as_str(),
+            f["user"].as_str()
+        ),
+        (Some("uid-log"), Some("denied"), Some("alice@example.com"))
+    );
+    assert_eq!(
+        (
+            f["kind"].as_str(),
+            f["namespace"].as_str(),
+            f["name"].as_str()
+        ),
+        (Some("ConfigMap"), Some("shop"), Some("leaky"))
+    );
+    assert!(
+        f["constraints"]
+            .as_str()
+            .unwrap()
+            .contains("no-secret-values"),
+        "{line}"
+    );
+    assert!(
+        !log.contains("AKIAIOSFODNN7EXAMPLE") && !log.contains("hunter2"),
+        "object data in the log: {log}"
+    );
+}
