@@ -54,6 +54,17 @@ fn example_repo_in_every_format() {
     }
 }
 
+/// The command: the whole examples tree, where the Namespaces in the GitOps repo also
+/// govern the recorded admission requests.
+#[test]
+fn all_examples() {
+    let a = sealgate().args(["lint", "examples/"]).assert().code(1);
+    let out = stdout(&a);
+    golden("lint-examples-all.txt", &out);
+    assert!(out.contains("examples/admission/kubectl-edit-review.json:1: deny   SealgateGitOpsIdentity/gitops-identity:"), "{out}");
+    assert!(out.contains("examples/secret.yaml:15: deny   SealgateNoPlaintextSecrets"), "{out}");
+}
+
 #[test]
 fn example_findings_and_lines() {
     let a = sealgate()
