@@ -62,7 +62,10 @@ fn all_examples() {
     let out = stdout(&a);
     golden("lint-examples-all.txt", &out);
     assert!(out.contains("examples/admission/kubectl-edit-review.json:1: deny   SealgateGitOpsIdentity/gitops-identity:"), "{out}");
-    assert!(out.contains("examples/secret.yaml:15: deny   SealgateNoPlaintextSecrets"), "{out}");
+    assert!(
+        out.contains("examples/secret.yaml:15: deny   SealgateNoPlaintextSecrets"),
+        "{out}"
+    );
 }
 
 #[test]

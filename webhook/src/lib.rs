@@ -5,9 +5,11 @@
 //! - [`server`]: the axum routers, bounded evaluation off the reactor, decision logs.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`reload`]: hot reload of the policy bundle and the TLS certificate.
+//! - [`namespaces`]: the cluster's Namespace labels, for `namespaceSelector`.
 #![forbid(unsafe_code)]
 
 pub mod admission;
 pub mod metrics;
+pub mod namespaces;
 pub mod reload;
 pub mod server;

@@ -55,13 +55,15 @@ struct Args {
     /// Do not load the built-in policies
     #[arg(long)]
     no_builtin: bool,
-    /// Namespace objects (files or directories) whose labels namespaceSelector sees
+    /// Where namespaceSelector gets Namespace labels: `cluster` (watch Namespaces with the
+    /// in-cluster or kubeconfig credentials), or files with Namespace objects
     #[arg(
         long = "namespace-labels",
         env = "SEALGATE_WEBHOOK_NAMESPACE_LABELS",
-        value_delimiter = ','
+        value_delimiter = ',',
+        default_value = "cluster"
     )]
-    namespace_labels: Vec<PathBuf>,
+    namespace_labels: Vec<String>,
     /// Namespaces always admitted (repeatable) [default: kube-system and the webhook's own]
     #[arg(
         long = "exempt-namespace",
@@ -149,8 +151,13 @@ async fn run(args: Args, concurrency: usize) -> Result<()> {
         .build()
         .map_err(anyhow::Error::msg)
         .context("the policy bundle does not compile")?;
-    let namespaces =
-        reload::namespace_labels_from(&args.namespace_labels).map_err(anyhow::Error::msg)?;
+    let from_cluster = args.namespace_labels == ["cluster"];
+    let namespaces = if from_cluster {
+        Default::default()
+    } else {
+        let files: Vec<PathBuf> = args.namespace_labels.iter().map(PathBuf::from).collect();
+        reload::namespace_labels_from(&files).map_err(anyhow::Error::msg)?
+    };
     let config = Config {
         settings: Settings {
             exempt_namespaces: exempt,
@@ -162,6 +169,15 @@ async fn run(args: Args, concurrency: usize) -> Result<()> {
     };
     tracing::info!(constraints = bundle.constraints().len(), exempt = ?config.settings.exempt_namespaces, "starting sealgate-webhook");
     let state = AppState::new(bundle, namespaces, config);
+    if from_cluster {
+        let client = kube::Client::try_default().await.context(
+            "cannot reach the Kubernetes API for Namespace labels (or pass --namespace-labels FILE)",
+        )?;
+        state
+            .namespaces_synced
+            .store(false, std::sync::atomic::Ordering::Release);
+        tokio::spawn(sealgate_webhook::namespaces::watch(client, state.clone()));
+    }
     tokio::spawn(reload::watch_policies(
         state.clone(),
         sources,

@@ -55,6 +55,8 @@ pub struct AppState {
     pub config: Config,
     pub metrics: Metrics,
     pub status: Mutex<ReloadStatus>,
+    /// False while the Namespace watch has not completed its first list (see `namespaces`).
+    pub namespaces_synced: std::sync::atomic::AtomicBool,
     limiter: tokio::sync::Semaphore,
 }
 
@@ -72,6 +74,7 @@ impl AppState {
                 loaded_at: Some(now()),
                 last_error: None,
             }),
+            namespaces_synced: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
@@ -131,15 +134,24 @@ pub fn metrics_router(state: Arc<AppState>) -> Router {
 async fn readyz(State(s): State<Arc<AppState>>) -> Response {
     let status = s.status.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let bundle = s.bundle.load();
+    let synced = s
+        .namespaces_synced
+        .load(std::sync::atomic::Ordering::Acquire);
     let body = json!({
-        "ready": true,
+        "ready": synced,
+        "namespacesSynced": synced,
         "constraints": bundle.constraints().len(),
         "templates": bundle.templates().count(),
         "policyLoadedAt": status.loaded_at,
         // A failed reload keeps the previous bundle serving: visible here, not an outage.
         "lastReloadError": status.last_error,
     });
-    (StatusCode::OK, axum::Json(body)).into_response()
+    let code = if synced {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, axum::Json(body)).into_response()
 }
 
 fn bad_request(state: &AppState, message: String) -> Response {
