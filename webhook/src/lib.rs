@@ -2,6 +2,7 @@
 //! same policy bundle as `sealgate lint`, at the enforcement point `admission`.
 //!
 //! - [`admission`]: AdmissionReview parsing, decisions and responses, as pure functions.
+//! - [`audit`]: the background scan of existing objects.
 //! - [`server`]: the axum routers, bounded evaluation off the reactor, decision logs.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`reload`]: hot reload of the policy bundle and the TLS certificate.
@@ -9,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod audit;
 pub mod metrics;
 pub mod namespaces;
 pub mod reload;

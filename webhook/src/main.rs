@@ -18,6 +18,8 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "sealgate-webhook", version)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// HTTPS address for POST /validate, /healthz and /readyz
     #[arg(long, env = "SEALGATE_WEBHOOK_LISTEN", default_value = "0.0.0.0:8443")]
     listen: SocketAddr,
@@ -47,13 +49,14 @@ struct Args {
     insecure_http: bool,
     /// Policy directory (mounted ConfigMap), reloaded when it changes (repeatable)
     #[arg(
+        global = true,
         long = "policy",
         env = "SEALGATE_WEBHOOK_POLICY",
         value_delimiter = ','
     )]
     policies: Vec<PathBuf>,
     /// Do not load the built-in policies
-    #[arg(long)]
+    #[arg(long, global = true)]
     no_builtin: bool,
     /// Where namespaceSelector gets Namespace labels: `cluster` (watch Namespaces with the
     /// in-cluster or kubeconfig credentials), or files with Namespace objects
@@ -91,6 +94,20 @@ struct Args {
     log_format: String,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Evaluate the objects already in the cluster (enforcement point `audit`) and report
+    /// violations: the background scan. Uses the in-cluster or kubeconfig credentials
+    Audit {
+        /// Report format
+        #[arg(short = 'o', long = "output", default_value = "text", value_parser = ["text", "json"])]
+        output: String,
+        /// Exit 1 when an object violates a deny constraint
+        #[arg(long)]
+        fail_on_deny: bool,
+    },
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -123,6 +140,13 @@ fn main() -> Result<()> {
 }
 
 async fn run(args: Args, concurrency: usize) -> Result<()> {
+    if let Some(Command::Audit {
+        output,
+        fail_on_deny,
+    }) = &args.command
+    {
+        return audit(&args, output, *fail_on_deny).await;
+    }
     let filter =
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     if args.log_format == "json" {
@@ -228,6 +252,60 @@ async fn run(args: Args, concurrency: usize) -> Result<()> {
             .await?;
     }
     metrics.abort();
+    Ok(())
+}
+
+async fn audit(args: &Args, output: &str, fail_on_deny: bool) -> Result<()> {
+    let sources = PolicySources {
+        builtin: !args.no_builtin,
+        dirs: args.policies.clone(),
+        limits: sealgate_core::policy::Limits {
+            eval_timeout: args.deadline,
+        },
+    };
+    let bundle = sources
+        .build()
+        .map_err(anyhow::Error::msg)
+        .context("the policy bundle does not compile")?;
+    let client = kube::Client::try_default()
+        .await
+        .context("cannot reach the Kubernetes API")?;
+    let report = sealgate_webhook::audit::run(client, &bundle)
+        .await
+        .context("audit failed")?;
+    let denies = report
+        .violations
+        .iter()
+        .filter(|v| v.action == sealgate_core::policy::Action::Deny)
+        .count();
+    if output == "json" {
+        let doc = serde_json::json!({
+            "objects": report.objects, "violations": report.violations, "errors": report.errors,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        for v in &report.violations {
+            println!(
+                "{:<6} {}/{}: {} ({})",
+                v.action.as_str(),
+                v.policy,
+                v.constraint,
+                v.message,
+                v.object
+            );
+        }
+        for e in &report.errors {
+            eprintln!("warning: not audited: {e}");
+        }
+        println!(
+            "{} objects audited, {} violations ({denies} deny)",
+            report.objects,
+            report.violations.len()
+        );
+    }
+    if fail_on_deny && denies > 0 {
+        std::process::exit(1);
+    }
     Ok(())
 }
 

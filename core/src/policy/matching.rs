@@ -234,6 +234,16 @@ impl Match {
         Ok(m)
     }
 
+    /// Whether this `match` can select objects of this group and kind at all (audit lists only
+    /// such kinds, like Gatekeeper's `--audit-match-kind-only`).
+    pub fn may_select_kind(&self, group: &str, kind: &str) -> bool {
+        self.kinds.is_empty()
+            || self.kinds.iter().any(|(groups, kinds)| {
+                (groups.is_empty() || groups.iter().any(|g| g == "*" || g == group))
+                    && (kinds.is_empty() || kinds.iter().any(|k| k == "*" || k == kind))
+            })
+    }
+
     /// Whether this `match` selects `obj`. `namespace_labels` gives the labels of known Namespace
     /// objects (from the linted files and the inventory); an unknown namespace has no labels.
     pub fn matches(
@@ -436,6 +446,16 @@ mod tests {
                 &json!({"labelSelector": {"matchExpressions": [{"key": "a", "operator": "Near"}]}})
             ))
             .is_err()
+        );
+    }
+
+    #[test]
+    fn kinds_an_audit_must_list() {
+        let pods = m(json!({"kinds": [{"apiGroups": [""], "kinds": ["Pod"]}]}));
+        assert!(pods.may_select_kind("", "Pod") && !pods.may_select_kind("apps", "Deployment"));
+        assert!(m(json!({})).may_select_kind("apps", "Deployment"));
+        assert!(
+            m(json!({"kinds": [{"apiGroups": ["*"], "kinds": ["*"]}]})).may_select_kind("x", "Y")
         );
     }
 

@@ -1,0 +1,107 @@
+//! `sealgate-webhook audit`: the background scan Gatekeeper users rely on. Existing objects, read
+//! from the cluster, are evaluated with the same bundle at the enforcement point `audit`.
+
+use std::collections::BTreeSet;
+
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::discovery::{ApiResource, Discovery, verbs};
+use sealgate_core::policy::matching::ObjectInfo;
+use sealgate_core::policy::{Bundle, NamespaceLabels, Point, Review, Violation};
+
+/// What an audit found.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub objects: usize,
+    pub violations: Vec<Violation>,
+    /// Kinds that could not be listed (e.g. forbidden), with the reason.
+    pub errors: Vec<String>,
+}
+
+/// High-churn kinds that no GitOps repository holds: never listed (the webhook's configuration
+/// leaves them out too).
+const SKIPPED_KINDS: &[&str] = &[
+    "Event",
+    "Lease",
+    "EndpointSlice",
+    "Endpoints",
+    "ComponentStatus",
+];
+
+/// Discover the listable kinds some constraint can match, list them (500 per page) and evaluate
+/// every object at the point `audit`.
+pub async fn run(client: kube::Client, bundle: &Bundle) -> Result<Report, kube::Error> {
+    let discovery = Discovery::new(client.clone()).run().await?;
+    let mut wanted: Vec<ApiResource> = Vec::new();
+    let mut namespaces_ar = None;
+    for group in discovery.groups() {
+        for (ar, caps) in group.recommended_resources() {
+            if !caps.supports_operation(verbs::LIST) {
+                continue;
+            }
+            if ar.group.is_empty() && ar.kind == "Namespace" {
+                namespaces_ar = Some(ar.clone());
+            }
+            if !SKIPPED_KINDS.contains(&ar.kind.as_str())
+                && bundle
+                    .constraints()
+                    .iter()
+                    .any(|c| c.matcher.may_select_kind(&ar.group, &ar.kind))
+            {
+                wanted.push(ar);
+            }
+        }
+    }
+    let mut report = Report::default();
+    // Namespace labels first, for namespaceSelector.
+    let mut namespaces = NamespaceLabels::new();
+    if let Some(ar) = &namespaces_ar {
+        for ns in list_all(&client, ar, &mut report.errors).await {
+            let info = ObjectInfo::of(&ns);
+            namespaces.insert(info.name, info.labels);
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for ar in &wanted {
+        if !seen.insert((ar.group.clone(), ar.kind.clone())) {
+            continue;
+        }
+        for object in list_all(&client, ar, &mut report.errors).await {
+            report.objects += 1;
+            let review = Review::for_object(object, Point::Audit);
+            report
+                .violations
+                .extend(bundle.evaluate(&review, &namespaces));
+        }
+    }
+    Ok(report)
+}
+
+/// Every object of one kind, as JSON with its apiVersion and kind (list items omit them).
+async fn list_all(
+    client: &kube::Client,
+    ar: &ApiResource,
+    errors: &mut Vec<String>,
+) -> Vec<serde_json::Value> {
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
+    let mut params = ListParams::default().limit(500);
+    let mut out = Vec::new();
+    loop {
+        let page = match api.list(&params).await {
+            Ok(p) => p,
+            Err(e) => {
+                errors.push(format!("{} {}: {e}", ar.api_version, ar.kind));
+                return out;
+            }
+        };
+        for item in page.items {
+            let mut v = serde_json::to_value(&item).unwrap_or_default();
+            v["apiVersion"] = ar.api_version.clone().into();
+            v["kind"] = ar.kind.clone().into();
+            out.push(v);
+        }
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return out,
+        }
+    }
+}
