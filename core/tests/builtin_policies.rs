@@ -104,3 +104,64 @@ fn a_failing_assertion_fails_the_case() {
     assert!(why[1].contains("no assertions"), "{why:?}");
     assert!(why[2].contains("cannot read"), "{why:?}");
 }
+
+#[test]
+fn native_containers_equal_the_rego_lib() {
+    // sealgate passes input.sealgate.containers so templates need not each recompute them; it
+    // must be exactly what the lib computes (which Gatekeeper would run).
+    let t = std::fs::read_to_string(policies().join("image-policy/template.yaml")).unwrap();
+    let lib = &t[t.find("              - |\n").unwrap()..];
+    let template = format!(
+        "apiVersion: templates.gatekeeper.sh/v1\nkind: ConstraintTemplate\nmetadata: {{name: equiv}}\nspec:\n  crd: {{spec: {{names: {{kind: Equiv}}}}}}\n  targets:\n    - target: admission.k8s.gatekeeper.sh\n      code:\n        - engine: Rego\n          source:\n            version: v1\n            rego: |\n              package equiv\n              import data.lib.sealgate.workloads\n              violation contains {{\"msg\": \"differs\"}} if workloads.containers(input.review.object) != input.sealgate.containers\n            libs:\n{lib}"
+    );
+    let mut b = BundleBuilder::new(Limits::default());
+    b.add_text("equiv.yaml", &template);
+    b.add_text(
+        "c.yaml",
+        "apiVersion: constraints.gatekeeper.sh/v1beta1\nkind: Equiv\nmetadata: {name: equiv}\n",
+    );
+    let bundle = b.build().unwrap_or_else(|e| panic!("{e:#?}"));
+    let mut workloads = 0;
+    let mut files: Vec<std::path::PathBuf> = Vec::new();
+    for dir in [
+        policies().to_path_buf(),
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/gitops")).to_path_buf(),
+    ] {
+        let mut stack = vec![dir];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "yaml") {
+                    files.push(p);
+                }
+            }
+        }
+    }
+    for f in files {
+        let bytes = std::fs::read(&f).unwrap();
+        let Ok(docs) = sealgate_core::manifest::parse(&bytes, &Default::default()) else {
+            continue;
+        };
+        for d in docs {
+            if sealgate_core::policy::workload_containers(&d.value)
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+            {
+                workloads += 1;
+            }
+            let review = sealgate_core::policy::Review::for_object(
+                d.value,
+                sealgate_core::policy::Point::Ci,
+            );
+            let v = bundle.evaluate(&review, &Default::default());
+            assert!(
+                v.is_empty(),
+                "{}: native and Rego containers differ",
+                f.display()
+            );
+        }
+    }
+    assert!(workloads >= 8, "{workloads}");
+}

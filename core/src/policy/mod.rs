@@ -942,6 +942,7 @@ impl Bundle {
                     "point": review.point.as_str(),
                     "file": review.file.clone().unwrap_or_default(),
                     "line": review.line.unwrap_or(0),
+                    "containers": workload_containers(object),
                 });
                 (to_rvalue(&review.request), RValue::from(sealgate))
             });
@@ -1003,6 +1004,44 @@ impl Bundle {
         }
         out
     }
+}
+
+/// The containers of a workload object, as the built-in `lib.sealgate.workloads.containers`
+/// computes them in Rego: `{container, field, path}` for containers, initContainers and
+/// ephemeralContainers of the pod spec. Computed once per review and passed to every template as
+/// `input.sealgate.containers`, instead of once per template (each in its own engine).
+pub fn workload_containers(object: &Value) -> Value {
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+    let path: &[&str] = match kind {
+        "Pod" => &["spec"],
+        "Deployment"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "ReplicaSet"
+        | "ReplicationController"
+        | "Job" => &["spec", "template", "spec"],
+        "CronJob" => &["spec", "jobTemplate", "spec", "template", "spec"],
+        _ => &[],
+    };
+    let mut out = Vec::new();
+    let spec = path.iter().try_fold(object, |v, k| v.get(k));
+    if let (false, Some(spec)) = (path.is_empty(), spec) {
+        for field in ["containers", "initContainers", "ephemeralContainers"] {
+            for (i, c) in spec
+                .get(field)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                let mut p: Vec<Value> = path.iter().map(|s| json!(s)).collect();
+                p.push(json!(field));
+                p.push(json!(i));
+                out.push(json!({"container": c, "field": field, "path": p}));
+            }
+        }
+    }
+    Value::Array(out)
 }
 
 /// JSON to a regorus value without cloning the JSON first (`From<serde_json::Value>` takes it
