@@ -164,13 +164,7 @@ async fn run(args: Args, concurrency: usize) -> Result<()> {
     } else {
         args.exempt_namespaces.clone()
     };
-    let sources = PolicySources {
-        builtin: !args.no_builtin,
-        dirs: args.policies.clone(),
-        limits: sealgate_core::policy::Limits {
-            eval_timeout: args.deadline,
-        },
-    };
+    let sources = policy_sources(&args);
     let bundle = sources
         .build()
         .map_err(anyhow::Error::msg)
@@ -255,14 +249,19 @@ async fn run(args: Args, concurrency: usize) -> Result<()> {
     Ok(())
 }
 
-async fn audit(args: &Args, output: &str, fail_on_deny: bool) -> Result<()> {
-    let sources = PolicySources {
+/// The bundle's sources; the engine's per-evaluation timer is the request deadline.
+fn policy_sources(args: &Args) -> PolicySources {
+    PolicySources {
         builtin: !args.no_builtin,
         dirs: args.policies.clone(),
         limits: sealgate_core::policy::Limits {
             eval_timeout: args.deadline,
         },
-    };
+    }
+}
+
+async fn audit(args: &Args, output: &str, fail_on_deny: bool) -> Result<()> {
+    let sources = policy_sources(args);
     let bundle = sources
         .build()
         .map_err(anyhow::Error::msg)
