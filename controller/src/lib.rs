@@ -2,7 +2,9 @@
 //!
 //! - [`crd`]: the `sealgate.dev/v1alpha1` SealedSecret resource.
 //! - [`desired`]: the Secret a SealedSecret should produce, as a pure function.
+//! - [`reconcile`]: what to do given the Secret that exists, and the status condition.
 #![forbid(unsafe_code)]
 
 pub mod crd;
 pub mod desired;
+pub mod reconcile;

@@ -1,0 +1,253 @@
+//! What to do with one SealedSecret, as pure functions: the plan (given the Secret that exists)
+//! and the status condition. The kube adapter only carries them out.
+
+use k8s_openapi::api::core::v1::Secret;
+use sealgate_core::keys::KeyRing;
+
+use crate::crd::{Condition, SealedSecret, SealedSecretStatus};
+use crate::desired::{desired_secret, up_to_date};
+
+/// Annotation by which an existing Secret the controller does not own opts in to being taken over.
+pub const MANAGED_ANNOTATION: &str = "sealgate.dev/managed";
+
+#[derive(Debug)]
+pub enum Plan {
+    /// The Secret already holds what this SealedSecret produces: nothing to unseal or write.
+    UpToDate,
+    /// Create or update the Secret (server-side apply).
+    Apply(Box<Secret>),
+    /// Not written, by design (an existing Secret that is not ours).
+    Refuse {
+        reason: &'static str,
+        message: String,
+    },
+    /// Cannot be unsealed or written.
+    Fail {
+        reason: &'static str,
+        message: String,
+    },
+}
+
+fn owned_by(secret: &Secret, ss: &SealedSecret) -> bool {
+    let uid = ss.metadata.uid.as_deref();
+    secret.metadata.owner_references.iter().flatten().any(|o| {
+        o.controller == Some(true) && o.kind == "SealedSecret" && Some(o.uid.as_str()) == uid
+    })
+}
+
+/// Decide what to do. Private-key operations happen only when the Secret must change.
+pub fn plan(ss: &SealedSecret, existing: Option<&Secret>, ring: &KeyRing) -> Plan {
+    let id = format!(
+        "{}/{}",
+        ss.metadata.namespace.as_deref().unwrap_or(""),
+        ss.metadata.name.as_deref().unwrap_or("")
+    );
+    if let Some(e) = existing {
+        let opted_in = e
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(MANAGED_ANNOTATION))
+            .is_some_and(|v| v == "true");
+        if !owned_by(e, ss) && !opted_in {
+            return Plan::Refuse {
+                reason: "SecretNotOwned",
+                message: format!(
+                    "Secret {id} exists and is not managed by this SealedSecret; it is left unchanged. To let sealgate take it over, annotate it {MANAGED_ANNOTATION}=true"
+                ),
+            };
+        }
+        if owned_by(e, ss) && up_to_date(e, ss) {
+            return Plan::UpToDate;
+        }
+    }
+    let desired = match desired_secret(ss, ring) {
+        Ok(d) => d,
+        Err(err) => {
+            return Plan::Fail {
+                reason: err.reason(),
+                message: err.to_string(),
+            };
+        }
+    };
+    if let Some(e) = existing
+        && e.immutable == Some(true)
+        && e.data != desired.data
+    {
+        return Plan::Fail {
+            reason: "ImmutableSecret",
+            message: format!(
+                "Secret {id} is immutable and its data would change: delete it, and the controller recreates it"
+            ),
+        };
+    }
+    Plan::Apply(Box::new(desired))
+}
+
+/// The status after a plan, or `None` when it would not change: writing an unchanged status
+/// would trigger another watch event and, through GitOps tools, needless refreshes.
+pub fn status(ss: &SealedSecret, plan: &Plan, now: &str) -> Option<SealedSecretStatus> {
+    let (status, reason, message) = match plan {
+        Plan::UpToDate | Plan::Apply(_) => ("True", "Unsealed", None),
+        Plan::Refuse { reason, message } | Plan::Fail { reason, message } => {
+            ("False", *reason, Some(message.clone()))
+        }
+    };
+    let old = ss.status.clone().unwrap_or_default();
+    let previous = old.conditions.iter().find(|c| c.type_ == "Synced");
+    let same = previous.is_some_and(|c| {
+        c.status == status && c.reason.as_deref() == Some(reason) && c.message == message
+    });
+    if same && old.observed_generation == ss.metadata.generation {
+        return None;
+    }
+    let last_transition_time = match previous {
+        Some(c) if c.status == status => c.last_transition_time.clone(),
+        _ => Some(now.to_string()),
+    };
+    Some(SealedSecretStatus {
+        observed_generation: ss.metadata.generation,
+        conditions: vec![Condition {
+            type_: "Synced".into(),
+            status: status.into(),
+            reason: Some(reason.into()),
+            message,
+            last_transition_time,
+        }],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+    use sealgate_core::keys::{KeyGenOptions, SealingKey};
+    use sealgate_core::sealed::{self, SealOptions, Target};
+
+    fn setup() -> (SealedSecret, KeyRing) {
+        let k = SealingKey::generate(&KeyGenOptions {
+            rsa_bits: 2048,
+            ..KeyGenOptions::default()
+        })
+        .unwrap();
+        let plain = sealed::Secret::from_value(&serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"},
+            "stringData": {"password": "hunter2"}
+        }))
+        .unwrap();
+        let ss = sealed::seal_secret(
+            &plain,
+            &Target::new(k.public(), &[]),
+            &SealOptions::default(),
+        )
+        .unwrap();
+        let mut v = ss.to_value();
+        v["metadata"]["uid"] = "uid-1".into();
+        v["metadata"]["generation"] = 2.into();
+        (serde_json::from_value(v).unwrap(), KeyRing::new([k]))
+    }
+
+    fn applied(p: Plan) -> Secret {
+        match p {
+            Plan::Apply(s) => *s,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn create_then_up_to_date_then_update_after_a_spec_change() {
+        let (ss, ring) = setup();
+        let created = applied(plan(&ss, None, &ring));
+        assert!(
+            matches!(plan(&ss, Some(&created), &ring), Plan::UpToDate),
+            "restart: nothing to unseal"
+        );
+        let mut changed = ss.clone();
+        changed
+            .spec
+            .template
+            .get_or_insert_with(Default::default)
+            .type_ = Some("kubernetes.io/basic-auth".into());
+        let updated = applied(plan(&changed, Some(&created), &ring));
+        assert_eq!(updated.type_.as_deref(), Some("kubernetes.io/basic-auth"));
+        // Deleted by hand: recreated.
+        assert!(matches!(plan(&ss, None, &ring), Plan::Apply(_)));
+    }
+
+    #[test]
+    fn an_unowned_secret_is_refused_unless_it_opts_in() {
+        let (ss, ring) = setup();
+        let mut foreign = Secret::default();
+        foreign.metadata.name = Some("db".into());
+        foreign.metadata.owner_references = Some(vec![OwnerReference {
+            kind: "SealedSecret".into(),
+            uid: "someone-else".into(),
+            controller: Some(true),
+            ..OwnerReference::default()
+        }]);
+        match plan(&ss, Some(&foreign), &ring) {
+            Plan::Refuse { reason, message } => {
+                assert_eq!(reason, "SecretNotOwned");
+                assert!(message.contains("sealgate.dev/managed=true"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        foreign.metadata.annotations =
+            Some([(MANAGED_ANNOTATION.to_string(), "true".to_string())].into());
+        let taken = applied(plan(&ss, Some(&foreign), &ring));
+        assert_eq!(taken.metadata.owner_references.unwrap()[0].uid, "uid-1");
+    }
+
+    #[test]
+    fn an_immutable_secret_whose_data_would_change_is_not_written() {
+        let (ss, ring) = setup();
+        let mut existing = applied(plan(&ss, None, &ring));
+        existing.immutable = Some(true);
+        existing.metadata.annotations = None; // no hash: data must be compared
+        existing
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("password".into(), k8s_openapi::ByteString(b"old".to_vec()));
+        match plan(&ss, Some(&existing), &ring) {
+            Plan::Fail { reason, .. } => assert_eq!(reason, "ImmutableSecret"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn status_changes_only_when_something_changed() {
+        let (mut ss, ring) = setup();
+        let p = plan(&ss, None, &ring);
+        let st = status(&ss, &p, "t1").expect("first status");
+        assert_eq!(
+            (st.observed_generation, st.conditions[0].status.as_str()),
+            (Some(2), "True")
+        );
+        ss.status = Some(st.clone());
+        assert!(
+            status(&ss, &Plan::UpToDate, "t2").is_none(),
+            "unchanged: no write"
+        );
+        let fail = Plan::Fail {
+            reason: "UnsealFailed",
+            message: "1 of 1 item(s) could not be unsealed".into(),
+        };
+        let st2 = status(&ss, &fail, "t3").unwrap();
+        assert_eq!(
+            (
+                st2.conditions[0].status.as_str(),
+                st2.conditions[0].last_transition_time.as_deref()
+            ),
+            ("False", Some("t3"))
+        );
+        ss.metadata.generation = Some(3);
+        assert_eq!(
+            status(&ss, &Plan::UpToDate, "t4")
+                .unwrap()
+                .observed_generation,
+            Some(3),
+            "new generation: recorded"
+        );
+    }
+}
