@@ -1,0 +1,159 @@
+//! The controller's HTTP API: public keys for `seal`, and verify/rotate for SealedSecrets.
+//!
+//! - `GET /v1/cert.pem`: the newest key's certificate (kubeseal-compatible; it also carries the
+//!   age recipient).
+//! - `GET /v1/keys`: every active key's public parts, with ids.
+//! - `POST /v1/verify`: 200 if every value opens at its place, 409 if not. Templates are never
+//!   rendered.
+//! - `POST /v1/rotate`: the SealedSecret re-encrypted to the newest key, in the scope of its
+//!   top-level metadata (never the template's).
+//! - `/healthz`, `/readyz` (ready once there is a key).
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use sealgate_core::keys::KeyRing;
+use sealgate_core::keys::cert::fmt_time;
+use sealgate_core::sealed::{self, SealedSecret, Target};
+use serde_json::json;
+
+/// What the endpoints read: the key ring, replaced whole when keys change.
+pub struct ApiState {
+    pub ring: ArcSwap<KeyRing>,
+}
+
+impl ApiState {
+    pub fn new(ring: KeyRing) -> Arc<ApiState> {
+        Arc::new(ApiState {
+            ring: ArcSwap::from_pointee(ring),
+        })
+    }
+}
+
+/// Largest accepted SealedSecret (a Secret is at most 1 MiB; sealing adds about a third).
+const MAX_BODY: usize = 2 << 20;
+
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/v1/cert.pem", get(cert))
+        .route("/v1/keys", get(keys))
+        .route("/v1/verify", post(verify))
+        .route("/v1/rotate", post(rotate))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+fn text(code: StatusCode, msg: impl Into<String>) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{}\n", msg.into()),
+    )
+        .into_response()
+}
+
+async fn readyz(State(s): State<Arc<ApiState>>) -> Response {
+    if s.ring.load().is_empty() {
+        text(StatusCode::SERVICE_UNAVAILABLE, "no sealing key yet")
+    } else {
+        text(StatusCode::OK, "ok")
+    }
+}
+
+async fn cert(State(s): State<Arc<ApiState>>) -> Response {
+    match s.ring.load().newest() {
+        Some(k) => (
+            [(header::CONTENT_TYPE, "application/x-pem-file")],
+            k.public().cert_pem(),
+        )
+            .into_response(),
+        None => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cannot get certificate: there is no sealing key yet",
+        ),
+    }
+}
+
+async fn keys(State(s): State<Arc<ApiState>>) -> Response {
+    let ring = s.ring.load();
+    let newest = ring.newest().map(|k| k.id());
+    let list: Vec<_> = ring
+        .iter()
+        .map(|k| {
+            json!({
+                "id": k.id().to_string(),
+                "created": fmt_time(k.created()),
+                "notAfter": fmt_time(k.public().not_after()),
+                "rsaBits": k.public().rsa_bits(),
+                "certificate": k.public().cert_pem(),
+                "ageRecipient": k.public().age_recipient().map(|r| r.to_string()),
+                "newest": Some(k.id()) == newest,
+            })
+        })
+        .collect();
+    axum::Json(json!({"keys": list})).into_response()
+}
+
+/// One SealedSecret from a JSON or YAML body.
+fn parse(body: &[u8]) -> Result<SealedSecret, Response> {
+    let docs = sealgate_core::manifest::parse(body, &Default::default()).map_err(|e| {
+        text(
+            StatusCode::BAD_REQUEST,
+            format!("cannot parse the body: {e}"),
+        )
+    })?;
+    let [doc] = &docs[..] else {
+        return Err(text(
+            StatusCode::BAD_REQUEST,
+            format!("expected one SealedSecret, got {} documents", docs.len()),
+        ));
+    };
+    SealedSecret::from_value(&doc.value).map_err(|e| text(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+async fn verify(State(s): State<Arc<ApiState>>, body: Bytes) -> Response {
+    let ss = match parse(&body) {
+        Ok(ss) => ss,
+        Err(r) => return r,
+    };
+    let ring = s.ring.load_full();
+    // RSA private-key work: off the async reactor.
+    match tokio::task::spawn_blocking(move || sealed::verify(&ss, &ring)).await {
+        Ok(Ok(())) => text(StatusCode::OK, "ok"),
+        Ok(Err(e)) => text(
+            StatusCode::CONFLICT,
+            format!("unable to decrypt the sealed secret: {e}"),
+        ),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn rotate(State(s): State<Arc<ApiState>>, body: Bytes) -> Response {
+    let ss = match parse(&body) {
+        Ok(ss) => ss,
+        Err(r) => return r,
+    };
+    let ring = s.ring.load_full();
+    let result = tokio::task::spawn_blocking(move || {
+        let newest = ring
+            .newest()
+            .ok_or("there is no sealing key yet")?
+            .public()
+            .clone();
+        sealed::reseal(&ss, &ring, &Target::new(&newest, &[]), None).map_err(|e| e.to_string())
+    })
+    .await;
+    match result {
+        Ok(Ok(re)) => axum::Json(re.to_value()).into_response(),
+        Ok(Err(e)) => text(StatusCode::CONFLICT, format!("cannot re-encrypt: {e}")),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
