@@ -102,27 +102,23 @@ async fn keys(State(s): State<Arc<ApiState>>) -> Response {
     axum::Json(json!({"keys": list})).into_response()
 }
 
-/// One SealedSecret from a JSON or YAML body.
-fn parse(body: &[u8]) -> Result<SealedSecret, Response> {
-    let docs = sealgate_core::manifest::parse(body, &Default::default()).map_err(|e| {
-        text(
-            StatusCode::BAD_REQUEST,
-            format!("cannot parse the body: {e}"),
-        )
-    })?;
+/// One SealedSecret from a JSON or YAML body; the error is the 400 message.
+fn parse(body: &[u8]) -> Result<SealedSecret, String> {
+    let docs = sealgate_core::manifest::parse(body, &Default::default())
+        .map_err(|e| format!("cannot parse the body: {e}"))?;
     let [doc] = &docs[..] else {
-        return Err(text(
-            StatusCode::BAD_REQUEST,
-            format!("expected one SealedSecret, got {} documents", docs.len()),
+        return Err(format!(
+            "expected one SealedSecret, got {} documents",
+            docs.len()
         ));
     };
-    SealedSecret::from_value(&doc.value).map_err(|e| text(StatusCode::BAD_REQUEST, e.to_string()))
+    SealedSecret::from_value(&doc.value).map_err(|e| e.to_string())
 }
 
 async fn verify(State(s): State<Arc<ApiState>>, body: Bytes) -> Response {
     let ss = match parse(&body) {
         Ok(ss) => ss,
-        Err(r) => return r,
+        Err(msg) => return text(StatusCode::BAD_REQUEST, msg),
     };
     let ring = s.ring.load_full();
     // RSA private-key work: off the async reactor.
@@ -139,7 +135,7 @@ async fn verify(State(s): State<Arc<ApiState>>, body: Bytes) -> Response {
 async fn rotate(State(s): State<Arc<ApiState>>, body: Bytes) -> Response {
     let ss = match parse(&body) {
         Ok(ss) => ss,
-        Err(r) => return r,
+        Err(msg) => return text(StatusCode::BAD_REQUEST, msg),
     };
     let ring = s.ring.load_full();
     let result = tokio::task::spawn_blocking(move || {
