@@ -26,14 +26,83 @@ use serde_json::json;
 /// What the endpoints read: the key ring, replaced whole when keys change.
 pub struct ApiState {
     pub ring: ArcSwap<KeyRing>,
+    /// verify and rotate cost private-key operations: rate-limited per client address.
+    pub limiter: RateLimiter,
 }
 
 impl ApiState {
     pub fn new(ring: KeyRing) -> Arc<ApiState> {
         Arc::new(ApiState {
             ring: ArcSwap::from_pointee(ring),
+            limiter: RateLimiter::new(5.0, 10.0),
         })
     }
+}
+
+/// A token bucket per client address. The table is bounded: past 10,000 clients it is cleared,
+/// which only ever forgives.
+pub struct RateLimiter {
+    per_second: f64,
+    burst: f64,
+    buckets:
+        std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (f64, std::time::Instant)>>,
+}
+
+impl RateLimiter {
+    pub fn new(per_second: f64, burst: f64) -> RateLimiter {
+        RateLimiter {
+            per_second,
+            burst,
+            buckets: Default::default(),
+        }
+    }
+
+    /// `Ok` to go ahead, or `Err(seconds)` until the next token.
+    pub fn check(&self, client: std::net::IpAddr) -> Result<(), u64> {
+        let now = std::time::Instant::now();
+        let mut b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if b.len() > 10_000 {
+            b.clear();
+        }
+        let (tokens, last) = b.entry(client).or_insert((self.burst, now));
+        *tokens =
+            (*tokens + now.duration_since(*last).as_secs_f64() * self.per_second).min(self.burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / self.per_second).ceil() as u64)
+        }
+    }
+}
+
+/// The client address (from the connection), or unspecified when unknown (in-process calls).
+fn client(req: &axum::extract::Request) -> std::net::IpAddr {
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]))
+}
+
+/// Rate limit, then read the body (within the size limit).
+async fn limited_body(s: &ApiState, req: axum::extract::Request) -> Result<Bytes, Response> {
+    if let Err(wait) = s.limiter.check(client(&req)) {
+        return Err((
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, wait.to_string())],
+            "too many requests: retry later\n",
+        )
+            .into_response());
+    }
+    axum::body::to_bytes(req.into_body(), MAX_BODY)
+        .await
+        .map_err(|_| {
+            text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is over {MAX_BODY} bytes"),
+            )
+        })
 }
 
 /// Largest accepted SealedSecret (a Secret is at most 1 MiB; sealing adds about a third).
@@ -115,7 +184,11 @@ fn parse(body: &[u8]) -> Result<SealedSecret, String> {
     SealedSecret::from_value(&doc.value).map_err(|e| e.to_string())
 }
 
-async fn verify(State(s): State<Arc<ApiState>>, body: Bytes) -> Response {
+async fn verify(State(s): State<Arc<ApiState>>, req: axum::extract::Request) -> Response {
+    let body = match limited_body(&s, req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let ss = match parse(&body) {
         Ok(ss) => ss,
         Err(msg) => return text(StatusCode::BAD_REQUEST, msg),
@@ -132,7 +205,11 @@ async fn verify(State(s): State<Arc<ApiState>>, body: Bytes) -> Response {
     }
 }
 
-async fn rotate(State(s): State<Arc<ApiState>>, body: Bytes) -> Response {
+async fn rotate(State(s): State<Arc<ApiState>>, req: axum::extract::Request) -> Response {
+    let body = match limited_body(&s, req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let ss = match parse(&body) {
         Ok(ss) => ss,
         Err(msg) => return text(StatusCode::BAD_REQUEST, msg),

@@ -189,3 +189,49 @@ async fn rotate_reseals_to_the_newest_key_and_never_widens_the_scope() {
         StatusCode::CONFLICT
     );
 }
+
+#[tokio::test]
+async fn verify_and_rotate_are_rate_limited_per_client() {
+    use axum::extract::ConnectInfo;
+    let k = key(1);
+    let s = ApiState::new(KeyRing::new([copy(&k)]));
+    let body = serde_json::to_vec(&sealed_to(&k, Scope::Strict).to_value()).unwrap();
+    let from = |ip: [u8; 4]| {
+        let mut req = Request::post("/v1/verify")
+            .body(Body::from(body.clone()))
+            .unwrap();
+        req.extensions_mut()
+            .insert(ConnectInfo(std::net::SocketAddr::from((ip, 40000))));
+        req
+    };
+    let mut codes = Vec::new();
+    for _ in 0..12 {
+        codes.push(
+            router(s.clone())
+                .oneshot(from([10, 0, 0, 1]))
+                .await
+                .unwrap()
+                .status(),
+        );
+    }
+    assert_eq!(
+        codes.iter().filter(|c| **c == StatusCode::OK).count(),
+        10,
+        "a burst of 10: {codes:?}"
+    );
+    let limited = router(s.clone())
+        .oneshot(from([10, 0, 0, 1]))
+        .await
+        .unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.headers().get("retry-after").is_some());
+    // Another client is not affected.
+    assert_eq!(
+        router(s.clone())
+            .oneshot(from([10, 0, 0, 2]))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+}
