@@ -14,7 +14,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -116,7 +116,6 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/rotate", post(rotate))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
 
@@ -184,16 +183,21 @@ fn parse(body: &[u8]) -> Result<SealedSecret, String> {
     SealedSecret::from_value(&doc.value).map_err(|e| e.to_string())
 }
 
+/// What verify and rotate start with: rate limit, body, one SealedSecret, the current keys.
+async fn sealed_request(
+    s: &ApiState,
+    req: axum::extract::Request,
+) -> Result<(SealedSecret, Arc<KeyRing>), Response> {
+    let body = limited_body(s, req).await?;
+    let ss = parse(&body).map_err(|msg| text(StatusCode::BAD_REQUEST, msg))?;
+    Ok((ss, s.ring.load_full()))
+}
+
 async fn verify(State(s): State<Arc<ApiState>>, req: axum::extract::Request) -> Response {
-    let body = match limited_body(&s, req).await {
-        Ok(b) => b,
+    let (ss, ring) = match sealed_request(&s, req).await {
+        Ok(r) => r,
         Err(r) => return r,
     };
-    let ss = match parse(&body) {
-        Ok(ss) => ss,
-        Err(msg) => return text(StatusCode::BAD_REQUEST, msg),
-    };
-    let ring = s.ring.load_full();
     // RSA private-key work: off the async reactor.
     match tokio::task::spawn_blocking(move || sealed::verify(&ss, &ring)).await {
         Ok(Ok(())) => text(StatusCode::OK, "ok"),
@@ -206,15 +210,10 @@ async fn verify(State(s): State<Arc<ApiState>>, req: axum::extract::Request) -> 
 }
 
 async fn rotate(State(s): State<Arc<ApiState>>, req: axum::extract::Request) -> Response {
-    let body = match limited_body(&s, req).await {
-        Ok(b) => b,
+    let (ss, ring) = match sealed_request(&s, req).await {
+        Ok(r) => r,
         Err(r) => return r,
     };
-    let ss = match parse(&body) {
-        Ok(ss) => ss,
-        Err(msg) => return text(StatusCode::BAD_REQUEST, msg),
-    };
-    let ring = s.ring.load_full();
     let result = tokio::task::spawn_blocking(move || {
         let newest = ring
             .newest()
