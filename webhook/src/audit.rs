@@ -5,8 +5,7 @@ use std::collections::BTreeSet;
 
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::discovery::{ApiResource, Discovery, verbs};
-use sealgate_core::policy::matching::ObjectInfo;
-use sealgate_core::policy::{Bundle, NamespaceLabels, Point, Review, Violation};
+use sealgate_core::policy::{Bundle, Point, Review, Violation, namespace_labels};
 
 /// What an audit found.
 #[derive(Debug, Default)]
@@ -53,13 +52,11 @@ pub async fn run(client: kube::Client, bundle: &Bundle) -> Result<Report, kube::
     }
     let mut report = Report::default();
     // Namespace labels first, for namespaceSelector.
-    let mut namespaces = NamespaceLabels::new();
-    if let Some(ar) = &namespaces_ar {
-        for ns in list_all(&client, ar, &mut report.errors).await {
-            let info = ObjectInfo::of(&ns);
-            namespaces.insert(info.name, info.labels);
-        }
-    }
+    let listed = match &namespaces_ar {
+        Some(ar) => list_all(&client, ar, &mut report.errors).await,
+        None => Vec::new(),
+    };
+    let namespaces = namespace_labels(&listed);
     let mut seen = BTreeSet::new();
     for ar in &wanted {
         if !seen.insert((ar.group.clone(), ar.kind.clone())) {

@@ -144,21 +144,16 @@ pub async fn watch_tls(
 
 /// Namespace labels from Namespace objects in files (until the in-cluster Namespace cache lands).
 pub fn namespace_labels_from(paths: &[PathBuf]) -> Result<NamespaceLabels, String> {
-    let mut out = NamespaceLabels::new();
     let mut files = Vec::new();
     for p in paths {
         collect(p, &mut files);
     }
+    let mut objects = Vec::new();
     for f in files {
         let bytes = std::fs::read(&f).map_err(|e| format!("{}: {e}", f.display()))?;
         let docs = sealgate_core::manifest::parse(&bytes, &Default::default())
             .map_err(|e| format!("{}:{e}", f.display()))?;
-        for d in docs {
-            if d.value.get("kind").and_then(|k| k.as_str()) == Some("Namespace") {
-                let info = sealgate_core::policy::matching::ObjectInfo::of(&d.value);
-                out.insert(info.name, info.labels);
-            }
-        }
+        objects.extend(docs.into_iter().map(|d| d.value));
     }
-    Ok(out)
+    Ok(sealgate_core::policy::namespace_labels(&objects))
 }

@@ -189,15 +189,12 @@ pub fn lint_files(
 ) -> Vec<FileReport> {
     let parsed = parallel(files, jobs, |p| parse_file(p));
     // Namespaces defined in the linted files, for namespaceSelector.
-    let mut namespaces = NamespaceLabels::new();
-    for p in &parsed {
-        for d in p.docs.iter().flatten() {
-            if d.value.get("kind").and_then(|k| k.as_str()) == Some("Namespace") {
-                let info = sealgate_core::policy::matching::ObjectInfo::of(&d.value);
-                namespaces.insert(info.name, info.labels);
-            }
-        }
-    }
+    let namespaces = sealgate_core::policy::namespace_labels(
+        parsed
+            .iter()
+            .flat_map(|p| p.docs.iter().flatten())
+            .map(|d| &d.value),
+    );
     // Each file is linted once: its documents move into their reviews instead of being copied.
     let parsed: Vec<std::sync::Mutex<Parsed>> =
         parsed.into_iter().map(std::sync::Mutex::new).collect();

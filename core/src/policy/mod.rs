@@ -658,9 +658,11 @@ pub fn inventory_data(objects: &[Value]) -> Value {
     json!({"inventory": {"cluster": cluster, "namespace": namespace}})
 }
 
-fn namespace_labels(objects: &[Value]) -> NamespaceLabels {
+/// The labels of the Namespace objects among `objects` (other kinds are ignored), for
+/// `namespaceSelector`. Lint, the webhook and audit all build their view with this.
+pub fn namespace_labels<'a>(objects: impl IntoIterator<Item = &'a Value>) -> NamespaceLabels {
     objects
-        .iter()
+        .into_iter()
         .filter(|o| o.get("kind").and_then(Value::as_str) == Some("Namespace"))
         .map(|o| {
             let i = ObjectInfo::of(o);
