@@ -319,7 +319,7 @@ pub struct BundleArgs {
     #[arg(long, value_name = "PATH")]
     pub inventory: Vec<PathBuf>,
     /// Time limit for one policy evaluation, e.g. 500ms or 2s
-    #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "2s", value_parser = sealgate_core::duration::parse, value_name = "DURATION")]
     pub eval_timeout: std::time::Duration,
 }
 
@@ -359,25 +359,7 @@ pub enum PolicyCommand {
         #[arg(long, value_name = "REGEX")]
         run: Option<String>,
         /// Time limit for one policy evaluation
-        #[arg(long, default_value = "2s", value_parser = parse_duration, value_name = "DURATION")]
+        #[arg(long, default_value = "2s", value_parser = sealgate_core::duration::parse, value_name = "DURATION")]
         eval_timeout: std::time::Duration,
     },
-}
-
-/// `500ms`, `2s`, `1m`.
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let (num, unit) = s.trim().split_at(
-        s.trim()
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(s.trim().len()),
-    );
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 500ms, 2s or 1m"))?;
-    match unit {
-        "ms" => Ok(std::time::Duration::from_millis(n)),
-        "s" | "" => Ok(std::time::Duration::from_secs(n)),
-        "m" => Ok(std::time::Duration::from_secs(n * 60)),
-        _ => Err(format!("{s:?}: unknown unit {unit:?} (ms, s or m)")),
-    }
 }

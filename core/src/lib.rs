@@ -8,6 +8,7 @@
 //! - [`fsutil`]: atomic file writes.
 #![forbid(unsafe_code)]
 
+pub mod duration;
 pub mod fsutil;
 pub mod keys;
 pub mod manifest;

@@ -75,7 +75,7 @@ struct Args {
     )]
     exempt_namespaces: Vec<String>,
     /// Deadline for one review, below the webhook configuration's timeoutSeconds
-    #[arg(long, default_value = "2500ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "2500ms", value_parser = sealgate_core::duration::parse)]
     deadline: Duration,
     /// Admit (with a warning) instead of deny a review whose evaluation passes the deadline
     #[arg(long)]
@@ -87,7 +87,7 @@ struct Args {
     #[arg(long)]
     concurrency: Option<usize>,
     /// How often to check the policy directories and the certificate for changes
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = sealgate_core::duration::parse)]
     reload_interval: Duration,
     /// Log format
     #[arg(long, default_value = "json", value_parser = ["json", "text"])]
@@ -106,20 +106,6 @@ enum Command {
         #[arg(long)]
         fail_on_deny: bool,
     },
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let n: u64 = t[..split]
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 500ms or 2s"))?;
-    match &t[split..] {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" | "" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        u => Err(format!("{s:?}: unknown unit {u:?}")),
-    }
 }
 
 fn main() -> Result<()> {
