@@ -54,15 +54,6 @@ pub enum ManifestError {
     NotUtf8(usize),
 }
 
-impl ManifestError {
-    pub fn line(&self) -> Option<usize> {
-        match self {
-            ManifestError::Syntax { line, .. } => Some(*line),
-            _ => None,
-        }
-    }
-}
-
 /// Parse a YAML or JSON stream into documents.
 pub fn parse(bytes: &[u8], limits: &Limits) -> Result<Vec<Document>, ManifestError> {
     if bytes.len() > limits.max_bytes {
@@ -218,11 +209,6 @@ impl Positions {
         let (offset, doc) = self.docs.get(index.checked_sub(1)?)?;
         Some(doc.find(path, doc.line()) + offset)
     }
-}
-
-/// [`Positions::line`] for a single lookup.
-pub fn locate(text: &str, index: usize, path: &[String]) -> Option<usize> {
-    Positions::parse(text)?.line(index, path)
 }
 
 /// A YAML node with its line, for [`Positions`].
@@ -391,7 +377,7 @@ mod tests {
         let e =
             p("apiVersion: v1\nstringData:\n  password: hunter2\n  bad: [unclosed\n").unwrap_err();
         let msg = e.to_string();
-        assert!(e.line().is_some(), "{msg}");
+        assert!(matches!(e, ManifestError::Syntax { line: 4, .. }), "{msg}");
         assert!(!msg.contains("hunter2"), "{msg}");
         assert!(!msg.contains('\n'), "{msg}");
     }
@@ -428,7 +414,8 @@ mod tests {
     }
 
     #[test]
-    fn locate_finds_the_line_of_a_path() {
+    fn positions_give_the_line_of_a_path() {
+        let locate = |text: &str, index, path: &[String]| Positions::parse(text)?.line(index, path);
         let text = "a: 1\n---\napiVersion: v1\nkind: Pod\nspec:\n  containers:\n    - name: a\n      image: x\n    - name: b\n      image: y:latest\n";
         let p = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         assert_eq!(

@@ -60,20 +60,6 @@ impl Point {
     }
 }
 
-impl std::str::FromStr for Point {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "ci" => Ok(Point::Ci),
-            "admission" => Ok(Point::Admission),
-            "audit" => Ok(Point::Audit),
-            _ => Err(format!(
-                "unknown enforcement point {s:?}: ci, admission or audit"
-            )),
-        }
-    }
-}
-
 /// What a violation does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Action {
@@ -908,10 +894,6 @@ impl Bundle {
     /// Keep only some constraints (e.g. to measure or debug one policy).
     pub fn retain_constraints(&mut self, keep: impl Fn(&Constraint) -> bool) {
         self.constraints.retain(keep);
-    }
-
-    pub fn has_conftest(&self) -> bool {
-        self.conftest.is_some()
     }
 
     /// Evaluate every constraint that applies to the review at its point. `extra_namespaces`
