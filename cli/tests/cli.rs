@@ -833,11 +833,14 @@ fn extra_recipients_can_unseal() {
 #[test]
 fn completions_and_help() {
     let env = Env::new();
-    env.cmd()
-        .args(["completions", "bash"])
-        .assert()
-        .success()
-        .stdout(contains("sealgate"));
+    // The README promises these five shells.
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        env.cmd()
+            .args(["completions", shell])
+            .assert()
+            .success()
+            .stdout(contains("sealgate"));
+    }
     env.cmd()
         .args(["seal", "--help"])
         .assert()

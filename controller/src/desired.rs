@@ -48,14 +48,17 @@ fn model(ss: &SealedSecret) -> Result<sealed::SealedSecret, DesiredError> {
 /// SHA-256 (hex) over the parts of a SealedSecret that determine its Secret: name, namespace,
 /// top-level annotations (scope), encryptedData and template. Status and other metadata do not count.
 pub fn sealed_hash(ss: &SealedSecret) -> Result<String, DesiredError> {
-    let m = model(ss)?;
+    Ok(hash_of(&model(ss)?))
+}
+
+fn hash_of(m: &sealed::SealedSecret) -> String {
     let canonical = serde_json::json!({
         "name": m.name(), "namespace": m.namespace(), "annotations": m.meta.annotations,
         "encryptedData": m.encrypted_data, "template": m.to_value()["spec"]["template"],
     });
     let digest =
         aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.to_string().as_bytes());
-    Ok(digest.as_ref().iter().map(|b| format!("{b:02x}")).collect())
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Whether an existing Secret already holds what this SealedSecret produces.
@@ -82,8 +85,9 @@ pub fn desired_secret(ss: &SealedSecret, ring: &KeyRing) -> Result<Secret, Desir
         .uid
         .clone()
         .ok_or(DesiredError::Missing("metadata.uid"))?;
-    let hash = sealed_hash(ss)?;
-    let unsealed = sealed::unseal(&model(ss)?, ring)?;
+    let m = model(ss)?;
+    let hash = hash_of(&m);
+    let unsealed = sealed::unseal(&m, ring)?;
     let s = unsealed.secret;
     let mut annotations: BTreeMap<String, String> = s.meta.annotations.clone();
     annotations.insert(SEALED_HASH_ANNOTATION.into(), hash);
