@@ -81,18 +81,9 @@ pub fn parse_docs(input: &Input) -> Result<Vec<Document>> {
 
 /// `FILE:LINE (document N, Kind ns/name)`, for messages about one document.
 pub fn at(input: &Input, doc: &Document) -> String {
-    let s = |k: &str| doc.value.get(k).and_then(Value::as_str);
-    let meta = |k: &str| {
-        doc.value
-            .get("metadata")
-            .and_then(|m| m.get(k))
-            .and_then(Value::as_str)
-    };
-    let object = match (s("kind"), meta("namespace"), meta("name")) {
-        (Some(kind), Some(ns), Some(name)) => format!(", {kind} {ns}/{name}"),
-        (Some(kind), None, Some(name)) => format!(", {kind} {name}"),
-        (Some(kind), _, None) => format!(", {kind} without a name"),
-        _ => String::new(),
+    let object = match doc.value.get("kind").and_then(Value::as_str) {
+        Some(_) => format!(", {}", sealgate_core::policy::ObjectRef::of(&doc.value)),
+        None => String::new(),
     };
     format!(
         "{}:{} (document {}{object})",

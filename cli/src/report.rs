@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use sealgate_core::manifest::Document;
 use sealgate_core::policy::{Action, ObjectRef, Violation};
 use serde_json::{Value, json};
 
@@ -34,12 +33,11 @@ pub struct ObjectReport {
 
 impl ObjectReport {
     /// An object that could not be evaluated (e.g. an AdmissionReview without a request).
-    pub fn invalid(doc: &Document, why: &str) -> ObjectReport {
-        let object = ObjectRef::of(&doc.value);
+    pub fn invalid(line: usize, object: ObjectRef, why: &str) -> ObjectReport {
         ObjectReport {
-            line: doc.line,
+            line,
             findings: vec![Finding {
-                line: doc.line,
+                line,
                 violation: Violation {
                     policy: "sealgate".into(),
                     constraint: "invalid-object".into(),

@@ -177,8 +177,17 @@ fn bad_files_are_findings_and_the_rest_is_still_linted() {
         ("notes.txt", b"not yaml at all"),
         ("ci.yaml", b"on: push\njobs: {}\n"),
     ]);
+    std::fs::write(
+        dir.path().join("review.json"),
+        br#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}"#,
+    )
+    .unwrap();
     let a = sealgate().arg("lint").arg(dir.path()).assert().code(2);
     let out = stdout(&a);
+    assert!(
+        out.contains("review.json:1: deny   sealgate/invalid-object: the AdmissionReview has no request (AdmissionReview (unnamed))"),
+        "{out}"
+    );
     assert!(
         out.contains("broken.yaml:3:7: deny   sealgate/parse-error:"),
         "{out}"
@@ -193,7 +202,7 @@ fn bad_files_are_findings_and_the_rest_is_still_linted() {
         "{out}"
     );
     assert!(out.contains("3 file(s) could not be parsed"), "{out}");
-    assert!(out.ends_with("1 passed, 4 failed\n"), "{out}");
+    assert!(out.ends_with("1 passed, 5 failed\n"), "{out}");
 }
 
 #[test]

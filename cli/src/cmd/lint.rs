@@ -234,16 +234,13 @@ fn lint_parsed(
         {
             continue;
         }
-        let review = if Review::is_admission_review(&doc.value) {
-            match Review::from_admission_review(&doc.value, Point::Admission) {
-                Ok(r) => r,
-                Err(e) => {
-                    objects.push(ObjectReport::invalid(&doc, &e));
-                    continue;
-                }
+        let object = sealgate_core::policy::ObjectRef::of(&doc.value);
+        let review = match Review::from_document(std::mem::take(&mut doc.value), point) {
+            Ok(r) => r,
+            Err(e) => {
+                objects.push(ObjectReport::invalid(doc.line, object, &e));
+                continue;
             }
-        } else {
-            Review::for_object(std::mem::take(&mut doc.value), point)
         };
         let review = review.at(p.name.clone(), doc.line);
         let violations = bundle.evaluate(&review, namespaces);

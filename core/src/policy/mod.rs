@@ -292,6 +292,16 @@ impl Review {
         })
     }
 
+    /// A document as `lint` and `policy verify` read it: an AdmissionReview is that request (at
+    /// the point `admission`), anything else a bare object at `point`.
+    pub fn from_document(doc: Value, point: Point) -> Result<Review, String> {
+        if Review::is_admission_review(&doc) {
+            Review::from_admission_review(&doc, Point::Admission)
+        } else {
+            Ok(Review::for_object(doc, point))
+        }
+    }
+
     pub fn is_admission_review(v: &Value) -> bool {
         v.get("kind").and_then(Value::as_str) == Some("AdmissionReview")
             && v.get("apiVersion")

@@ -270,13 +270,9 @@ fn run_case(
             }
         }
     };
-    let review = if Review::is_admission_review(&object) {
-        match Review::from_admission_review(&object, Point::Admission) {
-            Ok(r) => r,
-            Err(e) => return Outcome::Fail(format!("{obj_rel}: {e}")),
-        }
-    } else {
-        Review::for_object(object, Point::Ci)
+    let review = match Review::from_document(object, Point::Ci) {
+        Ok(r) => r,
+        Err(e) => return Outcome::Fail(format!("{obj_rel}: {e}")),
     };
     let violations = bundle.evaluate(&review, &Default::default());
     let assertions = case
