@@ -157,3 +157,44 @@ pub fn namespace_labels_from(paths: &[PathBuf]) -> Result<NamespaceLabels, Strin
     }
     Ok(sealgate_core::policy::namespace_labels(&objects))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The polling watchers see a change exactly when content changes, through a ConfigMap-style
+    /// `..data` symlink swap too.
+    #[cfg(unix)]
+    #[test]
+    fn fingerprints_follow_content_and_configmap_symlink_swaps() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        // The layout kubelet writes: ..v1/policy.rego, ..data -> ..v1, policy.rego -> ..data/policy.rego
+        std::fs::create_dir(root.join("..v1")).unwrap();
+        std::fs::write(root.join("..v1/policy.rego"), "package main\n").unwrap();
+        symlink("..v1", root.join("..data")).unwrap();
+        symlink("..data/policy.rego", root.join("policy.rego")).unwrap();
+        let paths = [root.to_path_buf()];
+        let first = fingerprint(&paths);
+        assert_eq!(
+            first,
+            fingerprint(&paths),
+            "unchanged content, same fingerprint"
+        );
+        // An update: a new ..v2, then an atomic swap of ..data.
+        std::fs::create_dir(root.join("..v2")).unwrap();
+        std::fs::write(
+            root.join("..v2/policy.rego"),
+            "package main\n\ndeny contains \"x\" if false\n",
+        )
+        .unwrap();
+        symlink("..v2", root.join("..data_tmp")).unwrap();
+        std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
+        let second = fingerprint(&paths);
+        assert_ne!(first, second, "the swap is seen");
+        // Only the visible file counts: the old ..v1 going away changes nothing.
+        std::fs::remove_dir_all(root.join("..v1")).unwrap();
+        assert_eq!(second, fingerprint(&paths));
+    }
+}
