@@ -46,6 +46,77 @@ pub struct SealedSecretSpec {
     pub template: Option<SecretTemplate>,
 }
 
+/// Bitnami's `bitnami.com/v1alpha1` SealedSecret, reconciled in `--bitnami` mode for drop-in
+/// migration. Same spec; its scope annotations are Bitnami's.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "bitnami.com",
+    version = "v1alpha1",
+    kind = "SealedSecret",
+    root = "BitnamiSealedSecret",
+    namespaced,
+    status = "SealedSecretStatus"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct BitnamiSealedSecretSpec {
+    pub encrypted_data: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<SecretTemplate>,
+}
+
+/// Which API group a SealedSecret comes from: it names the Secret's owner and how the scope
+/// annotations are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Sealgate,
+    Bitnami,
+}
+
+impl Source {
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Source::Sealgate => sealgate_core::sealed::model::SEALGATE_API_VERSION,
+            Source::Bitnami => sealgate_core::sealed::model::BITNAMI_API_VERSION,
+        }
+    }
+}
+
+/// The two SealedSecret kinds the controller reconciles, seen as sealgate's.
+pub trait SealedKind:
+    kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+    + Clone
+    + std::fmt::Debug
+    + serde::de::DeserializeOwned
+    + Serialize
+    + Send
+    + Sync
+    + 'static
+{
+    const SOURCE: Source;
+    fn to_sealgate(&self) -> SealedSecret;
+}
+
+impl SealedKind for SealedSecret {
+    const SOURCE: Source = Source::Sealgate;
+    fn to_sealgate(&self) -> SealedSecret {
+        self.clone()
+    }
+}
+
+impl SealedKind for BitnamiSealedSecret {
+    const SOURCE: Source = Source::Bitnami;
+    fn to_sealgate(&self) -> SealedSecret {
+        SealedSecret {
+            metadata: self.metadata.clone(),
+            spec: SealedSecretSpec {
+                encrypted_data: self.spec.encrypted_data.clone(),
+                template: self.spec.template.clone(),
+            },
+            status: self.status.clone(),
+        }
+    }
+}
+
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SealedSecretStatus {

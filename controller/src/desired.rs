@@ -3,13 +3,15 @@
 
 use std::collections::BTreeMap;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
-use sealgate_core::keys::KeyRing;
+use sealgate_core::keys::{KeyRing, SealingKey};
 use sealgate_core::sealed::{self, ModelError, UnsealError};
 
-use crate::crd::SealedSecret;
+use crate::crd::{SealedSecret, Source};
 
 /// Annotation on the Secret: SHA-256 of everything in the SealedSecret that shapes the Secret.
 /// When it matches, a restart does not unseal again (zero private-key operations).
@@ -37,18 +39,19 @@ impl DesiredError {
 }
 
 /// The core model of a SealedSecret resource (top-level metadata, spec) for sealing logic.
-fn model(ss: &SealedSecret) -> Result<sealed::SealedSecret, DesiredError> {
-    let v = serde_json::to_value(ss).map_err(|e| ModelError::Field {
+fn model(ss: &SealedSecret, source: Source) -> Result<sealed::SealedSecret, DesiredError> {
+    let mut v = serde_json::to_value(ss).map_err(|e| ModelError::Field {
         field: "spec".into(),
         problem: e.to_string(),
     })?;
+    v["apiVersion"] = source.api_version().into();
     Ok(sealed::SealedSecret::from_value(&v)?)
 }
 
 /// SHA-256 (hex) over the parts of a SealedSecret that determine its Secret: name, namespace,
 /// top-level annotations (scope), encryptedData and template. Status and other metadata do not count.
-pub fn sealed_hash(ss: &SealedSecret) -> Result<String, DesiredError> {
-    Ok(hash_of(&model(ss)?))
+pub fn sealed_hash(ss: &SealedSecret, source: Source) -> Result<String, DesiredError> {
+    Ok(hash_of(&model(ss, source)?))
 }
 
 fn hash_of(m: &sealed::SealedSecret) -> String {
@@ -61,20 +64,87 @@ fn hash_of(m: &sealed::SealedSecret) -> String {
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Whether an existing Secret already holds what this SealedSecret produces.
-pub fn up_to_date(existing: &Secret, ss: &SealedSecret) -> bool {
+/// Annotation on the Secret: `<key id>:<HMAC-SHA256 of its data>`, keyed by a secret derived from
+/// that sealing key. A hand edit of the data breaks it, so the next resync repairs the Secret
+/// without unsealing unchanged ones; without the sealing key nobody can forge it, and unlike a
+/// plain hash it gives no offline guessing oracle to readers of the Secret's metadata.
+pub const DATA_MAC_ANNOTATION: &str = "sealgate.dev/data-mac";
+
+const DATA_MAC_PURPOSE: &str = "sealgate/v1 secret-data-mac";
+
+fn data_key(key: &SealingKey) -> aws_lc_rs::hmac::Key {
+    aws_lc_rs::hmac::Key::new(
+        aws_lc_rs::hmac::HMAC_SHA256,
+        key.derive_secret(DATA_MAC_PURPOSE).as_ref(),
+    )
+}
+
+/// Length-prefixed item names and values, so no two different maps encode alike.
+fn data_encoding(data: &BTreeMap<String, ByteString>) -> zeroize::Zeroizing<Vec<u8>> {
+    let mut out = zeroize::Zeroizing::new(Vec::new());
+    for (k, v) in data {
+        for part in [k.as_bytes(), &v.0] {
+            out.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            out.extend_from_slice(part);
+        }
+    }
+    out
+}
+
+/// The data MAC annotation value, with the newest key (`None` without keys).
+pub fn data_mac(ring: &KeyRing, data: &BTreeMap<String, ByteString>) -> Option<String> {
+    let key = ring.newest()?;
+    let tag = aws_lc_rs::hmac::sign(&data_key(key), &data_encoding(data));
+    Some(format!(
+        "{}:{}",
+        key.id().short(),
+        URL_SAFE_NO_PAD.encode(tag)
+    ))
+}
+
+/// Whether the Secret's data is what the controller wrote (checked in constant time).
+fn data_mac_valid(secret: &Secret, ring: &KeyRing) -> bool {
+    let Some((id, tag)) = secret
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(DATA_MAC_ANNOTATION))
+        .and_then(|v| v.split_once(':'))
+    else {
+        return false;
+    };
+    let (Some(key), Ok(tag)) = (
+        ring.find(id).and_then(|id| ring.get(id)),
+        URL_SAFE_NO_PAD.decode(tag),
+    ) else {
+        return false;
+    };
+    let empty = BTreeMap::new();
+    let data = secret.data.as_ref().unwrap_or(&empty);
+    aws_lc_rs::hmac::verify(&data_key(key), &data_encoding(data), &tag).is_ok()
+}
+
+/// Whether an existing Secret already holds what this SealedSecret produces: the sealed input is
+/// unchanged (hash) and the data was not edited since (MAC). No private-key operation.
+pub fn up_to_date(existing: &Secret, ss: &SealedSecret, source: Source, ring: &KeyRing) -> bool {
     let recorded = existing
         .metadata
         .annotations
         .as_ref()
         .and_then(|a| a.get(SEALED_HASH_ANNOTATION));
-    matches!((recorded, sealed_hash(ss)), (Some(r), Ok(h)) if *r == h)
+    matches!((recorded, sealed_hash(ss, source)), (Some(r), Ok(h)) if *r == h)
+        && data_mac_valid(existing, ring)
 }
 
 /// The Secret to apply: template labels, annotations, type and immutability; the SealedSecret's
 /// name and namespace; a controller ownerReference; the sealed-input hash; the unsealed values.
-/// All or nothing: one item that does not open fails the whole object.
-pub fn desired_secret(ss: &SealedSecret, ring: &KeyRing) -> Result<Secret, DesiredError> {
+/// All or nothing: one item that does not open fails the whole object. Also returns the
+/// private-key operations spent.
+pub fn desired_secret(
+    ss: &SealedSecret,
+    source: Source,
+    ring: &KeyRing,
+) -> Result<(Secret, usize), DesiredError> {
     let name = ss
         .metadata
         .name
@@ -85,10 +155,10 @@ pub fn desired_secret(ss: &SealedSecret, ring: &KeyRing) -> Result<Secret, Desir
         .uid
         .clone()
         .ok_or(DesiredError::Missing("metadata.uid"))?;
-    let m = model(ss)?;
+    let m = model(ss, source)?;
     let hash = hash_of(&m);
     let unsealed = sealed::unseal(&m, ring)?;
-    let s = unsealed.secret;
+    let (s, ops) = (unsealed.secret, unsealed.attempts);
     let mut annotations: BTreeMap<String, String> = s.meta.annotations.clone();
     annotations.insert(SEALED_HASH_ANNOTATION.into(), hash);
     let data = s
@@ -96,14 +166,17 @@ pub fn desired_secret(ss: &SealedSecret, ring: &KeyRing) -> Result<Secret, Desir
         .iter()
         .map(|(k, v)| (k.clone(), ByteString(v.expose().to_vec())))
         .collect();
-    Ok(Secret {
+    if let Some(mac) = data_mac(ring, &data) {
+        annotations.insert(DATA_MAC_ANNOTATION.into(), mac);
+    }
+    let secret = Secret {
         metadata: ObjectMeta {
             name: Some(name.clone()),
             namespace: ss.metadata.namespace.clone(),
             labels: (!s.meta.labels.is_empty()).then(|| s.meta.labels.clone()),
             annotations: Some(annotations),
             owner_references: Some(vec![OwnerReference {
-                api_version: "sealgate.dev/v1alpha1".into(),
+                api_version: source.api_version().into(),
                 kind: "SealedSecret".into(),
                 name,
                 uid,
@@ -116,12 +189,14 @@ pub fn desired_secret(ss: &SealedSecret, ring: &KeyRing) -> Result<Secret, Desir
         immutable: s.immutable,
         data: Some(data),
         ..Secret::default()
-    })
+    };
+    Ok((secret, ops))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    const S: Source = Source::Sealgate;
     use sealgate_core::keys::{KeyGenOptions, SealingKey};
     use sealgate_core::seal::Scope;
     use sealgate_core::sealed::{SealOptions, Target};
@@ -165,13 +240,14 @@ mod tests {
     fn the_desired_secret() {
         let k = key();
         let ss = sealed_resource(&k);
-        let s = desired_secret(&ss, &ring(k)).unwrap();
+        let ring = ring(k);
+        let s = desired_secret(&ss, S, &ring).unwrap().0;
         assert_eq!(s.metadata.name.as_deref(), Some("db"));
         assert_eq!(s.metadata.namespace.as_deref(), Some("shop"));
         assert_eq!(s.metadata.labels.as_ref().unwrap()["app"], "shop");
         let ann = s.metadata.annotations.as_ref().unwrap();
         assert_eq!(ann["team"], "payments");
-        assert_eq!(ann[SEALED_HASH_ANNOTATION], sealed_hash(&ss).unwrap());
+        assert_eq!(ann[SEALED_HASH_ANNOTATION], sealed_hash(&ss, S).unwrap());
         let owner = &s.metadata.owner_references.as_ref().unwrap()[0];
         assert_eq!(
             (
@@ -184,15 +260,50 @@ mod tests {
         );
         assert_eq!(s.type_.as_deref(), Some("Opaque"));
         assert_eq!(s.data.as_ref().unwrap()["password"].0, b"hunter2");
-        assert!(up_to_date(&s, &ss));
+        assert!(up_to_date(&s, &ss, S, &ring));
+    }
+
+    #[test]
+    fn a_hand_edit_of_the_data_is_detected_without_unsealing() {
+        let k = key();
+        let ss = sealed_resource(&k);
+        let ring = ring(k);
+        let s = desired_secret(&ss, S, &ring).unwrap().0;
+        assert!(up_to_date(&s, &ss, S, &ring));
+        let mut edited = s.clone();
+        edited
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("password".into(), ByteString(b"changed".to_vec()));
+        assert!(!up_to_date(&edited, &ss, S, &ring), "edited value");
+        let mut added = s.clone();
+        added
+            .data
+            .as_mut()
+            .unwrap()
+            .insert("extra".into(), ByteString(b"x".to_vec()));
+        assert!(!up_to_date(&added, &ss, S, &ring), "added item");
+        let mut forged = s.clone();
+        forged
+            .metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .insert(DATA_MAC_ANNOTATION.into(), "abc:AAAA".into());
+        assert!(!up_to_date(&forged, &ss, S, &ring), "MAC by an unknown key");
+        assert!(
+            !up_to_date(&s, &ss, S, &KeyRing::new([key()])),
+            "the MAC key is gone from the ring"
+        );
     }
 
     #[test]
     fn the_hash_follows_what_shapes_the_secret() {
         let k = key();
         let ss = sealed_resource(&k);
-        let h = sealed_hash(&ss).unwrap();
-        assert_eq!(h, sealed_hash(&ss.clone()).unwrap(), "stable");
+        let h = sealed_hash(&ss, S).unwrap();
+        assert_eq!(h, sealed_hash(&ss.clone(), S).unwrap(), "stable");
         let mut status_only = ss.clone();
         status_only.status = Some(crate::crd::SealedSecretStatus {
             observed_generation: Some(3),
@@ -201,7 +312,7 @@ mod tests {
         status_only.metadata.generation = Some(4);
         assert_eq!(
             h,
-            sealed_hash(&status_only).unwrap(),
+            sealed_hash(&status_only, S).unwrap(),
             "status and generation do not count"
         );
         let mut value = ss.clone();
@@ -209,17 +320,17 @@ mod tests {
             .spec
             .encrypted_data
             .insert("user".into(), ss.spec.encrypted_data["password"].clone());
-        assert_ne!(h, sealed_hash(&value).unwrap());
+        assert_ne!(h, sealed_hash(&value, S).unwrap());
         let mut template = ss.clone();
         template.spec.template.as_mut().unwrap().type_ = Some("kubernetes.io/basic-auth".into());
-        assert_ne!(h, sealed_hash(&template).unwrap());
+        assert_ne!(h, sealed_hash(&template, S).unwrap());
         let mut scope = ss.clone();
         scope
             .metadata
             .annotations
             .get_or_insert_with(Default::default)
             .insert("sealgate.dev/scope".into(), "cluster-wide".into());
-        assert_ne!(h, sealed_hash(&scope).unwrap());
+        assert_ne!(h, sealed_hash(&scope, S).unwrap());
     }
 
     #[test]
@@ -229,7 +340,7 @@ mod tests {
         ss.spec
             .encrypted_data
             .insert("password".into(), "AgAAAA==".into());
-        let e = desired_secret(&ss, &ring(key())).unwrap_err();
+        let e = desired_secret(&ss, S, &ring(key())).unwrap_err();
         assert_eq!(e.reason(), "UnsealFailed");
         let msg = e.to_string();
         assert!(
@@ -239,7 +350,7 @@ mod tests {
         let mut no_uid = sealed_resource(&k);
         no_uid.metadata.uid = None;
         assert_eq!(
-            desired_secret(&no_uid, &ring(k)).unwrap_err().reason(),
+            desired_secret(&no_uid, S, &ring(k)).unwrap_err().reason(),
             "InvalidSealedSecret"
         );
     }

@@ -4,7 +4,7 @@
 use k8s_openapi::api::core::v1::Secret;
 use sealgate_core::keys::KeyRing;
 
-use crate::crd::{Condition, SealedSecret, SealedSecretStatus};
+use crate::crd::{Condition, SealedSecret, SealedSecretStatus, Source};
 use crate::desired::{desired_secret, up_to_date};
 
 /// Annotation by which an existing Secret the controller does not own opts in to being taken over.
@@ -15,7 +15,11 @@ pub enum Plan {
     /// The Secret already holds what this SealedSecret produces: nothing to unseal or write.
     UpToDate,
     /// Create or update the Secret (server-side apply).
-    Apply(Box<Secret>),
+    Apply {
+        secret: Box<Secret>,
+        /// Private-key operations spent unsealing it.
+        private_key_ops: usize,
+    },
     /// Not written, by design (an existing Secret that is not ours).
     Refuse {
         reason: &'static str,
@@ -36,7 +40,7 @@ fn owned_by(secret: &Secret, ss: &SealedSecret) -> bool {
 }
 
 /// Decide what to do. Private-key operations happen only when the Secret must change.
-pub fn plan(ss: &SealedSecret, existing: Option<&Secret>, ring: &KeyRing) -> Plan {
+pub fn plan(ss: &SealedSecret, source: Source, existing: Option<&Secret>, ring: &KeyRing) -> Plan {
     let id = format!(
         "{}/{}",
         ss.metadata.namespace.as_deref().unwrap_or(""),
@@ -57,11 +61,11 @@ pub fn plan(ss: &SealedSecret, existing: Option<&Secret>, ring: &KeyRing) -> Pla
                 ),
             };
         }
-        if owned_by(e, ss) && up_to_date(e, ss) {
+        if owned_by(e, ss) && up_to_date(e, ss, source, ring) {
             return Plan::UpToDate;
         }
     }
-    let desired = match desired_secret(ss, ring) {
+    let (desired, private_key_ops) = match desired_secret(ss, source, ring) {
         Ok(d) => d,
         Err(err) => {
             return Plan::Fail {
@@ -81,14 +85,17 @@ pub fn plan(ss: &SealedSecret, existing: Option<&Secret>, ring: &KeyRing) -> Pla
             ),
         };
     }
-    Plan::Apply(Box::new(desired))
+    Plan::Apply {
+        secret: Box::new(desired),
+        private_key_ops,
+    }
 }
 
 /// The status after a plan, or `None` when it would not change: writing an unchanged status
 /// would trigger another watch event and, through GitOps tools, needless refreshes.
 pub fn status(ss: &SealedSecret, plan: &Plan, now: &str) -> Option<SealedSecretStatus> {
     let (status, reason, message) = match plan {
-        Plan::UpToDate | Plan::Apply(_) => ("True", "Unsealed", None),
+        Plan::UpToDate | Plan::Apply { .. } => ("True", "Unsealed", None),
         Plan::Refuse { reason, message } | Plan::Fail { reason, message } => {
             ("False", *reason, Some(message.clone()))
         }
@@ -120,6 +127,7 @@ pub fn status(ss: &SealedSecret, plan: &Plan, now: &str) -> Option<SealedSecretS
 #[cfg(test)]
 mod tests {
     use super::*;
+    const S: Source = Source::Sealgate;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
     use sealgate_core::keys::{KeyGenOptions, SealingKey};
     use sealgate_core::sealed::{self, SealOptions, Target};
@@ -149,7 +157,7 @@ mod tests {
 
     fn applied(p: Plan) -> Secret {
         match p {
-            Plan::Apply(s) => *s,
+            Plan::Apply { secret, .. } => *secret,
             other => panic!("{other:?}"),
         }
     }
@@ -157,9 +165,9 @@ mod tests {
     #[test]
     fn create_then_up_to_date_then_update_after_a_spec_change() {
         let (ss, ring) = setup();
-        let created = applied(plan(&ss, None, &ring));
+        let created = applied(plan(&ss, S, None, &ring));
         assert!(
-            matches!(plan(&ss, Some(&created), &ring), Plan::UpToDate),
+            matches!(plan(&ss, S, Some(&created), &ring), Plan::UpToDate),
             "restart: nothing to unseal"
         );
         let mut changed = ss.clone();
@@ -168,10 +176,10 @@ mod tests {
             .template
             .get_or_insert_with(Default::default)
             .type_ = Some("kubernetes.io/basic-auth".into());
-        let updated = applied(plan(&changed, Some(&created), &ring));
+        let updated = applied(plan(&changed, S, Some(&created), &ring));
         assert_eq!(updated.type_.as_deref(), Some("kubernetes.io/basic-auth"));
         // Deleted by hand: recreated.
-        assert!(matches!(plan(&ss, None, &ring), Plan::Apply(_)));
+        assert!(matches!(plan(&ss, S, None, &ring), Plan::Apply { .. }));
     }
 
     #[test]
@@ -185,7 +193,7 @@ mod tests {
             controller: Some(true),
             ..OwnerReference::default()
         }]);
-        match plan(&ss, Some(&foreign), &ring) {
+        match plan(&ss, S, Some(&foreign), &ring) {
             Plan::Refuse { reason, message } => {
                 assert_eq!(reason, "SecretNotOwned");
                 assert!(message.contains("sealgate.dev/managed=true"), "{message}");
@@ -194,14 +202,14 @@ mod tests {
         }
         foreign.metadata.annotations =
             Some([(MANAGED_ANNOTATION.to_string(), "true".to_string())].into());
-        let taken = applied(plan(&ss, Some(&foreign), &ring));
+        let taken = applied(plan(&ss, S, Some(&foreign), &ring));
         assert_eq!(taken.metadata.owner_references.unwrap()[0].uid, "uid-1");
     }
 
     #[test]
     fn an_immutable_secret_whose_data_would_change_is_not_written() {
         let (ss, ring) = setup();
-        let mut existing = applied(plan(&ss, None, &ring));
+        let mut existing = applied(plan(&ss, S, None, &ring));
         existing.immutable = Some(true);
         existing.metadata.annotations = None; // no hash: data must be compared
         existing
@@ -209,7 +217,7 @@ mod tests {
             .as_mut()
             .unwrap()
             .insert("password".into(), k8s_openapi::ByteString(b"old".to_vec()));
-        match plan(&ss, Some(&existing), &ring) {
+        match plan(&ss, S, Some(&existing), &ring) {
             Plan::Fail { reason, .. } => assert_eq!(reason, "ImmutableSecret"),
             other => panic!("{other:?}"),
         }
@@ -218,7 +226,7 @@ mod tests {
     #[test]
     fn status_changes_only_when_something_changed() {
         let (mut ss, ring) = setup();
-        let p = plan(&ss, None, &ring);
+        let p = plan(&ss, S, None, &ring);
         let st = status(&ss, &p, "t1").expect("first status");
         assert_eq!(
             (st.observed_generation, st.conditions[0].status.as_str()),

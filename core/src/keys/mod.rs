@@ -352,6 +352,20 @@ impl SealingKey {
     pub(crate) fn pkcs8(&self) -> &[u8] {
         &self.pkcs8
     }
+
+    /// A 32-byte secret for `purpose`, derived from the private key (HMAC-SHA256 keyed with its
+    /// PKCS#8 DER), so a controller can authenticate what it wrote without storing another secret.
+    /// Distinct purposes give independent keys.
+    pub fn derive_secret(&self, purpose: &str) -> Zeroizing<[u8; 32]> {
+        use aws_lc_rs::hmac;
+        let tag = hmac::sign(
+            &hmac::Key::new(hmac::HMAC_SHA256, &self.pkcs8),
+            purpose.as_bytes(),
+        );
+        let mut out = Zeroizing::new([0u8; 32]);
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
 }
 
 impl fmt::Debug for SealingKey {

@@ -1,0 +1,306 @@
+//! The kube adapter: carries out [`crate::reconcile::plan`] against the API server. One GET of
+//! the Secret per reconcile (live, as Bitnami does, so an unowned Secret is always seen), then at
+//! most a server-side apply, a status merge patch and an event. Errors are retried with capped
+//! exponential backoff that never gives up; synced objects are resynced periodically so a hand
+//! edit of their Secret is repaired (detected by the data MAC, without unsealing).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::{WatchStreamExt, watcher};
+use sealgate_core::keys::KeyRing;
+
+use crate::crd::SealedKind;
+use crate::metrics::{Metrics, OutcomeLabels, ReasonLabels};
+use crate::reconcile::{Plan, plan, status};
+
+/// The field manager of everything the controller writes.
+pub const FIELD_MANAGER: &str = "sealgate";
+
+#[derive(Debug, Clone)]
+pub struct ReconcileConfig {
+    /// `--resync-period`: how often a synced SealedSecret is checked again (drift repair).
+    pub resync: Duration,
+    /// First retry delay after a failure; doubles per consecutive failure up to `backoff_cap`.
+    pub backoff_base: Duration,
+    pub backoff_cap: Duration,
+    /// `--workers`: SealedSecrets reconciled at once.
+    pub workers: u16,
+}
+
+impl Default for ReconcileConfig {
+    fn default() -> Self {
+        ReconcileConfig {
+            resync: Duration::from_secs(600),
+            backoff_base: Duration::from_secs(1),
+            backoff_cap: Duration::from_secs(300),
+            workers: 4,
+        }
+    }
+}
+
+/// The retry delay after `failures` consecutive failures: base·2^(n-1), capped. Never gives up.
+pub fn backoff(failures: u32, base: Duration, cap: Duration) -> Duration {
+    let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(30));
+    base.saturating_mul(factor).min(cap)
+}
+
+pub struct Context {
+    pub client: kube::Client,
+    pub ring: Arc<ArcSwap<KeyRing>>,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    pub config: ReconcileConfig,
+    /// Consecutive failures per object, for the backoff.
+    failures: Mutex<HashMap<(String, String), u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: kube::Client,
+        ring: Arc<ArcSwap<KeyRing>>,
+        metrics: Arc<Metrics>,
+        config: ReconcileConfig,
+        instance: Option<String>,
+    ) -> Arc<Context> {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "sealgate-controller".into(),
+                instance,
+            },
+        );
+        Arc::new(Context {
+            client,
+            ring,
+            metrics,
+            recorder,
+            config,
+            failures: Mutex::default(),
+        })
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), u32>> {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("Kubernetes API: {0}")]
+    Api(#[from] kube::Error),
+    /// Recorded in status and as an event; retried with backoff.
+    #[error("not synced: {reason}")]
+    NotSynced { reason: &'static str },
+    #[error("there is no sealing key yet")]
+    NoKeys,
+    #[error("the SealedSecret has no namespace")]
+    NoNamespace,
+    #[error("unsealing task failed: {0}")]
+    Task(String),
+}
+
+impl ReconcileError {
+    fn reason(&self) -> &'static str {
+        match self {
+            ReconcileError::Api(_) => "ApiError",
+            ReconcileError::NotSynced { reason } => reason,
+            ReconcileError::NoKeys => "NoKeys",
+            ReconcileError::NoNamespace => "InvalidSealedSecret",
+            ReconcileError::Task(_) => "InternalError",
+        }
+    }
+}
+
+fn key_of<K: SealedKind>(obj: &K) -> (String, String) {
+    (obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+/// Reconcile one SealedSecret (sealgate's or, in `--bitnami` mode, Bitnami's).
+pub async fn reconcile<K: SealedKind>(
+    obj: Arc<K>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let start = Instant::now();
+    let result = reconcile_inner(&*obj, &ctx).await;
+    let outcome = match &result {
+        Ok(o) => *o,
+        Err(ReconcileError::NotSynced { reason }) if *reason == "SecretNotOwned" => "refused",
+        Err(ReconcileError::NotSynced { .. }) => "failed",
+        Err(_) => "error",
+    };
+    ctx.metrics
+        .reconcile_duration
+        .get_or_create(&OutcomeLabels {
+            outcome: outcome.into(),
+        })
+        .observe(start.elapsed().as_secs_f64());
+    if let Err(e) = &result {
+        ctx.metrics
+            .unseal_errors
+            .get_or_create(&ReasonLabels {
+                reason: e.reason().into(),
+            })
+            .inc();
+        return Err(result.unwrap_err());
+    }
+    ctx.failures().remove(&key_of(&*obj));
+    Ok(Action::requeue(ctx.config.resync))
+}
+
+async fn reconcile_inner<K: SealedKind>(
+    obj: &K,
+    ctx: &Context,
+) -> Result<&'static str, ReconcileError> {
+    let ss = obj.to_sealgate();
+    let ns = ss
+        .metadata
+        .namespace
+        .clone()
+        .ok_or(ReconcileError::NoNamespace)?;
+    let name = ss.name_any();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let existing = secrets.get_opt(&name).await?;
+    let ring = ctx.ring.load_full();
+    if ring.is_empty() {
+        return Err(ReconcileError::NoKeys);
+    }
+    // RSA private-key work: off the async reactor.
+    let input = ss.clone();
+    let the_plan =
+        tokio::task::spawn_blocking(move || plan(&input, K::SOURCE, existing.as_ref(), &ring))
+            .await
+            .map_err(|e| ReconcileError::Task(e.to_string()))?;
+    let outcome = match &the_plan {
+        Plan::UpToDate => "up_to_date",
+        Plan::Apply {
+            secret,
+            private_key_ops,
+        } => {
+            ctx.metrics
+                .private_key_operations
+                .inc_by(*private_key_ops as u64);
+            secrets
+                .patch(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(&**secret),
+                )
+                .await?;
+            ctx.metrics.unseals.inc();
+            "applied"
+        }
+        Plan::Refuse { .. } | Plan::Fail { .. } => "not_synced",
+    };
+    let now = now_rfc3339();
+    if let Some(st) = status(&ss, &the_plan, &now) {
+        let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+        api.patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER),
+            &Patch::Merge(serde_json::json!({ "status": st })),
+        )
+        .await?;
+    }
+    ctx.metrics.set_condition(
+        &ns,
+        &name,
+        !matches!(the_plan, Plan::Refuse { .. } | Plan::Fail { .. }),
+    );
+    let event = match &the_plan {
+        Plan::UpToDate => None,
+        Plan::Apply { .. } => Some(Event {
+            type_: EventType::Normal,
+            reason: "Unsealed".into(),
+            note: Some("SealedSecret unsealed into its Secret".into()),
+            action: "Unseal".into(),
+            secondary: None,
+        }),
+        Plan::Refuse { reason, message } | Plan::Fail { reason, message } => Some(Event {
+            type_: EventType::Warning,
+            reason: (*reason).into(),
+            note: Some(message.clone()),
+            action: "Unseal".into(),
+            secondary: None,
+        }),
+    };
+    if let Some(event) = event {
+        // An event that cannot be written must not fail the reconcile: it is a courtesy.
+        if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+            tracing::warn!(namespace = %ns, name = %name, error = %e, "cannot publish an event");
+        }
+    }
+    match the_plan {
+        Plan::Refuse { reason, .. } | Plan::Fail { reason, .. } => {
+            Err(ReconcileError::NotSynced { reason })
+        }
+        _ => Ok(outcome),
+    }
+}
+
+/// RFC 3339 UTC, second precision (what Kubernetes puts in conditions).
+fn now_rfc3339() -> String {
+    sealgate_core::keys::cert::fmt_time(time::OffsetDateTime::now_utc())
+}
+
+/// What to do after a failure: retry with capped exponential backoff, forever.
+pub fn error_policy<K: SealedKind>(obj: Arc<K>, err: &ReconcileError, ctx: Arc<Context>) -> Action {
+    let n = {
+        let mut f = ctx.failures();
+        let n = f.entry(key_of(&*obj)).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    let delay = backoff(n, ctx.config.backoff_base, ctx.config.backoff_cap);
+    tracing::warn!(
+        namespace = %obj.namespace().unwrap_or_default(),
+        name = %obj.name_any(),
+        error = %err,
+        retry_in_seconds = delay.as_secs_f64(),
+        failures = n,
+        "reconcile failed"
+    );
+    Action::requeue(delay)
+}
+
+/// Run the controller for one SealedSecret kind until `shutdown` resolves. Secrets are watched
+/// by metadata only (no values cross the wire for the watch), to reconcile the owner when its
+/// Secret is edited or deleted.
+pub async fn run<K: SealedKind>(
+    ctx: Arc<Context>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let client = ctx.client.clone();
+    let secrets = watcher(
+        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .touched_objects();
+    let config = kube::runtime::controller::Config::default().concurrency(ctx.config.workers);
+    Controller::new(
+        Api::<K>::all(client),
+        watcher::Config::default().any_semantic(),
+    )
+    .with_config(config)
+    .owns_stream(secrets)
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile::<K>, error_policy::<K>, ctx)
+    .for_each(|res| async move {
+        if let Err(e) = res {
+            // Object errors are logged by error_policy; these are watch/queue errors.
+            if !matches!(e, kube::runtime::controller::Error::ReconcilerFailed(..)) {
+                tracing::warn!(error = %e, "controller stream error");
+            }
+        }
+    })
+    .await;
+}

@@ -1,0 +1,384 @@
+//! An in-memory Kubernetes API server as a `tower::Service`, for `kube::Client::new` (kube's
+//! tower-test pattern, with a handler that answers like the API server instead of a script).
+//!
+//! It stores objects by resource path and records every request (verb, path, query, content type,
+//! body) so tests assert at the HTTP level. Supported: get, list (with `labelSelector` k=v),
+//! create (with `generateName`), server-side apply, merge patch (also on `/status`), replace with
+//! a resourceVersion check, delete. Watches stay open without events: tests drive reconciles
+//! directly, and a controller run sees the initial list.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+
+/// One request as the API server saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub content_type: String,
+    pub body: Value,
+}
+
+impl Recorded {
+    /// `VERB path`, for compact assertions.
+    pub fn line(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+}
+
+#[derive(Default)]
+struct State {
+    /// collection path (e.g. `/api/v1/namespaces/shop/secrets`) → name → object.
+    objects: BTreeMap<String, BTreeMap<String, Value>>,
+    requests: Vec<Recorded>,
+    resource_version: u64,
+    /// Injected failures: (method, path suffix, status), each used once.
+    failures: Vec<(String, String, u16)>,
+}
+
+#[derive(Clone, Default)]
+pub struct FakeApi {
+    state: Arc<Mutex<State>>,
+}
+
+/// Where a request points: the collection, the object name and subresource if any.
+struct Target {
+    /// The namespaced collection path, or the cluster-wide one (`/api/v1/secrets`) for lists.
+    collection: String,
+    /// For cluster-wide lists: the resource segment prefix to match namespaced collections.
+    all_namespaces: Option<(String, String)>,
+    name: Option<String>,
+    subresource: Option<String>,
+}
+
+fn parse_path(path: &str) -> Option<Target> {
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (prefix, rest) = match *segs.first()? {
+        "api" => (format!("/api/{}", segs.get(1)?), &segs[2..]),
+        "apis" => (
+            format!("/apis/{}/{}", segs.get(1)?, segs.get(2)?),
+            &segs[3..],
+        ),
+        _ => return None,
+    };
+    match rest {
+        ["namespaces", ns, resource, tail @ ..] => Some(Target {
+            collection: format!("{prefix}/namespaces/{ns}/{resource}"),
+            all_namespaces: None,
+            name: tail.first().map(|s| s.to_string()),
+            subresource: tail.get(1).map(|s| s.to_string()),
+        }),
+        [resource] => Some(Target {
+            collection: format!("{prefix}/{resource}"),
+            all_namespaces: Some((format!("{prefix}/namespaces/"), format!("/{resource}"))),
+            name: None,
+            subresource: None,
+        }),
+        _ => None,
+    }
+}
+
+fn query_param<'a>(query: &'a str, key: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+}
+
+fn respond(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(serde_json::to_vec(body).unwrap())))
+        .unwrap()
+}
+
+fn status_error(code: u16, reason: &str, message: &str) -> Response<Full<Bytes>> {
+    respond(
+        StatusCode::from_u16(code).unwrap(),
+        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason, "message": message}),
+    )
+}
+
+/// RFC 7386 JSON merge patch.
+fn merge(target: &mut Value, patch: &Value) {
+    match (target.as_object_mut(), patch.as_object()) {
+        (Some(t), Some(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        _ => *target = patch.clone(),
+    }
+}
+
+fn labels_match(obj: &Value, selector: &str) -> bool {
+    selector.split(',').filter(|s| !s.is_empty()).all(|term| {
+        let term = term.replace("%3D", "=").replace("%2F", "/");
+        match term.split_once('=') {
+            Some((k, v)) => obj["metadata"]["labels"][k].as_str() == Some(v),
+            None => !obj["metadata"]["labels"][term.as_str()].is_null(),
+        }
+    })
+}
+
+impl FakeApi {
+    pub fn new() -> FakeApi {
+        FakeApi::default()
+    }
+
+    /// A client whose every request this fake answers.
+    pub fn client(&self) -> kube::Client {
+        let api = self.clone();
+        let service = tower::service_fn(move |req: Request<kube::client::Body>| {
+            let api = api.clone();
+            async move { Ok::<_, Infallible>(api.handle(req).await) }
+        });
+        kube::Client::new(service, "default")
+    }
+
+    /// Store an object as if created through the API (uid, resourceVersion, creationTimestamp).
+    pub fn insert(&self, collection: &str, mut obj: Value) -> Value {
+        let mut s = self.state.lock().unwrap();
+        s.resource_version += 1;
+        let rv = s.resource_version;
+        let name = obj["metadata"]["name"].as_str().unwrap().to_string();
+        let meta = &mut obj["metadata"];
+        if meta["uid"].is_null() {
+            meta["uid"] = format!("uid-{rv}").into();
+        }
+        if meta["creationTimestamp"].is_null() {
+            meta["creationTimestamp"] = "2026-11-01T00:00:00Z".into();
+        }
+        meta["resourceVersion"] = rv.to_string().into();
+        s.objects
+            .entry(collection.to_string())
+            .or_default()
+            .insert(name, obj.clone());
+        obj
+    }
+
+    pub fn get(&self, collection: &str, name: &str) -> Option<Value> {
+        self.state
+            .lock()
+            .unwrap()
+            .objects
+            .get(collection)?
+            .get(name)
+            .cloned()
+    }
+
+    pub fn remove(&self, collection: &str, name: &str) -> Option<Value> {
+        self.state
+            .lock()
+            .unwrap()
+            .objects
+            .get_mut(collection)?
+            .remove(name)
+    }
+
+    pub fn count(&self, collection_suffix: &str) -> usize {
+        let s = self.state.lock().unwrap();
+        s.objects
+            .iter()
+            .filter(|(c, _)| c.ends_with(collection_suffix))
+            .map(|(_, m)| m.len())
+            .sum()
+    }
+
+    /// Every recorded request, then forget them.
+    pub fn take_requests(&self) -> Vec<Recorded> {
+        std::mem::take(&mut self.state.lock().unwrap().requests)
+    }
+
+    /// The next `method` request whose path ends with `path_suffix` fails with `status`.
+    pub fn fail_next(&self, method: &str, path_suffix: &str, status: u16) {
+        let mut s = self.state.lock().unwrap();
+        s.failures.push((method.into(), path_suffix.into(), status));
+    }
+
+    async fn handle(&self, req: Request<kube::client::Body>) -> Response<Full<Bytes>> {
+        let method = req.method().to_string();
+        let path = req.uri().path().to_string();
+        let query = req.uri().query().unwrap_or("").to_string();
+        let content_type = req
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let bytes = req.into_body().collect().await.unwrap().to_bytes();
+        let body: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                // Server-side apply bodies are YAML; kube sends JSON, which is YAML too.
+                Value::String(String::from_utf8_lossy(&bytes).into_owned())
+            })
+        };
+        let watch = query_param(&query, "watch") == Some("true");
+        if !watch {
+            let mut s = self.state.lock().unwrap();
+            s.requests.push(Recorded {
+                method: method.clone(),
+                path: path.clone(),
+                query: query.clone(),
+                content_type: content_type.clone(),
+                body: body.clone(),
+            });
+            if let Some(i) = s
+                .failures
+                .iter()
+                .position(|(m, p, _)| *m == method && path.ends_with(p.as_str()))
+            {
+                let (_, _, code) = s.failures.remove(i);
+                return status_error(code, "InternalError", "injected failure");
+            }
+        } else {
+            // A watch with nothing to report: stays open until the client goes away.
+            std::future::pending::<()>().await;
+        }
+        let Some(t) = parse_path(&path) else {
+            return status_error(404, "NotFound", "unknown path");
+        };
+        self.serve(&method, &query, &content_type, t, body)
+    }
+
+    fn serve(
+        &self,
+        method: &str,
+        query: &str,
+        content_type: &str,
+        t: Target,
+        body: Value,
+    ) -> Response<Full<Bytes>> {
+        let mut s = self.state.lock().unwrap();
+        match (method, t.name.as_deref()) {
+            ("GET", None) => {
+                let selector = query_param(query, "labelSelector").unwrap_or("");
+                let items: Vec<Value> = s
+                    .objects
+                    .iter()
+                    .filter(|(c, _)| match &t.all_namespaces {
+                        Some((pre, suf)) => {
+                            c.starts_with(pre.as_str()) && c.ends_with(suf.as_str())
+                        }
+                        None => **c == t.collection,
+                    })
+                    .flat_map(|(_, m)| m.values())
+                    .filter(|o| labels_match(o, selector))
+                    .cloned()
+                    .collect();
+                let rv = s.resource_version.to_string();
+                respond(
+                    StatusCode::OK,
+                    &json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": rv}, "items": items}),
+                )
+            }
+            ("GET", Some(name)) => match s.objects.get(&t.collection).and_then(|m| m.get(name)) {
+                Some(o) => respond(StatusCode::OK, o),
+                None => status_error(404, "NotFound", &format!("\"{name}\" not found")),
+            },
+            ("POST", None) => {
+                let mut obj = body;
+                if obj["metadata"]["name"].is_null() {
+                    let prefix = obj["metadata"]["generateName"].as_str().unwrap_or("x-");
+                    obj["metadata"]["name"] = format!("{prefix}{}", s.resource_version + 1).into();
+                }
+                let name = obj["metadata"]["name"].as_str().unwrap().to_string();
+                if s.objects
+                    .get(&t.collection)
+                    .is_some_and(|m| m.contains_key(&name))
+                {
+                    return status_error(
+                        409,
+                        "AlreadyExists",
+                        &format!("\"{name}\" already exists"),
+                    );
+                }
+                drop(s);
+                let stored = self.insert(&t.collection, obj);
+                respond(StatusCode::CREATED, &stored)
+            }
+            ("PATCH", Some(name)) => {
+                let existing = s
+                    .objects
+                    .get(&t.collection)
+                    .and_then(|m| m.get(name))
+                    .cloned();
+                let apply = content_type.starts_with("application/apply-patch");
+                let updated = match (existing, t.subresource.as_deref(), apply) {
+                    (None, _, false) | (None, Some(_), true) => {
+                        return status_error(404, "NotFound", &format!("\"{name}\" not found"));
+                    }
+                    // Server-side apply: the applied fields replace ours (one manager here).
+                    (None, None, true) => body,
+                    (Some(mut o), None, true) => {
+                        for field in ["data", "type", "immutable", "spec"] {
+                            if let Some(v) = body.get(field) {
+                                o[field] = v.clone();
+                            }
+                        }
+                        for field in ["labels", "annotations", "ownerReferences"] {
+                            if let Some(v) = body["metadata"].get(field) {
+                                merge(&mut o["metadata"][field], v);
+                            }
+                        }
+                        o
+                    }
+                    (Some(mut o), _, false) => {
+                        if let Value::String(_) = body {
+                            return status_error(415, "UnsupportedMediaType", "not JSON");
+                        }
+                        merge(&mut o, &body);
+                        o
+                    }
+                    (Some(mut o), Some(_), true) => {
+                        merge(&mut o, &body);
+                        o
+                    }
+                };
+                drop(s);
+                let stored = self.insert(&t.collection, updated);
+                respond(StatusCode::OK, &stored)
+            }
+            ("PUT", Some(name)) => {
+                let existing = s
+                    .objects
+                    .get(&t.collection)
+                    .and_then(|m| m.get(name))
+                    .cloned();
+                let Some(existing) = existing else {
+                    return status_error(404, "NotFound", &format!("\"{name}\" not found"));
+                };
+                let sent = &body["metadata"]["resourceVersion"];
+                if !sent.is_null() && *sent != existing["metadata"]["resourceVersion"] {
+                    return status_error(409, "Conflict", "the object has been modified");
+                }
+                drop(s);
+                let stored = self.insert(&t.collection, body);
+                respond(StatusCode::OK, &stored)
+            }
+            ("DELETE", Some(name)) => match s
+                .objects
+                .get_mut(&t.collection)
+                .and_then(|m| m.remove(name))
+            {
+                Some(o) => respond(StatusCode::OK, &o),
+                None => status_error(404, "NotFound", &format!("\"{name}\" not found")),
+            },
+            _ => status_error(405, "MethodNotAllowed", "not supported by the fake API"),
+        }
+    }
+}
