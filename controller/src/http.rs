@@ -23,17 +23,22 @@ use sealgate_core::keys::cert::fmt_time;
 use sealgate_core::sealed::{self, SealedSecret, Target};
 use serde_json::json;
 
-/// What the endpoints read: the key ring, replaced whole when keys change.
+/// What the endpoints read: the key ring (shared with the key manager, which replaces it whole
+/// when keys change).
 pub struct ApiState {
-    pub ring: ArcSwap<KeyRing>,
+    pub ring: Arc<ArcSwap<KeyRing>>,
     /// verify and rotate cost private-key operations: rate-limited per client address.
     pub limiter: RateLimiter,
 }
 
 impl ApiState {
     pub fn new(ring: KeyRing) -> Arc<ApiState> {
+        ApiState::shared(Arc::new(ArcSwap::from_pointee(ring)))
+    }
+
+    pub fn shared(ring: Arc<ArcSwap<KeyRing>>) -> Arc<ApiState> {
         Arc::new(ApiState {
-            ring: ArcSwap::from_pointee(ring),
+            ring,
             limiter: RateLimiter::new(5.0, 10.0),
         })
     }

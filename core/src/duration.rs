@@ -1,4 +1,4 @@
-//! Durations on the command line: `500ms`, `2s`, `1m` (a bare number is seconds).
+//! Durations on the command line: `500ms`, `2s`, `1m`, `720h`, `30d` (a bare number is seconds).
 
 use std::time::Duration;
 
@@ -11,11 +11,17 @@ pub fn parse(s: &str) -> Result<Duration, String> {
     match &t[split..] {
         "ms" => Ok(Duration::from_millis(n)),
         "s" | "" => Ok(Duration::from_secs(n)),
-        "m" => n
-            .checked_mul(60)
-            .map(Duration::from_secs)
-            .ok_or_else(|| format!("{s:?} is too long")),
-        u => Err(format!("{s:?}: unknown unit {u:?} (ms, s or m)")),
+        u @ ("m" | "h" | "d") => {
+            let unit = match u {
+                "m" => 60,
+                "h" => 3600,
+                _ => 86_400,
+            };
+            n.checked_mul(unit)
+                .map(Duration::from_secs)
+                .ok_or_else(|| format!("{s:?} is too long"))
+        }
+        u => Err(format!("{s:?}: unknown unit {u:?} (ms, s, m, h or d)")),
     }
 }
 
@@ -28,8 +34,10 @@ mod tests {
         assert_eq!(parse("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse(" 2s "), Ok(Duration::from_secs(2)));
         assert_eq!(parse("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse("720h"), Ok(Duration::from_secs(720 * 3600)));
+        assert_eq!(parse("30d"), Ok(Duration::from_secs(30 * 86_400)));
         assert_eq!(parse("1m"), Ok(Duration::from_secs(60)));
-        assert!(parse("2h").unwrap_err().contains("unknown unit \"h\""));
+        assert!(parse("2w").unwrap_err().contains("unknown unit \"w\""));
         assert!(parse("soon").unwrap_err().contains("not a duration"));
     }
 }
