@@ -208,7 +208,24 @@ impl FakeApi {
         s.failures.push((method.into(), path_suffix.into(), status));
     }
 
-    async fn handle(&self, req: Request<kube::client::Body>) -> Response<Full<Bytes>> {
+    /// Serve over loopback HTTP (for tests that run the binary with a kubeconfig).
+    pub async fn serve_http(&self) -> std::net::SocketAddr {
+        let api = self.clone();
+        let app = axum::Router::new().fallback(move |req: Request<axum::body::Body>| {
+            let api = api.clone();
+            async move { api.handle(req).await }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: std::fmt::Debug,
+    {
         let method = req.method().to_string();
         let path = req.uri().path().to_string();
         let query = req.uri().query().unwrap_or("").to_string();
