@@ -75,7 +75,7 @@ struct RunArgs {
     #[arg(long, default_value = "30s", value_parser = sealgate_core::duration::parse)]
     key_poll_period: Duration,
     /// SealedSecrets reconciled at once
-    #[arg(long, env = "SEALGATE_WORKERS", default_value_t = 4)]
+    #[arg(long, env = "SEALGATE_WORKERS", default_value_t = 8)]
     workers: u16,
     /// How often a synced SealedSecret is checked again, repairing hand edits of its Secret
     #[arg(long, default_value = "10m", value_parser = sealgate_core::duration::parse)]

@@ -33,7 +33,8 @@ pub struct ReconcileConfig {
     /// First retry delay after a failure; doubles per consecutive failure up to `backoff_cap`.
     pub backoff_base: Duration,
     pub backoff_cap: Duration,
-    /// `--workers`: SealedSecrets reconciled at once.
+    /// `--workers`: SealedSecrets reconciled at once. Reconciles mostly wait on the API server;
+    /// 8 keeps two cores busy with RSA (the cold-start bench: 0.56× raw OAEP with 4, 0.70× with 8).
     pub workers: u16,
 }
 
@@ -43,7 +44,7 @@ impl Default for ReconcileConfig {
             resync: Duration::from_secs(600),
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(300),
-            workers: 4,
+            workers: 8,
         }
     }
 }

@@ -32,7 +32,10 @@ fn get(url: &str) -> Option<(u16, String)> {
         .build()
         .new_agent();
     let mut resp = agent.get(url).call().ok()?;
-    Some((resp.status().as_u16(), resp.body_mut().read_to_string().ok()?))
+    Some((
+        resp.status().as_u16(),
+        resp.body_mut().read_to_string().ok()?,
+    ))
 }
 
 async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
@@ -69,8 +72,12 @@ async fn runs_serves_unseals_and_shuts_down_cleanly() {
         "stringData": {"password": "hunter2"}
     }))
     .unwrap();
-    let ss = sealed::seal_secret(&plain, &Target::new(key.public(), &[]), &SealOptions::default())
-        .unwrap();
+    let ss = sealed::seal_secret(
+        &plain,
+        &Target::new(key.public(), &[]),
+        &SealOptions::default(),
+    )
+    .unwrap();
     api.insert(
         "/apis/sealgate.dev/v1alpha1/namespaces/shop/sealedsecrets",
         ss.to_value(),
@@ -122,7 +129,10 @@ async fn runs_serves_unseals_and_shuts_down_cleanly() {
         .unwrap();
     assert_eq!(password, b"hunter2");
     let lease = api
-        .get(&format!("/apis/coordination.k8s.io/v1/namespaces/{NS}/leases"), "sealgate-controller")
+        .get(
+            &format!("/apis/coordination.k8s.io/v1/namespaces/{NS}/leases"),
+            "sealgate-controller",
+        )
         .unwrap();
     assert_eq!(lease["spec"]["holderIdentity"], "controller-0");
     let metrics = eventually("metrics", || {
@@ -142,11 +152,20 @@ async fn runs_serves_unseals_and_shuts_down_cleanly() {
 
     // SIGTERM: a clean exit that releases the lease.
     let pid = child.0.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let status = eventually("the exit", || child.0.try_wait().unwrap()).await;
     assert!(status.success(), "{status:?}");
     let lease = api
-        .get(&format!("/apis/coordination.k8s.io/v1/namespaces/{NS}/leases"), "sealgate-controller")
+        .get(
+            &format!("/apis/coordination.k8s.io/v1/namespaces/{NS}/leases"),
+            "sealgate-controller",
+        )
         .unwrap();
     assert!(lease["spec"]["holderIdentity"].is_null(), "{lease}");
 }
