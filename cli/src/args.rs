@@ -34,8 +34,12 @@ pub enum Command {
     Unseal(UnsealArgs),
     /// Re-encrypt SealedSecret files in place to the newest key
     Reseal(ResealArgs),
-    /// Check SealedSecret files offline: well-formed, consistent scope, sealed to a known key
+    /// Check SealedSecret files: well-formed, consistent scope, sealed to a known key (offline),
+    /// or decryptable by the cluster (--controller)
     Validate(ValidateArgs),
+    /// Print the cluster's public keys (the controller's /v1/cert.pem, like `kubeseal
+    /// --fetch-cert`), or the key store's with no --controller
+    Cert(CertArgs),
     /// Check manifests against the policy bundle: the built-in policies plus --policy directories
     Lint(LintArgs),
     /// Policy bundle tools
@@ -118,9 +122,48 @@ pub enum ScopeArg {
     ClusterWide,
 }
 
+/// The controller's HTTP API, for the commands that can ask the cluster.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ControllerArgs {
+    /// Ask the controller: http(s)://HOST:PORT (e.g. through kubectl port-forward), or
+    /// kube://[NAMESPACE/SERVICE] through the API server's service proxy with the kubeconfig's
+    /// credentials (kube:// alone = kube://sealgate-system/sealgate-controller)
+    #[arg(long, env = "SEALGATE_CONTROLLER", value_name = "URL")]
+    pub controller: Option<String>,
+    /// kubeconfig context for kube:// [default: the current context]
+    #[arg(long = "context", env = "SEALGATE_KUBE_CONTEXT", value_name = "NAME")]
+    pub kube_context: Option<String>,
+}
+
+impl ControllerArgs {
+    pub fn connect(&self) -> anyhow::Result<Option<crate::controller::Controller>> {
+        self.controller
+            .as_deref()
+            .map(|url| crate::controller::Controller::connect(url, self.kube_context.as_deref()))
+            .transpose()
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CertArgs {
+    #[command(flatten)]
+    pub controller: ControllerArgs,
+    /// Every active key's certificate, not only the newest
+    #[arg(long)]
+    pub all: bool,
+    /// Print age recipients (age1…) instead of certificates
+    #[arg(long)]
+    pub age: bool,
+    /// Write to FILE (atomically) instead of stdout
+    #[arg(short = 'w', long = "output-file", value_name = "FILE")]
+    pub output_file: Option<PathBuf>,
+}
+
 /// Where the public key to seal with comes from.
 #[derive(Debug, Args, Clone)]
 pub struct PublicKeySource {
+    #[command(flatten)]
+    pub controller: ControllerArgs,
     /// Certificate to seal with: a file, or an http(s):// or file:// URL (the controller's
     /// /v1/cert.pem). Without it, the newest key of the local key store is used
     #[arg(long, env = "SEALGATE_CERT", value_name = "FILE|URL")]
@@ -229,6 +272,9 @@ pub struct ResealArgs {
     pub recipients: Vec<String>,
     #[command(flatten)]
     pub private: PrivateKeySource,
+    // --controller: the cluster re-encrypts (POST /v1/rotate); no private key leaves it.
+    #[command(flatten)]
+    pub controller: ControllerArgs,
     /// Report what would change without writing
     #[arg(long)]
     pub dry_run: bool,
@@ -247,6 +293,9 @@ pub struct ValidateArgs {
     pub decrypt: bool,
     #[command(flatten)]
     pub private: PrivateKeySource,
+    // --controller: the cluster checks that it can decrypt each SealedSecret (POST /v1/verify).
+    #[command(flatten)]
+    pub controller: ControllerArgs,
 }
 
 impl From<SealFormat> for sealgate_core::seal::Format {

@@ -309,5 +309,21 @@ pub fn target(
 
 pub fn public_target(store_dir: Option<&Path>, src: &PublicKeySource) -> Result<Target> {
     let extra = extra_recipients(&src.recipients, &src.recipients_files)?;
+    if let Some(controller) = src.controller.connect()? {
+        if src.cert.is_some() {
+            bail!("--cert and --controller both name the key to seal with: use one of them");
+        }
+        let pem = controller.get("/v1/cert.pem")?;
+        let key = PublicKey::from_pem_bundle(&pem)
+            .with_context(|| {
+                format!(
+                    "{}: /v1/cert.pem is not a usable certificate",
+                    controller.describe()
+                )
+            })?
+            .swap_remove(0);
+        key.check_valid_at(time::OffsetDateTime::now_utc())?;
+        return Ok(Target::new(&key, &extra));
+    }
     target(store_dir, src.cert.as_deref(), extra)
 }

@@ -3,6 +3,7 @@
 
 mod args;
 mod cmd;
+mod controller;
 mod io;
 mod report;
 
@@ -40,6 +41,7 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Unseal(args) => cmd::unseal::run(keys, args),
         Command::Reseal(args) => cmd::reseal::run(keys, args),
         Command::Validate(args) => cmd::validate::run(keys, args),
+        Command::Cert(args) => cmd::keys::cert(keys, args),
         Command::Lint(args) => cmd::lint::run(args),
         Command::Policy(cmd) => cmd::policy::run(cmd),
         Command::Completions { shell } => {

@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use sealgate_core::keys::cert::fmt_time;
-use sealgate_core::keys::{KeyGenOptions, KeyOrigin, SealingKey};
+use sealgate_core::keys::{KeyGenOptions, KeyOrigin, PublicKey, SealingKey};
 use serde_json::json;
 
-use crate::args::{KeyGenArgs, KeysCommand, ListFormat};
+use crate::args::{CertArgs, KeyGenArgs, KeysCommand, ListFormat};
 use crate::io;
 
 pub fn run(store_dir: Option<&Path>, cmd: &KeysCommand) -> Result<ExitCode> {
@@ -88,27 +88,15 @@ pub fn run(store_dir: Option<&Path>, cmd: &KeysCommand) -> Result<ExitCode> {
                     store.dir().display()
                 );
             }
-            let keys: Vec<&SealingKey> = if *all {
-                ring.iter().collect()
+            let keys: Vec<PublicKey> = if *all {
+                ring.public_keys()
             } else {
-                ring.newest().into_iter().collect()
+                ring.newest()
+                    .map(|k| k.public().clone())
+                    .into_iter()
+                    .collect()
             };
-            let mut out = String::new();
-            for k in keys {
-                if *age {
-                    match k.public().age_recipient() {
-                        Some(r) => out.push_str(&format!("# key {}\n{r}\n", k.id().short())),
-                        None => eprintln!(
-                            "note: key {} has no age identity (imported from Bitnami)",
-                            k.id().short()
-                        ),
-                    }
-                } else {
-                    out.push_str(&k.public().cert_pem());
-                }
-            }
-            io::emit(&out, output_file.as_deref(), None)?;
-            Ok(ExitCode::SUCCESS)
+            print_public(&keys, *age, output_file.as_deref())
         }
         KeysCommand::Import { files } => {
             let mut ring = io::load_store(&store)?;
@@ -187,4 +175,64 @@ fn describe_json(k: &SealingKey, newest: bool) -> serde_json::Value {
         "origin": origin(k.origin()),
         "newest": newest,
     })
+}
+
+/// Certificates (PEM, kubeseal-compatible) or age recipients.
+fn print_public(keys: &[PublicKey], age: bool, output_file: Option<&Path>) -> Result<ExitCode> {
+    let mut out = String::new();
+    for k in keys {
+        if age {
+            match k.age_recipient() {
+                Some(r) => out.push_str(&format!("# key {}\n{r}\n", k.id().short())),
+                None => eprintln!(
+                    "note: key {} has no age identity (imported from Bitnami)",
+                    k.id().short()
+                ),
+            }
+        } else {
+            out.push_str(&k.cert_pem());
+        }
+    }
+    io::emit(&out, output_file, None)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sealgate cert`: the cluster's public keys from the controller, else the key store's.
+pub fn cert(store_dir: Option<&Path>, args: &CertArgs) -> Result<ExitCode> {
+    let Some(controller) = args.controller.connect()? else {
+        return run(
+            store_dir,
+            &KeysCommand::ExportPublic {
+                all: args.all,
+                age: args.age,
+                output_file: args.output_file.clone(),
+            },
+        );
+    };
+    let keys = if args.all {
+        let body = controller.get("/v1/keys")?;
+        let list: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| anyhow::anyhow!("{}: /v1/keys is not JSON: {e}", controller.describe()))?;
+        let mut keys = Vec::new();
+        for k in list["keys"].as_array().into_iter().flatten() {
+            let pem = k["certificate"].as_str().unwrap_or_default();
+            keys.extend(PublicKey::from_pem_bundle(pem.as_bytes())?);
+        }
+        keys
+    } else {
+        let pem = controller.get("/v1/cert.pem")?;
+        PublicKey::from_pem_bundle(&pem).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: /v1/cert.pem is not a usable certificate: {e}",
+                controller.describe()
+            )
+        })?
+    };
+    if keys.is_empty() {
+        bail!(
+            "the controller at {} has no keys yet",
+            controller.describe()
+        );
+    }
+    print_public(&keys, args.age, args.output_file.as_deref())
 }

@@ -1,24 +1,91 @@
-//! `sealgate reseal`: re-encrypt SealedSecret files in place to the newest key, offline.
+//! `sealgate reseal`: re-encrypt SealedSecret files in place to the newest key, offline with
+//! private keys or in the cluster (`--controller`, POST /v1/rotate).
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Result, anyhow};
+use anyhow::{Result, anyhow, bail};
 use sealgate_core::seal::Format;
 use sealgate_core::sealed::{self, SealedSecret};
 
 use crate::args::{OutputFormat, ResealArgs};
+use crate::controller::Controller;
 use crate::io;
 
+/// How each SealedSecret is re-encrypted: offline with private keys, or by the cluster.
+enum Resealer {
+    Offline {
+        ring: sealgate_core::keys::KeyRing,
+        target: sealed::Target,
+        format: Option<Format>,
+    },
+    Controller(Controller),
+}
+
+impl Resealer {
+    fn reseal(&self, ss: &SealedSecret, doc: &serde_json::Value) -> Result<serde_json::Value> {
+        match self {
+            Resealer::Offline {
+                ring,
+                target,
+                format,
+            } => Ok(sealed::reseal(ss, ring, target, *format)?.to_value()),
+            Resealer::Controller(c) => {
+                let r = c.post_sealed("/v1/rotate", doc)?;
+                if r.status != 200 {
+                    bail!(
+                        "the controller at {} refused to re-encrypt it ({}): {}",
+                        c.describe(),
+                        r.status,
+                        r.text()
+                    );
+                }
+                let v: serde_json::Value = serde_json::from_slice(&r.body)
+                    .map_err(|e| anyhow!("the controller's answer is not JSON: {e}"))?;
+                // What comes back must still be a SealedSecret for the same object.
+                let back = SealedSecret::from_value(&v)
+                    .map_err(|e| anyhow!("the controller's answer is not a SealedSecret: {e}"))?;
+                if (back.name(), back.namespace()) != (ss.name(), ss.namespace()) {
+                    bail!(
+                        "the controller answered with another object ({:?}/{:?})",
+                        back.namespace(),
+                        back.name()
+                    );
+                }
+                Ok(v)
+            }
+        }
+    }
+}
+
 pub fn run(store_dir: Option<&Path>, args: &ResealArgs) -> Result<ExitCode> {
-    let ring = io::load_ring(store_dir, &args.private)?;
-    let extra = io::extra_recipients(&args.recipients, &[])?;
-    let target = io::target(store_dir, args.cert.as_deref(), extra)?;
-    let format = args.format.map(Format::from);
+    let resealer = match args.controller.connect()? {
+        Some(c) => {
+            if args.format.is_some()
+                || args.cert.is_some()
+                || !args.recipients.is_empty()
+                || !args.private.private_keys.is_empty()
+            {
+                bail!(
+                    "--controller re-encrypts in the cluster to its newest key, keeping each value's format: it cannot be combined with --format, --cert, --recipient or --private-key"
+                );
+            }
+            Resealer::Controller(c)
+        }
+        None => {
+            let ring = io::load_ring(store_dir, &args.private)?;
+            let extra = io::extra_recipients(&args.recipients, &[])?;
+            Resealer::Offline {
+                ring,
+                target: io::target(store_dir, args.cert.as_deref(), extra)?,
+                format: args.format.map(Format::from),
+            }
+        }
+    };
     let mut failed = 0;
     let mut objects = 0;
     for file in &args.files {
-        match reseal_file(file, &ring, &target, format, args.dry_run) {
+        match reseal_file(file, &resealer, args.dry_run) {
             Ok(n) => objects += n,
             Err(e) => {
                 failed += 1;
@@ -45,13 +112,7 @@ pub fn run(store_dir: Option<&Path>, args: &ResealArgs) -> Result<ExitCode> {
 }
 
 /// Reseal every SealedSecret in one file; the file is rewritten only if all of them succeed.
-fn reseal_file(
-    file: &Path,
-    ring: &sealgate_core::keys::KeyRing,
-    target: &sealed::Target,
-    format: Option<Format>,
-    dry_run: bool,
-) -> Result<usize> {
+fn reseal_file(file: &Path, resealer: &Resealer, dry_run: bool) -> Result<usize> {
     let input = io::read_file(file)?;
     let docs = io::parse_docs(&input)?;
     let mut values = Vec::with_capacity(docs.len());
@@ -64,14 +125,15 @@ fn reseal_file(
         }
         let ss = SealedSecret::from_value(&doc.value)
             .map_err(|e| anyhow!("{}: {e}", io::at(&input, doc)))?;
-        let re = sealed::reseal(&ss, ring, target, format)
-            .map_err(|e| anyhow!("{}: {e}", io::at(&input, doc)))?;
+        let re = resealer
+            .reseal(&ss, &doc.value)
+            .map_err(|e| anyhow!("{}: {e:#}", io::at(&input, doc)))?;
         eprintln!(
             "{}: {} item(s)",
             io::at(&input, doc),
             ss.encrypted_data.len()
         );
-        values.push(re.to_value());
+        values.push(re);
         count += 1;
     }
     if count > 0 && !dry_run {

@@ -12,9 +12,16 @@ use sealgate_core::keys::PublicKey;
 use sealgate_core::sealed::{self, SealedSecret};
 
 use crate::args::ValidateArgs;
+use crate::controller::Controller;
 use crate::io;
 
 pub fn run(store_dir: Option<&Path>, args: &ValidateArgs) -> Result<ExitCode> {
+    let controller = args.controller.connect()?;
+    if controller.is_some() && (args.decrypt || !args.certs.is_empty()) {
+        bail!(
+            "--controller checks with the cluster's own keys: it cannot be combined with --cert or --decrypt"
+        );
+    }
     let ring = if args.decrypt {
         Some(io::load_ring(store_dir, &args.private)?)
     } else {
@@ -28,6 +35,8 @@ pub fn run(store_dir: Option<&Path>, args: &ValidateArgs) -> Result<ExitCode> {
         v
     } else if let Some(r) = &ring {
         r.public_keys()
+    } else if controller.is_some() {
+        Vec::new()
     } else {
         let store = io::key_store(store_dir)?;
         let keys = io::load_store(&store)?.public_keys();
@@ -69,17 +78,26 @@ pub fn run(store_dir: Option<&Path>, args: &ValidateArgs) -> Result<ExitCode> {
                     continue;
                 }
             };
-            let v = sealed::validate(&ss, &known, ring.as_ref());
-            if v.problems.is_empty() {
-                passed += 1;
-                println!(
-                    "ok    {at}: {} item(s){}",
-                    ss.encrypted_data.len(),
-                    if v.decrypted { ", decrypted" } else { "" }
-                );
-            } else {
-                failed += 1;
-                println!("FAIL  {at}: {}", v.problems.join("; "));
+            let outcome = match &controller {
+                Some(c) => verify_remote(c, &doc.value)?,
+                None => {
+                    let v = sealed::validate(&ss, &known, ring.as_ref());
+                    if v.problems.is_empty() {
+                        Ok(if v.decrypted { ", decrypted" } else { "" })
+                    } else {
+                        Err(v.problems.join("; "))
+                    }
+                }
+            };
+            match outcome {
+                Ok(detail) => {
+                    passed += 1;
+                    println!("ok    {at}: {} item(s){detail}", ss.encrypted_data.len());
+                }
+                Err(problems) => {
+                    failed += 1;
+                    println!("FAIL  {at}: {problems}");
+                }
             }
         }
     }
@@ -93,6 +111,24 @@ pub fn run(store_dir: Option<&Path>, args: &ValidateArgs) -> Result<ExitCode> {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+/// Ask the cluster (POST /v1/verify): `Ok` when it decrypts every value, `Err(why)` when not.
+/// Transport and server errors abort the run.
+fn verify_remote(
+    c: &Controller,
+    doc: &serde_json::Value,
+) -> Result<std::result::Result<&'static str, String>> {
+    let r = c.post_sealed("/v1/verify", doc)?;
+    Ok(match r.status {
+        200 => Ok(", decryptable by the cluster"),
+        400 | 409 => Err(r.text()),
+        s => bail!(
+            "the controller at {} answered {s} to /v1/verify: {}",
+            c.describe(),
+            r.text()
+        ),
     })
 }
 

@@ -1,0 +1,191 @@
+//! The controller's HTTP API from the CLI: directly (`http(s)://HOST:PORT`, e.g. through
+//! `kubectl port-forward`), or through the API server's service proxy with the kubeconfig's
+//! credentials (`kube://[NAMESPACE/SERVICE]`), as kubeseal reaches its controller.
+
+use anyhow::{Context, Result, anyhow, bail};
+
+pub const DEFAULT_NAMESPACE: &str = "sealgate-system";
+pub const DEFAULT_SERVICE: &str = "sealgate-controller";
+/// The controller Service's port name (deploy/ names it so the proxy path can use it).
+pub const PORT_NAME: &str = "http";
+/// Largest response read (a rotated SealedSecret is at most about 2 MiB).
+const MAX_RESPONSE: u64 = 4 << 20;
+
+pub enum Controller {
+    Direct {
+        base: String,
+        agent: ureq::Agent,
+    },
+    Proxy {
+        namespace: String,
+        service: String,
+        rt: tokio::runtime::Runtime,
+        client: kube::Client,
+    },
+}
+
+/// A response: status code and body.
+pub struct Reply {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).trim().to_string()
+    }
+}
+
+impl Controller {
+    /// `http(s)://…` or `kube://[NAMESPACE/SERVICE]`; `context` picks the kubeconfig context.
+    pub fn connect(url: &str, context: Option<&str>) -> Result<Controller> {
+        if url.starts_with("http://") || url.starts_with("https://") {
+            use ureq::tls::{RootCerts, TlsConfig};
+            let agent = ureq::Agent::config_builder()
+                .tls_config(
+                    TlsConfig::builder()
+                        .root_certs(RootCerts::PlatformVerifier)
+                        .build(),
+                )
+                .timeout_global(Some(std::time::Duration::from_secs(30)))
+                .http_status_as_error(false)
+                .build()
+                .into();
+            return Ok(Controller::Direct {
+                base: url.trim_end_matches('/').to_string(),
+                agent,
+            });
+        }
+        let Some(rest) = url.strip_prefix("kube://") else {
+            bail!(
+                "--controller {url:?}: expected http(s)://HOST:PORT or kube://[NAMESPACE/SERVICE]"
+            );
+        };
+        let (namespace, service) = match rest.trim_end_matches('/') {
+            "" => (DEFAULT_NAMESPACE, DEFAULT_SERVICE),
+            r => r.split_once('/').filter(|(n, s)| !n.is_empty() && !s.is_empty()).ok_or_else(|| {
+                anyhow!("--controller {url:?}: expected kube://NAMESPACE/SERVICE, e.g. kube://{DEFAULT_NAMESPACE}/{DEFAULT_SERVICE}")
+            })?,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let options = kube::config::KubeConfigOptions {
+            context: context.map(str::to_string),
+            ..Default::default()
+        };
+        let client = rt
+            .block_on(async {
+                let config = kube::Config::from_kubeconfig(&options).await?;
+                anyhow::Ok(kube::Client::try_from(config)?)
+            })
+            .context(
+                "cannot load the kubeconfig (KUBECONFIG or ~/.kube/config) to reach the controller",
+            )?;
+        Ok(Controller::Proxy {
+            namespace: namespace.into(),
+            service: service.into(),
+            rt,
+            client,
+        })
+    }
+
+    /// Where requests go, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Controller::Direct { base, .. } => base.clone(),
+            Controller::Proxy {
+                namespace, service, ..
+            } => format!("service {namespace}/{service} (through the API server)"),
+        }
+    }
+
+    pub fn request(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<Reply> {
+        let reply = match self {
+            Controller::Direct { base, agent } => {
+                let url = format!("{base}{path}");
+                let resp = match body {
+                    Some(b) => agent
+                        .post(&url)
+                        .header("Content-Type", "application/json")
+                        .send(b),
+                    None => agent.get(&url).call(),
+                };
+                let mut resp =
+                    resp.with_context(|| format!("cannot reach the controller at {url}"))?;
+                let status = resp.status().as_u16();
+                let body = resp
+                    .body_mut()
+                    .with_config()
+                    .limit(MAX_RESPONSE)
+                    .read_to_vec()
+                    .with_context(|| format!("cannot read the controller's answer from {url}"))?;
+                Reply { status, body }
+            }
+            Controller::Proxy {
+                namespace,
+                service,
+                rt,
+                client,
+            } => {
+                let uri = format!(
+                    "/api/v1/namespaces/{namespace}/services/http:{service}:{PORT_NAME}/proxy{path}"
+                );
+                let req = http::Request::builder()
+                    .method(method)
+                    .uri(&uri)
+                    .header("Content-Type", "application/json")
+                    .body(body.map(<[u8]>::to_vec).unwrap_or_default())
+                    .map_err(|e| anyhow!("{e}"))?;
+                rt.block_on(async {
+                    use http_body_util::BodyExt;
+                    let resp = client.send(req.map(kube::client::Body::from)).await?;
+                    let status = resp.status().as_u16();
+                    let body =
+                        http_body_util::Limited::new(resp.into_body(), MAX_RESPONSE as usize)
+                            .collect()
+                            .await
+                            .map_err(|e| anyhow!("{e}"))?
+                            .to_bytes()
+                            .to_vec();
+                    anyhow::Ok(Reply { status, body })
+                })
+                .with_context(|| {
+                    format!("cannot reach the controller through the API server at {uri}")
+                })?
+            }
+        };
+        Ok(reply)
+    }
+
+    /// POST a SealedSecret (verify, rotate), waiting out the controller's per-client rate limit
+    /// (429 with Retry-After) a few times.
+    pub fn post_sealed(&self, path: &str, doc: &serde_json::Value) -> Result<Reply> {
+        let body = serde_json::to_vec(doc)?;
+        let mut waited = 0;
+        loop {
+            let r = self.request("POST", path, Some(&body))?;
+            if r.status != 429 || waited >= 30 {
+                return Ok(r);
+            }
+            // The limiter refills 5 tokens a second: a second is always enough for one.
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            waited += 1;
+        }
+    }
+
+    /// GET that must answer 200.
+    pub fn get(&self, path: &str) -> Result<Vec<u8>> {
+        let r = self.request("GET", path, None)?;
+        if r.status != 200 {
+            bail!(
+                "the controller at {} answered {} to GET {path}: {}",
+                self.describe(),
+                r.status,
+                r.text()
+            );
+        }
+        Ok(r.body)
+    }
+}
