@@ -458,9 +458,30 @@ async fn bitnami_sealed_secrets_in_bitnami_mode() {
     const BITNAMI: &str = "/apis/bitnami.com/v1alpha1/namespaces/shop/sealedsecrets";
     let k = key();
     let h = Harness::new(KeyRing::new([copy(&k)]));
-    let mut v = sealed_value(&k, "bitnami.com/v1alpha1");
-    // Bitnami's own annotation for namespace-wide scope is read in this mode; strict here.
-    v["metadata"]["annotations"] = json!({});
+    // What kubeseal writes: kubeseal format, namespace-wide by Bitnami's own annotation.
+    let plain = sealed::Secret::from_value(&json!({
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"},
+        "stringData": {"password": PLAINTEXT}
+    }))
+    .unwrap();
+    let mut v = sealed::seal_secret(
+        &plain,
+        &Target::new(k.public(), &[]),
+        &SealOptions {
+            format: sealgate_core::seal::Format::Kubeseal,
+            scope: Some(Scope::NamespaceWide),
+            api: sealgate_core::sealed::ApiGroup::Bitnami,
+            ..SealOptions::default()
+        },
+    )
+    .unwrap()
+    .to_value();
+    assert_eq!(
+        v["metadata"]["annotations"]["sealedsecrets.bitnami.com/namespace-wide"],
+        "true"
+    );
+    assert_eq!(v["apiVersion"], "bitnami.com/v1alpha1");
+    v["metadata"]["generation"] = 1.into();
     let stored: BitnamiSealedSecret = serde_json::from_value(h.api.insert(BITNAMI, v)).unwrap();
     let r = reconcile(Arc::new(stored), h.ctx.clone()).await;
     r.unwrap();
