@@ -10,21 +10,18 @@
 //! The API server is in process and unthrottled, so this measures the controller, not a
 //! network; it shares the two cores with the controller (its JSON work is counted against us).
 
-#[path = "../tests/support/fake_api.rs"]
-mod fake_api;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use aws_lc_rs::rsa::OAEP_SHA256_MGF1SHA256;
-use fake_api::FakeApi;
 use sealgate_controller::crd::SealedSecret;
 use sealgate_controller::metrics::Metrics;
 use sealgate_controller::reconciler::{Context, ReconcileConfig, run};
 use sealgate_core::keys::{KeyGenOptions, KeyRing, SealingKey};
 use sealgate_core::seal::Format;
 use sealgate_core::sealed::{self, ObjectMeta, SealOptions, Secret, Target};
+use sealgate_testkit::FakeApi;
 
 const N: usize = 10_000;
 const COLLECTION: &str = "/apis/sealgate.dev/v1alpha1/namespaces/bench/sealedsecrets";

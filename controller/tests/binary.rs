@@ -3,8 +3,6 @@
 //! SealedSecret into its Secret, exposes metrics, and on SIGTERM shuts down cleanly, releasing
 //! the lease.
 
-mod support;
-
 use std::net::TcpListener;
 use std::process::{Child, Command};
 use std::time::Duration;
@@ -13,8 +11,8 @@ use base64::Engine;
 use sealgate_controller::keys::key_secret;
 use sealgate_core::keys::{KeyGenOptions, SealingKey};
 use sealgate_core::sealed::{self, SealOptions, Target};
+use sealgate_testkit::FakeApi;
 use serde_json::json;
-use support::fake_api::FakeApi;
 
 const NS: &str = "sealgate-system";
 

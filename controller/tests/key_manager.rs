@@ -1,8 +1,6 @@
 //! The key manager against an in-memory API server: first key, renewal timing across restarts,
 //! cutoff, pick-up of keys created elsewhere, Bitnami key import, broken key Secrets.
 
-mod support;
-
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -10,8 +8,8 @@ use sealgate_controller::key_manager::KeyManager;
 use sealgate_controller::keys::{Renewal, RenewalPolicy, key_secret};
 use sealgate_controller::metrics::Metrics;
 use sealgate_core::keys::{KeyGenOptions, KeyRing, SealingKey};
+use sealgate_testkit::FakeApi;
 use serde_json::Value;
-use support::fake_api::FakeApi;
 use time::{Duration, OffsetDateTime};
 
 const NS: &str = "sealgate-system";

@@ -1,13 +1,11 @@
 //! Leader election against an in-memory API server: one leader at a time, takeover of an expired
 //! lease, release on shutdown, stepping down when the lease is lost.
 
-mod support;
-
 use std::time::Duration;
 
 use sealgate_controller::leader::{Elector, LeaderError, LeaseConfig};
+use sealgate_testkit::FakeApi;
 use serde_json::json;
-use support::fake_api::FakeApi;
 
 const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/sealgate-system/leases";
 

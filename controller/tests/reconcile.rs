@@ -1,8 +1,6 @@
 //! Reconcile scenarios against an in-memory API server, asserted at the HTTP level: verb, path,
 //! field manager, body. No cluster.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,8 +16,8 @@ use sealgate_controller::reconciler::{
 use sealgate_core::keys::{KeyGenOptions, KeyRing, SealingKey};
 use sealgate_core::seal::Scope;
 use sealgate_core::sealed::{self, SealOptions, Target};
+use sealgate_testkit::{FakeApi, Recorded};
 use serde_json::{Value, json};
-use support::fake_api::{FakeApi, Recorded};
 
 const SS: &str = "/apis/sealgate.dev/v1alpha1/namespaces/shop/sealedsecrets";
 const SECRETS: &str = "/api/v1/namespaces/shop/secrets";

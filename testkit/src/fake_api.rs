@@ -6,7 +6,6 @@
 //! create (with `generateName`), server-side apply, merge patch (also on `/status`), replace with
 //! a resourceVersion check, delete. Watches stay open without events: tests drive reconciles
 //! directly, and a controller run sees the initial list.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;

@@ -1,0 +1,7 @@
+//! Test support shared by the controller's, the webhook's and the end-to-end tests (a
+//! dev-dependency only; never in a shipped binary).
+#![forbid(unsafe_code)]
+
+pub mod fake_api;
+
+pub use fake_api::{FakeApi, Recorded};
