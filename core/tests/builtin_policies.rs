@@ -165,3 +165,48 @@ fn native_containers_equal_the_rego_lib() {
     }
     assert!(workloads >= 8, "{workloads}");
 }
+
+/// `deploy/base/webhook/policies` (the webhook's ConfigMap, which kustomize can only read from
+/// inside `deploy/`) holds exactly `policies/*/{template,constraint}.yaml`, and the kustomization
+/// lists every file. `UPDATE_DEPLOY=1` rewrites the copy.
+#[test]
+fn the_deploy_configmap_copy_equals_policies() {
+    let deploy = policies().join("../deploy/base");
+    let copy_dir = deploy.join("webhook/policies");
+    let mut expected = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(policies()).unwrap() {
+        let dir = entry.unwrap().path();
+        if !dir.is_dir() {
+            continue;
+        }
+        let name = dir.file_name().unwrap().to_str().unwrap().to_string();
+        for part in ["template", "constraint"] {
+            let text = std::fs::read_to_string(dir.join(format!("{part}.yaml"))).unwrap();
+            expected.insert(format!("{name}.{part}.yaml"), text);
+        }
+    }
+    if std::env::var_os("UPDATE_DEPLOY").is_some() {
+        let _ = std::fs::remove_dir_all(&copy_dir);
+        std::fs::create_dir_all(&copy_dir).unwrap();
+        for (file, text) in &expected {
+            std::fs::write(copy_dir.join(file), text).unwrap();
+        }
+    }
+    let mut actual = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(&copy_dir).unwrap() {
+        let p = entry.unwrap().path();
+        let file = p.file_name().unwrap().to_str().unwrap().to_string();
+        actual.insert(file, std::fs::read_to_string(&p).unwrap());
+    }
+    assert!(
+        actual == expected,
+        "deploy/base/webhook/policies differs from policies/: run `UPDATE_DEPLOY=1 cargo test -p sealgate-core --test builtin_policies`"
+    );
+    let kustomization = std::fs::read_to_string(deploy.join("kustomization.yaml")).unwrap();
+    for file in expected.keys() {
+        assert!(
+            kustomization.contains(&format!("- webhook/policies/{file}")),
+            "deploy/base/kustomization.yaml does not list {file}"
+        );
+    }
+}

@@ -3,7 +3,8 @@
 //!
 //! It stores objects by resource path and records every request (verb, path, query, content type,
 //! body) so tests assert at the HTTP level. Supported: get, list (with `labelSelector` k=v),
-//! create (with `generateName`), server-side apply, merge patch (also on `/status`), replace with
+//! create (with `generateName`), server-side apply, merge and strategic merge patches (also on
+//! `/status`), replace with
 //! a resourceVersion check, delete. Watches stay open without events: tests drive reconciles
 //! directly, and a controller run sees the initial list.
 
@@ -81,6 +82,13 @@ fn parse_path(path: &str) -> Option<Target> {
             name: None,
             subresource: None,
         }),
+        // A cluster-scoped object (a Namespace, a webhook configuration).
+        [resource, name, tail @ ..] => Some(Target {
+            collection: format!("{prefix}/{resource}"),
+            all_namespaces: None,
+            name: Some(name.to_string()),
+            subresource: tail.first().map(|s| s.to_string()),
+        }),
         _ => None,
     }
 }
@@ -104,6 +112,31 @@ fn status_error(code: u16, reason: &str, message: &str) -> Response<Full<Bytes>>
         StatusCode::from_u16(code).unwrap(),
         &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason, "message": message}),
     )
+}
+
+/// A strategic merge patch, as far as tests need it: objects merge, and lists of objects with a
+/// `name` merge by name (as `webhooks`, `containers` do); other lists are replaced.
+fn strategic_merge(target: &mut Value, patch: &Value) {
+    match (target, patch) {
+        (Value::Object(t), Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    strategic_merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        (Value::Array(t), Value::Array(p)) if p.iter().all(|e| e["name"].is_string()) => {
+            for e in p {
+                match t.iter_mut().find(|x| x["name"] == e["name"]) {
+                    Some(x) => strategic_merge(x, e),
+                    None => t.push(e.clone()),
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
 }
 
 /// RFC 7386 JSON merge patch.
@@ -288,7 +321,8 @@ impl FakeApi {
                     .iter()
                     .filter(|(c, _)| match &t.all_namespaces {
                         Some((pre, suf)) => {
-                            c.starts_with(pre.as_str()) && c.ends_with(suf.as_str())
+                            **c == t.collection
+                                || (c.starts_with(pre.as_str()) && c.ends_with(suf.as_str()))
                         }
                         None => **c == t.collection,
                     })
@@ -357,7 +391,11 @@ impl FakeApi {
                         if let Value::String(_) = body {
                             return status_error(415, "UnsupportedMediaType", "not JSON");
                         }
-                        merge(&mut o, &body);
+                        if content_type.starts_with("application/strategic-merge-patch") {
+                            strategic_merge(&mut o, &body);
+                        } else {
+                            merge(&mut o, &body);
+                        }
                         o
                     }
                     (Some(mut o), Some(_), true) => {

@@ -7,6 +7,7 @@
 //! - [`metrics`]: Prometheus metrics.
 //! - [`reload`]: hot reload of the policy bundle and the TLS certificate.
 //! - [`namespaces`]: the cluster's Namespace labels, for `namespaceSelector`.
+//! - [`self_tls`]: self-contained TLS (own CA, serving certificate, caBundle).
 #![forbid(unsafe_code)]
 
 pub mod admission;
@@ -14,4 +15,5 @@ pub mod audit;
 pub mod metrics;
 pub mod namespaces;
 pub mod reload;
+pub mod self_tls;
 pub mod server;

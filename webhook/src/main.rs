@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use sealgate_webhook::admission::Settings;
 use sealgate_webhook::reload::{self, PolicySources};
+use sealgate_webhook::self_tls::{self, SelfTlsConfig};
 use sealgate_webhook::server::{self, AppState, Config};
 
 #[global_allocator]
@@ -47,6 +48,23 @@ struct Args {
     /// Serve plain HTTP instead of TLS (local testing only: the API server requires TLS)
     #[arg(long)]
     insecure_http: bool,
+    /// Self-contained TLS: keep a CA and serving certificate in the Secret --tls-secret, write the
+    /// pair to --tls-cert/--tls-key, and keep the caBundle of --webhook-config current
+    #[arg(
+        long,
+        env = "SEALGATE_WEBHOOK_SELF_SIGNED_TLS",
+        conflicts_with = "insecure_http"
+    )]
+    self_signed_tls: bool,
+    /// Secret for --self-signed-tls (in the webhook's namespace)
+    #[arg(long, default_value = "sealgate-webhook-tls")]
+    tls_secret: String,
+    /// ValidatingWebhookConfiguration whose caBundle --self-signed-tls keeps current
+    #[arg(long, default_value = "sealgate-webhook")]
+    webhook_config: String,
+    /// Service the API server calls (the certificate's DNS names) for --self-signed-tls
+    #[arg(long, default_value = "sealgate-webhook")]
+    service_name: String,
     /// Policy directory (mounted ConfigMap), reloaded when it changes (repeatable)
     #[arg(
         global = true,
@@ -146,7 +164,7 @@ async fn run(args: Args, concurrency: usize) -> Result<()> {
 
     let own_namespace = std::env::var("POD_NAMESPACE").unwrap_or_else(|_| "sealgate-system".into());
     let exempt = if args.exempt_namespaces.is_empty() {
-        vec!["kube-system".into(), own_namespace]
+        vec!["kube-system".into(), own_namespace.clone()]
     } else {
         args.exempt_namespaces.clone()
     };
@@ -187,6 +205,38 @@ async fn run(args: Args, concurrency: usize) -> Result<()> {
         sources,
         args.reload_interval,
     ));
+
+    if args.self_signed_tls {
+        let client = kube::Client::try_default()
+            .await
+            .context("--self-signed-tls needs the Kubernetes API")?;
+        let cfg = SelfTlsConfig {
+            namespace: own_namespace.clone(),
+            secret: args.tls_secret.clone(),
+            webhook_config: args.webhook_config.clone(),
+            service: args.service_name.clone(),
+            cert_path: args.tls_cert.clone(),
+            key_path: args.tls_key.clone(),
+        };
+        // The server cannot start without its certificate: retry until the API answers.
+        let mut delay = Duration::from_millis(500);
+        loop {
+            match self_tls::ensure(&client, &cfg).await {
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "self-contained TLS not ready; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+        tokio::spawn(self_tls::run(
+            client,
+            cfg,
+            Duration::from_secs(60),
+            std::future::pending(),
+        ));
+    }
 
     let handle = axum_server::Handle::new();
     let metrics = tokio::spawn({
