@@ -110,7 +110,11 @@ pub fn secret_reasons(
         reasons.push("a high-entropy string");
     }
     let reference = value.starts_with('/') || value.starts_with('$') || value.starts_with("{{");
-    if place != "annotation" && value.len() >= 8 && !reference && secret_name.is_match(key) {
+    // A secret value is one line; several lines are a file (a config, a script, a policy), whose
+    // name says nothing about its content: the content checks above judge it.
+    let file = value.trim_end().contains('\n');
+    if place != "annotation" && value.len() >= 8 && !reference && !file && secret_name.is_match(key)
+    {
         reasons.push("a value under a secret-sounding name");
     }
     reasons.sort_unstable();
@@ -414,6 +418,25 @@ mod tests {
             vec!["a value under a secret-sounding name"]
         );
         assert!(secret_reasons("DB_PASSWORD", "/run/secrets/db", "env var", &p).is_empty());
+        // A file under a secret-sounding key name is judged by its content only.
+        assert!(
+            secret_reasons(
+                "no-plaintext-secrets.template.yaml",
+                "apiVersion: templates.gatekeeper.sh/v1\nkind: ConstraintTemplate\n",
+                "data key",
+                &p
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            secret_reasons(
+                "secrets.yaml",
+                "db:\n  url: postgres://u:hunter2@db/x\n",
+                "data key",
+                &p
+            ),
+            vec!["credentials in a URL"]
+        );
         assert!(
             secret_reasons(
                 "checksum/secret",
