@@ -84,7 +84,7 @@ fn example_findings_and_lines() {
     ] {
         assert!(out.contains(want), "missing {want:?} in\n{out}");
     }
-    assert!(out.ends_with("8 passed, 4 failed\n"), "{out}");
+    assert!(out.ends_with("15 passed, 4 failed\n"), "{out}");
     assert!(
         !out.contains("apps/shop"),
         "the compliant app has findings:\n{out}"
@@ -93,16 +93,17 @@ fn example_findings_and_lines() {
         !out.contains("AKIAIOSFODNN7EXAMPLE") && !out.contains("Summer2026"),
         "values must not be reported"
     );
-    // The compliant app alone is clean.
+    // Everything but the legacy app is clean.
     sealgate()
         .args([
             "lint",
             "examples/gitops/apps/shop",
             "examples/gitops/clusters",
+            "examples/gitops/infrastructure",
         ])
         .assert()
         .success()
-        .stdout(contains("8 passed, 0 failed"));
+        .stdout(contains("13 passed, 0 failed"));
 }
 
 #[test]
