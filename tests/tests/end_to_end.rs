@@ -1,0 +1,233 @@
+//! sealgate end to end, every component in one process tree and no cluster:
+//!
+//! keys (`sealgate keys init`) → `sealgate seal` → the keys restored into the controller's
+//! namespace and loaded by the key manager → controller reconcile against the in-memory API server
+//! → the resulting Secret holds the original values → the webhook, configured as `deploy/` ships it,
+//! judges the same objects for the GitOps agent, a human, and a human through break-glass →
+//! `sealgate lint examples/` gives exactly the expected findings.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use axum::body::Body;
+use base64::Engine;
+use http_body_util::BodyExt;
+use sealgate_controller::crd::SealedSecret;
+use sealgate_controller::key_manager::KeyManager;
+use sealgate_controller::keys::RenewalPolicy;
+use sealgate_controller::metrics::Metrics;
+use sealgate_controller::reconciler::{Context, ReconcileConfig, reconcile};
+use sealgate_core::keys::{KeyGenOptions, KeyRing};
+use sealgate_core::policy::{BundleBuilder, Limits, NamespaceLabels};
+use sealgate_testkit::FakeApi;
+use sealgate_webhook::server::{AppState, Config, router};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const FLUX: &str = "system:serviceaccount:flux-system:kustomize-controller";
+const CONTROLLER: &str = "system:serviceaccount:sealgate-system:sealgate-controller";
+const KEYS: &str = "/api/v1/namespaces/sealgate-system/secrets";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The `sealgate` binary of this workspace, (re)built first: another package's binary is not
+/// built for this package's tests, and a stale one would test old code.
+fn sealgate() -> assert_cmd::Command {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "-q", "-p", "sealgate-cli"])
+            .current_dir(repo())
+            .status()
+            .unwrap();
+        assert!(status.success(), "cannot build the sealgate binary");
+    });
+    let mut c = assert_cmd::Command::new(assert_cmd::cargo::cargo_bin("sealgate"));
+    c.current_dir(repo())
+        .env_remove("SEALGATE_CERT")
+        .env_remove("SEALGATE_CONTROLLER");
+    c
+}
+
+fn yaml_docs(text: &[u8]) -> Vec<Value> {
+    sealgate_core::manifest::parse(text, &Default::default())
+        .unwrap()
+        .into_iter()
+        .map(|d| d.value)
+        .collect()
+}
+
+fn review(op: &str, user: &str, groups: &[&str], object: &Value) -> Value {
+    let api = object["apiVersion"].as_str().unwrap();
+    let (group, version) = api.rsplit_once('/').unwrap_or(("", api));
+    let kind = object["kind"].as_str().unwrap();
+    let resource = format!("{}s", kind.to_lowercase());
+    json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "e2e", "operation": op,
+            "kind": {"group": group, "version": version, "kind": kind},
+            "resource": {"group": group, "version": version, "resource": resource},
+            "name": object["metadata"]["name"], "namespace": object["metadata"]["namespace"],
+            "userInfo": {"username": user, "groups": groups},
+            "object": object, "oldObject": null, "dryRun": false
+        }
+    })
+}
+
+async fn admit(state: &Arc<AppState>, review: &Value) -> Value {
+    let req = axum::http::Request::post("/validate")
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(review).unwrap()))
+        .unwrap();
+    let resp = router(state.clone()).oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice::<Value>(&bytes).unwrap()["response"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_seal_unseal_admit_and_lint() {
+    // 1. Keys, and a SealedSecret made by the CLI from the example Secret.
+    let store = tempfile::tempdir().unwrap();
+    sealgate()
+        .env("SEALGATE_KEYS_DIR", store.path())
+        .args(["keys", "init", "--key-size", "2048"])
+        .assert()
+        .success();
+    let sealed = sealgate()
+        .env("SEALGATE_KEYS_DIR", store.path())
+        .args(["seal", "-f", "examples/secret.yaml"])
+        .output()
+        .unwrap();
+    assert!(
+        sealed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sealed.stderr)
+    );
+    let mut ss = yaml_docs(&sealed.stdout).remove(0);
+    assert_eq!(ss["kind"], "SealedSecret");
+    let input = yaml_docs(&std::fs::read(repo().join("examples/secret.yaml")).unwrap()).remove(0);
+
+    // 2. The key store restored into the controller's namespace; the key manager loads it.
+    let api = FakeApi::new();
+    for entry in std::fs::read_dir(store.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let mut key = yaml_docs(&std::fs::read(&path).unwrap()).remove(0);
+            key["metadata"]["namespace"] = "sealgate-system".into();
+            api.insert(KEYS, key);
+        }
+    }
+    let ring = Arc::new(ArcSwap::from_pointee(KeyRing::default()));
+    let metrics = Arc::new(Metrics::default());
+    let keys = KeyManager::new(
+        api.client(),
+        "sealgate-system",
+        RenewalPolicy::default(),
+        KeyGenOptions::default(),
+        ring.clone(),
+        metrics.clone(),
+    );
+    keys.sync(true, time::OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert_eq!(ring.load().len(), 1, "the restored key, no new one");
+
+    // 3. The controller unseals it into a Secret with the original values.
+    ss["metadata"]["generation"] = 1.into();
+    let stored: SealedSecret = serde_json::from_value(api.insert(
+        "/apis/sealgate.dev/v1alpha1/namespaces/shop/sealedsecrets",
+        ss.clone(),
+    ))
+    .unwrap();
+    let ctx = Context::new(
+        api.client(),
+        ring,
+        metrics,
+        ReconcileConfig::default(),
+        None,
+    );
+    reconcile(Arc::new(stored), ctx).await.unwrap();
+    let secret = api
+        .get("/api/v1/namespaces/shop/secrets", "db-credentials")
+        .expect("the Secret");
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let value = |k: &str| b64.decode(secret["data"][k].as_str().unwrap()).unwrap();
+    assert_eq!(value("password"), b"correct-horse-battery-staple");
+    assert_eq!(value("username"), b"shop");
+    assert_eq!(
+        secret["data"]["tls-ca.der"], input["data"]["tls-ca.der"],
+        "binary values unchanged"
+    );
+    assert_eq!(
+        secret["metadata"]["labels"]["app.kubernetes.io/name"],
+        "shop-db"
+    );
+    assert!(
+        !secret.to_string().contains("last-applied-configuration"),
+        "the plaintext copy kubectl leaves in an annotation is gone"
+    );
+
+    // 4. The webhook as deploy/ configures it: --no-builtin --policy <the ConfigMap's files>.
+    let mut b = BundleBuilder::new(Limits::default());
+    b.add_path(&repo().join("deploy/base/webhook/policies"));
+    let mut governed = NamespaceLabels::new();
+    governed.insert(
+        "shop".into(),
+        [("sealgate.dev/governed".to_string(), "true".to_string())].into(),
+    );
+    let state = AppState::new(b.build().unwrap(), governed, Config::default());
+
+    let flux = admit(&state, &review("CREATE", FLUX, &[], &ss)).await;
+    assert_eq!(flux["allowed"], true, "{flux}");
+    let human = admit(
+        &state,
+        &review("CREATE", "alice@example.com", &["dev"], &ss),
+    )
+    .await;
+    assert_eq!(human["allowed"], false, "{human}");
+    let msg = human["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("[gitops-identity]") && msg.contains("alice@example.com"),
+        "{msg}"
+    );
+    let mut secret_obj = secret.clone();
+    secret_obj["apiVersion"] = "v1".into();
+    secret_obj["kind"] = "Secret".into();
+    let by_controller = admit(&state, &review("CREATE", CONTROLLER, &[], &secret_obj)).await;
+    assert_eq!(by_controller["allowed"], true, "{by_controller}");
+    assert!(
+        !by_controller.to_string().contains("correct-horse"),
+        "no value in the answer"
+    );
+    let mut emergency = ss.clone();
+    emergency["metadata"]["annotations"]["sealgate.dev/break-glass"] =
+        "INC-4711: rotate the leaked password".into();
+    let glass = admit(
+        &state,
+        &review(
+            "CREATE",
+            "bob@example.com",
+            &["sealgate:break-glass"],
+            &emergency,
+        ),
+    )
+    .await;
+    assert_eq!(glass["allowed"], true, "{glass}");
+    assert!(
+        glass["warnings"].to_string().contains("break-glass"),
+        "audited: {glass}"
+    );
+
+    // 5. The linter over the examples: exactly the expected findings.
+    let lint = sealgate().args(["lint", "examples/"]).output().unwrap();
+    assert_eq!(lint.status.code(), Some(1));
+    let expected =
+        std::fs::read_to_string(repo().join("cli/tests/golden/lint-examples-all.txt")).unwrap();
+    assert_eq!(String::from_utf8(lint.stdout).unwrap(), expected);
+}
