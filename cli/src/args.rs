@@ -116,6 +116,21 @@ pub enum SealFormat {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ApiArg {
+    Sealgate,
+    Bitnami,
+}
+
+impl From<ApiArg> for sealgate_core::sealed::ApiGroup {
+    fn from(a: ApiArg) -> Self {
+        match a {
+            ApiArg::Sealgate => Self::Sealgate,
+            ApiArg::Bitnami => Self::Bitnami,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ScopeArg {
     Strict,
     NamespaceWide,
@@ -264,6 +279,10 @@ pub struct ResealArgs {
     /// Convert every value to this format [default: keep each value's format]
     #[arg(long, value_enum)]
     pub format: Option<SealFormat>,
+    /// Convert the objects to this API group (migration): sealgate (sealgate.dev/v1alpha1) or
+    /// bitnami (bitnami.com/v1alpha1, kubeseal format only). The scope is kept
+    #[arg(long, value_enum)]
+    pub api: Option<ApiArg>,
     /// Seal to this certificate (e.g. a new cluster's) instead of the key store's newest key
     #[arg(long, value_name = "FILE|URL")]
     pub cert: Option<String>,

@@ -556,6 +556,77 @@ fn reseal_moves_files_to_the_newest_key() {
     );
 }
 
+#[test]
+fn reseal_converts_between_bitnami_and_sealgate_objects() {
+    let env = Env::new();
+    env.init();
+    let input = env.write("secret.yaml", SECRET);
+    env.cmd()
+        .args(["seal", "--bitnami", "--scope", "namespace-wide", "-f"])
+        .arg(&input)
+        .args(["-w", "legacy.yaml"])
+        .assert()
+        .success();
+    let legacy = std::fs::read_to_string(env.path("legacy.yaml")).unwrap();
+    assert!(
+        legacy.contains("apiVersion: bitnami.com/v1alpha1")
+            && legacy.contains("sealedsecrets.bitnami.com/namespace-wide"),
+        "{legacy}"
+    );
+    // A bitnami.com object cannot hold age values: refused, file untouched.
+    env.cmd()
+        .args(["reseal", "--format", "age", "legacy.yaml"])
+        .assert()
+        .code(1)
+        .stderr(contains("must stay in the kubeseal format"));
+    env.cmd()
+        .args([
+            "reseal",
+            "--api",
+            "sealgate",
+            "--format",
+            "age",
+            "legacy.yaml",
+        ])
+        .assert()
+        .success();
+    let converted = std::fs::read_to_string(env.path("legacy.yaml")).unwrap();
+    assert!(
+        converted.contains("apiVersion: sealgate.dev/v1alpha1")
+            && converted.contains("sealgate.dev/scope: namespace-wide")
+            && !converted.contains("bitnami.com"),
+        "{converted}"
+    );
+    env.cmd()
+        .args(["validate", "--decrypt", "legacy.yaml"])
+        .assert()
+        .success();
+    // And back, for Bitnami's controller (kubeseal format).
+    env.cmd()
+        .args([
+            "reseal",
+            "--api",
+            "bitnami",
+            "--format",
+            "kubeseal",
+            "legacy.yaml",
+        ])
+        .assert()
+        .success();
+    let back = std::fs::read_to_string(env.path("legacy.yaml")).unwrap();
+    assert!(
+        back.contains("apiVersion: bitnami.com/v1alpha1")
+            && (back.contains("sealedsecrets.bitnami.com/namespace-wide: 'true'")
+                || back.contains("sealedsecrets.bitnami.com/namespace-wide: \"true\"")),
+        "{back}"
+    );
+    env.cmd()
+        .args(["unseal", "-f", "legacy.yaml"])
+        .assert()
+        .success()
+        .stdout(contains("namespace: shop"));
+}
+
 fn bitnami(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../core/tests/data/bitnami")

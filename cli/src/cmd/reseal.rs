@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Result, anyhow, bail};
 use sealgate_core::seal::Format;
-use sealgate_core::sealed::{self, SealedSecret};
+use sealgate_core::sealed::{self, ApiGroup, SealedSecret};
 
 use crate::args::{OutputFormat, ResealArgs};
 use crate::controller::Controller;
@@ -62,6 +62,7 @@ pub fn run(store_dir: Option<&Path>, args: &ResealArgs) -> Result<ExitCode> {
     let resealer = match args.controller.connect()? {
         Some(c) => {
             if args.format.is_some()
+                || args.api.is_some()
                 || args.cert.is_some()
                 || !args.recipients.is_empty()
                 || !args.private.private_keys.is_empty()
@@ -85,7 +86,7 @@ pub fn run(store_dir: Option<&Path>, args: &ResealArgs) -> Result<ExitCode> {
     let mut failed = 0;
     let mut objects = 0;
     for file in &args.files {
-        match reseal_file(file, &resealer, args.dry_run) {
+        match reseal_file(file, &resealer, args.api.map(ApiGroup::from), args.dry_run) {
             Ok(n) => objects += n,
             Err(e) => {
                 failed += 1;
@@ -112,7 +113,12 @@ pub fn run(store_dir: Option<&Path>, args: &ResealArgs) -> Result<ExitCode> {
 }
 
 /// Reseal every SealedSecret in one file; the file is rewritten only if all of them succeed.
-fn reseal_file(file: &Path, resealer: &Resealer, dry_run: bool) -> Result<usize> {
+fn reseal_file(
+    file: &Path,
+    resealer: &Resealer,
+    api: Option<ApiGroup>,
+    dry_run: bool,
+) -> Result<usize> {
     let input = io::read_file(file)?;
     let docs = io::parse_docs(&input)?;
     let mut values = Vec::with_capacity(docs.len());
@@ -125,6 +131,12 @@ fn reseal_file(file: &Path, resealer: &Resealer, dry_run: bool) -> Result<usize>
         }
         let ss = SealedSecret::from_value(&doc.value)
             .map_err(|e| anyhow!("{}: {e}", io::at(&input, doc)))?;
+        let ss = match api {
+            Some(api) => ss
+                .with_api(api)
+                .map_err(|e| anyhow!("{}: {e}", io::at(&input, doc)))?,
+            None => ss,
+        };
         let re = resealer
             .reseal(&ss, &doc.value)
             .map_err(|e| anyhow!("{}: {e:#}", io::at(&input, doc)))?;

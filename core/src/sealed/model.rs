@@ -535,6 +535,24 @@ impl SealedSecret {
         }
     }
 
+    /// The same object in another API group (migration between Bitnami's and sealgate's): the
+    /// scope moves to that group's annotations. Values are untouched: neither format binds the
+    /// API group, so they open as before.
+    pub fn with_api(&self, api: ApiGroup) -> Result<SealedSecret, ModelError> {
+        let scope = self.scope()?;
+        let mut out = self.clone();
+        for a in [
+            SCOPE_ANNOTATION,
+            BITNAMI_NAMESPACE_WIDE,
+            BITNAMI_CLUSTER_WIDE,
+        ] {
+            out.meta.annotations.remove(a);
+        }
+        out.api = api;
+        out.set_scope(scope);
+        Ok(out)
+    }
+
     /// "SealedSecret ns/name", for messages.
     pub fn describe(&self) -> String {
         describe_object("SealedSecret", &self.meta)
