@@ -393,7 +393,7 @@ pub struct BundleArgs {
 
 #[derive(Debug, Args)]
 pub struct LintArgs {
-    /// Files or directories to check [default: .]. Directories are searched for *.yaml, *.yml and
+    /// Files or directories to check, or - for stdin [default: .]. Directories are searched for *.yaml, *.yml and
     /// *.json, honouring .gitignore and .sealgateignore, skipping hidden entries and Helm chart templates
     #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,

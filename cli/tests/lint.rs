@@ -357,3 +357,17 @@ fn policy_verify_runs_the_builtin_suites() {
         .code(1)
         .stdout(contains("no Suite files"));
 }
+
+#[test]
+fn stdin_is_linted_as_one_file() {
+    sealgate()
+        .args(["lint", "-"])
+        .write_stdin(
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: x, namespace: y}\nstringData: {a: b}\n",
+        )
+        .assert()
+        .code(1)
+        .stdout(contains(
+            "<stdin>:4: deny   SealgateNoPlaintextSecrets/no-plaintext-secrets:",
+        ));
+}

@@ -70,6 +70,11 @@ pub fn build_bundle(args: &BundleArgs) -> Result<Bundle> {
 pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
+        if p.as_os_str() == "-" {
+            // Standard input, e.g. `helm template . | sealgate lint -`.
+            out.push(p.clone());
+            continue;
+        }
         if !p.exists() {
             bail!("{}: no such file or directory", p.display());
         }
@@ -117,7 +122,19 @@ struct Parsed {
 fn parse_file(path: &Path) -> Parsed {
     let name = path.display().to_string();
     let name = name.strip_prefix("./").unwrap_or(&name).to_string();
-    let bytes = match std::fs::read(path) {
+    let read = if path.as_os_str() == "-" {
+        io::read_input(None, "manifests")
+            .map(|i| i.bytes.to_vec())
+            .map_err(|e| format!("{e:#}"))
+    } else {
+        std::fs::read(path).map_err(|e| e.to_string())
+    };
+    let name = if path.as_os_str() == "-" {
+        "<stdin>".to_string()
+    } else {
+        name
+    };
+    let bytes = match read {
         Ok(b) => b,
         Err(e) => {
             return Parsed {
