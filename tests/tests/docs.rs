@@ -210,6 +210,22 @@ fn every_command_in_the_docs_runs() {
     }
 }
 
+/// The pre-commit hooks at the root run real sealgate commands.
+#[test]
+fn pre_commit_hooks_name_valid_commands() {
+    let text = std::fs::read(repo().join(".pre-commit-hooks.yaml")).unwrap();
+    let hooks = &sealgate_core::manifest::parse(&text, &Default::default()).unwrap()[0].value;
+    let hooks = hooks.as_array().expect("a list of hooks");
+    assert!(hooks.len() >= 2);
+    let sandbox = tempfile::tempdir().unwrap();
+    for h in hooks {
+        let entry = h["entry"].as_str().unwrap();
+        let command = &entry[entry.find("sealgate ").expect("runs sealgate")..];
+        let out = run(sandbox.path(), &format!("{command} file.yaml\n"), true);
+        assert!(out.status.success(), "{}: {}", h["id"], String::from_utf8_lossy(&out.stderr));
+    }
+}
+
 #[test]
 fn argument_checking_catches_a_renamed_flag() {
     let sandbox = tempfile::tempdir().unwrap();
