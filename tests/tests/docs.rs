@@ -222,7 +222,12 @@ fn pre_commit_hooks_name_valid_commands() {
         let entry = h["entry"].as_str().unwrap();
         let command = &entry[entry.find("sealgate ").expect("runs sealgate")..];
         let out = run(sandbox.path(), &format!("{command} file.yaml\n"), true);
-        assert!(out.status.success(), "{}: {}", h["id"], String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            h["id"],
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
