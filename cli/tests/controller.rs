@@ -2,28 +2,16 @@
 //! HTTP API on loopback, directly (http://) and through an API-server service proxy with a
 //! kubeconfig (kube://), as kubeseal reaches its controller.
 
+use sealgate_testkit::keys::{copy, key};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use assert_cmd::Command;
 use predicates::str::contains;
 use sealgate_controller::http::{ApiState, router};
-use sealgate_core::keys::{KeyGenOptions, KeyRing, SealingKey, secret};
+use sealgate_core::keys::KeyRing;
 
 const SECRET: &str = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  namespace: shop\nstringData:\n  password: hunter2\n";
-
-fn key(days_ago: i64) -> SealingKey {
-    SealingKey::generate(&KeyGenOptions {
-        rsa_bits: 2048,
-        now: time::OffsetDateTime::now_utc() - time::Duration::days(days_ago),
-        ..KeyGenOptions::default()
-    })
-    .unwrap()
-}
-
-fn copy(k: &SealingKey) -> SealingKey {
-    secret::from_secret(&secret::to_secret(k, None)).unwrap()
-}
 
 /// The controller API on loopback, also mounted under the API server's service proxy path.
 fn serve(ring: KeyRing) -> SocketAddr {

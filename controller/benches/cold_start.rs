@@ -10,6 +10,7 @@
 //! The API server is in process and unthrottled, so this measures the controller, not a
 //! network; it shares the two cores with the controller (its JSON work is counted against us).
 
+use sealgate_testkit::keys::copy;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,11 +26,6 @@ use sealgate_testkit::FakeApi;
 
 const N: usize = 10_000;
 const COLLECTION: &str = "/apis/sealgate.dev/v1alpha1/namespaces/bench/sealedsecrets";
-
-fn copy(k: &SealingKey) -> SealingKey {
-    use sealgate_core::keys::secret;
-    secret::from_secret(&secret::to_secret(k, None)).unwrap()
-}
 
 fn metric(text: &str, prefix: &str) -> f64 {
     text.lines()

@@ -1,30 +1,17 @@
 //! The controller's HTTP API in process (`tower::ServiceExt::oneshot`).
 
+use sealgate_testkit::keys::{copy, key};
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use sealgate_controller::http::{ApiState, router};
-use sealgate_core::keys::{KeyGenOptions, KeyRing, SealingKey};
+use sealgate_core::keys::{KeyRing, SealingKey};
 use sealgate_core::seal::Scope;
 use sealgate_core::sealed::{self, SealOptions, SealedSecret, Target};
 use serde_json::Value;
 use tower::ServiceExt;
-
-fn key(days_ago: i64) -> SealingKey {
-    SealingKey::generate(&KeyGenOptions {
-        rsa_bits: 2048,
-        now: time::OffsetDateTime::now_utc() - time::Duration::days(days_ago),
-        ..KeyGenOptions::default()
-    })
-    .unwrap()
-}
-
-fn copy(k: &SealingKey) -> SealingKey {
-    use sealgate_core::keys::secret;
-    secret::from_secret(&secret::to_secret(k, None)).unwrap()
-}
 
 async fn call(
     state: &Arc<ApiState>,

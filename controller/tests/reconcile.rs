@@ -1,6 +1,7 @@
 //! Reconcile scenarios against an in-memory API server, asserted at the HTTP level: verb, path,
 //! field manager, body. No cluster.
 
+use sealgate_testkit::keys::copy;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,11 +31,6 @@ fn key() -> SealingKey {
         ..KeyGenOptions::default()
     })
     .unwrap()
-}
-
-fn copy(k: &SealingKey) -> SealingKey {
-    use sealgate_core::keys::secret;
-    secret::from_secret(&secret::to_secret(k, None)).unwrap()
 }
 
 /// A SealedSecret as a client would create it, sealed for real.

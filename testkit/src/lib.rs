@@ -3,5 +3,6 @@
 #![forbid(unsafe_code)]
 
 pub mod fake_api;
+pub mod keys;
 
 pub use fake_api::{FakeApi, Recorded};
