@@ -61,8 +61,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     pub config: ReconcileConfig,
-    /// Consecutive failures per object, for the backoff.
-    failures: Mutex<HashMap<(String, String), u32>>,
+    /// Consecutive failures per object (API version, namespace, name), for the backoff.
+    failures: Mutex<HashMap<(&'static str, String, String), u32>>,
 }
 
 impl Context {
@@ -90,7 +90,7 @@ impl Context {
         })
     }
 
-    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), u32>> {
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<(&'static str, String, String), u32>> {
         self.failures.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -122,8 +122,12 @@ impl ReconcileError {
     }
 }
 
-fn key_of<K: SealedKind>(obj: &K) -> (String, String) {
-    (obj.namespace().unwrap_or_default(), obj.name_any())
+fn key_of<K: SealedKind>(obj: &K) -> (&'static str, String, String) {
+    (
+        K::SOURCE.api_version(),
+        obj.namespace().unwrap_or_default(),
+        obj.name_any(),
+    )
 }
 
 /// Reconcile one SealedSecret (sealgate's or, in `--bitnami` mode, Bitnami's).
@@ -145,14 +149,14 @@ pub async fn reconcile<K: SealedKind>(
             outcome: outcome.into(),
         })
         .observe(start.elapsed().as_secs_f64());
-    if let Err(e) = &result {
+    if let Err(e) = result {
         ctx.metrics
             .unseal_errors
             .get_or_create(&ReasonLabels {
                 reason: e.reason().into(),
             })
             .inc();
-        return Err(result.unwrap_err());
+        return Err(e);
     }
     ctx.failures().remove(&key_of(&*obj));
     Ok(Action::requeue(ctx.config.resync))
