@@ -73,6 +73,13 @@ pub enum Source {
 }
 
 impl Source {
+    pub fn group(self) -> &'static str {
+        match self {
+            Source::Sealgate => "sealgate.dev",
+            Source::Bitnami => "bitnami.com",
+        }
+    }
+
     pub fn api_version(self) -> &'static str {
         match self {
             Source::Sealgate => sealgate_core::sealed::model::SEALGATE_API_VERSION,

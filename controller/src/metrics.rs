@@ -20,6 +20,8 @@ pub struct OutcomeLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ConditionLabels {
+    /// sealgate.dev or bitnami.com
+    pub group: String,
     pub namespace: String,
     pub name: String,
     pub condition: String,
@@ -39,6 +41,8 @@ pub struct Metrics {
     pub keys: Gauge,
     pub key_renewals: Counter,
     pub condition: Family<ConditionLabels, Gauge>,
+    /// The objects `condition` has series for, to drop them when the object is deleted.
+    conditioned: std::sync::Mutex<std::collections::BTreeSet<(String, String, String)>>,
     pub leader: Gauge,
 }
 
@@ -60,6 +64,7 @@ impl Default for Metrics {
             keys: Gauge::default(),
             key_renewals: Counter::default(),
             condition: Family::default(),
+            conditioned: Default::default(),
             leader: Gauge::default(),
         };
         registry.register(
@@ -110,17 +115,46 @@ impl Metrics {
         out
     }
 
-    pub fn set_condition(&self, namespace: &str, name: &str, synced: bool) {
+    fn condition_labels(key: &(String, String, String), status: &str) -> ConditionLabels {
+        ConditionLabels {
+            group: key.0.clone(),
+            namespace: key.1.clone(),
+            name: key.2.clone(),
+            condition: "Synced".into(),
+            status: status.into(),
+        }
+    }
+
+    pub fn set_condition(&self, group: &str, namespace: &str, name: &str, synced: bool) {
+        let key = (group.to_string(), namespace.to_string(), name.to_string());
         for (status, on) in [("True", synced), ("False", !synced)] {
             self.condition
-                .get_or_create(&ConditionLabels {
-                    namespace: namespace.into(),
-                    name: name.into(),
-                    condition: "Synced".into(),
-                    status: status.into(),
-                })
+                .get_or_create(&Self::condition_labels(&key, status))
                 .set(i64::from(on));
         }
+        self.conditioned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key);
+    }
+
+    /// Drop the condition series of `group`'s objects that no longer exist (`live` holds
+    /// (namespace, name) of those that do), so deleted SealedSecrets do not linger.
+    pub fn retain_conditions(
+        &self,
+        group: &str,
+        live: &std::collections::BTreeSet<(String, String)>,
+    ) {
+        let mut known = self.conditioned.lock().unwrap_or_else(|e| e.into_inner());
+        known.retain(|key| {
+            let keep = key.0 != group || live.contains(&(key.1.clone(), key.2.clone()));
+            if !keep {
+                for status in ["True", "False"] {
+                    self.condition.remove(&Self::condition_labels(key, status));
+                }
+            }
+            keep
+        });
     }
 }
 
@@ -138,4 +172,28 @@ pub fn router(metrics: std::sync::Arc<Metrics>) -> axum::Router {
             )
         }),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn condition_series_of_deleted_objects_are_dropped() {
+        let m = Metrics::default();
+        m.set_condition("sealgate.dev", "shop", "db", true);
+        m.set_condition("sealgate.dev", "shop", "gone", false);
+        m.set_condition("bitnami.com", "shop", "old", true);
+        let text = m.encode();
+        assert!(text.contains(r#"group="sealgate.dev",namespace="shop",name="gone",condition="Synced",status="False"} 1"#), "{text}");
+        let live = [("shop".to_string(), "db".to_string())].into();
+        m.retain_conditions("sealgate.dev", &live);
+        let text = m.encode();
+        assert!(!text.contains(r#"name="gone""#), "{text}");
+        assert!(text.contains(r#"name="db""#), "{text}");
+        assert!(
+            text.contains(r#"name="old""#),
+            "another group's series are kept: {text}"
+        );
+    }
 }

@@ -217,6 +217,7 @@ async fn reconcile_inner<K: SealedKind>(
         .await?;
     }
     ctx.metrics.set_condition(
+        K::SOURCE.group(),
         &ns,
         &name,
         !matches!(the_plan, Plan::Refuse { .. } | Plan::Fail { .. }),
@@ -291,21 +292,43 @@ pub async fn run<K: SealedKind>(
     )
     .touched_objects();
     let config = kube::runtime::controller::Config::default().concurrency(ctx.config.workers);
-    Controller::new(
+    let controller = Controller::new(
         Api::<K>::all(client),
         watcher::Config::default().any_semantic(),
     )
     .with_config(config)
     .owns_stream(secrets)
-    .graceful_shutdown_on(shutdown)
-    .run(reconcile::<K>, error_policy::<K>, ctx)
-    .for_each(|res| async move {
-        if let Err(e) = res {
-            // Object errors are logged by error_policy; these are watch/queue errors.
-            if !matches!(e, kube::runtime::controller::Error::ReconcilerFailed(..)) {
-                tracing::warn!(error = %e, "controller stream error");
-            }
+    .graceful_shutdown_on(shutdown);
+    // Deleted SealedSecrets are not reconciled again: drop their condition series from the
+    // cache's view every minute, once the cache has its first list.
+    let store = controller.store();
+    let metrics = ctx.metrics.clone();
+    let prune = async move {
+        if store.wait_until_ready().await.is_err() {
+            return std::future::pending().await;
         }
-    })
-    .await;
+        loop {
+            let live = store
+                .state()
+                .iter()
+                .map(|o| (o.namespace().unwrap_or_default(), o.name_any()))
+                .collect();
+            metrics.retain_conditions(K::SOURCE.group(), &live);
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }
+    };
+    let work = controller
+        .run(reconcile::<K>, error_policy::<K>, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                // Object errors are logged by error_policy; these are watch/queue errors.
+                if !matches!(e, kube::runtime::controller::Error::ReconcilerFailed(..)) {
+                    tracing::warn!(error = %e, "controller stream error");
+                }
+            }
+        });
+    tokio::select! {
+        _ = work => {}
+        _ = prune => {}
+    }
 }

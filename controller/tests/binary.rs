@@ -142,7 +142,7 @@ async fn runs_serves_unseals_and_shuts_down_cleanly() {
     for line in [
         "sealgate_controller_keys 1",
         "sealgate_controller_leader 1",
-        "sealgate_controller_condition_info{namespace=\"shop\",name=\"db\",condition=\"Synced\",status=\"True\"} 1",
+        "sealgate_controller_condition_info{group=\"sealgate.dev\",namespace=\"shop\",name=\"db\",condition=\"Synced\",status=\"True\"} 1",
     ] {
         assert!(metrics.contains(line), "{line} in\n{metrics}");
     }
