@@ -64,6 +64,10 @@ fn hash_of(m: &sealed::SealedSecret) -> String {
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Label on every Secret the controller writes: the controller caches (watches) exactly these,
+/// so a restart confirms that unchanged Secrets are current from one LIST, with no GET each.
+pub const UNSEALED_LABEL: &str = "sealgate.dev/unsealed";
+
 /// Annotation on the Secret: `<key id>:<HMAC-SHA256 of its data>`, keyed by a secret derived from
 /// that sealing key. A hand edit of the data breaks it, so the next resync repairs the Secret
 /// without unsealing unchanged ones; without the sealing key nobody can forge it, and unlike a
@@ -125,14 +129,22 @@ fn data_mac_valid(secret: &Secret, ring: &KeyRing) -> bool {
 }
 
 /// Whether an existing Secret already holds what this SealedSecret produces: the sealed input is
-/// unchanged (hash) and the data was not edited since (MAC). No private-key operation.
+/// unchanged (hash), the data was not edited since (MAC) and it still carries the controller's
+/// label. No private-key operation.
 pub fn up_to_date(existing: &Secret, ss: &SealedSecret, source: Source, ring: &KeyRing) -> bool {
     let recorded = existing
         .metadata
         .annotations
         .as_ref()
         .and_then(|a| a.get(SEALED_HASH_ANNOTATION));
-    matches!((recorded, sealed_hash(ss, source)), (Some(r), Ok(h)) if *r == h)
+    let labelled = existing
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(UNSEALED_LABEL))
+        .is_some_and(|v| v == "true");
+    labelled
+        && matches!((recorded, sealed_hash(ss, source)), (Some(r), Ok(h)) if *r == h)
         && data_mac_valid(existing, ring)
 }
 
@@ -173,7 +185,11 @@ pub fn desired_secret(
         metadata: ObjectMeta {
             name: Some(name.clone()),
             namespace: ss.metadata.namespace.clone(),
-            labels: (!s.meta.labels.is_empty()).then(|| s.meta.labels.clone()),
+            labels: Some({
+                let mut labels = s.meta.labels.clone();
+                labels.insert(UNSEALED_LABEL.into(), "true".into());
+                labels
+            }),
             annotations: Some(annotations),
             owner_references: Some(vec![OwnerReference {
                 api_version: source.api_version().into(),

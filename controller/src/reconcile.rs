@@ -39,6 +39,12 @@ fn owned_by(secret: &Secret, ss: &SealedSecret) -> bool {
     })
 }
 
+/// Whether `existing` is this SealedSecret's Secret and holds what it produces (no private-key
+/// operation).
+pub fn current(existing: &Secret, ss: &SealedSecret, source: Source, ring: &KeyRing) -> bool {
+    owned_by(existing, ss) && up_to_date(existing, ss, source, ring)
+}
+
 /// Decide what to do. Private-key operations happen only when the Secret must change.
 pub fn plan(ss: &SealedSecret, source: Source, existing: Option<&Secret>, ring: &KeyRing) -> Plan {
     let id = format!(
@@ -61,7 +67,7 @@ pub fn plan(ss: &SealedSecret, source: Source, existing: Option<&Secret>, ring: 
                 ),
             };
         }
-        if owned_by(e, ss) && up_to_date(e, ss, source, ring) {
+        if current(e, ss, source, ring) {
             return Plan::UpToDate;
         }
     }

@@ -13,15 +13,16 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
-use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use sealgate_core::keys::KeyRing;
 
 use crate::crd::SealedKind;
+use crate::desired::UNSEALED_LABEL;
 use crate::metrics::{Metrics, OutcomeLabels, ReasonLabels};
-use crate::reconcile::{Plan, plan, status};
+use crate::reconcile::{Plan, current, plan, status};
 
 /// The field manager of everything the controller writes.
 pub const FIELD_MANAGER: &str = "sealgate";
@@ -61,6 +62,9 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     pub config: ReconcileConfig,
+    /// The Secrets this controller wrote (label [`UNSEALED_LABEL`]), kept by [`run`]'s watch. Only
+    /// trusted to say "up to date"; anything else is decided on a live read.
+    cache: std::sync::OnceLock<Store<Secret>>,
     /// Consecutive failures per object (API version, namespace, name), for the backoff.
     failures: Mutex<HashMap<(&'static str, String, String), u32>>,
 }
@@ -86,6 +90,7 @@ impl Context {
             metrics,
             recorder,
             config,
+            cache: std::sync::OnceLock::new(),
             failures: Mutex::default(),
         })
     }
@@ -173,18 +178,27 @@ async fn reconcile_inner<K: SealedKind>(
         .clone()
         .ok_or(ReconcileError::NoNamespace)?;
     let name = ss.name_any();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let existing = secrets.get_opt(&name).await?;
     let ring = ctx.ring.load_full();
     if ring.is_empty() {
         return Err(ReconcileError::NoKeys);
     }
-    // RSA private-key work: off the async reactor.
-    let input = ss.clone();
-    let the_plan =
+    // The common case after a restart or a resync: the cached Secret is ours and current, so
+    // there is nothing to read, decrypt or write.
+    let cached = ctx
+        .cache
+        .get()
+        .and_then(|store| store.get(&ObjectRef::new(&name).within(&ns)));
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let the_plan = if cached.is_some_and(|c| current(&c, &ss, K::SOURCE, &ring)) {
+        Plan::UpToDate
+    } else {
+        let existing = secrets.get_opt(&name).await?;
+        // RSA private-key work: off the async reactor.
+        let input = ss.clone();
         tokio::task::spawn_blocking(move || plan(&input, K::SOURCE, existing.as_ref(), &ring))
             .await
-            .map_err(|e| ReconcileError::Task(e.to_string()))?;
+            .map_err(|e| ReconcileError::Task(e.to_string()))?
+    };
     let outcome = match &the_plan {
         Plan::UpToDate => "up_to_date",
         Plan::Apply {
@@ -278,19 +292,30 @@ pub fn error_policy<K: SealedKind>(obj: Arc<K>, err: &ReconcileError, ctx: Arc<C
     Action::requeue(delay)
 }
 
-/// Run the controller for one SealedSecret kind until `shutdown` resolves. Secrets are watched
-/// by metadata only (no values cross the wire for the watch), to reconcile the owner when its
-/// Secret is edited or deleted.
+/// Run the controller for one SealedSecret kind until `shutdown` resolves. The Secrets it wrote
+/// (label [`UNSEALED_LABEL`]) are watched into a cache, so the owner is reconciled when its
+/// Secret is edited, deleted or unlabelled, and an unchanged one needs no read at all.
 pub async fn run<K: SealedKind>(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let client = ctx.client.clone();
-    let secrets = watcher(
-        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .touched_objects();
+    // The Secrets this controller wrote, cached: an edit or deletion reconciles the owner at
+    // once, and an up-to-date one needs no read. One cache serves both kinds (--bitnami).
+    let selector = format!("{UNSEALED_LABEL}=true");
+    let watch = watcher(
+        Api::<Secret>::all(client.clone()),
+        watcher::Config::default().labels(&selector),
+    );
+    let (reader, writer) = reflector::store();
+    let secrets = if ctx.cache.set(reader).is_ok() {
+        reflector::reflector(writer, watch)
+            .touched_objects()
+            .boxed()
+    } else {
+        // With --bitnami the first kind's run fills the cache; this one only needs the triggers.
+        watch.touched_objects().boxed()
+    };
     let config = kube::runtime::controller::Config::default().concurrency(ctx.config.workers);
     let controller = Controller::new(
         Api::<K>::all(client),

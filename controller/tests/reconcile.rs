@@ -108,7 +108,11 @@ impl Harness {
     }
 
     fn secret(&self) -> Value {
-        self.api.get(SECRETS, "db").expect("the Secret exists")
+        self.secret_named("db")
+    }
+
+    fn secret_named(&self, name: &str) -> Value {
+        self.api.get(SECRETS, name).expect("the Secret exists")
     }
 }
 
@@ -494,14 +498,8 @@ async fn bitnami_sealed_secrets_in_bitnami_mode() {
     assert_eq!(decoded(&h.secret(), "password"), PLAINTEXT);
 }
 
-#[tokio::test]
-async fn the_controller_runs_against_the_api() {
-    let k = key();
-    let h = Harness::new(KeyRing::new([copy(&k)]));
-    for name in ["a", "b", "c"] {
-        h.api
-            .insert(SS, sealed_named(&k, "sealgate.dev/v1alpha1", name));
-    }
+/// Run a controller until `done` holds on its metrics, then stop it.
+async fn run_until(h: &Harness, done: impl Fn(&str) -> bool) {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let run = tokio::spawn(sealgate_controller::reconciler::run::<SealedSecret>(
         h.ctx.clone(),
@@ -510,7 +508,7 @@ async fn the_controller_runs_against_the_api() {
         },
     ));
     for _ in 0..500 {
-        if h.api.count("/secrets") == 3 {
+        if done(&h.ctx.metrics.encode()) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -520,16 +518,59 @@ async fn the_controller_runs_against_the_api() {
         .await
         .unwrap()
         .unwrap();
-    let reqs = h.api.take_requests();
+}
+
+#[tokio::test]
+async fn the_controller_runs_and_a_restart_reads_nothing_per_object() {
+    let k = key();
+    let mut h = Harness::new(KeyRing::new([copy(&k)]));
+    for name in ["a", "b", "c"] {
+        h.api
+            .insert(SS, sealed_named(&k, "sealgate.dev/v1alpha1", name));
+    }
+    run_until(&h, |m| m.contains("sealgate_controller_unseal_total 3")).await;
+    let reqs = lines(&h.api.take_requests());
     assert!(
-        lines(&reqs).contains(&"GET /apis/sealgate.dev/v1alpha1/sealedsecrets".to_string()),
-        "{:?}",
-        lines(&reqs)
+        reqs.contains(&"GET /apis/sealgate.dev/v1alpha1/sealedsecrets".to_string()),
+        "{reqs:?}"
     );
-    assert!(
-        lines(&reqs).contains(&"GET /api/v1/secrets".to_string()),
-        "Secrets watched: {:?}",
-        lines(&reqs)
-    );
+    let secret_list = reqs.iter().any(|l| l == "GET /api/v1/secrets");
+    assert!(secret_list, "Secrets watched: {reqs:?}");
     assert_eq!(h.api.count("/secrets"), 3);
+    assert_eq!(
+        h.secret_named("a")["metadata"]["labels"]["sealgate.dev/unsealed"],
+        "true"
+    );
+
+    // A restart: one LIST of the controller's Secrets, then nothing per object.
+    h.restart();
+    run_until(&h, |m| {
+        m.contains(
+            r#"sealgate_controller_reconcile_duration_seconds_count{outcome="up_to_date"} 3"#,
+        )
+    })
+    .await;
+    let reqs = h.api.take_requests();
+    let per_object: Vec<String> = reqs
+        .iter()
+        .filter(|r| r.path.starts_with(SECRETS) || r.method != "GET")
+        .map(Recorded::line)
+        .collect();
+    assert!(per_object.is_empty(), "{per_object:?}");
+    let list = reqs
+        .iter()
+        .find(|r| r.path == "/api/v1/secrets")
+        .expect("a LIST of Secrets");
+    assert!(
+        list.query
+            .contains("labelSelector=sealgate.dev%2Funsealed%3Dtrue"),
+        "only the controller's own Secrets: {}",
+        list.query
+    );
+    assert!(
+        h.ctx
+            .metrics
+            .encode()
+            .contains("sealgate_controller_private_key_operations_total 0")
+    );
 }
