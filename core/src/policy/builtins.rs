@@ -5,25 +5,22 @@ use std::fmt::Write as _;
 
 use regorus::{Engine, Value};
 
-/// Register the extensions. Each is a plain function, so engines stay `Send + Sync + Clone`.
-pub fn register(engine: &mut Engine) -> Result<(), String> {
-    let add = |e: &mut Engine, name: &str, n: u8, f: fn(Vec<Value>) -> anyhow::Result<Value>| {
-        e.add_extension(name.to_string(), n, Box::new(f))
-            .map_err(|err| format!("cannot register {name}: {err}"))
-    };
+type Extension = fn(Vec<Value>) -> anyhow::Result<Value>;
+
+/// The extensions: (name, arity, implementation). Plain functions, so engines stay
+/// `Send + Sync + Clone`, and the register VM calls the same code through host-await.
+pub const EXTENSIONS: &[(&str, u8, Extension)] = &[
     // Shadows regorus's sprintf: with too few arguments OPA prints %!v(MISSING); regorus makes the
     // expression undefined and the violation silently disappears.
-    add(engine, "sprintf", 2, |a| {
-        Ok(Value::from(sprintf(&a[0], &a[1])?))
-    })?;
-    add(engine, "re_match", 2, |a| {
+    ("sprintf", 2, |a| Ok(Value::from(sprintf(&a[0], &a[1])?))),
+    ("re_match", 2, |a| {
         let re = regex::Regex::new(a[0].as_string()?)?;
         Ok(Value::from(re.is_match(a[1].as_string()?)))
-    })?;
-    add(engine, "sealgate.entropy", 1, |a| {
+    }),
+    ("sealgate.entropy", 1, |a| {
         Ok(Value::from(shannon_entropy(a[0].as_string()?)))
-    })?;
-    add(engine, "sealgate.secret_reasons", 4, |a| {
+    }),
+    ("sealgate.secret_reasons", 4, |a| {
         let params: serde_json::Value = serde_json::to_value(&a[3]).unwrap_or_default();
         let reasons = secret_reasons(
             a[0].as_string()?,
@@ -34,8 +31,28 @@ pub fn register(engine: &mut Engine) -> Result<(), String> {
         Ok(Value::from(
             reasons.into_iter().map(Value::from).collect::<Vec<_>>(),
         ))
-    })?;
+    }),
+];
+
+/// Register the extensions on an interpreter engine.
+pub fn register(engine: &mut Engine) -> Result<(), String> {
+    for (name, n, f) in EXTENSIONS {
+        engine
+            .add_extension(name.to_string(), *n, Box::new(*f))
+            .map_err(|err| format!("cannot register {name}: {err}"))?;
+    }
     Ok(())
+}
+
+/// Call an extension by name (the register VM's host-await), its arguments in an array.
+pub fn call(name: &str, args: &Value) -> anyhow::Result<Value> {
+    let (_, n, f) = EXTENSIONS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .ok_or_else(|| anyhow::anyhow!("unknown extension {name}"))?;
+    let args: Vec<Value> = args.as_array()?.iter().cloned().collect();
+    anyhow::ensure!(args.len() == *n as usize, "{name} takes {n} arguments");
+    f(args)
 }
 
 /// Well-known credential formats: (what it is, pattern).

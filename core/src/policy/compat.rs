@@ -12,6 +12,8 @@
 //! 3. `not f(<undefined>)`: OPA hoists call arguments out of the negation, so an undefined argument
 //!    makes the body fail; regorus makes `not` succeed (a false positive).
 //!    → arguments that are refs or calls are hoisted into fresh variables before the `not`.
+//! 4. In regorus's register VM, `x := <undefined>` does not fail the body.
+//!    → `; x == x` after each body assignment to a plain variable.
 //!
 //! Builtin gaps are fixed with extensions (see [`super::builtins`]): OPA's `sprintf` (missing
 //! arguments print `%!v(MISSING)` instead of dropping the violation) and the deprecated `re_match`.
@@ -22,7 +24,85 @@
 pub fn normalize(src: &str, v0: bool) -> String {
     let s = separate_paren_lines(src);
     let s = if v0 { split_chained_bodies(&s) } else { s };
-    hoist_negated_call_args(&s)
+    guard_assignments(&hoist_negated_call_args(&s))
+}
+
+/// Gap 4, in regorus's register VM: `x := <undefined>` must make the body (or comprehension)
+/// fail, as in OPA and regorus's interpreter; the VM carries on, so a later `not` or comprehension
+/// that uses `x` misfires (a false violation). → `; x == x` after each assignment to a plain
+/// variable inside a body. It is true whenever `x` is defined, so results do not change anywhere
+/// else, and it fails exactly when OPA's assignment would.
+fn guard_assignments(src: &str) -> String {
+    let b = src.as_bytes();
+    let kinds = classify(src);
+    let mask: Vec<bool> = kinds.iter().map(|k| *k == Kind::Code).collect();
+    let mut inserts = Vec::new();
+    let mut depth = 0i32;
+    for i in 0..b.len() {
+        if !mask[i] {
+            continue;
+        }
+        match b[i] {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth -= 1,
+            b':' if depth > 0 && b.get(i + 1) == Some(&b'=') && mask[i + 1] => {
+                let mut id_end = i;
+                while id_end > 0 && matches!(b[id_end - 1], b' ' | b'\t') {
+                    id_end -= 1;
+                }
+                let mut id_start = id_end;
+                while id_start > 0
+                    && (b[id_start - 1].is_ascii_alphanumeric() || b[id_start - 1] == b'_')
+                {
+                    id_start -= 1;
+                }
+                let ident = &src[id_start..id_end];
+                let mut p = id_start;
+                while p > 0 && matches!(b[p - 1], b' ' | b'\t') {
+                    p -= 1;
+                }
+                let statement_start = p == 0 || matches!(b[p - 1], b'{' | b';' | b'|' | b'\n');
+                let plain =
+                    !ident.is_empty() && ident != "_" && !ident.as_bytes()[0].is_ascii_digit();
+                if statement_start && plain {
+                    inserts.push((
+                        statement_end(b, &kinds, i + 2),
+                        format!("; {ident} == {ident}"),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    insert_all(src, inserts)
+}
+
+/// Where the statement starting at `start` ends: after its last code byte before a `;`, a
+/// newline or a closing bracket at its own depth (comments after it are left outside).
+fn statement_end(b: &[u8], kinds: &[Kind], start: usize) -> usize {
+    let mut depth = 0i32;
+    let mut end = start;
+    for k in start..b.len() {
+        match kinds[k] {
+            Kind::Comment => continue,
+            Kind::Str => {
+                end = k + 1;
+                continue;
+            }
+            Kind::Code => {}
+        }
+        match b[k] {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' if depth == 0 => break,
+            b')' | b']' | b'}' => depth -= 1,
+            b'\n' | b';' if depth == 0 => break,
+            _ => {}
+        }
+        if !b[k].is_ascii_whitespace() {
+            end = k + 1;
+        }
+    }
+    end
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -431,6 +511,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn body_assignments_are_guarded_and_nothing_else() {
+        let src = "package t\ndefault allow := false\nf(x) := y if { y := x.a # why\n  z := [c |\n    c := y[_]\n  ]\n  count(z) > 0 }\nmsg := \"a := b\"\n";
+        let out = guard_assignments(src);
+        assert_eq!(
+            out,
+            "package t\ndefault allow := false\nf(x) := y if { y := x.a; y == y # why\n  z := [c |\n    c := y[_]; c == c\n  ]; z == z\n  count(z) > 0 }\nmsg := \"a := b\"\n"
+        );
+    }
+
+    #[test]
     fn paren_on_a_new_line_is_a_new_expression() {
         let src = "package t\nviolation[x] {\n  input.a # trailing comment\n  (input.a + 1) > 1\n  x := 1\n}\n";
         let out = separate_paren_lines(src);
@@ -490,7 +580,10 @@ mod tests {
 
     #[test]
     fn strings_and_comments_are_left_alone() {
-        let src = "package t\n# not f(a.b)\np { x := \"not f(a.b)\" }\n";
-        assert_eq!(normalize(src, true), src);
+        let src = "package t\n# not f(a.b)\np { x := \"not f(a.b) ; y := 1\" }\n";
+        assert_eq!(
+            normalize(src, true),
+            "package t\n# not f(a.b)\np { x := \"not f(a.b) ; y := 1\"; x == x }\n"
+        );
     }
 }

@@ -187,6 +187,9 @@ pub struct Template {
     pub source: String,
     entry: String,
     engine: regorus::Engine,
+    /// The same policy compiled for regorus's register VM; `None` when the VM cannot compile it
+    /// (the interpreter is used).
+    vm: Option<VmProgram>,
     /// `spec.crd.spec.validation.openAPIV3Schema`, checked against constraint parameters.
     schema: Option<Value>,
 }
@@ -391,6 +394,8 @@ pub struct Bundle {
     constraints: Vec<Constraint>,
     conftest: Option<Arc<Conftest>>,
     namespaces: NamespaceLabels,
+    /// Evaluate templates on the register VM where they compiled, or on the interpreter.
+    use_vm: bool,
 }
 
 impl std::fmt::Debug for Bundle {
@@ -612,6 +617,7 @@ impl BundleBuilder {
             constraints,
             conftest,
             namespaces: namespace_labels(&self.inventory),
+            use_vm: true,
         })
     }
 }
@@ -784,16 +790,106 @@ fn compile_template(
             return Err(rego_err(msg));
         }
     }
+    let vm = VmProgram::compile(&engine, &entry, data, limits);
     Ok(Template {
         kind,
         source: source.to_string(),
         entry,
+        vm,
         engine,
         schema: v
             .pointer("/spec/crd/spec/validation/openAPIV3Schema")
             .filter(|s| s.is_object())
             .cloned(),
     })
+}
+
+/// A template compiled for regorus's register VM (RVM). sealgate's extensions (the OPA-compatible
+/// `sprintf`, `re_match`, `sealgate.*`) are registered as host-await builtins: the VM suspends at
+/// each call and [`builtins::call`] answers, so both engines run the same extension code.
+#[derive(Clone)]
+struct VmProgram {
+    policy: regorus::CompiledPolicy,
+    program: Arc<regorus::rvm::Program>,
+    data: RValue,
+    timer: regorus::utils::limits::ExecutionTimerConfig,
+}
+
+impl VmProgram {
+    fn compile(
+        engine: &regorus::Engine,
+        entry: &str,
+        data: &Value,
+        limits: Limits,
+    ) -> Option<VmProgram> {
+        let host: Vec<(&str, usize)> = builtins::EXTENSIONS
+            .iter()
+            .map(|(name, n, _)| (*name, *n as usize))
+            .collect();
+        let policy = engine.clone().compile_with_entrypoint(&entry.into()).ok()?;
+        let program =
+            regorus::languages::rego::compiler::Compiler::compile_from_policy_with_host_await(
+                &policy,
+                &[entry],
+                &host,
+            )
+            .ok()?;
+        Some(VmProgram {
+            policy,
+            program,
+            data: RValue::from(data.clone()),
+            timer: regorus::utils::limits::ExecutionTimerConfig {
+                limit: limits.eval_timeout,
+                check_interval: NonZeroU32::new(256).expect("non-zero"),
+            },
+        })
+    }
+
+    fn eval(&self, entry: &str, input: RValue) -> anyhow::Result<RValue> {
+        use regorus::rvm::vm::{ExecutionMode, RegoVM};
+        let mut vm = RegoVM::new_with_policy(self.policy.clone());
+        vm.load_program(self.program.clone());
+        vm.set_data(self.data.clone())?;
+        vm.set_input(input);
+        vm.set_strict_builtin_errors(false);
+        // No instruction budget (its default, 25,000, stops ordinary policies): the time limit,
+        // as for the interpreter, bounds evaluation.
+        vm.set_max_instructions(usize::MAX);
+        vm.set_execution_timer_config(Some(self.timer));
+        vm.set_execution_mode(ExecutionMode::Suspendable);
+        let mut result = vm.execute_entry_point_by_name(entry)?;
+        while let Some(name) = vm.get_host_await_identifier() {
+            let name = name.as_string()?.to_string();
+            let args = vm
+                .get_host_await_argument()
+                .cloned()
+                .unwrap_or(RValue::Undefined);
+            // A failing extension is undefined, as in the interpreter without strict errors.
+            let answer = builtins::call(&name, &args).unwrap_or(RValue::Undefined);
+            result = vm.resume(Some(answer))?;
+        }
+        Ok(result)
+    }
+}
+
+impl Template {
+    /// Evaluate the violation rule: on the VM when it compiled there and `use_vm`, else on the
+    /// interpreter.
+    fn eval(&self, input: RValue, use_vm: bool) -> anyhow::Result<RValue> {
+        match &self.vm {
+            Some(vm) if use_vm => vm.eval(&self.entry, input),
+            _ => {
+                let mut engine = self.engine.clone();
+                engine.set_input(input);
+                engine.eval_rule(self.entry.clone())
+            }
+        }
+    }
+
+    /// Whether evaluation can run on the register VM.
+    pub fn on_vm(&self) -> bool {
+        self.vm.is_some()
+    }
 }
 
 fn parse_constraint(source: &str, v: &Value) -> Result<Constraint, PolicyError> {
@@ -901,6 +997,11 @@ impl Bundle {
         &self.constraints
     }
 
+    /// Evaluate on the register VM (the default) or on regorus's interpreter.
+    pub fn set_use_vm(&mut self, use_vm: bool) {
+        self.use_vm = use_vm;
+    }
+
     /// Keep only some constraints (e.g. to measure or debug one policy).
     pub fn retain_constraints(&mut self, keep: impl Fn(&Constraint) -> bool) {
         self.constraints.retain(keep);
@@ -944,9 +1045,7 @@ impl Bundle {
             input.insert(RValue::from("review"), review_value.clone());
             input.insert(RValue::from("parameters"), c.parameters.clone());
             input.insert(RValue::from("sealgate"), sealgate.clone());
-            let mut engine = t.engine.clone();
-            engine.set_input(RValue::from(input));
-            match engine.eval_rule(t.entry.clone()) {
+            match t.eval(RValue::from(input), self.use_vm) {
                 Ok(result) => {
                     for r in results(&result) {
                         out.push(violation(&t.kind, &c.name, r, action, &object_ref));

@@ -34,11 +34,29 @@ fn pod(name: &str, image: &str) -> Value {
            "spec": {"containers": [{"name": "c", "image": image}]}})
 }
 
+/// Evaluate on the register VM, and check that regorus's interpreter agrees: every test here is
+/// also a differential test of the two engines.
 fn eval(b: &Bundle, obj: Value) -> Vec<Violation> {
-    b.evaluate(
-        &Review::for_object(obj, Point::Ci).at("apps/pod.yaml", 3),
-        &Default::default(),
-    )
+    let review = Review::for_object(obj, Point::Ci).at("apps/pod.yaml", 3);
+    let on_vm = b.evaluate(&review, &Default::default());
+    let mut interpreter = b.clone();
+    interpreter.set_use_vm(false);
+    let on_interpreter = interpreter.evaluate(&review, &Default::default());
+    // Evaluation errors are compared by kind: their texts (timings, engine wording) differ.
+    let comparable = |v: &[Violation]| -> Vec<String> {
+        v.iter()
+            .map(|v| match v.evaluation_error {
+                true => format!("{} {} evaluation error", v.policy, v.constraint),
+                false => format!("{v:?}"),
+            })
+            .collect()
+    };
+    assert_eq!(
+        comparable(&on_vm),
+        comparable(&on_interpreter),
+        "the register VM and the interpreter disagree"
+    );
+    on_vm
 }
 
 const REPOS: &str = r#"violation[{"msg": msg, "details": {"path": ["spec", "containers", "0", "image"]}}] {
