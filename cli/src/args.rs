@@ -389,6 +389,16 @@ pub struct BundleArgs {
     /// Time limit for one policy evaluation, e.g. 500ms or 2s
     #[arg(long, default_value = "2s", value_parser = sealgate_core::duration::parse, value_name = "DURATION")]
     pub eval_timeout: std::time::Duration,
+    /// Rego engine: regorus's register VM, or its interpreter (slower; for a policy that meets
+    /// a VM gap)
+    #[arg(long, value_enum, default_value_t = RegoEngine::Vm, env = "SEALGATE_REGO_ENGINE")]
+    pub rego_engine: RegoEngine,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RegoEngine {
+    Vm,
+    Interpreter,
 }
 
 #[derive(Debug, Args)]

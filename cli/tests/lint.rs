@@ -371,3 +371,18 @@ fn stdin_is_linted_as_one_file() {
             "<stdin>:4: deny   SealgateNoPlaintextSecrets/no-plaintext-secrets:",
         ));
 }
+
+#[test]
+fn both_rego_engines_give_the_same_findings() {
+    let vm = sealgate().args(["lint", "examples/"]).output().unwrap();
+    let interpreter = sealgate()
+        .args(["lint", "--rego-engine", "interpreter", "examples/"])
+        .output()
+        .unwrap();
+    assert_eq!(vm.status.code(), Some(1));
+    assert_eq!(interpreter.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&vm.stdout),
+        String::from_utf8_lossy(&interpreter.stdout)
+    );
+}

@@ -110,6 +110,10 @@ struct Args {
     /// Log format
     #[arg(long, default_value = "json", value_parser = ["json", "text"])]
     log_format: String,
+    /// Rego engine: regorus's register VM (vm), or its interpreter (slower; for a policy that
+    /// meets a VM gap)
+    #[arg(long, global = true, env = "SEALGATE_REGO_ENGINE", default_value = "vm", value_parser = ["vm", "interpreter"])]
+    rego_engine: String,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -297,6 +301,7 @@ fn policy_sources(args: &Args) -> PolicySources {
         limits: sealgate_core::policy::Limits {
             eval_timeout: args.deadline,
         },
+        use_vm: args.rego_engine == "vm",
     }
 }
 

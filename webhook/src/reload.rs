@@ -19,11 +19,14 @@ pub struct PolicySources {
     pub builtin: bool,
     pub dirs: Vec<PathBuf>,
     pub limits: Limits,
+    /// Evaluate on regorus's register VM (else its interpreter).
+    pub use_vm: bool,
 }
 
 impl PolicySources {
     pub fn build(&self) -> Result<Bundle, String> {
         let mut b = BundleBuilder::new(self.limits);
+        b.use_vm(self.use_vm);
         if self.builtin {
             b.add_builtin();
         }

@@ -366,6 +366,7 @@ fn slow_bundle(dir: &std::path::Path) -> PolicySources {
         limits: Limits {
             eval_timeout: Duration::from_millis(500),
         },
+        use_vm: true,
     }
 }
 
@@ -411,6 +412,8 @@ async fn a_broken_bundle_on_reload_keeps_the_old_one_serving() {
         builtin: false,
         dirs: vec![dir.path().to_path_buf()],
         limits: Limits::default(),
+        // The interpreter, as `--rego-engine interpreter` selects: it serves the same decisions.
+        use_vm: false,
     };
     let s = AppState::new(
         sources.build().unwrap(),

@@ -42,6 +42,7 @@ pub fn build_bundle(args: &BundleArgs) -> Result<Bundle> {
     let mut b = BundleBuilder::new(sealgate_core::policy::Limits {
         eval_timeout: args.eval_timeout,
     });
+    b.use_vm(args.rego_engine == crate::args::RegoEngine::Vm);
     if !args.no_builtin {
         b.add_builtin();
     }
