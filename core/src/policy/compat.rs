@@ -13,7 +13,8 @@
 //!    makes the body fail; regorus makes `not` succeed (a false positive).
 //!    → arguments that are refs or calls are hoisted into fresh variables before the `not`.
 //! 4. In regorus's register VM, `x := <undefined>` does not fail the body.
-//!    → `; x == x` after each body assignment to a plain variable.
+//!    → `; x == x` after each body assignment to a plain variable (a v1 unbraced body,
+//!    `p if x := e`, is braced first).
 //!
 //! Builtin gaps are fixed with extensions (see [`super::builtins`]): OPA's `sprintf` (missing
 //! arguments print `%!v(MISSING)` instead of dropping the violation) and the deprecated `re_match`.
@@ -45,7 +46,7 @@ fn guard_assignments(src: &str) -> String {
         match b[i] {
             b'(' | b'[' | b'{' => depth += 1,
             b')' | b']' | b'}' => depth -= 1,
-            b':' if depth > 0 && b.get(i + 1) == Some(&b'=') && mask[i + 1] => {
+            b':' if b.get(i + 1) == Some(&b'=') && mask[i + 1] => {
                 let mut id_end = i;
                 while id_end > 0 && matches!(b[id_end - 1], b' ' | b'\t') {
                     id_end -= 1;
@@ -61,13 +62,27 @@ fn guard_assignments(src: &str) -> String {
                 while p > 0 && matches!(b[p - 1], b' ' | b'\t') {
                     p -= 1;
                 }
-                let statement_start = p == 0 || matches!(b[p - 1], b'{' | b';' | b'|' | b'\n');
                 let plain =
                     !ident.is_empty() && ident != "_" && !ident.as_bytes()[0].is_ascii_digit();
-                if statement_start && plain {
+                let statement_start =
+                    depth > 0 && (p == 0 || matches!(b[p - 1], b'{' | b';' | b'|' | b'\n'));
+                // A v1 body of one unbraced statement, `p if x := e`, is at depth 0 (elsewhere
+                // at depth 0, `:=` belongs to a rule head): it is braced so the guard can follow.
+                let after_if = depth == 0
+                    && p >= 2
+                    && p < id_start
+                    && &b[p - 2..p] == b"if"
+                    && (p == 2 || !(b[p - 3].is_ascii_alphanumeric() || b[p - 3] == b'_'));
+                if plain && statement_start {
                     inserts.push((
                         statement_end(b, &kinds, i + 2),
                         format!("; {ident} == {ident}"),
+                    ));
+                } else if plain && after_if {
+                    inserts.push((id_start, "{ ".to_string()));
+                    inserts.push((
+                        statement_end(b, &kinds, i + 2),
+                        format!("; {ident} == {ident} }}"),
                     ));
                 }
             }
@@ -512,11 +527,11 @@ mod tests {
 
     #[test]
     fn body_assignments_are_guarded_and_nothing_else() {
-        let src = "package t\ndefault allow := false\nf(x) := y if { y := x.a # why\n  z := [c |\n    c := y[_]\n  ]\n  count(z) > 0 }\nmsg := \"a := b\"\n";
+        let src = "package t\ndefault allow := false\nf(x) := y if { y := x.a # why\n  z := [c |\n    c := y[_]\n  ]\n  count(z) > 0 }\nmsg := \"a := b\"\np if x := input.a\ng := 1 if true\n";
         let out = guard_assignments(src);
         assert_eq!(
             out,
-            "package t\ndefault allow := false\nf(x) := y if { y := x.a; y == y # why\n  z := [c |\n    c := y[_]; c == c\n  ]; z == z\n  count(z) > 0 }\nmsg := \"a := b\"\n"
+            "package t\ndefault allow := false\nf(x) := y if { y := x.a; y == y # why\n  z := [c |\n    c := y[_]; c == c\n  ]; z == z\n  count(z) > 0 }\nmsg := \"a := b\"\np if { x := input.a; x == x }\ng := 1 if true\n"
         );
     }
 

@@ -493,3 +493,25 @@ fn admission_review_requests() {
             .contains("oldObject")
     );
 }
+
+#[test]
+fn an_unbraced_v1_body_with_an_undefined_assignment_does_not_fire() {
+    let t = r#"apiVersion: templates.gatekeeper.sh/v1
+kind: ConstraintTemplate
+metadata: {name: unbraced}
+spec:
+  crd: {spec: {names: {kind: Unbraced}}}
+  targets:
+    - target: admission.k8s.gatekeeper.sh
+      code:
+        - engine: Rego
+          source:
+            version: v1
+            rego: |
+              package unbraced
+              violation contains {"msg": "m"} if x := input.parameters.nope
+"#;
+    let b = bundle(&[t.to_string(), constraint("Unbraced", "u", json!({}))]);
+    // `eval` also checks that the VM agrees with the interpreter.
+    assert!(eval(&b, pod("web", "x")).is_empty());
+}
