@@ -515,3 +515,158 @@ spec:
     // `eval` also checks that the VM agrees with the interpreter.
     assert!(eval(&b, pod("web", "x")).is_empty());
 }
+
+/// A battery of Rego constructs Gatekeeper templates use, each on objects where it holds, does
+/// not hold and meets undefined values: the register VM and the interpreter must agree (`eval`
+/// asserts it), and so must OPA's expected counts.
+#[test]
+fn the_vm_agrees_with_the_interpreter_on_common_rego() {
+    let with_labels = |labels: Value| {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "shop", "labels": labels},
+               "spec": {"containers": [{"name": "a", "image": "r.io/a:1", "ports": [{"containerPort": 80}]},
+                                       {"name": "b", "image": "b:latest", "env": [{"name": "K", "value": "v"}]}],
+                        "hostNetwork": false}})
+    };
+    let objects = [
+        with_labels(json!({"app": "web", "team": "x"})),
+        with_labels(json!({})),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "shop"}, "data": {"a": "1"}}),
+    ];
+    let cases: &[(&str, &str)] = &[
+        (
+            "missing label",
+            r#"violation[{"msg": msg}] {
+  required := {"app", "team"}
+  provided := {k | input.review.object.metadata.labels[k]}
+  missing := required - provided
+  count(missing) > 0
+  msg := sprintf("missing %v", [missing])
+}"#,
+        ),
+        (
+            "some in with index",
+            r#"import future.keywords.in
+violation[{"msg": msg}] {
+  some i, c in input.review.object.spec.containers
+  endswith(c.image, ":latest")
+  msg := sprintf("%v %v", [i, c.name])
+}"#,
+        ),
+        (
+            "every",
+            r#"import future.keywords
+violation[{"msg": "not all pinned"}] {
+  cs := input.review.object.spec.containers
+  not every_pinned(cs)
+}
+every_pinned(cs) {
+  every c in cs { not endswith(c.image, ":latest") }
+}"#,
+        ),
+        (
+            "with",
+            r#"violation[{"msg": "x"}] {
+  allowed with input.review.object.metadata.name as "admin"
+}
+allowed { input.review.object.metadata.name == "admin" }"#,
+        ),
+        (
+            "default and else",
+            r#"default tier = "none"
+tier = "gold" { input.review.object.metadata.labels.team == "x" } else = "silver" { input.review.object.metadata.labels.app }
+violation[{"msg": tier}] { tier != "none" }"#,
+        ),
+        (
+            "object comprehension and union",
+            r#"violation[{"msg": msg}] {
+  ports := {c.name: count(object.get(c, "ports", [])) | c := input.review.object.spec.containers[_]}
+  merged := object.union(ports, {"extra": 0})
+  msg := json.marshal(merged)
+}"#,
+        ),
+        (
+            "negated partial set",
+            r#"bad[name] { c := input.review.object.spec.containers[_]; not startswith(c.image, "r.io/"); name := c.name }
+violation[{"msg": "none bad"}] { not bad["a"]; input.review.object.kind == "Pod" }
+violation[{"msg": sprintf("bad %v", [n])}] { bad[n] }"#,
+        ),
+        (
+            "undefined in function args",
+            r#"f(x) = y { y := x.missing }
+violation[{"msg": "u"}] { not f(input.review.object.metadata) }"#,
+        ),
+        (
+            "string builtins",
+            r#"violation[{"msg": msg}] {
+  c := input.review.object.spec.containers[_]
+  parts := split(c.image, ":")
+  msg := concat("/", [upper(c.name), trim_suffix(parts[0], ".io"), format_int(count(parts), 10)])
+}"#,
+        ),
+        (
+            "regex and glob",
+            r#"violation[{"msg": c.name}] {
+  c := input.review.object.spec.containers[_]
+  regex.match("^[a-z]+:latest$", c.image)
+}
+violation[{"msg": "glob"}] { glob.match("r.io/*", ["/"], input.review.object.spec.containers[0].image) }"#,
+        ),
+        (
+            "sprintf verbs",
+            r#"violation[{"msg": sprintf("%v|%q|%d|%s|%v", ["a", "b", 3, "s", {"k": [1, true, null]}])}] { true }"#,
+        ),
+        (
+            "env values",
+            r#"violation[{"msg": e.name}] {
+  e := input.review.object.spec.containers[_].env[_]
+  e.value
+}"#,
+        ),
+        (
+            "walk",
+            r#"violation[{"msg": "walked"}] {
+  walk(input.review.object.spec, [path, v])
+  v == 80
+  count(path) > 0
+}"#,
+        ),
+        (
+            "data.inventory absent",
+            r#"violation[{"msg": "inv"}] { data.inventory.namespace[_] }"#,
+        ),
+    ];
+    let mut fired = Vec::new();
+    for (name, rego) in cases {
+        let b = bundle(&[
+            template("Battery", rego),
+            constraint("Battery", "b", json!({})),
+        ]);
+        let per_object: Vec<usize> = objects
+            .iter()
+            // `eval` asserts that both engines agree.
+            .map(|obj| eval(&b, obj.clone()).len())
+            .collect();
+        fired.push(format!("{name}: {per_object:?}"));
+    }
+    // What OPA gives for each case on the three objects.
+    assert_eq!(
+        fired,
+        [
+            "missing label: [0, 1, 1]",
+            "some in with index: [1, 1, 0]",
+            "every: [1, 1, 0]",
+            "with: [1, 1, 1]",
+            "default and else: [1, 0, 0]",
+            // A comprehension over an undefined collection is empty, never undefined.
+            "object comprehension and union: [1, 1, 1]",
+            "negated partial set: [2, 2, 0]",
+            "undefined in function args: [1, 1, 1]",
+            "string builtins: [2, 2, 0]",
+            "regex and glob: [2, 2, 0]",
+            "sprintf verbs: [1, 1, 1]",
+            "env values: [1, 1, 0]",
+            "walk: [1, 1, 0]",
+            "data.inventory absent: [0, 0, 0]",
+        ]
+    );
+}
