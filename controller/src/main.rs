@@ -72,16 +72,16 @@ struct RunArgs {
     #[arg(long, env = "SEALGATE_KEY_CN", default_value = "sealgate")]
     key_cn: String,
     /// How often to look for keys created elsewhere (another replica, an import, a restore)
-    #[arg(long, default_value = "30s", value_parser = sealgate_core::duration::parse)]
+    #[arg(long, env = "SEALGATE_KEY_POLL_PERIOD", default_value = "30s", value_parser = sealgate_core::duration::parse)]
     key_poll_period: Duration,
     /// SealedSecrets reconciled at once
     #[arg(long, env = "SEALGATE_WORKERS", default_value_t = 8)]
     workers: u16,
     /// How often a synced SealedSecret is checked again, repairing hand edits of its Secret
-    #[arg(long, default_value = "10m", value_parser = sealgate_core::duration::parse)]
+    #[arg(long, env = "SEALGATE_RESYNC_PERIOD", default_value = "10m", value_parser = sealgate_core::duration::parse)]
     resync_period: Duration,
     /// Longest wait between retries of a failing SealedSecret (retries never stop)
-    #[arg(long, default_value = "5m", value_parser = sealgate_core::duration::parse)]
+    #[arg(long, env = "SEALGATE_MAX_BACKOFF", default_value = "5m", value_parser = sealgate_core::duration::parse)]
     max_backoff: Duration,
     /// Sustained Kubernetes API requests per second
     #[arg(long, env = "SEALGATE_KUBE_API_QPS", default_value_t = 50.0)]
@@ -97,7 +97,11 @@ struct RunArgs {
     #[arg(long, env = "SEALGATE_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
     leader_elect: bool,
     /// Name of the leader Lease
-    #[arg(long, default_value = "sealgate-controller")]
+    #[arg(
+        long,
+        env = "SEALGATE_LEASE_NAME",
+        default_value = "sealgate-controller"
+    )]
     lease_name: String,
     /// Log format
     #[arg(long, env = "SEALGATE_LOG_FORMAT", default_value = "json", value_parser = ["json", "text"])]
