@@ -36,7 +36,7 @@ pub fn normalize(src: &str, v0: bool) -> String {
 fn guard_assignments(src: &str) -> String {
     let b = src.as_bytes();
     let kinds = classify(src);
-    let mask: Vec<bool> = kinds.iter().map(|k| *k == Kind::Code).collect();
+    let mask = code_mask(&kinds);
     let mut inserts = Vec::new();
     let mut depth = 0i32;
     for i in 0..b.len() {
@@ -75,13 +75,13 @@ fn guard_assignments(src: &str) -> String {
                     && (p == 2 || !(b[p - 3].is_ascii_alphanumeric() || b[p - 3] == b'_'));
                 if plain && statement_start {
                     inserts.push((
-                        statement_end(b, &kinds, i + 2),
+                        expression_end(b, &kinds, i + 2),
                         format!("; {ident} == {ident}"),
                     ));
                 } else if plain && after_if {
                     inserts.push((id_start, "{ ".to_string()));
                     inserts.push((
-                        statement_end(b, &kinds, i + 2),
+                        expression_end(b, &kinds, i + 2),
                         format!("; {ident} == {ident} }}"),
                     ));
                 }
@@ -90,34 +90,6 @@ fn guard_assignments(src: &str) -> String {
         }
     }
     insert_all(src, inserts)
-}
-
-/// Where the statement starting at `start` ends: after its last code byte before a `;`, a
-/// newline or a closing bracket at its own depth (comments after it are left outside).
-fn statement_end(b: &[u8], kinds: &[Kind], start: usize) -> usize {
-    let mut depth = 0i32;
-    let mut end = start;
-    for k in start..b.len() {
-        match kinds[k] {
-            Kind::Comment => continue,
-            Kind::Str => {
-                end = k + 1;
-                continue;
-            }
-            Kind::Code => {}
-        }
-        match b[k] {
-            b'(' | b'[' | b'{' => depth += 1,
-            b')' | b']' | b'}' if depth == 0 => break,
-            b')' | b']' | b'}' => depth -= 1,
-            b'\n' | b';' if depth == 0 => break,
-            _ => {}
-        }
-        if !b[k].is_ascii_whitespace() {
-            end = k + 1;
-        }
-    }
-    end
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -167,8 +139,8 @@ fn classify(src: &str) -> Vec<Kind> {
 }
 
 /// Code bytes only: `true` where the byte is code.
-fn code_mask(src: &str) -> Vec<bool> {
-    classify(src).into_iter().map(|k| k == Kind::Code).collect()
+fn code_mask(kinds: &[Kind]) -> Vec<bool> {
+    kinds.iter().map(|k| *k == Kind::Code).collect()
 }
 
 /// Gap 1: `;` at the end of a line when the next code line starts with `(` and the line before
@@ -318,7 +290,8 @@ fn split_chained_bodies(src: &str) -> String {
 ///   does not match").
 fn hoist_negated_call_args(src: &str) -> String {
     let b = src.as_bytes();
-    let mask = code_mask(src);
+    let kinds = classify(src);
+    let mask = code_mask(&kinds);
     let mut edits: Vec<(usize, usize, String)> = Vec::new(); // (start, end, replacement)
     let mut counter = 0;
     let mut i = 0;
@@ -339,7 +312,7 @@ fn hoist_negated_call_args(src: &str) -> String {
                 .iter()
                 .take_while(|c| **c == b' ' || **c == b'\t')
                 .count();
-        let expr_end = expression_end(b, &mask, expr_start);
+        let expr_end = expression_end(b, &kinds, expr_start);
         let expr = &src[expr_start..expr_end];
         // `with` changes what the expression sees: leave such expressions alone.
         if expr.split_whitespace().any(|w| w == "with") || expr.is_empty() {
@@ -385,27 +358,31 @@ fn hoist_negated_call_args(src: &str) -> String {
     out
 }
 
-/// Where the expression starting at `start` ends: a newline, `;` or comment at depth 0, or an
-/// unmatched closing bracket. Trailing whitespace is excluded.
-fn expression_end(b: &[u8], mask: &[bool], start: usize) -> usize {
+/// Where the expression (or statement) starting at `start` ends: after its last code or string
+/// byte before a `;`, a newline or a closing bracket at its own depth. A trailing comment is left
+/// outside, so text inserted at the end is never commented out.
+fn expression_end(b: &[u8], kinds: &[Kind], start: usize) -> usize {
     let mut depth = 0i32;
     let mut end = start;
-    let mut k = start;
-    while k < b.len() {
-        let c = b[k];
-        if mask[k] {
-            match c {
-                b'(' | b'[' | b'{' => depth += 1,
-                b')' | b']' | b'}' if depth == 0 => break,
-                b')' | b']' | b'}' => depth -= 1,
-                b'\n' | b';' | b'#' if depth == 0 => break,
-                _ => {}
+    for k in start..b.len() {
+        match kinds[k] {
+            Kind::Comment => continue,
+            Kind::Str => {
+                end = k + 1;
+                continue;
             }
+            Kind::Code => {}
         }
-        if !c.is_ascii_whitespace() {
+        match b[k] {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' if depth == 0 => break,
+            b')' | b']' | b'}' => depth -= 1,
+            b'\n' | b';' if depth == 0 => break,
+            _ => {}
+        }
+        if !b[k].is_ascii_whitespace() {
             end = k + 1;
         }
-        k += 1;
     }
     end
 }
@@ -524,6 +501,15 @@ fn insert_all(src: &str, mut inserts: Vec<(usize, String)>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_trailing_comment_stays_a_comment() {
+        let src = "package t\np { not startswith(x, y[_]) # no repo matches\n}\n";
+        assert_eq!(
+            hoist_negated_call_args(src),
+            "package t\np { count([1 | startswith(x, y[_])]) == 0 # no repo matches\n}\n"
+        );
+    }
 
     #[test]
     fn body_assignments_are_guarded_and_nothing_else() {
