@@ -8,6 +8,7 @@
 //! - docs/s of evaluating the same built-in bundle in-process on pre-parsed documents (parse
 //!   excluded), on 1 thread and on all cores: the raw cost of the policies.
 
+use sealgate_testkit::process::without_library_backtraces;
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::path::Path;
@@ -199,20 +200,4 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out.sort();
     out
-}
-
-/// Benchmarks run as production does: without library backtraces. With `RUST_BACKTRACE=1` (set on
-/// these development machines) anyhow captures a backtrace for every error regorus raises
-/// internally, which costs about a quarter of the evaluation time. Re-run this process without them.
-fn without_library_backtraces() {
-    let enabled = |k| std::env::var(k).is_ok_and(|v| v != "0");
-    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() && enabled("RUST_BACKTRACE") {
-        let exe = std::env::current_exe().expect("current exe");
-        let status = std::process::Command::new(exe)
-            .args(std::env::args_os().skip(1))
-            .env("RUST_LIB_BACKTRACE", "0")
-            .status()
-            .expect("re-run the benchmark");
-        std::process::exit(status.code().unwrap_or(1));
-    }
 }

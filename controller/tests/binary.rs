@@ -3,8 +3,8 @@
 //! SealedSecret into its Secret, exposes metrics, and on SIGTERM shuts down cleanly, releasing
 //! the lease.
 
-use std::net::TcpListener;
-use std::process::{Child, Command};
+use sealgate_testkit::process::{KillOnDrop, free_port};
+use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine;
@@ -15,14 +15,6 @@ use sealgate_testkit::FakeApi;
 use serde_json::json;
 
 const NS: &str = "sealgate-system";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn get(url: &str) -> Option<(u16, String)> {
     let agent = ureq::Agent::config_builder()
@@ -44,13 +36,6 @@ async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("timed out waiting for {what}");
-}
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,7 +93,7 @@ async fn runs_serves_unseals_and_shuts_down_cleanly() {
         .env_remove("KUBERNETES_SERVICE_HOST")
         .spawn()
         .unwrap();
-    let mut child = Killed(child);
+    let mut child = KillOnDrop(child);
 
     // The keys are served.
     let cert = eventually("the certificate", || {

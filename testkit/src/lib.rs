@@ -4,5 +4,7 @@
 
 pub mod fake_api;
 pub mod keys;
+pub mod process;
+pub mod tls;
 
 pub use fake_api::{FakeApi, Recorded};

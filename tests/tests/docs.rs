@@ -10,12 +10,9 @@
 //! - ```` ```sh ci ````: every command line must start a line of `.ci/run`, which CI runs.
 //! - ```` ```yaml ````: must parse; `sealgate` commands in it (workflow steps) are argument-checked.
 
+use sealgate_testkit::process::{bin_dir, repo};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 struct Block {
     info: String,
@@ -57,33 +54,6 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), &target).unwrap();
         }
     }
-}
-
-/// This workspace's binaries, built once (another package's binaries are not built for this
-/// package's tests).
-fn bin_dir() -> PathBuf {
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    BUILT.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "sealgate-cli",
-                "-p",
-                "sealgate-controller",
-            ])
-            .args(["-p", "sealgate-webhook"])
-            .current_dir(repo())
-            .status()
-            .unwrap();
-        assert!(status.success(), "cannot build the binaries");
-    });
-    assert_cmd::cargo::cargo_bin("sealgate")
-        .parent()
-        .unwrap()
-        .to_path_buf()
 }
 
 const STUBS: &str = "kubectl() { :; }; kind() { :; }; k3d() { :; }; docker() { :; }; \

@@ -6,7 +6,6 @@
 //! judges the same objects for the GitOps agent, a human, and a human through break-glass →
 //! `sealgate lint examples/` gives exactly the expected findings.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -21,6 +20,7 @@ use sealgate_controller::reconciler::{Context, ReconcileConfig, reconcile};
 use sealgate_core::keys::{KeyGenOptions, KeyRing};
 use sealgate_core::policy::{BundleBuilder, Limits, NamespaceLabels};
 use sealgate_testkit::FakeApi;
+use sealgate_testkit::process::{bin_dir, repo};
 use sealgate_webhook::server::{AppState, Config, router};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -29,24 +29,9 @@ const FLUX: &str = "system:serviceaccount:flux-system:kustomize-controller";
 const CONTROLLER: &str = "system:serviceaccount:sealgate-system:sealgate-controller";
 const KEYS: &str = "/api/v1/namespaces/sealgate-system/secrets";
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// The `sealgate` binary of this workspace, (re)built first: another package's binary is not
-/// built for this package's tests, and a stale one would test old code.
+/// The workspace's `sealgate` binary, freshly built.
 fn sealgate() -> assert_cmd::Command {
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    BUILT.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args(["build", "-q", "-p", "sealgate-cli"])
-            .current_dir(repo())
-            .status()
-            .unwrap();
-        assert!(status.success(), "cannot build the sealgate binary");
-    });
-    let mut c = assert_cmd::Command::new(assert_cmd::cargo::cargo_bin("sealgate"));
+    let mut c = assert_cmd::Command::new(bin_dir().join("sealgate"));
     c.current_dir(repo())
         .env_remove("SEALGATE_CERT")
         .env_remove("SEALGATE_CONTROLLER");

@@ -13,6 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sealgate_core::policy::{BundleBuilder, Limits, Point, Review};
+use sealgate_testkit::process::{free_port, without_library_backtraces};
+use sealgate_testkit::tls::pki;
 
 const RUN: Duration = Duration::from_secs(4);
 
@@ -54,32 +56,6 @@ fn pod_review() -> serde_json::Value {
             "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}
         }
     })
-}
-
-fn pki(dir: &std::path::Path) -> (String, std::path::PathBuf, std::path::PathBuf) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
-        .unwrap()
-        .signed_by(&key, &issuer)
-        .unwrap();
-    let (c, k) = (dir.join("tls.crt"), dir.join("tls.key"));
-    std::fs::write(&c, cert.pem()).unwrap();
-    std::fs::write(&k, key.serialize_pem()).unwrap();
-    (ca_cert.pem(), c, k)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn peak_rss_kib(pid: u32) -> Option<u64> {
@@ -174,7 +150,10 @@ fn main() {
 
     // The real server.
     let dir = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = pki(dir.path());
+    let (ca, cert_pem, key_pem) = pki();
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&cert, cert_pem).unwrap();
+    std::fs::write(&key, key_pem).unwrap();
     let ns_file = dir.path().join("ns.yaml");
     std::fs::write(&ns_file, "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {sealgate.dev/governed: \"true\"}}\n").unwrap();
     let port = free_port();
@@ -293,20 +272,4 @@ fn main() {
         None => println!("\npeak RSS: not available (no /proc)"),
     }
     println!("targets: >= 0.8x raw at c=64, p99 <= 5 ms");
-}
-
-/// Benchmarks run as production does: without library backtraces. With `RUST_BACKTRACE=1` (set on
-/// these development machines) anyhow captures a backtrace for every error regorus raises
-/// internally, which costs about a quarter of the evaluation time. Re-run this process without them.
-fn without_library_backtraces() {
-    let enabled = |k| std::env::var(k).is_ok_and(|v| v != "0");
-    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() && enabled("RUST_BACKTRACE") {
-        let exe = std::env::current_exe().expect("current exe");
-        let status = std::process::Command::new(exe)
-            .args(std::env::args_os().skip(1))
-            .env("RUST_LIB_BACKTRACE", "0")
-            .status()
-            .expect("re-run the benchmark");
-        std::process::exit(status.code().unwrap_or(1));
-    }
 }

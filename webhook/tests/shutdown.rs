@@ -1,27 +1,13 @@
 //! Graceful shutdown of the real binary: on SIGTERM it stops accepting connections, finishes the
 //! review in flight (here, one whose body is still arriving), answers it, and exits 0.
 
+use sealgate_testkit::process::{KillOnDrop, free_port};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command};
+use std::net::TcpStream;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const REVIEW: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"in-flight-1","kind":{"group":"","version":"v1","kind":"ConfigMap"},"resource":{"group":"","version":"v1","resource":"configmaps"},"namespace":"shop","name":"c","operation":"CREATE","userInfo":{"username":"system:serviceaccount:flux-system:kustomize-controller"},"object":{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c","namespace":"shop"},"data":{"a":"b"}},"oldObject":null}}"#;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-    }
-}
 
 #[test]
 fn sigterm_finishes_the_review_in_flight_then_exits() {
@@ -46,7 +32,7 @@ fn sigterm_finishes_the_review_in_flight_then_exits() {
         .env("RUST_LIB_BACKTRACE", "0")
         .spawn()
         .unwrap();
-    let mut child = Killed(child);
+    let mut child = KillOnDrop(child);
     let start = Instant::now();
     let mut conn = loop {
         if let Ok(c) = TcpStream::connect(("127.0.0.1", port)) {

@@ -1,0 +1,72 @@
+//! Running this workspace's binaries in tests and benchmarks.
+
+use std::path::{Path, PathBuf};
+use std::process::Child;
+
+/// The workspace root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The directory holding this workspace's binaries, after building them once per process:
+/// another package's binaries are not built for a package's tests, and a stale one would test
+/// old code.
+pub fn bin_dir() -> PathBuf {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args([
+                "build",
+                "-q",
+                "-p",
+                "sealgate-cli",
+                "-p",
+                "sealgate-controller",
+            ])
+            .args(["-p", "sealgate-webhook"])
+            .current_dir(repo())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "cannot build the workspace's binaries");
+    });
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> → target/<profile>
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("a cargo target directory")
+        .to_path_buf()
+}
+
+/// A free loopback port (bound and released: good enough for tests on one machine).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a loopback port")
+        .port()
+}
+
+/// A child process killed when the guard goes out of scope (a failing test leaves nothing behind).
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
+/// Benchmarks run as production does: without library backtraces. With `RUST_BACKTRACE=1` (set on
+/// these development machines) anyhow captures a backtrace for every error regorus raises
+/// internally, which costs about a quarter of the evaluation time. Re-runs this process without.
+pub fn without_library_backtraces() {
+    let enabled = |k| std::env::var(k).is_ok_and(|v| v != "0");
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() && enabled("RUST_BACKTRACE") {
+        let exe = std::env::current_exe().expect("current exe");
+        let status = std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env("RUST_LIB_BACKTRACE", "0")
+            .status()
+            .expect("re-run the benchmark");
+        std::process::exit(status.code().unwrap_or(1));
+    }
+}
