@@ -324,21 +324,25 @@ pub async fn run<K: SealedKind>(
     .with_config(config)
     .owns_stream(secrets)
     .graceful_shutdown_on(shutdown);
-    // Deleted SealedSecrets are not reconciled again: drop their condition series from the
-    // cache's view every minute, once the cache has its first list.
+    // Deleted SealedSecrets are not reconciled again: every minute, once the cache has its first
+    // list, forget their condition series and retry counters.
     let store = controller.store();
     let metrics = ctx.metrics.clone();
+    let pruned = ctx.clone();
     let prune = async move {
         if store.wait_until_ready().await.is_err() {
             return std::future::pending().await;
         }
         loop {
-            let live = store
+            let live: std::collections::BTreeSet<(String, String)> = store
                 .state()
                 .iter()
                 .map(|o| (o.namespace().unwrap_or_default(), o.name_any()))
                 .collect();
             metrics.retain_conditions(K::SOURCE.group(), &live);
+            pruned.failures().retain(|(api, ns, name), _| {
+                *api != K::SOURCE.api_version() || live.contains(&(ns.clone(), name.clone()))
+            });
             tokio::time::sleep(Duration::from_secs(60)).await;
         }
     };

@@ -542,8 +542,18 @@ async fn the_controller_runs_and_a_restart_reads_nothing_per_object() {
         "true"
     );
 
-    // A restart: one LIST of the controller's Secrets, then nothing per object.
+    // A restart: one LIST of the controller's Secrets, then nothing per object. A SealedSecret
+    // deleted while failing leaves no retry counter behind.
     h.restart();
+    let mut gone_value = sealed_named(&k, "sealgate.dev/v1alpha1", "gone");
+    gone_value["metadata"]["uid"] = "uid-gone".into();
+    let gone: Arc<SealedSecret> = Arc::new(serde_json::from_value(gone_value).unwrap());
+    let err = ReconcileError::NoKeys;
+    error_policy(gone.clone(), &err, h.ctx.clone());
+    assert_eq!(
+        error_policy(gone.clone(), &err, h.ctx.clone()),
+        Action::requeue(Duration::from_secs(2))
+    );
     run_until(&h, |m| {
         m.contains(
             r#"sealgate_controller_reconcile_duration_seconds_count{outcome="up_to_date"} 3"#,
@@ -557,6 +567,11 @@ async fn the_controller_runs_and_a_restart_reads_nothing_per_object() {
         .map(Recorded::line)
         .collect();
     assert!(per_object.is_empty(), "{per_object:?}");
+    assert_eq!(
+        error_policy(gone, &err, h.ctx.clone()),
+        Action::requeue(Duration::from_secs(1)),
+        "the deleted object's counter was pruned"
+    );
     let list = reqs
         .iter()
         .find(|r| r.path == "/api/v1/secrets")
