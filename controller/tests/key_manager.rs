@@ -204,3 +204,23 @@ async fn api_errors_are_reported_not_fatal() {
     m.sync(true, now()).await.unwrap();
     assert_eq!(m.ring.load().len(), 1);
 }
+
+#[tokio::test]
+async fn a_relabelled_key_is_retired_at_the_next_poll() {
+    let api = FakeApi::new();
+    let old = store_key(&api, now() - Duration::days(40));
+    let new = store_key(&api, now() - Duration::days(1));
+    let m = manager(&api, RenewalPolicy::default());
+    m.sync(false, now()).await.unwrap();
+    assert_eq!(m.ring.load().len(), 2);
+    // operations.md: after a compromise, relabel the old key; no restart.
+    let name = sealgate_core::keys::secret::secret_name(&old);
+    let mut s = api.get(SECRETS, &name).unwrap();
+    s["metadata"]["labels"]["sealgate.dev/sealing-key"] = "compromised".into();
+    api.insert(SECRETS, s);
+    m.sync(false, now()).await.unwrap();
+    let ring = m.ring.load();
+    assert_eq!(ring.len(), 1);
+    assert_eq!(ring.newest().unwrap().id(), new.id());
+    assert!(m.metrics.encode().contains("sealgate_controller_keys 1"));
+}
