@@ -546,7 +546,8 @@ impl BundleBuilder {
     /// Compile everything. Every problem is reported, not only the first.
     pub fn build(self) -> Result<Bundle, Vec<PolicyError>> {
         let mut errors = self.errors;
-        let data = inventory_data(&self.inventory);
+        // Converted once: every template's engine (and VM program) holds the same data.
+        let data = RValue::from(inventory_data(&self.inventory));
         let mut templates: HashMap<String, Arc<Template>> = HashMap::new();
         for (source, v) in &self.templates {
             match compile_template(source, v, &data, self.limits, self.use_vm) {
@@ -681,13 +682,12 @@ pub fn namespace_labels<'a>(objects: impl IntoIterator<Item = &'a Value>) -> Nam
         .collect()
 }
 
-fn new_engine(v0: bool, data: &Value, limits: Limits) -> Result<regorus::Engine, String> {
+fn new_engine(v0: bool, data: &RValue, limits: Limits) -> Result<regorus::Engine, String> {
     let mut e = regorus::Engine::new();
     e.set_rego_v0(v0);
     e.set_strict_builtin_errors(false);
     builtins::register(&mut e)?;
-    e.add_data(RValue::from(data.clone()))
-        .map_err(|err| err.to_string())?;
+    e.add_data(data.clone()).map_err(|err| err.to_string())?;
     e.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
         limit: limits.eval_timeout,
         check_interval: NonZeroU32::new(256).expect("non-zero"),
@@ -698,7 +698,7 @@ fn new_engine(v0: bool, data: &Value, limits: Limits) -> Result<regorus::Engine,
 fn compile_template(
     source: &str,
     v: &Value,
-    data: &Value,
+    data: &RValue,
     limits: Limits,
     use_vm: bool,
 ) -> Result<Template, PolicyError> {
@@ -830,7 +830,7 @@ impl VmProgram {
     fn compile(
         engine: &regorus::Engine,
         entry: &str,
-        data: &Value,
+        data: &RValue,
         limits: Limits,
     ) -> Option<VmProgram> {
         let host: Vec<(&str, usize)> = builtins::EXTENSIONS
@@ -848,7 +848,7 @@ impl VmProgram {
         Some(VmProgram {
             policy,
             program,
-            data: RValue::from(data.clone()),
+            data: data.clone(),
             timer: regorus::utils::limits::ExecutionTimerConfig {
                 limit: limits.eval_timeout,
                 check_interval: NonZeroU32::new(256).expect("non-zero"),
@@ -962,7 +962,7 @@ fn conftest_rules(text: &str) -> Vec<(String, Action)> {
 
 fn compile_conftest(
     modules: &[(String, String)],
-    data: &Value,
+    data: &RValue,
     limits: Limits,
 ) -> Result<Option<Conftest>, Vec<PolicyError>> {
     if modules.is_empty() {
