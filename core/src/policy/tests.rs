@@ -406,7 +406,7 @@ fn bundle_errors_name_the_template_and_the_rego_line() {
 
 #[test]
 fn evaluation_errors_become_violations() {
-    // 25 million iterations: far beyond the 50 ms limit, which the interpreter checks as it loops.
+    // 25 million iterations: far beyond the 50 ms limit, which both engines check as they loop.
     let slow = r#"violation[{"msg": "never"}] { count([x | a := numbers.range(1, 5000)[_]; b := numbers.range(1, 5000)[_]; x := a * b; x < 0]) > 0 }"#;
     let mut b = BundleBuilder::new(Limits {
         eval_timeout: Duration::from_millis(50),
