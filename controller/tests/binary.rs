@@ -134,14 +134,7 @@ async fn runs_serves_unseals_and_shuts_down_cleanly() {
     assert!(!metrics.contains("hunter2"));
 
     // SIGTERM: a clean exit that releases the lease.
-    let pid = child.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    child.terminate();
     let status = eventually("the exit", || child.0.try_wait().unwrap()).await;
     assert!(status.success(), "{status:?}");
     let lease = api

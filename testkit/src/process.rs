@@ -49,6 +49,17 @@ pub fn free_port() -> u16 {
 /// A child process killed when the guard goes out of scope (a failing test leaves nothing behind).
 pub struct KillOnDrop(pub Child);
 
+impl KillOnDrop {
+    /// Send SIGTERM, as Kubernetes does to stop a pod.
+    pub fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM failed");
+    }
+}
+
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = self.0.kill();

@@ -53,14 +53,7 @@ fn sigterm_finishes_the_review_in_flight_then_exits() {
     conn.flush().unwrap();
     std::thread::sleep(Duration::from_millis(200));
 
-    let pid = child.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    child.terminate();
     std::thread::sleep(Duration::from_millis(500));
 
     // No new connections are accepted while it drains.
