@@ -4,11 +4,20 @@
 use std::path::{Path, PathBuf};
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../policies");
+    // The run-time variable, not `env!`: a build-script binary reused from a checkout elsewhere
+    // (same target directory) would otherwise look in that checkout and embed nothing.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR");
+    let root = Path::new(&manifest_dir).join("../policies");
     println!("cargo:rerun-if-changed={}", root.display());
     let mut files = Vec::new();
     collect(&root, &mut files);
     files.sort();
+    // An empty built-in bundle would pass every check silently.
+    assert!(
+        !files.is_empty(),
+        "no template.yaml or constraint.yaml under {}",
+        root.display()
+    );
     let mut out = String::from(
         "/// `(path under policies/, contents)` of every built-in template and constraint.\npub const FILES: &[(&str, &str)] = &[\n",
     );

@@ -95,6 +95,10 @@ fn main() {
     let mut b = BundleBuilder::new(Limits::default());
     b.add_builtin();
     let bundle = b.build().unwrap();
+    assert!(
+        !bundle.constraints().is_empty(),
+        "the built-in bundle is empty"
+    );
     let mut ns = sealgate_core::policy::NamespaceLabels::new();
     ns.insert(
         "shop".into(),
