@@ -145,10 +145,8 @@ fn native_containers_equal_the_rego_lib() {
             continue;
         };
         for d in docs {
-            if sealgate_core::policy::workload_containers(&d.value)
-                .as_array()
-                .is_some_and(|a| !a.is_empty())
-            {
+            let kind = d.value["kind"].as_str().unwrap_or("");
+            if !sealgate_core::policy::pod_spec_path(kind).is_empty() {
                 workloads += 1;
             }
             let review = sealgate_core::policy::Review::for_object(

@@ -110,7 +110,7 @@ fn main() {
         "shop".into(),
         [("sealgate.dev/governed".to_string(), "true".to_string())].into(),
     );
-    let r = Review::from_admission_review(&review, Point::Admission).unwrap();
+    let r = Review::from_admission_review(review.clone(), Point::Admission).unwrap();
     let raw = |threads: usize| {
         let start = Instant::now();
         let n = std::sync::atomic::AtomicU64::new(0);

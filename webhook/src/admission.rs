@@ -108,17 +108,18 @@ impl Default for Settings {
     }
 }
 
-/// Evaluate one review at the admission point.
+/// Evaluate one review at the admission point. `info` is `RequestInfo::of(&review)`, taken
+/// before the review is handed over.
 pub fn decide(
     bundle: &Bundle,
-    review: &Value,
-    uid: &str,
+    review: Value,
+    uid: String,
+    info: RequestInfo,
     namespaces: &NamespaceLabels,
     settings: &Settings,
 ) -> Result<Decision, BadReview> {
-    let info = RequestInfo::of(review);
     let mut d = Decision {
-        uid: uid.to_string(),
+        uid,
         allowed: true,
         outcome: "allowed",
         message: None,
@@ -165,8 +166,8 @@ fn is_break_glass(v: &Violation) -> bool {
 
 /// The decision for a request whose evaluation did not finish in time.
 pub fn timed_out(
-    uid: &str,
-    review: &Value,
+    uid: String,
+    request: RequestInfo,
     deadline: std::time::Duration,
     allow: bool,
 ) -> Decision {
@@ -176,7 +177,7 @@ pub fn timed_out(
         "denied"
     };
     Decision {
-        uid: uid.to_string(),
+        uid,
         allowed: allow,
         outcome: "timeout",
         message: (!allow).then(|| {
@@ -190,7 +191,7 @@ pub fn timed_out(
         constraints: Vec::new(),
         break_glass: false,
         evaluation_errors: 0,
-        request: RequestInfo::of(review),
+        request,
     }
 }
 

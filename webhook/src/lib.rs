@@ -3,7 +3,8 @@
 //!
 //! - [`admission`]: AdmissionReview parsing, decisions and responses, as pure functions.
 //! - [`audit`]: the background scan of existing objects.
-//! - [`server`]: the axum routers, bounded evaluation off the reactor, decision logs.
+//! - [`server`]: the axum routers, decision logs.
+//! - [`pool`]: the evaluation threads (bounded concurrency, off the reactor).
 //! - [`metrics`]: Prometheus metrics.
 //! - [`reload`]: hot reload of the policy bundle and the TLS certificate.
 //! - [`namespaces`]: the cluster's Namespace labels, for `namespaceSelector`.
@@ -14,6 +15,7 @@ pub mod admission;
 pub mod audit;
 pub mod metrics;
 pub mod namespaces;
+pub mod pool;
 pub mod reload;
 pub mod self_tls;
 pub mod server;

@@ -101,7 +101,7 @@ struct Args {
     /// Largest accepted request body, in bytes
     #[arg(long, default_value_t = 7 << 20)]
     max_body_bytes: usize,
-    /// Reviews evaluated at once [default: 2 × cores]
+    /// Evaluation threads: reviews evaluated at once [default: the number of cores]
     #[arg(long)]
     concurrency: Option<usize>,
     /// How often to check the policy directories and the certificate for changes
@@ -141,11 +141,11 @@ fn main() -> Result<()> {
         .concurrency
         .unwrap_or_else(|| Config::default().concurrency)
         .max(1);
-    // Evaluations are the only blocking work and the semaphore admits `concurrency` of them: a
-    // larger blocking pool would only hold idle threads (and their allocator heaps).
+    // Evaluations run on their own threads (`pool`); the runtime's blocking pool serves only file
+    // reads, so a few threads are plenty (each idle one would keep an allocator heap).
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .max_blocking_threads(concurrency)
+        .max_blocking_threads(4)
         .build()
         .context("cannot start the async runtime")?
         .block_on(run(args, concurrency))
@@ -198,7 +198,8 @@ async fn run(args: Args, concurrency: usize) -> Result<()> {
         concurrency,
     };
     tracing::info!(constraints = bundle.constraints().len(), exempt = ?config.settings.exempt_namespaces, "starting sealgate-webhook");
-    let state = AppState::new(bundle, namespaces, config);
+    let state = AppState::new(bundle, namespaces, config)
+        .context("cannot start the evaluation threads")?;
     if from_cluster {
         let client = kube::Client::try_default().await.context(
             "cannot reach the Kubernetes API for Namespace labels (or pass --namespace-labels FILE)",

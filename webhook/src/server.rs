@@ -13,8 +13,9 @@ use axum::routing::{get, post};
 use sealgate_core::policy::{Bundle, NamespaceLabels};
 use serde_json::json;
 
-use crate::admission::{self, Decision, Settings};
+use crate::admission::{self, Decision, RequestInfo, Settings};
 use crate::metrics::{ConstraintLabels, Metrics, RequestLabels};
+use crate::pool::Pool;
 
 /// How the webhook evaluates.
 #[derive(Debug, Clone)]
@@ -25,7 +26,7 @@ pub struct Config {
     /// Admit (with a warning) instead of deny when the deadline passes.
     pub allow_on_timeout: bool,
     pub max_body_bytes: usize,
-    /// Evaluations running at once (the rest wait, within the deadline).
+    /// Evaluation threads: evaluations running at once (the rest wait, within the deadline).
     pub concurrency: usize,
 }
 
@@ -36,7 +37,8 @@ impl Default for Config {
             deadline: Duration::from_millis(2500),
             allow_on_timeout: false,
             max_body_bytes: 7 << 20,
-            concurrency: 2 * std::thread::available_parallelism().map_or(1, |n| n.get()),
+            // Evaluation is CPU-bound: more threads than cores would only take turns.
+            concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -57,17 +59,22 @@ pub struct AppState {
     pub status: Mutex<ReloadStatus>,
     /// False while the Namespace watch has not completed its first list (see `namespaces`).
     pub namespaces_synced: std::sync::atomic::AtomicBool,
-    limiter: tokio::sync::Semaphore,
+    pool: Pool,
 }
 
 impl AppState {
-    pub fn new(bundle: Bundle, namespaces: NamespaceLabels, config: Config) -> Arc<AppState> {
+    /// Fails only if the evaluation threads cannot be started.
+    pub fn new(
+        bundle: Bundle,
+        namespaces: NamespaceLabels,
+        config: Config,
+    ) -> std::io::Result<Arc<AppState>> {
         let metrics = Metrics::default();
         metrics.constraints.set(bundle.constraints().len() as i64);
-        Arc::new(AppState {
+        Ok(Arc::new(AppState {
             bundle: ArcSwap::from_pointee(bundle),
             namespaces: ArcSwap::from_pointee(namespaces),
-            limiter: tokio::sync::Semaphore::new(config.concurrency.max(1)),
+            pool: Pool::new(config.concurrency)?,
             config,
             metrics,
             status: Mutex::new(ReloadStatus {
@@ -75,7 +82,7 @@ impl AppState {
                 last_error: None,
             }),
             namespaces_synced: std::sync::atomic::AtomicBool::new(true),
-        })
+        }))
     }
 
     /// Swap in a new bundle; in-flight requests finish with the one they started with.
@@ -179,27 +186,21 @@ async fn validate(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
         Ok(r) => r,
         Err(e) => return bad_request(&state, e.to_string()),
     };
+    drop(body);
+    let info = RequestInfo::of(&review);
     let deadline = state.config.deadline;
-    let review = Arc::new(review);
-    let evaluation = {
-        let state = state.clone();
-        let review = review.clone();
-        let uid = uid.clone();
-        async move {
-            // Bounded concurrency: CPU-bound evaluation runs on the blocking pool, never on the reactor.
-            let _permit = state.limiter.acquire().await.map_err(|e| e.to_string())?;
-            state.metrics.in_flight.inc();
-            let bundle = state.bundle.load_full();
-            let namespaces = state.namespaces.load_full();
-            let settings = state.config.settings.clone();
-            let result = tokio::task::spawn_blocking(move || {
-                admission::decide(&bundle, &review, &uid, &namespaces, &settings)
-            })
-            .await;
-            state.metrics.in_flight.dec();
-            result.map_err(|e| format!("evaluation task failed: {e}"))
+    let evaluation = state.pool.run({
+        let s = state.clone();
+        let (uid, info) = (uid.clone(), info.clone());
+        let bundle = s.bundle.load_full();
+        let namespaces = s.namespaces.load_full();
+        move || {
+            s.metrics.in_flight.inc();
+            let d = admission::decide(&bundle, review, uid, info, &namespaces, &s.config.settings);
+            s.metrics.in_flight.dec();
+            d
         }
-    };
+    });
     let decision = match tokio::time::timeout(deadline, evaluation).await {
         Ok(Ok(Ok(d))) => d,
         Ok(Ok(Err(bad))) => return bad_request(&state, bad.to_string()),
@@ -207,7 +208,7 @@ async fn validate(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
             tracing::error!(target: "sealgate::decision", uid = %uid, error = %internal, "evaluation failed");
             return (StatusCode::INTERNAL_SERVER_ERROR, format!("{internal}\n")).into_response();
         }
-        Err(_) => admission::timed_out(&uid, &review, deadline, state.config.allow_on_timeout),
+        Err(_) => admission::timed_out(uid, info, deadline, state.config.allow_on_timeout),
     };
     record(&state, &decision, start.elapsed());
     (

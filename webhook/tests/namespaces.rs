@@ -44,7 +44,7 @@ async fn namespace_labels_follow_the_cluster() {
     let client = kube::Client::new(service, "default");
     let mut b = BundleBuilder::new(Limits::default());
     b.add_builtin();
-    let state = AppState::new(b.build().unwrap(), Default::default(), Config::default());
+    let state = AppState::new(b.build().unwrap(), Default::default(), Config::default()).unwrap();
     state.namespaces_synced.store(false, Ordering::Release);
     let watch = tokio::spawn(sealgate_webhook::namespaces::watch(client, state.clone()));
 
@@ -110,7 +110,7 @@ async fn readyz_is_503_until_the_namespaces_are_synced() {
     let mut b = BundleBuilder::new(Limits::default());
     b.add_builtin();
     let state: Arc<AppState> =
-        AppState::new(b.build().unwrap(), Default::default(), Config::default());
+        AppState::new(b.build().unwrap(), Default::default(), Config::default()).unwrap();
     state.namespaces_synced.store(false, Ordering::Release);
     let get = |s: Arc<AppState>| async move {
         sealgate_webhook::server::router(s)

@@ -26,7 +26,7 @@ fn governed() -> NamespaceLabels {
 fn state_with(config: Config) -> Arc<AppState> {
     let mut b = BundleBuilder::new(Limits::default());
     b.add_builtin();
-    AppState::new(b.build().unwrap(), governed(), config)
+    AppState::new(b.build().unwrap(), governed(), config).unwrap()
 }
 
 fn state() -> Arc<AppState> {
@@ -382,7 +382,7 @@ async fn a_policy_past_the_deadline_gets_the_configured_answer_not_a_hang() {
             allow_on_timeout: allow,
             ..Config::default()
         };
-        let s = AppState::new(sources.build().unwrap(), governed(), cfg);
+        let s = AppState::new(sources.build().unwrap(), governed(), cfg).unwrap();
         let start = std::time::Instant::now();
         let r = decide(&s, &rv).await;
         assert!(
@@ -424,7 +424,8 @@ async fn a_broken_bundle_on_reload_keeps_the_old_one_serving() {
             },
             ..Config::default()
         },
-    );
+    )
+    .unwrap();
     let mut d = deployment("web", "x:1", json!({}));
     d["spec"].as_object_mut().unwrap().remove("replicas");
     let rv = review("uid-r", "CREATE", FLUX, &[], d, Value::Null);

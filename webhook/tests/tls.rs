@@ -46,7 +46,7 @@ async fn tls_keep_alive_and_certificate_rotation() {
 
     let mut b = BundleBuilder::new(Limits::default());
     b.add_builtin();
-    let state = AppState::new(b.build().unwrap(), Default::default(), Config::default());
+    let state = AppState::new(b.build().unwrap(), Default::default(), Config::default()).unwrap();
     let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert_path, &key_path)
         .await
         .unwrap();

@@ -260,11 +260,12 @@ impl Review {
 
     /// An `admission.k8s.io/v1` AdmissionReview: its request is evaluated as is (a recorded
     /// request can be replayed offline). For DELETE, `object` is `oldObject`, as in Gatekeeper.
-    pub fn from_admission_review(review: &Value, point: Point) -> Result<Review, String> {
+    pub fn from_admission_review(mut review: Value, point: Point) -> Result<Review, String> {
+        // Taken, not cloned: the webhook hands over the review it parsed.
         let mut request = review
-            .get("request")
+            .get_mut("request")
             .filter(|r| r.is_object())
-            .cloned()
+            .map(Value::take)
             .ok_or("the AdmissionReview has no request")?;
         let is_delete = request.get("operation").and_then(Value::as_str) == Some("DELETE");
         if is_delete && request.get("object").is_none_or(Value::is_null) {
@@ -299,7 +300,7 @@ impl Review {
     /// the point `admission`), anything else a bare object at `point`.
     pub fn from_document(doc: Value, point: Point) -> Result<Review, String> {
         if Review::is_admission_review(&doc) {
-            Review::from_admission_review(&doc, Point::Admission)
+            Review::from_admission_review(doc, Point::Admission)
         } else {
             Ok(Review::for_object(doc, point))
         }
@@ -1044,13 +1045,23 @@ impl Bundle {
                 continue;
             };
             let (review_value, sealgate) = shared.get_or_insert_with(|| {
-                let sealgate = json!({
-                    "point": review.point.as_str(),
-                    "file": review.file.clone().unwrap_or_default(),
-                    "line": review.line.unwrap_or(0),
-                    "containers": workload_containers(object),
-                });
-                (to_rvalue(&review.request), RValue::from(sealgate))
+                let request = to_rvalue(&review.request);
+                let sealgate = BTreeMap::from([
+                    (RValue::from("point"), RValue::from(review.point.as_str())),
+                    (
+                        RValue::from("file"),
+                        RValue::from(review.file.as_deref().unwrap_or_default()),
+                    ),
+                    (
+                        RValue::from("line"),
+                        RValue::from(review.line.unwrap_or(0) as u64),
+                    ),
+                    (
+                        RValue::from("containers"),
+                        workload_containers(&request["object"]),
+                    ),
+                ]);
+                (request, RValue::from(sealgate))
             });
             let mut input = BTreeMap::new();
             input.insert(RValue::from("review"), review_value.clone());
@@ -1110,13 +1121,10 @@ impl Bundle {
     }
 }
 
-/// The containers of a workload object, as the built-in `lib.sealgate.workloads.containers`
-/// computes them in Rego: `{container, field, path}` for containers, initContainers and
-/// ephemeralContainers of the pod spec. Computed once per review and passed to every template as
-/// `input.sealgate.containers`, instead of once per template (each in its own engine).
-pub fn workload_containers(object: &Value) -> Value {
-    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
-    let path: &[&str] = match kind {
+/// Where a workload kind keeps its pod spec (`lib.sealgate.workloads.pod_spec` in Rego); empty
+/// for kinds without one.
+pub fn pod_spec_path(kind: &str) -> &'static [&'static str] {
+    match kind {
         "Pod" => &["spec"],
         "Deployment"
         | "StatefulSet"
@@ -1126,26 +1134,40 @@ pub fn workload_containers(object: &Value) -> Value {
         | "Job" => &["spec", "template", "spec"],
         "CronJob" => &["spec", "jobTemplate", "spec", "template", "spec"],
         _ => &[],
-    };
+    }
+}
+
+/// The containers of a workload object, as the built-in `lib.sealgate.workloads.containers`
+/// computes them in Rego: `{container, field, path}` for containers, initContainers and
+/// ephemeralContainers of the pod spec. Computed once per review and passed to every template as
+/// `input.sealgate.containers`, instead of once per template (each in its own engine). Built from
+/// the already converted object, so each container is shared, not copied.
+fn workload_containers(object: &RValue) -> RValue {
+    let kind = object["kind"].as_string().map_or("", |k| k.as_ref());
+    let path = pod_spec_path(kind);
     let mut out = Vec::new();
-    let spec = path.iter().try_fold(object, |v, k| v.get(k));
-    if let (false, Some(spec)) = (path.is_empty(), spec) {
+    if !path.is_empty() {
+        let spec = path.iter().fold(object, |v, k| &v[*k]);
         for field in ["containers", "initContainers", "ephemeralContainers"] {
-            for (i, c) in spec
-                .get(field)
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .enumerate()
-            {
-                let mut p: Vec<Value> = path.iter().map(|s| json!(s)).collect();
-                p.push(json!(field));
-                p.push(json!(i));
-                out.push(json!({"container": c, "field": field, "path": p}));
+            let Ok(containers) = spec[field].as_array() else {
+                continue;
+            };
+            for (i, c) in containers.iter().enumerate() {
+                let p: Vec<RValue> = path
+                    .iter()
+                    .map(|s| RValue::from(*s))
+                    .chain([RValue::from(field), RValue::from(i as u64)])
+                    .collect();
+                let entry = BTreeMap::from([
+                    (RValue::from("container"), c.clone()),
+                    (RValue::from("field"), RValue::from(field)),
+                    (RValue::from("path"), RValue::from(p)),
+                ]);
+                out.push(RValue::from(entry));
             }
         }
     }
-    Value::Array(out)
+    RValue::from(out)
 }
 
 /// JSON to a regorus value without cloning the JSON first (`From<serde_json::Value>` takes it

@@ -483,12 +483,12 @@ fn admission_review_requests() {
         "uid": "1", "operation": "DELETE", "userInfo": {"username": "alice"}, "object": null,
         "oldObject": pod("gone", "x")}});
     assert!(Review::is_admission_review(&review));
-    let r = Review::from_admission_review(&review, Point::Admission).unwrap();
+    let r = Review::from_admission_review(review, Point::Admission).unwrap();
     let v = b.evaluate(&r, &Default::default());
     assert_eq!(v[0].message, "DELETE alice gone");
     let bad = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"operation": "DELETE"}});
     assert!(
-        Review::from_admission_review(&bad, Point::Admission)
+        Review::from_admission_review(bad, Point::Admission)
             .unwrap_err()
             .contains("oldObject")
     );

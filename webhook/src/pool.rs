@@ -1,0 +1,107 @@
+//! The evaluation pool: a fixed set of threads that run policy evaluations, so CPU-bound work never
+//! runs on the async reactor and at most `threads` evaluations run at once.
+//!
+//! Why not `spawn_blocking` behind a semaphore (the first design): under load a busy thread here
+//! takes the next review straight from the queue instead of parking and being woken for each one,
+//! and a review whose caller has given up (its deadline passed) is skipped, not evaluated for
+//! nobody, so an overload does not snowball.
+
+use std::panic::AssertUnwindSafe;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The pool stopped, or the evaluation panicked (the thread survives; the request gets a 500).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the evaluation did not complete (it panicked, or the pool stopped)")]
+pub struct Incomplete;
+
+pub struct Pool {
+    queue: crossbeam_channel::Sender<Job>,
+}
+
+impl Pool {
+    /// Start `threads` evaluation threads; they stop when the pool is dropped.
+    pub fn new(threads: usize) -> std::io::Result<Pool> {
+        let (queue, jobs) = crossbeam_channel::unbounded::<Job>();
+        for i in 0..threads.max(1) {
+            let jobs = jobs.clone();
+            std::thread::Builder::new()
+                .name(format!("sealgate-eval-{i}"))
+                .spawn(move || {
+                    for job in jobs {
+                        // A panicking policy must not take the thread with it.
+                        let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+                    }
+                })?;
+        }
+        Ok(Pool { queue })
+    }
+
+    /// Run `f` on a pool thread. Dropping the returned future (e.g. at a deadline) before `f`
+    /// starts means it never runs.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Incomplete> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            if !tx.is_closed() {
+                let _ = tx.send(f());
+            }
+        });
+        self.queue.send(job).map_err(|_| Incomplete)?;
+        rx.await.map_err(|_| Incomplete)
+    }
+
+    /// Reviews waiting for a thread.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Barrier};
+
+    #[tokio::test]
+    async fn runs_jobs_and_survives_a_panic() {
+        let pool = Pool::new(1).unwrap();
+        assert_eq!(pool.run(|| 2 + 2).await, Ok(4));
+        assert_eq!(
+            pool.run(|| -> u8 { panic!("policy bug") }).await,
+            Err(Incomplete)
+        );
+        // The single thread is still there.
+        assert_eq!(pool.run(|| "again").await, Ok("again"));
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_caller_gave_up_is_skipped() {
+        let pool = Pool::new(1).unwrap();
+        let gate = Arc::new(Barrier::new(2));
+        let ran = Arc::new(AtomicUsize::new(0));
+        // Occupy the only thread until the second job has been abandoned.
+        let g = gate.clone();
+        let busy = pool.run(move || {
+            g.wait();
+        });
+        let r = ran.clone();
+        let abandoned = pool.run(move || {
+            r.fetch_add(1, Ordering::SeqCst);
+        });
+        let (busy, timed_out) = tokio::join!(busy, async {
+            let res = tokio::time::timeout(std::time::Duration::from_millis(50), abandoned).await;
+            gate.wait();
+            res
+        });
+        assert!(busy.is_ok());
+        assert!(timed_out.is_err(), "the second job cannot finish first");
+        // A later job runs, so the abandoned one has been dequeued by now.
+        let r = ran.clone();
+        pool.run(move || r.load(Ordering::SeqCst)).await.unwrap();
+        assert_eq!(ran.load(Ordering::SeqCst), 0);
+        assert_eq!(pool.queued(), 0);
+    }
+}
