@@ -102,7 +102,7 @@ struct Args {
     #[arg(long, default_value_t = 7 << 20)]
     max_body_bytes: usize,
     /// Evaluation threads: reviews evaluated at once [default: the number of cores]
-    #[arg(long)]
+    #[arg(long, env = "SEALGATE_WEBHOOK_CONCURRENCY")]
     concurrency: Option<usize>,
     /// How often to check the policy directories and the certificate for changes
     #[arg(long, default_value = "10s", value_parser = sealgate_core::duration::parse)]
