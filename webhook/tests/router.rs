@@ -493,6 +493,7 @@ async fn health_readiness_and_metrics() {
         "sealgate_webhook_violations_total{constraint=\"image-policy\",action=\"deny\"} 1",
         "sealgate_webhook_request_duration_seconds_bucket{le=\"10.0\"} 1",
         "sealgate_webhook_constraints ",
+        "sealgate_webhook_queued_requests 0",
     ] {
         assert!(m.contains(want), "missing {want}\n{m}");
     }
