@@ -166,7 +166,7 @@ async fn keys_seal_unseal_admit_and_lint() {
         "shop".into(),
         [("sealgate.dev/governed".to_string(), "true".to_string())].into(),
     );
-    let state = AppState::new(b.build().unwrap(), governed, Config::default());
+    let state = AppState::new(b.build().unwrap(), governed, Config::default()).unwrap();
 
     let flux = admit(&state, &review("CREATE", FLUX, &[], &ss)).await;
     assert_eq!(flux["allowed"], true, "{flux}");
