@@ -195,10 +195,8 @@ async fn validate(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
         let bundle = s.bundle.load_full();
         let namespaces = s.namespaces.load_full();
         move || {
-            s.metrics.in_flight.inc();
-            let d = admission::decide(&bundle, review, uid, info, &namespaces, &s.config.settings);
-            s.metrics.in_flight.dec();
-            d
+            let _in_flight = InFlight::start(&s.metrics.in_flight);
+            admission::decide(&bundle, review, uid, info, &namespaces, &s.config.settings)
         }
     });
     state.metrics.queued.set(state.pool.queued() as i64);
@@ -218,6 +216,22 @@ async fn validate(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
         serde_json::to_vec(&admission::response(&decision)).unwrap_or_default(),
     )
         .into_response()
+}
+
+/// Counts an evaluation in `in_flight_requests` until dropped, panics included.
+struct InFlight<'a>(&'a prometheus_client::metrics::gauge::Gauge);
+
+impl<'a> InFlight<'a> {
+    fn start(gauge: &'a prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// Metrics and the decision log. The log names the request and the constraints, never object data.
