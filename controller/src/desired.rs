@@ -215,7 +215,6 @@ mod tests {
     const S: Source = Source::Sealgate;
     use sealgate_core::keys::{KeyGenOptions, SealingKey};
     use sealgate_core::seal::Scope;
-    use sealgate_core::sealed::{SealOptions, Target};
 
     fn key() -> SealingKey {
         SealingKey::generate(&KeyGenOptions {
@@ -227,22 +226,12 @@ mod tests {
 
     /// A SealedSecret resource as the API server returns it, sealed for real.
     fn sealed_resource(k: &SealingKey) -> SealedSecret {
-        let plain = sealed::Secret::from_value(&serde_json::json!({
+        let secret = serde_json::json!({
             "apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": "db", "namespace": "shop", "labels": {"app": "shop"}, "annotations": {"team": "payments"}},
             "type": "Opaque", "stringData": {"password": "hunter2", "user": "shop"}
-        }))
-        .unwrap();
-        let ss = sealed::seal_secret(
-            &plain,
-            &Target::new(k.public(), &[]),
-            &SealOptions {
-                scope: Some(Scope::Strict),
-                ..SealOptions::default()
-            },
-        )
-        .unwrap();
-        let mut v = ss.to_value();
+        });
+        let mut v = sealgate_testkit::sealed::seal(k, secret, Some(Scope::Strict)).to_value();
         v["metadata"]["uid"] = "8d1c-uid".into();
         v["metadata"]["generation"] = 3.into();
         serde_json::from_value(v).unwrap()

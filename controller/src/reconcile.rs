@@ -136,7 +136,6 @@ mod tests {
     const S: Source = Source::Sealgate;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
     use sealgate_core::keys::{KeyGenOptions, SealingKey};
-    use sealgate_core::sealed::{self, SealOptions, Target};
 
     fn setup() -> (SealedSecret, KeyRing) {
         let k = SealingKey::generate(&KeyGenOptions {
@@ -144,18 +143,11 @@ mod tests {
             ..KeyGenOptions::default()
         })
         .unwrap();
-        let plain = sealed::Secret::from_value(&serde_json::json!({
+        let secret = serde_json::json!({
             "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"},
             "stringData": {"password": "hunter2"}
-        }))
-        .unwrap();
-        let ss = sealed::seal_secret(
-            &plain,
-            &Target::new(k.public(), &[]),
-            &SealOptions::default(),
-        )
-        .unwrap();
-        let mut v = ss.to_value();
+        });
+        let mut v = sealgate_testkit::sealed::seal(&k, secret, None).to_value();
         v["metadata"]["uid"] = "uid-1".into();
         v["metadata"]["generation"] = 2.into();
         (serde_json::from_value(v).unwrap(), KeyRing::new([k]))

@@ -10,7 +10,6 @@ use std::time::Duration;
 use base64::Engine;
 use sealgate_controller::keys::key_secret;
 use sealgate_core::keys::{KeyGenOptions, SealingKey};
-use sealgate_core::sealed::{self, SealOptions, Target};
 use sealgate_testkit::FakeApi;
 use serde_json::json;
 
@@ -50,17 +49,14 @@ async fn runs_serves_unseals_and_shuts_down_cleanly() {
         &format!("/api/v1/namespaces/{NS}/secrets"),
         serde_json::to_value(key_secret(&key, NS).unwrap()).unwrap(),
     );
-    let plain = sealed::Secret::from_value(&json!({
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"},
-        "stringData": {"password": "hunter2"}
-    }))
-    .unwrap();
-    let ss = sealed::seal_secret(
-        &plain,
-        &Target::new(key.public(), &[]),
-        &SealOptions::default(),
-    )
-    .unwrap();
+    let ss = sealgate_testkit::sealed::seal(
+        &key,
+        json!({
+            "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"},
+            "stringData": {"password": "hunter2"}
+        }),
+        None,
+    );
     api.insert(
         "/apis/sealgate.dev/v1alpha1/namespaces/shop/sealedsecrets",
         ss.to_value(),

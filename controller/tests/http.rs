@@ -9,7 +9,7 @@ use http_body_util::BodyExt;
 use sealgate_controller::http::{ApiState, router};
 use sealgate_core::keys::{KeyRing, SealingKey};
 use sealgate_core::seal::Scope;
-use sealgate_core::sealed::{self, SealOptions, SealedSecret, Target};
+use sealgate_core::sealed::{self, SealedSecret};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -31,20 +31,11 @@ async fn call(
 }
 
 fn sealed_to(k: &SealingKey, scope: Scope) -> SealedSecret {
-    let plain = sealed::Secret::from_value(&serde_json::json!({
+    let secret = serde_json::json!({
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"},
         "stringData": {"password": "hunter2", "user": "shop"}
-    }))
-    .unwrap();
-    sealed::seal_secret(
-        &plain,
-        &Target::new(k.public(), &[]),
-        &SealOptions {
-            scope: Some(scope),
-            ..SealOptions::default()
-        },
-    )
-    .unwrap()
+    });
+    sealgate_testkit::sealed::seal(k, secret, Some(scope))
 }
 
 #[tokio::test]

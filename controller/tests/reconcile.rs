@@ -43,22 +43,12 @@ fn sealed_named(k: &SealingKey, api_version: &str, name: &str) -> Value {
 }
 
 fn sealed_with(k: &SealingKey, api_version: &str, name: &str, password: &str) -> Value {
-    let plain = sealed::Secret::from_value(&json!({
+    let secret = json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": name, "namespace": "shop", "labels": {"app": "shop"}},
         "type": "Opaque", "stringData": {"password": password, "user": "shop"}
-    }))
-    .unwrap();
-    let ss = sealed::seal_secret(
-        &plain,
-        &Target::new(k.public(), &[]),
-        &SealOptions {
-            scope: Some(Scope::Strict),
-            ..SealOptions::default()
-        },
-    )
-    .unwrap();
-    let mut v = ss.to_value();
+    });
+    let mut v = sealgate_testkit::sealed::seal(k, secret, Some(Scope::Strict)).to_value();
     v["apiVersion"] = api_version.into();
     v["metadata"]["generation"] = 1.into();
     v

@@ -5,6 +5,7 @@
 pub mod fake_api;
 pub mod keys;
 pub mod process;
+pub mod sealed;
 pub mod tls;
 
 pub use fake_api::{FakeApi, Recorded};
