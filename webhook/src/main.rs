@@ -141,15 +141,12 @@ fn main() -> Result<()> {
     if std::env::var_os("SEALGATE_CHECK_ARGS").is_some() {
         return Ok(());
     }
-    let concurrency = args
-        .concurrency
-        .unwrap_or_else(|| Config::default().concurrency)
-        .max(1);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let concurrency = args.concurrency.unwrap_or(cores).max(1);
     // Evaluations run on their own threads (`pool`). The runtime only moves bytes and parses JSON,
     // about a third of an evaluation's CPU; more I/O threads than that share of the cores only
     // take turns with the evaluations (measured: 1 of 2 cores gives ~10 % more throughput and a
     // lower p99 than 2). Its blocking pool serves only file reads.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .worker_threads(args.io_threads.unwrap_or(cores.div_ceil(4)).max(1))
