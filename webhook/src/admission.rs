@@ -52,7 +52,7 @@ pub fn parse(body: &[u8]) -> Result<(Value, String), BadReview> {
 pub struct Decision {
     pub uid: String,
     pub allowed: bool,
-    /// `allowed`, `denied`, `exempt`, or `timeout`.
+    /// `allowed`, `denied`, `exempt`, `timeout` or `overloaded`.
     pub outcome: &'static str,
     /// The denial message: every deny violation as `[constraint] message`.
     pub message: Option<String>,
@@ -171,6 +171,34 @@ pub fn timed_out(
     deadline: std::time::Duration,
     allow: bool,
 ) -> Decision {
+    let why = format!("policy evaluation did not finish within {deadline:?}");
+    unevaluated(uid, request, "timeout", &why, allow)
+}
+
+/// The decision for a request not evaluated because the reviews queued before it would take
+/// longer than the deadline: answered at once, instead of after the deadline.
+pub fn overloaded(
+    uid: String,
+    request: RequestInfo,
+    queued: usize,
+    wait: std::time::Duration,
+    allow: bool,
+) -> Decision {
+    let why = format!(
+        "the webhook is overloaded ({queued} reviews queued, about {} ms of evaluation, more than the deadline)",
+        wait.as_millis()
+    );
+    unevaluated(uid, request, "overloaded", &why, allow)
+}
+
+/// No evaluation: the answer `--allow-on-timeout` chooses, saying why.
+fn unevaluated(
+    uid: String,
+    request: RequestInfo,
+    outcome: &'static str,
+    why: &str,
+    allow: bool,
+) -> Decision {
     let what = if allow {
         "admitted without a decision"
     } else {
@@ -179,12 +207,12 @@ pub fn timed_out(
     Decision {
         uid,
         allowed: allow,
-        outcome: "timeout",
+        outcome,
         message: (!allow).then(|| {
-            format!("[sealgate-webhook] policy evaluation did not finish within {deadline:?}; the request was {what} (retry, or see the webhook's logs)")
+            format!("[sealgate-webhook] {why}; the request was {what} (retry, or see the webhook's logs)")
         }),
         warnings: if allow {
-            vec![format!("[sealgate-webhook] policy evaluation did not finish within {deadline:?}; the request was {what}")]
+            vec![format!("[sealgate-webhook] {why}; the request was {what}")]
         } else {
             Vec::new()
         },

@@ -4,9 +4,14 @@
 //! Why not `spawn_blocking` behind a semaphore (the first design): under load a busy thread here
 //! takes the next review straight from the queue instead of parking and being woken for each one,
 //! and a review whose caller has given up (its deadline passed) is skipped, not evaluated for
-//! nobody, so an overload does not snowball.
+//! nobody, so an overload does not snowball. The pool also estimates how long a new review would
+//! wait ([`Pool::expected_wait`]), so the server can answer at once one that could not start
+//! before its deadline.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -17,13 +22,17 @@ pub struct Incomplete;
 
 pub struct Pool {
     queue: crossbeam_channel::Sender<Job>,
+    threads: usize,
+    /// Moving average of a job's run time in nanoseconds; 0 until one has finished.
+    mean_ns: Arc<AtomicU64>,
 }
 
 impl Pool {
     /// Start `threads` evaluation threads; they stop when the pool is dropped.
     pub fn new(threads: usize) -> std::io::Result<Pool> {
         let (queue, jobs) = crossbeam_channel::unbounded::<Job>();
-        for i in 0..threads.max(1) {
+        let threads = threads.max(1);
+        for i in 0..threads {
             let jobs = jobs.clone();
             std::thread::Builder::new()
                 .name(format!("sealgate-eval-{i}"))
@@ -34,7 +43,11 @@ impl Pool {
                     }
                 })?;
         }
-        Ok(Pool { queue })
+        Ok(Pool {
+            queue,
+            threads,
+            mean_ns: Arc::default(),
+        })
     }
 
     /// Run `f` on a pool thread. Dropping the returned future (e.g. at a deadline) before `f`
@@ -44,9 +57,19 @@ impl Pool {
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Incomplete> {
         let (tx, rx) = tokio::sync::oneshot::channel();
+        let mean = self.mean_ns.clone();
+        // The caller's log subscriber, so a scoped one (e.g. a test's) sees the job's logs too.
+        let logs = tracing::dispatcher::get_default(|d| d.clone());
         let job: Job = Box::new(move || {
             if !tx.is_closed() {
-                let _ = tx.send(f());
+                let start = Instant::now();
+                let out = tracing::dispatcher::with_default(&logs, f);
+                let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                // Weight 1/8: follows a change of workload within a few dozen reviews.
+                let _ = mean.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |m| {
+                    Some(if m == 0 { ns } else { m - m / 8 + ns / 8 })
+                });
+                let _ = tx.send(out);
             }
         });
         self.queue.send(job).map_err(|_| Incomplete)?;
@@ -57,13 +80,20 @@ impl Pool {
     pub fn queued(&self) -> usize {
         self.queue.len()
     }
+
+    /// How long a job queued now would wait for a thread: the queued jobs' expected run time
+    /// spread over the threads (zero until a job has finished).
+    pub fn expected_wait(&self) -> Duration {
+        let mean = self.mean_ns.load(Ordering::Relaxed);
+        Duration::from_nanos(mean.saturating_mul(self.queued() as u64) / self.threads as u64)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::{Arc, Barrier};
+    use std::sync::Barrier;
+    use std::sync::atomic::AtomicUsize;
 
     #[tokio::test]
     async fn runs_jobs_and_survives_a_panic() {
@@ -104,5 +134,31 @@ mod tests {
         let r = ran.clone();
         pool.run(move || r.load(Ordering::SeqCst)).await.unwrap();
         assert_eq!(ran.load(Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn expected_wait_is_the_queued_work_per_thread() {
+        let pool = Pool::new(1).unwrap();
+        assert_eq!(pool.expected_wait(), Duration::ZERO, "nothing measured yet");
+        pool.run(|| std::thread::sleep(Duration::from_millis(40)))
+            .await
+            .unwrap();
+        let gate = Arc::new(Barrier::new(2));
+        let g = gate.clone();
+        let busy = pool.run(move || {
+            g.wait();
+        });
+        let (queued, _, _, wait) = tokio::join!(busy, pool.run(|| ()), pool.run(|| ()), async {
+            // Both jobs are queued behind the busy thread: about 2 × 40 ms of work.
+            tokio::task::yield_now().await;
+            let wait = pool.expected_wait();
+            gate.wait();
+            wait
+        });
+        assert!(queued.is_ok());
+        assert!(
+            wait >= Duration::from_millis(80) && wait < Duration::from_secs(2),
+            "{wait:?}"
+        );
     }
 }

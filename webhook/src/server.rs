@@ -182,38 +182,73 @@ fn bad_request(state: &AppState, message: String) -> Response {
 
 async fn validate(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     let start = Instant::now();
-    let (review, uid) = match admission::parse(&body) {
-        Ok(r) => r,
-        Err(e) => return bad_request(&state, e.to_string()),
-    };
-    drop(body);
-    let info = RequestInfo::of(&review);
     let deadline = state.config.deadline;
+    // A review that could not even start before its deadline is answered now: waiting would only
+    // hold the API server's request (and its caller) for the whole deadline, then answer the same.
+    let wait = state.pool.expected_wait();
+    if wait > deadline {
+        let queued = state.pool.queued();
+        state.metrics.queued.set(queued as i64);
+        let allow = state.config.allow_on_timeout;
+        return unevaluated(&state, &body, start, |uid, info| {
+            admission::overloaded(uid, info, queued, wait, allow)
+        });
+    }
+    // Everything CPU-bound, parsing included, runs on an evaluation thread: a large body cannot
+    // stall the connections sharing this reactor, and the review is allocated and freed on one
+    // thread (cross-thread frees cost the allocator).
     let evaluation = state.pool.run({
-        let s = state.clone();
-        let (uid, info) = (uid.clone(), info.clone());
+        let (s, body) = (state.clone(), body.clone());
         let bundle = s.bundle.load_full();
         let namespaces = s.namespaces.load_full();
         move || {
             let _in_flight = InFlight::start(&s.metrics.in_flight);
-            admission::decide(&bundle, review, uid, info, &namespaces, &s.config.settings)
+            let (review, uid) = match admission::parse(&body) {
+                Ok(r) => r,
+                Err(e) => return bad_request(&s, e.to_string()),
+            };
+            drop(body);
+            let info = RequestInfo::of(&review);
+            match admission::decide(&bundle, review, uid, info, &namespaces, &s.config.settings) {
+                Ok(d) => answer(&s, &d, start),
+                Err(bad) => bad_request(&s, bad.to_string()),
+            }
         }
     });
     state.metrics.queued.set(state.pool.queued() as i64);
-    let decision = match tokio::time::timeout(deadline, evaluation).await {
-        Ok(Ok(Ok(d))) => d,
-        Ok(Ok(Err(bad))) => return bad_request(&state, bad.to_string()),
+    match tokio::time::timeout(deadline, evaluation).await {
+        Ok(Ok(response)) => response,
         Ok(Err(internal)) => {
-            tracing::error!(target: "sealgate::decision", uid = %uid, error = %internal, "evaluation failed");
-            return (StatusCode::INTERNAL_SERVER_ERROR, format!("{internal}\n")).into_response();
+            tracing::error!(target: "sealgate::decision", error = %internal, "evaluation failed");
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("{internal}\n")).into_response()
         }
-        Err(_) => admission::timed_out(uid, info, deadline, state.config.allow_on_timeout),
-    };
-    record(&state, &decision, start.elapsed());
+        Err(_) => unevaluated(&state, &body, start, |uid, info| {
+            admission::timed_out(uid, info, deadline, state.config.allow_on_timeout)
+        }),
+    }
+}
+
+/// Answer a review without evaluating it. Rare, so the envelope is parsed here, on the reactor,
+/// for the uid the answer must carry.
+fn unevaluated(
+    state: &AppState,
+    body: &[u8],
+    start: Instant,
+    decision: impl FnOnce(String, RequestInfo) -> Decision,
+) -> Response {
+    match admission::parse(body) {
+        Ok((review, uid)) => answer(state, &decision(uid, RequestInfo::of(&review)), start),
+        Err(e) => bad_request(state, e.to_string()),
+    }
+}
+
+/// Record the decision and write the AdmissionReview answer.
+fn answer(state: &AppState, d: &Decision, start: Instant) -> Response {
+    record(state, d, start.elapsed());
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
-        serde_json::to_vec(&admission::response(&decision)).unwrap_or_default(),
+        serde_json::to_vec(&admission::response(d)).unwrap_or_default(),
     )
         .into_response()
 }

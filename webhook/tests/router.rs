@@ -399,6 +399,68 @@ async fn a_policy_past_the_deadline_gets_the_configured_answer_not_a_hang() {
     }
 }
 
+/// Polls `/metrics` until the gauge line `name` reads `value`.
+async fn gauge_reaches(s: &Arc<AppState>, name: &str, value: &str) {
+    let line = format!("sealgate_webhook_{name} {value}\n");
+    for _ in 0..500 {
+        if s.metrics.encode().contains(&line) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{name} never reached {value}");
+}
+
+#[tokio::test]
+async fn an_overloaded_webhook_answers_at_once_not_after_the_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = deployment("web", "registry.example.com/web:1.2.3", json!({}));
+    let rv = |uid: &str| review(uid, "CREATE", FLUX, &[], d.clone(), Value::Null);
+    let cfg = Config {
+        deadline: Duration::from_millis(200),
+        concurrency: 1,
+        ..Config::default()
+    };
+    let s = AppState::new(slow_bundle(dir.path()).build().unwrap(), governed(), cfg).unwrap();
+    // One evaluation teaches the pool what this policy costs: ~500 ms, until the engine's timer.
+    assert_eq!(decide(&s, &rv("uid-1")).await["allowed"], false);
+    gauge_reaches(&s, "in_flight_requests", "0").await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    // The only thread is busy with one review and another waits: ~500 ms of work > 200 ms.
+    let running = tokio::spawn({
+        let (s, r) = (s.clone(), rv("uid-2"));
+        async move { decide(&s, &r).await }
+    });
+    gauge_reaches(&s, "in_flight_requests", "1").await;
+    let waiting = tokio::spawn({
+        let (s, r) = (s.clone(), rv("uid-3"));
+        async move { decide(&s, &r).await }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    let start = std::time::Instant::now();
+    let r = decide(&s, &rv("uid-4")).await;
+    assert!(
+        start.elapsed() < Duration::from_millis(200),
+        "answered before the deadline: {:?}",
+        start.elapsed()
+    );
+    assert_eq!(r["allowed"], false);
+    let message = r["status"]["message"].as_str().unwrap();
+    assert!(
+        message
+            .starts_with("[sealgate-webhook] the webhook is overloaded (1 reviews queued, about "),
+        "{message}"
+    );
+    assert!(s.metrics.encode().contains("decision=\"overloaded\""));
+    // The queued review was accepted before the overload and ends as any slow review does.
+    for t in [running, waiting] {
+        let r = t.await.unwrap();
+        assert!(r.to_string().contains("did not finish within 200ms"), "{r}");
+    }
+}
+
 #[tokio::test]
 async fn a_broken_bundle_on_reload_keeps_the_old_one_serving() {
     let dir = tempfile::tempdir().unwrap();
