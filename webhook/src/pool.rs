@@ -58,12 +58,10 @@ impl Pool {
     ) -> Result<T, Incomplete> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let mean = self.mean_ns.clone();
-        // The caller's log subscriber, so a scoped one (e.g. a test's) sees the job's logs too.
-        let logs = tracing::dispatcher::get_default(|d| d.clone());
         let job: Job = Box::new(move || {
             if !tx.is_closed() {
                 let start = Instant::now();
-                let out = tracing::dispatcher::with_default(&logs, f);
+                let out = f();
                 let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
                 // Weight 1/8: follows a change of workload within a few dozen reviews.
                 let _ = mean.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |m| {

@@ -577,13 +577,15 @@ impl std::io::Write for Captured {
 
 #[tokio::test]
 async fn decision_logs_name_the_request_never_object_data() {
+    // The process-wide subscriber, as in production: decisions are logged on the evaluation
+    // threads. Only this test sets one; it finds its own line by uid.
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .json()
         .with_writer(move || writer.clone())
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
     let s = state();
     let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "leaky", "namespace": "shop"},
                     "data": {"AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE", "url": "postgres://u:hunter2@db/x"}});
@@ -601,7 +603,7 @@ async fn decision_logs_name_the_request_never_object_data() {
     let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     let line = log
         .lines()
-        .find(|l| l.contains("admission decision"))
+        .find(|l| l.contains("admission decision") && l.contains("uid-log"))
         .expect("a decision log line");
     let v: Value = serde_json::from_str(line).unwrap();
     let f = &v["fields"];

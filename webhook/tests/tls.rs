@@ -1,5 +1,5 @@
-//! The webhook over real TLS on loopback: handshake, keep-alive, and a rotated certificate picked
-//! up without a restart.
+//! The webhook over real TLS on loopback: handshake, keep-alive, HTTP/2 by ALPN, and a rotated
+//! certificate picked up without a restart.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,26 +35,23 @@ fn validate(agent: &ureq::Agent, addr: SocketAddr) -> Result<String, ureq::Error
     resp.body_mut().read_to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tls_keep_alive_and_certificate_rotation() {
+/// The webhook as `main` serves it, with the certificate files watched; its address.
+async fn serve(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> (Arc<AppState>, axum_server::Handle<SocketAddr>, SocketAddr) {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert_path, key_path) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-    let (ca1, cert1, key1) = pki();
-    std::fs::write(&cert_path, &cert1).unwrap();
-    std::fs::write(&key_path, &key1).unwrap();
-
     let mut b = BundleBuilder::new(Limits::default());
     b.add_builtin();
     let state = AppState::new(b.build().unwrap(), Default::default(), Config::default()).unwrap();
-    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert_path, &key_path)
+    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
         .await
         .unwrap();
     tokio::spawn(reload::watch_tls(
         state.clone(),
         tls.clone(),
-        cert_path.clone(),
-        key_path.clone(),
+        cert.to_path_buf(),
+        key.to_path_buf(),
         Duration::from_millis(100),
     ));
     let handle = axum_server::Handle::new();
@@ -66,6 +63,17 @@ async fn tls_keep_alive_and_certificate_rotation() {
         .serve(server::router(state.clone()).into_make_service());
     tokio::spawn(server);
     let addr = handle.listening().await.expect("listening");
+    (state, handle, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_keep_alive_and_certificate_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let (ca1, cert1, key1) = pki();
+    std::fs::write(&cert_path, &cert1).unwrap();
+    std::fs::write(&key_path, &key1).unwrap();
+    let (state, handle, addr) = serve(&cert_path, &key_path).await;
 
     // Handshake and two requests on one keep-alive connection.
     let (h, c1) = (handle.clone(), ca1.clone());
@@ -114,5 +122,67 @@ async fn tls_keep_alive_and_certificate_rotation() {
             .encode()
             .contains("what=\"tls\",result=\"ok\"")
     );
+    handle.graceful_shutdown(Some(Duration::from_secs(1)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_is_negotiated_and_multiplexes_reviews_on_one_connection() {
+    use http_body_util::BodyExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let (ca, cert, key) = pki();
+    std::fs::write(&cert_path, &cert).unwrap();
+    std::fs::write(&key_path, &key).unwrap();
+    let (_state, handle, addr) = serve(&cert_path, &key_path).await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(
+            pem::parse(&ca).unwrap().into_contents(),
+        ))
+        .unwrap();
+    let mut config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(rustls::pki_types::ServerName::from(addr.ip()), tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+
+    // Two reviews in flight at once on the one connection, each answered with its own uid.
+    let ask = |uid: &str| {
+        let mut sender = sender.clone();
+        let body = REVIEW.replace("tls-1", uid);
+        async move {
+            let req = http::Request::post(format!("https://127.0.0.1:{}/validate", addr.port()))
+                .header("content-type", "application/json")
+                .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                .unwrap();
+            let resp = sender.send_request(req).await.unwrap();
+            assert_eq!(resp.version(), http::Version::HTTP_2);
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            String::from_utf8(body.to_vec()).unwrap()
+        }
+    };
+    let (a, b) = tokio::join!(ask("h2-a"), ask("h2-b"));
+    assert!(
+        a.contains("\"uid\":\"h2-a\"") && a.contains("\"allowed\":true"),
+        "{a}"
+    );
+    assert!(
+        b.contains("\"uid\":\"h2-b\"") && b.contains("\"allowed\":true"),
+        "{b}"
+    );
+    assert_eq!(handle.connection_count(), 1);
     handle.graceful_shutdown(Some(Duration::from_secs(1)));
 }
