@@ -219,7 +219,10 @@ async fn validate(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     match tokio::time::timeout(deadline, evaluation).await {
         Ok(Ok(response)) => response,
         Ok(Err(internal)) => {
-            tracing::error!(target: "sealgate::decision", error = %internal, "evaluation failed");
+            let uid = admission::parse(&body)
+                .map(|(_, uid)| uid)
+                .unwrap_or_default();
+            tracing::error!(target: "sealgate::decision", uid = %uid, error = %internal, "evaluation failed");
             (StatusCode::INTERNAL_SERVER_ERROR, format!("{internal}\n")).into_response()
         }
         Err(_) => unevaluated(&state, &body, start, |uid, info| {

@@ -35,23 +35,32 @@ fn validate(agent: &ureq::Agent, addr: SocketAddr) -> Result<String, ureq::Error
     resp.body_mut().read_to_string()
 }
 
-/// The webhook as `main` serves it, with the certificate files watched; its address.
-async fn serve(
-    cert: &std::path::Path,
-    key: &std::path::Path,
-) -> (Arc<AppState>, axum_server::Handle<SocketAddr>, SocketAddr) {
+/// The webhook as `main` serves it, its certificate (`tls.crt`, `tls.key` in the returned
+/// directory, issued by the returned CA) watched for rotation.
+async fn serve() -> (
+    tempfile::TempDir,
+    String,
+    Arc<AppState>,
+    axum_server::Handle<SocketAddr>,
+    SocketAddr,
+) {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let (ca, cert_pem, key_pem) = pki();
+    std::fs::write(&cert, &cert_pem).unwrap();
+    std::fs::write(&key, &key_pem).unwrap();
     let mut b = BundleBuilder::new(Limits::default());
     b.add_builtin();
     let state = AppState::new(b.build().unwrap(), Default::default(), Config::default()).unwrap();
-    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+    let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
         .await
         .unwrap();
     tokio::spawn(reload::watch_tls(
         state.clone(),
         tls.clone(),
-        cert.to_path_buf(),
-        key.to_path_buf(),
+        cert,
+        key,
         Duration::from_millis(100),
     ));
     let handle = axum_server::Handle::new();
@@ -63,17 +72,13 @@ async fn serve(
         .serve(server::router(state.clone()).into_make_service());
     tokio::spawn(server);
     let addr = handle.listening().await.expect("listening");
-    (state, handle, addr)
+    (dir, ca, state, handle, addr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_keep_alive_and_certificate_rotation() {
-    let dir = tempfile::tempdir().unwrap();
+    let (dir, ca1, state, handle, addr) = serve().await;
     let (cert_path, key_path) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-    let (ca1, cert1, key1) = pki();
-    std::fs::write(&cert_path, &cert1).unwrap();
-    std::fs::write(&key_path, &key1).unwrap();
-    let (state, handle, addr) = serve(&cert_path, &key_path).await;
 
     // Handshake and two requests on one keep-alive connection.
     let (h, c1) = (handle.clone(), ca1.clone());
@@ -128,12 +133,7 @@ async fn tls_keep_alive_and_certificate_rotation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_is_negotiated_and_multiplexes_reviews_on_one_connection() {
     use http_body_util::BodyExt;
-    let dir = tempfile::tempdir().unwrap();
-    let (cert_path, key_path) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-    let (ca, cert, key) = pki();
-    std::fs::write(&cert_path, &cert).unwrap();
-    std::fs::write(&key_path, &key).unwrap();
-    let (_state, handle, addr) = serve(&cert_path, &key_path).await;
+    let (_dir, ca, _state, handle, addr) = serve().await;
 
     let mut roots = rustls::RootCertStore::empty();
     roots
