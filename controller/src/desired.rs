@@ -8,6 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::ResourceExt;
 use sealgate_core::keys::{KeyRing, SealingKey};
 use sealgate_core::sealed::{self, ModelError, UnsealError};
 
@@ -109,10 +110,8 @@ pub fn data_mac(ring: &KeyRing, data: &BTreeMap<String, ByteString>) -> Option<S
 /// Whether the Secret's data is what the controller wrote (checked in constant time).
 fn data_mac_valid(secret: &Secret, ring: &KeyRing) -> bool {
     let Some((id, tag)) = secret
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(DATA_MAC_ANNOTATION))
+        .annotations()
+        .get(DATA_MAC_ANNOTATION)
         .and_then(|v| v.split_once(':'))
     else {
         return false;
@@ -132,16 +131,10 @@ fn data_mac_valid(secret: &Secret, ring: &KeyRing) -> bool {
 /// unchanged (hash), the data was not edited since (MAC) and it still carries the controller's
 /// label. No private-key operation.
 pub fn up_to_date(existing: &Secret, ss: &SealedSecret, source: Source, ring: &KeyRing) -> bool {
-    let recorded = existing
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(SEALED_HASH_ANNOTATION));
+    let recorded = existing.annotations().get(SEALED_HASH_ANNOTATION);
     let labelled = existing
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(UNSEALED_LABEL))
+        .labels()
+        .get(UNSEALED_LABEL)
         .is_some_and(|v| v == "true");
     labelled
         && matches!((recorded, sealed_hash(ss, source)), (Some(r), Ok(h)) if *r == h)

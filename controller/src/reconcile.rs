@@ -2,6 +2,7 @@
 //! and the status condition. The kube adapter only carries them out.
 
 use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
 use sealgate_core::keys::KeyRing;
 
 use crate::crd::{Condition, SealedSecret, SealedSecretStatus, Source};
@@ -54,10 +55,8 @@ pub fn plan(ss: &SealedSecret, source: Source, existing: Option<&Secret>, ring: 
     );
     if let Some(e) = existing {
         let opted_in = e
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(MANAGED_ANNOTATION))
+            .annotations()
+            .get(MANAGED_ANNOTATION)
             .is_some_and(|v| v == "true");
         if !owned_by(e, ss) && !opted_in {
             return Plan::Refuse {
