@@ -44,6 +44,12 @@ struct State {
     failures: Vec<(String, String, u16)>,
 }
 
+impl State {
+    fn object(&self, collection: &str, name: &str) -> Option<&Value> {
+        self.objects.get(collection)?.get(name)
+    }
+}
+
 #[derive(Clone, Default)]
 pub struct FakeApi {
     state: Arc<Mutex<State>>,
@@ -202,13 +208,7 @@ impl FakeApi {
     }
 
     pub fn get(&self, collection: &str, name: &str) -> Option<Value> {
-        self.state
-            .lock()
-            .unwrap()
-            .objects
-            .get(collection)?
-            .get(name)
-            .cloned()
+        self.state.lock().unwrap().object(collection, name).cloned()
     }
 
     pub fn remove(&self, collection: &str, name: &str) -> Option<Value> {
@@ -336,7 +336,7 @@ impl FakeApi {
                     &json!({"kind": "List", "apiVersion": "v1", "metadata": {"resourceVersion": rv}, "items": items}),
                 )
             }
-            ("GET", Some(name)) => match s.objects.get(&t.collection).and_then(|m| m.get(name)) {
+            ("GET", Some(name)) => match s.object(&t.collection, name) {
                 Some(o) => respond(StatusCode::OK, o),
                 None => status_error(404, "NotFound", &format!("\"{name}\" not found")),
             },
@@ -347,10 +347,7 @@ impl FakeApi {
                     obj["metadata"]["name"] = format!("{prefix}{}", s.resource_version + 1).into();
                 }
                 let name = obj["metadata"]["name"].as_str().unwrap().to_string();
-                if s.objects
-                    .get(&t.collection)
-                    .is_some_and(|m| m.contains_key(&name))
-                {
+                if s.object(&t.collection, &name).is_some() {
                     return status_error(
                         409,
                         "AlreadyExists",
@@ -362,11 +359,7 @@ impl FakeApi {
                 respond(StatusCode::CREATED, &stored)
             }
             ("PATCH", Some(name)) => {
-                let existing = s
-                    .objects
-                    .get(&t.collection)
-                    .and_then(|m| m.get(name))
-                    .cloned();
+                let existing = s.object(&t.collection, name).cloned();
                 let apply = content_type.starts_with("application/apply-patch");
                 let updated = match (existing, t.subresource.as_deref(), apply) {
                     (None, _, false) | (None, Some(_), true) => {
@@ -408,11 +401,7 @@ impl FakeApi {
                 respond(StatusCode::OK, &stored)
             }
             ("PUT", Some(name)) => {
-                let existing = s
-                    .objects
-                    .get(&t.collection)
-                    .and_then(|m| m.get(name))
-                    .cloned();
+                let existing = s.object(&t.collection, name).cloned();
                 let Some(existing) = existing else {
                     return status_error(404, "NotFound", &format!("\"{name}\" not found"));
                 };
