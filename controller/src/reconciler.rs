@@ -199,27 +199,23 @@ async fn reconcile_inner<K: SealedKind>(
             .await
             .map_err(|e| ReconcileError::Task(e.to_string()))?
     };
-    let outcome = match &the_plan {
-        Plan::UpToDate => "up_to_date",
-        Plan::Apply {
-            secret,
-            private_key_ops,
-        } => {
-            ctx.metrics
-                .private_key_operations
-                .inc_by(*private_key_ops as u64);
-            secrets
-                .patch(
-                    &name,
-                    &PatchParams::apply(FIELD_MANAGER).force(),
-                    &Patch::Apply(&**secret),
-                )
-                .await?;
-            ctx.metrics.unseals.inc();
-            "applied"
-        }
-        Plan::Refuse { .. } | Plan::Fail { .. } => "not_synced",
-    };
+    if let Plan::Apply {
+        secret,
+        private_key_ops,
+    } = &the_plan
+    {
+        ctx.metrics
+            .private_key_operations
+            .inc_by(*private_key_ops as u64);
+        secrets
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&**secret),
+            )
+            .await?;
+        ctx.metrics.unseals.inc();
+    }
     let now = now_rfc3339();
     if let Some(st) = status(&ss, &the_plan, &now) {
         let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
@@ -260,10 +256,11 @@ async fn reconcile_inner<K: SealedKind>(
         }
     }
     match the_plan {
+        Plan::UpToDate => Ok("up_to_date"),
+        Plan::Apply { .. } => Ok("applied"),
         Plan::Refuse { reason, .. } | Plan::Fail { reason, .. } => {
             Err(ReconcileError::NotSynced { reason })
         }
-        _ => Ok(outcome),
     }
 }
 
