@@ -8,7 +8,7 @@
 //! until the caBundle follows, so the CA (10 years) is never replaced automatically.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
@@ -20,6 +20,7 @@ use rcgen::{
     KeyUsagePurpose,
 };
 use time::OffsetDateTime;
+use zeroize::Zeroizing;
 
 #[derive(Debug, Clone)]
 pub struct SelfTlsConfig {
@@ -46,13 +47,13 @@ pub enum SelfTlsError {
     Write(PathBuf, std::io::Error),
 }
 
-/// The PEM files in the Secret.
+/// The PEM files in the Secret; the private keys are wiped when dropped.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Material {
     pub ca_cert: String,
-    ca_key: String,
+    ca_key: Zeroizing<String>,
     pub cert: String,
-    key: String,
+    key: Zeroizing<String>,
 }
 
 impl std::fmt::Debug for Material {
@@ -82,7 +83,7 @@ fn serving(
     issuer: &Issuer<'_, KeyPair>,
     names: Vec<String>,
     now: OffsetDateTime,
-) -> Result<(String, String), SelfTlsError> {
+) -> Result<(String, Zeroizing<String>), SelfTlsError> {
     let key = KeyPair::generate().map_err(cert_err)?;
     let mut params = CertificateParams::new(names).map_err(cert_err)?;
     params
@@ -92,7 +93,7 @@ fn serving(
     params.not_after = now + time::Duration::days(SERVING_VALIDITY_DAYS);
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     let cert = params.signed_by(&key, issuer).map_err(cert_err)?;
-    Ok((cert.pem(), key.serialize_pem()))
+    Ok((cert.pem(), Zeroizing::new(key.serialize_pem())))
 }
 
 /// A new CA and a serving certificate signed by it.
@@ -107,7 +108,7 @@ pub fn generate(names: Vec<String>, now: OffsetDateTime) -> Result<Material, Sel
     ca.not_before = now - time::Duration::minutes(5);
     ca.not_after = now + time::Duration::days(CA_VALIDITY_DAYS);
     let ca_cert = ca.self_signed(&ca_key).map_err(cert_err)?;
-    let ca_key_pem = ca_key.serialize_pem();
+    let ca_key_pem = Zeroizing::new(ca_key.serialize_pem());
     let issuer = Issuer::new(ca, ca_key);
     let (cert, key) = serving(&issuer, names, now)?;
     Ok(Material {
@@ -208,9 +209,9 @@ fn from_secret(s: &Secret, name: &str) -> Result<Material, SelfTlsError> {
     };
     Ok(Material {
         ca_cert: item("ca.crt")?,
-        ca_key: item("ca.key")?,
+        ca_key: Zeroizing::new(item("ca.key")?),
         cert: item("tls.crt")?,
-        key: item("tls.key")?,
+        key: Zeroizing::new(item("tls.key")?),
     })
 }
 
@@ -271,12 +272,13 @@ pub async fn ensure(client: &kube::Client, cfg: &SelfTlsConfig) -> Result<Materi
     Ok(material)
 }
 
-fn write_if_changed(path: &PathBuf, bytes: &[u8], mode: u32) -> Result<(), SelfTlsError> {
-    if std::fs::read(path).is_ok_and(|old| old == bytes) {
+fn write_if_changed(path: &Path, bytes: &[u8], mode: u32) -> Result<(), SelfTlsError> {
+    // The old file may be the private key: wiped after the comparison.
+    if std::fs::read(path).is_ok_and(|old| *Zeroizing::new(old) == bytes) {
         return Ok(());
     }
     sealgate_core::fsutil::write_atomic(path, bytes, Some(mode))
-        .map_err(|e| SelfTlsError::Write(path.clone(), e))
+        .map_err(|e| SelfTlsError::Write(path.to_path_buf(), e))
 }
 
 /// Set every webhook's `clientConfig.caBundle` to `ca_pem` where it differs. A strategic merge
