@@ -23,6 +23,8 @@ use sealgate_core::keys::cert::fmt_time;
 use sealgate_core::sealed::{self, SealedSecret, Target};
 use serde_json::json;
 
+use crate::throttle::Tokens;
+
 /// What the endpoints read: the key ring (shared with the key manager, which replaces it whole
 /// when keys change).
 pub struct ApiState {
@@ -49,8 +51,7 @@ impl ApiState {
 pub struct RateLimiter {
     per_second: f64,
     burst: f64,
-    buckets:
-        std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, (f64, std::time::Instant)>>,
+    buckets: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, Tokens>>,
 }
 
 impl RateLimiter {
@@ -64,21 +65,15 @@ impl RateLimiter {
 
     /// `Ok` to go ahead, or `Err(seconds)` until the next token.
     pub fn check(&self, client: std::net::IpAddr) -> Result<(), u64> {
-        let now = std::time::Instant::now();
+        let now = tokio::time::Instant::now();
         let mut b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if b.len() > 10_000 {
             b.clear();
         }
-        let (tokens, last) = b.entry(client).or_insert((self.burst, now));
-        *tokens =
-            (*tokens + now.duration_since(*last).as_secs_f64() * self.per_second).min(self.burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(((1.0 - *tokens) / self.per_second).ceil() as u64)
-        }
+        b.entry(client)
+            .or_insert_with(|| Tokens::full(self.burst, now))
+            .take(now, self.per_second, self.burst)
+            .map_err(|wait| wait.as_secs_f64().ceil() as u64)
     }
 }
 

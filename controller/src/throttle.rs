@@ -10,12 +10,42 @@ use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
+/// Token-bucket arithmetic: at most `burst` tokens, refilled at `rate` per second. Shared by
+/// the API client's throttle and the HTTP API's per-client limit.
+#[derive(Debug, Clone, Copy)]
+pub struct Tokens {
+    tokens: f64,
+    last: Instant,
+}
+
+impl Tokens {
+    pub fn full(burst: f64, now: Instant) -> Tokens {
+        Tokens {
+            tokens: burst,
+            last: now,
+        }
+    }
+
+    /// Take a token, or say how long until one is there.
+    pub fn take(&mut self, now: Instant, rate: f64, burst: f64) -> Result<(), Duration> {
+        self.tokens = (self.tokens + now.saturating_duration_since(self.last).as_secs_f64() * rate)
+            .min(burst);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / rate))
+        }
+    }
+}
+
 /// A token bucket: `burst` tokens, refilled at `qps` per second.
 #[derive(Debug)]
 pub struct Bucket {
     qps: f64,
     burst: f64,
-    state: Mutex<(f64, Instant)>,
+    state: Mutex<Tokens>,
 }
 
 impl Bucket {
@@ -24,23 +54,14 @@ impl Bucket {
         Bucket {
             qps: qps.max(0.001),
             burst,
-            state: Mutex::new((burst, Instant::now())),
+            state: Mutex::new(Tokens::full(burst, Instant::now())),
         }
     }
 
     /// Take a token, or say how long until one is there.
     pub fn try_take(&self, now: Instant) -> Result<(), Duration> {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let (tokens, last) = &mut *s;
-        *tokens = (*tokens + now.saturating_duration_since(*last).as_secs_f64() * self.qps)
-            .min(self.burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - *tokens) / self.qps))
-        }
+        s.take(now, self.qps, self.burst)
     }
 }
 
