@@ -386,6 +386,13 @@ pub struct BundleArgs {
     /// Objects for data.inventory (referential policies) and namespaceSelector: files or directories (repeatable)
     #[arg(long, value_name = "PATH")]
     pub inventory: Vec<PathBuf>,
+    /// Kinds to treat as namespaced in `match` (Kind or group/Kind, comma-separated), for custom
+    /// resources whose CRD is not among the linted files, policies or inventory
+    #[arg(long, value_name = "KINDS", env = "SEALGATE_NAMESPACED_KINDS")]
+    pub namespaced_kinds: Vec<String>,
+    /// Kinds to treat as cluster-scoped in `match` (Kind or group/Kind, comma-separated)
+    #[arg(long, value_name = "KINDS", env = "SEALGATE_CLUSTER_KINDS")]
+    pub cluster_kinds: Vec<String>,
     /// Time limit for one policy evaluation, e.g. 500ms or 2s
     #[arg(long, default_value = "2s", value_parser = sealgate_core::duration::parse, value_name = "DURATION")]
     pub eval_timeout: std::time::Duration,

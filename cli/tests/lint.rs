@@ -146,11 +146,13 @@ fn admission_reviews_are_replayed_as_requests() {
         .code(1)
         .stdout(contains("kubectl-edit-review.json:1: deny   SealgateGitOpsIdentity/gitops-identity: UPDATE of Deployment shop/web by \"alice@example.com\" denied"))
         .stdout(contains("break-glass-review.json:1: warn   SealgateGitOpsIdentity/gitops-break-glass-audit: break-glass:"));
-    // Without the governed Namespace nothing is governed.
+    // Without the Namespace its labels are unknown: as in Gatekeeper, the namespaceSelector
+    // cannot be decided, which is reported, never taken for "not governed".
     sealgate()
         .args(["lint", "examples/admission"])
         .assert()
-        .success();
+        .code(1)
+        .stdout(contains("kubectl-edit-review.json:1: deny   SealgateGitOpsIdentity/gitops-identity: constraint gitops-identity could not be matched: spec.match.namespaceSelector needs the labels of Namespace \"shop\""));
 }
 
 fn tmp_repo(files: &[(&str, &[u8])]) -> tempfile::TempDir {
@@ -385,4 +387,70 @@ fn both_rego_engines_give_the_same_findings() {
         String::from_utf8_lossy(&vm.stdout),
         String::from_utf8_lossy(&interpreter.stdout)
     );
+}
+
+/// A custom kind's scope comes from its CRD in the linted tree, or from a flag: a Widget without
+/// a namespace (kustomize sets it later) is namespaced, so `scope: Namespaced` selects it.
+#[test]
+fn a_crd_in_the_tree_or_a_flag_decides_whether_a_kind_is_namespaced() {
+    const POLICY: &[u8] = b"apiVersion: templates.gatekeeper.sh/v1
+kind: ConstraintTemplate
+metadata: {name: nowidgets}
+spec:
+  crd: {spec: {names: {kind: NoWidgets}}}
+  targets:
+  - target: admission.k8s.gatekeeper.sh
+    rego: |
+      package nowidgets
+      violation[{\"msg\": \"no namespaced widgets\"}] { true }
+---
+apiVersion: constraints.gatekeeper.sh/v1beta1
+kind: NoWidgets
+metadata: {name: no-widgets}
+spec:
+  match:
+    scope: Namespaced
+    kinds: [{apiGroups: [example.com], kinds: [Widget]}]
+";
+    const CRD: &[u8] = b"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.com}
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {kind: Widget, plural: widgets}
+  versions: [{name: v1, served: true, storage: true}]
+";
+    const WIDGET: &[u8] = b"apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n";
+    let without_crd = tmp_repo(&[("policy/p.yaml", POLICY), ("apps/widget.yaml", WIDGET)]);
+    let with_crd = tmp_repo(&[
+        ("policy/p.yaml", POLICY),
+        ("apps/widget.yaml", WIDGET),
+        ("crds/widget.yaml", CRD),
+    ]);
+    let lint = |dir: &tempfile::TempDir, extra: &[&str]| {
+        let mut c = sealgate();
+        c.current_dir(dir.path())
+            .args(["lint", "--no-builtin", "-p", "policy", "apps", "crds"]);
+        c.args(extra);
+        c
+    };
+    let crds = without_crd.path().join("crds");
+    std::fs::create_dir_all(&crds).unwrap();
+    // Unknown kind, no namespace: judged as gator judges it, cluster-scoped.
+    lint(&without_crd, &[]).assert().success();
+    lint(&with_crd, &[]).assert().code(1).stdout(contains(
+        "deny   NoWidgets/no-widgets: no namespaced widgets",
+    ));
+    lint(&without_crd, &["--namespaced-kinds", "example.com/Widget"])
+        .assert()
+        .code(1);
+    // A flag wins over the CRD.
+    lint(&with_crd, &["--cluster-kinds", "Widget"])
+        .assert()
+        .success();
+    lint(&without_crd, &["--namespaced-kinds", "example.com/"])
+        .assert()
+        .code(2)
+        .stderr(contains("group/Kind"));
 }

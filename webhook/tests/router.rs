@@ -20,6 +20,8 @@ fn governed() -> NamespaceLabels {
         "shop".into(),
         [("sealgate.dev/governed".to_string(), "true".to_string())].into(),
     );
+    // A namespace the cluster has, without the governed label.
+    ns.insert("sandbox".into(), Default::default());
     ns
 }
 
@@ -288,6 +290,30 @@ async fn subresources_ungoverned_and_exempt_namespaces() {
         )
         .await["allowed"],
         true
+    );
+    // A namespace the Namespace cache does not know (yet): Gatekeeper fails the review
+    // ("namespace selector for namespace-scoped object but missing Namespace"), and so do we.
+    let mut unknown = d.clone();
+    unknown["metadata"]["namespace"] = json!("new-team");
+    let answer = decide(
+        &s,
+        &review(
+            "uid-new",
+            "UPDATE",
+            "alice@example.com",
+            &[],
+            unknown.clone(),
+            unknown,
+        ),
+    )
+    .await;
+    assert_eq!(answer["allowed"], false);
+    assert!(
+        answer["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("needs the labels of Namespace \"new-team\""),
+        "{answer}"
     );
     // Exempt namespaces are admitted whatever the object.
     let mut sys = deployment("x", "nginx:latest", json!({}));

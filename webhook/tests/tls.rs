@@ -52,7 +52,9 @@ async fn serve() -> (
     std::fs::write(&key, &key_pem).unwrap();
     let mut b = BundleBuilder::new(Limits::default());
     b.add_builtin();
-    let state = AppState::new(b.build().unwrap(), Default::default(), Config::default()).unwrap();
+    // The review's namespace, as the Namespace watch would know it (without the governed label).
+    let namespaces = [("shop".to_string(), Default::default())].into();
+    let state = AppState::new(b.build().unwrap(), namespaces, Config::default()).unwrap();
     let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
         .await
         .unwrap();

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Result, bail};
 use sealgate_core::manifest::{self, Document, Limits};
+use sealgate_core::policy::scope::Scope;
 use sealgate_core::policy::{Action, Bundle, BundleBuilder, NamespaceLabels, Point, Review};
 
 use crate::args::{BundleArgs, LintArgs};
@@ -24,7 +25,7 @@ pub fn run(args: &LintArgs) -> Result<ExitCode> {
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    let reports = lint_files(&bundle, &files, args.point.into(), jobs);
+    let reports = lint_files(bundle, &files, args.point.into(), jobs);
     let summary = report::Summary::of(&reports, args.fail_on_warn);
     let text = report::render(&reports, &summary, args.format);
     io::emit(&text, args.output_file.as_deref(), None)?;
@@ -48,6 +49,12 @@ pub fn build_bundle(args: &BundleArgs) -> Result<Bundle> {
     }
     for p in &args.policies {
         b.add_path(p);
+    }
+    for list in &args.namespaced_kinds {
+        b.declare_kinds(list, Scope::Namespaced);
+    }
+    for list in &args.cluster_kinds {
+        b.declare_kinds(list, Scope::Cluster);
     }
     let mut inventory = Vec::new();
     for p in &args.inventory {
@@ -200,19 +207,22 @@ fn parallel<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R + Sy
 
 /// Parse every file, then evaluate every object. Public for the benchmark.
 pub fn lint_files(
-    bundle: &Bundle,
+    mut bundle: Bundle,
     files: &[PathBuf],
     point: Point,
     jobs: usize,
 ) -> Vec<FileReport> {
     let parsed = parallel(files, jobs, |p| parse_file(p));
-    // Namespaces defined in the linted files, for namespaceSelector.
-    let namespaces = sealgate_core::policy::namespace_labels(
+    let linted = || {
         parsed
             .iter()
             .flat_map(|p| p.docs.iter().flatten())
-            .map(|d| &d.value),
-    );
+            .map(|d| &d.value)
+    };
+    // Namespaces defined in the linted files, for namespaceSelector; CRDs, for their kinds' scope.
+    let namespaces = sealgate_core::policy::namespace_labels(linted());
+    bundle.add_crds(linted());
+    let bundle = &bundle;
     // Each file is linted once: its documents move into their reviews instead of being copied.
     let parsed: Vec<std::sync::Mutex<Parsed>> =
         parsed.into_iter().map(std::sync::Mutex::new).collect();

@@ -14,6 +14,7 @@ pub mod builtins;
 mod compat;
 pub mod matching;
 mod schema;
+pub mod scope;
 pub mod suite;
 
 use std::collections::{BTreeMap, HashMap};
@@ -26,6 +27,7 @@ use regorus::Value as RValue;
 use serde_json::{Value, json};
 
 use matching::{Match, ObjectInfo};
+use scope::KindScopes;
 
 /// Where a policy is being enforced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -234,7 +236,7 @@ pub struct Review {
 impl Review {
     /// A bare object, as gator and audit review it: no operation or user, `oldObject: null`.
     pub fn for_object(object: Value, point: Point) -> Review {
-        let info = ObjectInfo::of(&object);
+        let info = ObjectInfo::of(&object, None, None);
         let version = object
             .get("apiVersion")
             .and_then(Value::as_str)
@@ -379,6 +381,29 @@ pub struct Violation {
     pub evaluation_error: bool,
 }
 
+impl Violation {
+    /// A constraint (or conftest rule) that could not be decided for an object: Gatekeeper
+    /// reports it as a violation of that constraint whose message is the error.
+    fn evaluation_error(
+        policy: &str,
+        constraint: &str,
+        message: String,
+        action: Action,
+        object: &ObjectRef,
+    ) -> Violation {
+        Violation {
+            policy: policy.to_string(),
+            constraint: constraint.to_string(),
+            message,
+            details: json!({}),
+            action,
+            object: object.clone(),
+            path: None,
+            evaluation_error: true,
+        }
+    }
+}
+
 impl serde::Serialize for Action {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
@@ -395,6 +420,8 @@ pub struct Bundle {
     constraints: Vec<Constraint>,
     conftest: Option<Arc<Conftest>>,
     namespaces: NamespaceLabels,
+    /// Which kinds are namespaced, for `match`.
+    scopes: KindScopes,
     /// Evaluate templates on the register VM where they compiled, or on the interpreter.
     use_vm: bool,
 }
@@ -430,6 +457,9 @@ pub struct BundleBuilder {
     constraints: Vec<(String, Value)>,
     modules: Vec<(String, String)>,
     inventory: Vec<Value>,
+    /// CustomResourceDefinitions found among the policies and the inventory.
+    crds: Vec<Value>,
+    scopes: KindScopes,
     errors: Vec<PolicyError>,
     limits: Limits,
     use_vm: bool,
@@ -528,6 +558,8 @@ impl BundleBuilder {
                 self.templates.push((where_, doc.value));
             } else if api.starts_with("constraints.gatekeeper.sh/") {
                 self.constraints.push((where_, doc.value));
+            } else if api.starts_with("apiextensions.k8s.io/") {
+                self.crds.push(doc.value);
             }
         }
     }
@@ -539,16 +571,27 @@ impl BundleBuilder {
         }
     }
 
-    /// Objects for `data.inventory` (and Namespace labels for `namespaceSelector`).
+    /// Objects for `data.inventory` (and Namespace labels for `namespaceSelector`, and the
+    /// scope of the kinds their CustomResourceDefinitions define).
     pub fn add_inventory(&mut self, objects: impl IntoIterator<Item = Value>) {
         self.inventory.extend(objects);
+    }
+
+    /// Kinds declared namespaced or cluster-scoped (`--namespaced-kinds`, `--cluster-kinds`):
+    /// `Kind` or `group/Kind`, comma-separated. They win over CRDs.
+    pub fn declare_kinds(&mut self, list: &str, scope: scope::Scope) {
+        if let Err(e) = self.scopes.declare(list, scope) {
+            self.errors.push(PolicyError::Invalid(e.to_string()));
+        }
     }
 
     /// Compile everything. Every problem is reported, not only the first.
     pub fn build(self) -> Result<Bundle, Vec<PolicyError>> {
         let mut errors = self.errors;
+        let mut scopes = self.scopes;
+        scopes.add_crds(self.crds.iter().chain(&self.inventory));
         // Converted once: every template's engine (and VM program) holds the same data.
-        let data = RValue::from(inventory_data(&self.inventory));
+        let data = RValue::from(inventory_data(&self.inventory, &scopes));
         let mut templates: HashMap<String, Arc<Template>> = HashMap::new();
         for (source, v) in &self.templates {
             match compile_template(source, v, &data, self.limits, self.use_vm) {
@@ -627,6 +670,7 @@ impl BundleBuilder {
             constraints,
             conftest,
             namespaces: namespace_labels(&self.inventory),
+            scopes,
             use_vm: self.use_vm,
         })
     }
@@ -640,8 +684,9 @@ fn is_policy_file(p: &Path) -> bool {
 }
 
 /// `data.inventory` as Gatekeeper replicates it: `cluster[apiVersion][kind][name]` and
-/// `namespace[ns][apiVersion][kind][name]`.
-pub fn inventory_data(objects: &[Value]) -> Value {
+/// `namespace[ns][apiVersion][kind][name]`. An object without a namespace goes under `cluster`,
+/// as gator files it.
+pub fn inventory_data(objects: &[Value], scopes: &KindScopes) -> Value {
     let mut cluster = serde_json::Map::new();
     let mut namespace = serde_json::Map::new();
     for o in objects {
@@ -649,9 +694,9 @@ pub fn inventory_data(objects: &[Value]) -> Value {
         if r.kind.is_empty() || r.name.is_empty() {
             continue;
         }
-        let info = ObjectInfo::of(o);
-        let root = match (&info.namespace, info.cluster_scoped) {
-            (Some(ns), false) => namespace
+        let info = ObjectInfo::of(o, scopes.scope(&api_group(&r.api_version), &r.kind), None);
+        let root = match &info.namespace {
+            Some(ns) => namespace
                 .entry(ns.clone())
                 .or_insert_with(|| json!({}))
                 .as_object_mut()
@@ -677,10 +722,17 @@ pub fn namespace_labels<'a>(objects: impl IntoIterator<Item = &'a Value>) -> Nam
         .into_iter()
         .filter(|o| o.get("kind").and_then(Value::as_str) == Some("Namespace"))
         .map(|o| {
-            let i = ObjectInfo::of(o);
+            let i = ObjectInfo::of(o, None, None);
             (i.name, i.labels)
         })
         .collect()
+}
+
+/// The group of an `apiVersion` (`apps/v1` → `apps`, `v1` → the core group, ``).
+fn api_group(api_version: &str) -> String {
+    api_version
+        .rsplit_once('/')
+        .map_or(String::new(), |(g, _)| g.to_string())
 }
 
 fn new_engine(v0: bool, data: &RValue, limits: Limits) -> Result<regorus::Engine, String> {
@@ -1019,11 +1071,41 @@ impl Bundle {
         self.constraints.retain(keep);
     }
 
+    /// Learn the scope of the kinds defined by CustomResourceDefinitions among `objects` (e.g.
+    /// the linted files).
+    pub fn add_crds<'a>(&mut self, objects: impl IntoIterator<Item = &'a Value>) {
+        self.scopes.add_crds(objects);
+    }
+
+    /// What `match` sees of an object under review: its kind's scope as this bundle knows it,
+    /// and the request's namespace (the API server's word at admission).
+    fn object_info(&self, object: &Value, request: &Value) -> ObjectInfo {
+        let group = api_group(
+            object
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .unwrap_or(""),
+        );
+        let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+        ObjectInfo::of(
+            object,
+            self.scopes.scope(&group, kind),
+            request.get("namespace").and_then(Value::as_str),
+        )
+    }
+
     /// Evaluate every constraint that applies to the review at its point. `extra_namespaces`
     /// adds Namespace labels known to the caller (e.g. Namespaces in the linted files).
     pub fn evaluate(&self, review: &Review, extra_namespaces: &NamespaceLabels) -> Vec<Violation> {
         let object = review.object();
-        let info = ObjectInfo::of(object);
+        let info = self.object_info(object, &review.request);
+        // Gatekeeper's matchAny: an UPDATE is reviewed if its new or its old object matches (a
+        // change that takes an object out of a constraint's match is still checked).
+        let old_info = review
+            .request
+            .get("oldObject")
+            .filter(|o| o.is_object())
+            .map(|o| self.object_info(o, &review.request));
         let object_ref = ObjectRef::of(object);
         let ns_labels = |ns: &str| {
             extra_namespaces
@@ -1038,8 +1120,26 @@ impl Bundle {
             let Some(action) = c.enforcement.at(review.point) else {
                 continue;
             };
-            if !c.matcher.matches(&info, &ns_labels) {
-                continue;
+            let matched = c
+                .matcher
+                .matches(&info, review.point, &ns_labels)
+                .and_then(|m| match &old_info {
+                    Some(old) if !m => c.matcher.matches(old, review.point, &ns_labels),
+                    _ => Ok(m),
+                });
+            match matched {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    out.push(Violation::evaluation_error(
+                        &c.kind,
+                        &c.name,
+                        format!("constraint {} could not be matched: {e}", c.name),
+                        action,
+                        &object_ref,
+                    ));
+                    continue;
+                }
             }
             let Some(t) = self.templates.get(&c.kind) else {
                 continue;
@@ -1073,21 +1173,17 @@ impl Bundle {
                         out.push(violation(&t.kind, &c.name, r, action, &object_ref));
                     }
                 }
-                // Gatekeeper reports an evaluation error as a violation of each constraint.
-                Err(e) => out.push(Violation {
-                    policy: t.kind.clone(),
-                    constraint: c.name.clone(),
-                    message: format!(
+                Err(e) => out.push(Violation::evaluation_error(
+                    &t.kind,
+                    &c.name,
+                    format!(
                         "template {} failed to evaluate: {}",
                         t.kind,
                         first_line(&e.to_string())
                     ),
-                    details: json!({}),
                     action,
-                    object: object_ref.clone(),
-                    path: None,
-                    evaluation_error: true,
-                }),
+                    &object_ref,
+                )),
             }
         }
         if let Some(ct) = &self.conftest {
@@ -1101,19 +1197,16 @@ impl Bundle {
                             out.push(violation("conftest", rule, r, *action, &object_ref));
                         }
                     }
-                    Err(e) => out.push(Violation {
-                        policy: "conftest".into(),
-                        constraint: rule.clone(),
-                        message: format!(
+                    Err(e) => out.push(Violation::evaluation_error(
+                        "conftest",
+                        rule,
+                        format!(
                             "rule {rule} failed to evaluate: {}",
                             first_line(&e.to_string())
                         ),
-                        details: json!({}),
-                        action: *action,
-                        object: object_ref.clone(),
-                        path: None,
-                        evaluation_error: true,
-                    }),
+                        *action,
+                        &object_ref,
+                    )),
                 }
             }
         }
