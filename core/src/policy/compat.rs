@@ -1,501 +1,574 @@
 //! Making regorus run Gatekeeper templates the way OPA does.
 //!
-//! regorus differs from OPA in a few places that change results (reference §4.5). Source-level
-//! gaps are fixed by rewriting the Rego text before it is parsed; the rewrites keep every line
-//! where it was (one `;` or hoisted assignment inserted per site), except a chained body, which
-//! gains one line:
+//! regorus differs from OPA in a few places that change results (reference §4.5). They are fixed
+//! by editing the Rego text, but every edit is found in **regorus's own parse** of the policy
+//! (its `unstable` AST, pinned with the crate), not by scanning text, so a construct the parser
+//! reads otherwise (an object literal as a rule value, a `{` in a string) is never touched. Every
+//! edit keeps every line where it was, so errors and coverage still point at the user's lines.
 //!
-//! 1. A newline before `(` separates expressions in OPA; regorus reads `x⏎(y)` as a call `x(y)`.
-//!    → a `;` is inserted at the end of the previous line.
-//! 2. Rego v0 chained bodies `p[x] { a } { b }` mean two rules; regorus refuses them on set rules.
-//!    → the head is repeated before the second body.
-//! 3. `not f(<undefined>)`: OPA hoists call arguments out of the negation, so an undefined argument
-//!    makes the body fail; regorus makes `not` succeed (a false positive).
-//!    → arguments that are refs or calls are hoisted into fresh variables before the `not`.
-//! 4. In regorus's register VM, `x := <undefined>` does not fail the body.
-//!    → `; x == x` after each body assignment to a plain variable (a v1 unbraced body,
-//!    `p if x := e`, is braced first).
+//! 1. **Chained bodies** (v0) `p[x] { a } { b }` mean two rules; regorus refuses them on set rules
+//!    ("else cannot be used with set rules"). Only when the unedited policy fails to parse with
+//!    exactly that error, the head is repeated before the refused body, on the same line.
+//! 2. **A newline before `(`** ends an expression in OPA; regorus reads `x⏎(y)` as a call `x(y)`.
+//!    Only such calls at a statement's top level (inside brackets OPA skips newlines too) get a
+//!    `;` after the callee.
+//! 3. **`not f(<undefined>)`**: OPA hoists call arguments out of the negation, so an undefined
+//!    argument makes the body fail; regorus makes `not` succeed (a false positive). Arguments that
+//!    are refs or calls are hoisted into fresh variables before the `not`. And `not EXPR` with a
+//!    `_` wildcard means "no element matches" in OPA, where regorus lets the wildcard escape
+//!    ("some element does not"): it becomes `count([1 | EXPR]) == 0`.
+//! 4. **In regorus's register VM, `x := <undefined>` does not fail the body.** `; x == x` follows
+//!    each statement `x := e` (a v1 body of one unbraced statement is braced first). It is true
+//!    whenever `x` is defined, so results do not change anywhere else.
 //!
-//! Builtin gaps are fixed with extensions (see [`super::builtins`]): OPA's `sprintf` (missing
-//! arguments print `%!v(MISSING)` instead of dropping the violation) and the deprecated `re_match`.
-//! Strict builtin errors are turned off (OPA makes a failing builtin undefined) and Rego v0 is the
-//! default for templates, as in Gatekeeper.
+//! Edits 2–4 never change a policy whose text has none of these constructs; edit 1 never changes
+//! a policy regorus parses. If an edited policy would not parse (a bug here), the last text that
+//! did is used, never a broken one. Builtin gaps are fixed with extensions (see
+//! [`super::builtins`]): OPA's `sprintf` and the deprecated `re_match`.
 
-/// Apply every source rewrite. `v0` enables the v0-only ones.
+use regorus::unstable::{
+    Expr, Lexer, Literal, LiteralStmt, Module, Parser, Query, Rule, RuleHead, Source, TokenKind,
+};
+
+/// Apply every edit. `v0` is the policy's Rego version (Gatekeeper templates are v0).
 pub fn normalize(src: &str, v0: bool) -> String {
-    let s = separate_paren_lines(src);
-    let s = if v0 { split_chained_bodies(&s) } else { s };
-    guard_assignments(&hoist_negated_call_args(&s))
-}
-
-/// Gap 4, in regorus's register VM: `x := <undefined>` must make the body (or comprehension)
-/// fail, as in OPA and regorus's interpreter; the VM carries on, so a later `not` or comprehension
-/// that uses `x` misfires (a false violation). → `; x == x` after each assignment to a plain
-/// variable inside a body. It is true whenever `x` is defined, so results do not change anywhere
-/// else, and it fails exactly when OPA's assignment would.
-fn guard_assignments(src: &str) -> String {
-    let b = src.as_bytes();
-    let kinds = classify(src);
-    let mask = code_mask(&kinds);
-    let mut inserts = Vec::new();
-    let mut depth = 0i32;
-    for i in 0..b.len() {
-        if !mask[i] {
-            continue;
+    let text = if v0 {
+        split_chained_set_bodies(src, v0)
+    } else {
+        src.to_string()
+    };
+    let Ok(module) = parse(&text, v0) else {
+        // Not Rego regorus can read: the engine reports the error on the user's own text.
+        return src.to_string();
+    };
+    let edited = apply(&text, newline_calls(&Text::new(&text), &module));
+    let (base, module) = match parse(&edited, v0) {
+        Ok(m) => (edited, m),
+        Err(_) => (text, module),
+    };
+    let mut edits = Vec::new();
+    let t = Text::new(&base);
+    each_query(&module, &mut |q| {
+        negations(&t, q, &mut edits);
+        guards(&t, q, &mut edits);
+    });
+    let out = apply(&base, edits);
+    if parse(&out, v0).is_ok() {
+        out
+    } else {
+        if std::env::var_os("SEALGATE_COMPAT_DEBUG").is_some() {
+            eprintln!("{:?}\n{out}", parse(&out, v0).err());
         }
-        match b[i] {
-            b'(' | b'[' | b'{' => depth += 1,
-            b')' | b']' | b'}' => depth -= 1,
-            b':' if b.get(i + 1) == Some(&b'=') && mask[i + 1] => {
-                let mut id_end = i;
-                while id_end > 0 && matches!(b[id_end - 1], b' ' | b'\t') {
-                    id_end -= 1;
-                }
-                let mut id_start = id_end;
-                while id_start > 0
-                    && (b[id_start - 1].is_ascii_alphanumeric() || b[id_start - 1] == b'_')
-                {
-                    id_start -= 1;
-                }
-                let ident = &src[id_start..id_end];
-                let mut p = id_start;
-                while p > 0 && matches!(b[p - 1], b' ' | b'\t') {
-                    p -= 1;
-                }
-                let plain =
-                    !ident.is_empty() && ident != "_" && !ident.as_bytes()[0].is_ascii_digit();
-                let statement_start =
-                    depth > 0 && (p == 0 || matches!(b[p - 1], b'{' | b';' | b'|' | b'\n'));
-                // A v1 body of one unbraced statement, `p if x := e`, is at depth 0 (elsewhere
-                // at depth 0, `:=` belongs to a rule head): it is braced so the guard can follow.
-                let after_if = depth == 0
-                    && p >= 2
-                    && p < id_start
-                    && &b[p - 2..p] == b"if"
-                    && (p == 2 || !(b[p - 3].is_ascii_alphanumeric() || b[p - 3] == b'_'));
-                if plain && statement_start {
-                    inserts.push((
-                        expression_end(b, &kinds, i + 2),
-                        format!("; {ident} == {ident}"),
-                    ));
-                } else if plain && after_if {
-                    inserts.push((id_start, "{ ".to_string()));
-                    inserts.push((
-                        expression_end(b, &kinds, i + 2),
-                        format!("; {ident} == {ident} }}"),
-                    ));
-                }
-            }
-            _ => {}
-        }
+        base
     }
-    insert_all(src, inserts)
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Code,
-    Str,
-    Comment,
-}
-
-/// Classify every byte of a Rego source: code, string (`"…"` or raw `` `…` ``) or comment.
-fn classify(src: &str) -> Vec<Kind> {
-    let b = src.as_bytes();
-    let mut kind = vec![Kind::Code; b.len()];
-    let mut i = 0;
-    while i < b.len() {
-        let (k, end) = match b[i] {
-            b'#' => (
-                Kind::Comment,
-                b[i..]
-                    .iter()
-                    .position(|c| *c == b'\n')
-                    .map_or(b.len(), |p| i + p),
-            ),
-            b'"' => {
-                let mut j = i + 1;
-                while j < b.len() && b[j] != b'"' && b[j] != b'\n' {
-                    j += if b[j] == b'\\' { 2 } else { 1 };
-                }
-                (Kind::Str, (j + 1).min(b.len()))
-            }
-            b'`' => (
-                Kind::Str,
-                b[i + 1..]
-                    .iter()
-                    .position(|c| *c == b'`')
-                    .map_or(b.len(), |p| i + p + 2),
-            ),
-            _ => {
-                i += 1;
-                continue;
-            }
-        };
-        kind[i..end].fill(k);
-        i = end;
+/// regorus's parse of `text` (`v0`: Rego v0 unless the module imports `rego.v1`).
+fn parse(text: &str, v0: bool) -> anyhow::Result<Module> {
+    let source = Source::from_contents("policy.rego".into(), text.to_string())?;
+    let mut parser = Parser::new(&source)?;
+    if !v0 {
+        parser.enable_rego_v1()?;
     }
-    kind
+    parser.parse()
 }
 
-/// Code bytes only: `true` where the byte is code.
-fn code_mask(kinds: &[Kind]) -> Vec<bool> {
-    kinds.iter().map(|k| *k == Kind::Code).collect()
+/// An edit: replace `start..end` with the text.
+type Edit = (usize, usize, String);
+
+/// A policy's text with where its string literals are: regorus's spans of a string leave out
+/// its quotes, so a span that starts or ends with one is widened to take them in.
+struct Text<'a> {
+    src: &'a str,
+    /// (content start, content end) of every string and raw string token.
+    strings: Vec<(usize, usize)>,
 }
 
-/// Gap 1: `;` at the end of a line when the next code line starts with `(` and the line before
-/// ends a term, at bracket depth 0 (inside `(`/`[` a newline is only whitespace).
-fn separate_paren_lines(src: &str) -> String {
-    let b = src.as_bytes();
-    let kind = classify(src);
-    let mut inserts = Vec::new();
-    let mut depth: i32 = 0;
-    // End (exclusive) of the last code or string byte seen.
-    let mut last_sig: Option<usize> = None;
-    let mut at_line_start = true;
-    for (i, &c) in b.iter().enumerate() {
-        if c == b'\n' {
-            at_line_start = true;
-            continue;
-        }
-        if c.is_ascii_whitespace() || kind[i] == Kind::Comment {
-            continue;
-        }
-        let code = kind[i] == Kind::Code;
-        if at_line_start
-            && code
-            && c == b'('
-            && depth == 0
-            && let Some(end) = last_sig
-        {
-            let prev = b[end - 1];
-            let ends_term = prev.is_ascii_alphanumeric()
-                || matches!(prev, b'_' | b']' | b')' | b'}' | b'"' | b'`');
-            if ends_term && !ends_with_keyword(b, end) {
-                inserts.push(end);
-            }
-        }
-        at_line_start = false;
-        if code {
-            match c {
-                b'(' | b'[' => depth += 1,
-                b')' | b']' => depth -= 1,
-                _ => {}
-            }
-        }
-        last_sig = Some(i + 1);
-    }
-    insert_all(
-        src,
-        inserts.into_iter().map(|p| (p, ";".to_string())).collect(),
-    )
-}
-
-/// Lines ending in a keyword that takes an operand (`not`, `some`, …) are not terms.
-fn ends_with_keyword(b: &[u8], end: usize) -> bool {
-    let start = b[..end]
-        .iter()
-        .rposition(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
-        .map_or(0, |p| p + 1);
-    matches!(
-        &b[start..end],
-        b"not"
-            | b"some"
-            | b"with"
-            | b"as"
-            | b"in"
-            | b"if"
-            | b"contains"
-            | b"else"
-            | b"every"
-            | b"default"
-    )
-}
-
-/// Gap 2 (v0): `head { a } { b }` → `head { a }⏎head { b }`.
-fn split_chained_bodies(src: &str) -> String {
-    let b = src.as_bytes();
-    let kind = classify(src);
-    let mut inserts = Vec::new();
-    let (mut paren, mut brace) = (0i32, 0i32);
-    let mut stmt_start: Option<usize> = None;
-    let mut head: Option<(usize, usize)> = None;
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        if kind[i] != Kind::Code {
-            if kind[i] == Kind::Str && stmt_start.is_none() && brace == 0 && paren == 0 {
-                stmt_start = Some(i);
-            }
-            i += 1;
-            continue;
-        }
-        if c == b'\n' && brace == 0 && paren == 0 && head.is_none() {
-            stmt_start = None;
-        }
-        if !c.is_ascii_whitespace() && stmt_start.is_none() && brace == 0 && paren == 0 {
-            stmt_start = Some(i);
-        }
-        match c {
-            b'(' | b'[' => paren += 1,
-            b')' | b']' => paren -= 1,
-            b'{' => {
-                if brace == 0
-                    && paren == 0
-                    && head.is_none()
-                    && let Some(s) = stmt_start
-                {
-                    head = Some((s, i));
-                }
-                brace += 1;
-            }
-            b'}' => {
-                brace -= 1;
-                if brace == 0 && paren == 0 {
-                    // What follows: another body `{`, or the end of the statement.
-                    let mut j = i + 1;
-                    while j < b.len() {
-                        if b[j].is_ascii_whitespace() {
-                            j += 1;
-                        } else if b[j] == b'#' {
-                            while j < b.len() && b[j] != b'\n' {
-                                j += 1;
-                            }
-                        } else {
-                            break;
-                        }
+impl<'a> Text<'a> {
+    fn new(src: &'a str) -> Text<'a> {
+        let mut strings = Vec::new();
+        if let Ok(source) = Source::from_contents("policy.rego".into(), src.to_string()) {
+            let mut lexer = Lexer::new(&source);
+            while let Ok(t) = lexer.next_token() {
+                match t.0 {
+                    TokenKind::Eof => break,
+                    TokenKind::String | TokenKind::RawString => {
+                        strings.push((t.1.start as usize, t.1.end as usize));
                     }
-                    if j < b.len() && b[j] == b'{' {
-                        if let Some((s, e)) = head {
-                            inserts.push((j, format!("\n{} ", src[s..e].trim_end())));
-                        }
-                    } else if !(b[j..].starts_with(b"else")) {
-                        head = None;
-                        stmt_start = None;
-                    }
+                    _ => {}
                 }
             }
-            _ => {}
         }
-        i += 1;
+        Text { src, strings }
     }
-    insert_all(src, inserts)
+
+    /// The byte range of a span, quotes included.
+    fn range(&self, start: u32, end: u32) -> (usize, usize) {
+        let (mut s, mut e) = (start as usize, end as usize);
+        if self.strings.iter().any(|(cs, _)| *cs == s) {
+            s -= 1;
+        }
+        if self.strings.iter().any(|(_, ce)| *ce == e) {
+            e += 1;
+        }
+        (s, e)
+    }
+
+    fn expr(&self, e: &Expr) -> (usize, usize) {
+        let sp = e.span();
+        self.range(sp.start, sp.end)
+    }
+
+    fn of(&self, (s, e): (usize, usize)) -> &'a str {
+        &self.src[s..e]
+    }
 }
 
-/// Gaps 3 and 4, in negated expressions (`not EXPR`):
-/// - `not f(a.b, g(c))` → `__sg_h1 := a.b; __sg_h2 := g(c); not f(__sg_h1, __sg_h2)`: OPA hoists
-///   call arguments out of the negation, so an undefined argument fails the body;
-/// - `not EXPR` where EXPR has a `_` wildcard → `count([1 | EXPR]) == 0`: in OPA the wildcard is
-///   quantified inside the negation ("no element matches"); regorus lets it escape ("some element
-///   does not match").
-fn hoist_negated_call_args(src: &str) -> String {
-    let b = src.as_bytes();
-    let kinds = classify(src);
-    let mask = code_mask(&kinds);
-    let mut edits: Vec<(usize, usize, String)> = Vec::new(); // (start, end, replacement)
-    let mut counter = 0;
-    let mut i = 0;
-    while i + 3 <= b.len() {
-        let word_start =
-            i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_' || b[i - 1] == b'.');
-        if !(mask[i]
-            && word_start
-            && b[i..].starts_with(b"not")
-            && b.get(i + 3).is_some_and(|c| *c == b' ' || *c == b'\t'))
-        {
-            i += 1;
-            continue;
-        }
-        let expr_start = i
-            + 3
-            + b[i + 3..]
-                .iter()
-                .take_while(|c| **c == b' ' || **c == b'\t')
-                .count();
-        let expr_end = expression_end(b, &kinds, expr_start);
-        let expr = &src[expr_start..expr_end];
-        // `with` changes what the expression sees: leave such expressions alone.
-        if expr.split_whitespace().any(|w| w == "with") || expr.is_empty() {
-            i = expr_end.max(i + 1);
-            continue;
-        }
-        let mut hoisted = String::new();
-        let mut new_expr = expr.to_string();
-        if let Some((name, args)) = as_call(src, &mask, expr_start, expr_end) {
-            let mut new_args = Vec::new();
-            for (s, e) in &args {
-                let arg = src[*s..*e].trim();
-                if needs_hoisting(arg) {
-                    counter += 1;
-                    let var = format!("__sg_h{counter}");
-                    hoisted.push_str(&format!("{var} := {arg}; "));
-                    new_args.push(var);
-                } else {
-                    new_args.push(arg.to_string());
-                }
-            }
-            new_expr = format!("{name}({})", new_args.join(", "));
-        }
-        let replacement = if has_wildcard(&new_expr) {
-            format!("{hoisted}count([1 | {new_expr}]) == 0")
-        } else if !hoisted.is_empty() {
-            format!("{hoisted}not {new_expr}")
-        } else {
-            i = expr_end.max(i + 1);
-            continue;
-        };
-        edits.push((i, expr_end, replacement));
-        i = expr_end.max(i + 1);
-    }
-    let mut out = String::with_capacity(src.len() + edits.len() * 32);
+fn apply(src: &str, mut edits: Vec<Edit>) -> String {
+    edits.sort_by_key(|(s, e, _)| (*s, *e));
+    let mut out = String::with_capacity(src.len() + edits.len() * 16);
     let mut pos = 0;
-    for (s, e, r) in edits {
+    for (s, e, text) in edits {
+        if s < pos {
+            continue; // overlapping edits cannot happen; never corrupt the text if one does
+        }
         out.push_str(&src[pos..s]);
-        out.push_str(&r);
+        out.push_str(&text);
         pos = e;
     }
     out.push_str(&src[pos..]);
     out
 }
 
-/// Where the expression (or statement) starting at `start` ends: after its last code or string
-/// byte before a `;`, a newline or a closing bracket at its own depth. A trailing comment is left
-/// outside, so text inserted at the end is never commented out.
-fn expression_end(b: &[u8], kinds: &[Kind], start: usize) -> usize {
-    let mut depth = 0i32;
-    let mut end = start;
-    for k in start..b.len() {
-        match kinds[k] {
-            Kind::Comment => continue,
-            Kind::Str => {
-                end = k + 1;
-                continue;
+/// Every query of the module (rule bodies, comprehensions, `every`), outer before inner.
+fn each_query<'a>(module: &'a Module, f: &mut dyn FnMut(&'a Query)) {
+    for rule in &module.policy {
+        match rule.as_ref() {
+            Rule::Spec { head, bodies, .. } => {
+                match head {
+                    RuleHead::Compr { refr, assign, .. } => {
+                        queries_in_expr(refr, f);
+                        if let Some(a) = assign {
+                            queries_in_expr(&a.value, f);
+                        }
+                    }
+                    RuleHead::Set { refr, key, .. } => {
+                        queries_in_expr(refr, f);
+                        if let Some(k) = key {
+                            queries_in_expr(k, f);
+                        }
+                    }
+                    RuleHead::Func {
+                        refr, args, assign, ..
+                    } => {
+                        queries_in_expr(refr, f);
+                        for a in args {
+                            queries_in_expr(a, f);
+                        }
+                        if let Some(a) = assign {
+                            queries_in_expr(&a.value, f);
+                        }
+                    }
+                }
+                for b in bodies {
+                    if let Some(a) = &b.assign {
+                        queries_in_expr(&a.value, f);
+                    }
+                    query_and_nested(&b.query, f);
+                }
             }
-            Kind::Code => {}
+            Rule::Default { value, .. } => queries_in_expr(value, f),
         }
-        match b[k] {
-            b'(' | b'[' | b'{' => depth += 1,
-            b')' | b']' | b'}' if depth == 0 => break,
-            b')' | b']' | b'}' => depth -= 1,
-            b'\n' | b';' if depth == 0 => break,
+    }
+}
+
+fn query_and_nested<'a>(q: &'a Query, f: &mut dyn FnMut(&'a Query)) {
+    f(q);
+    for stmt in &q.stmts {
+        for e in stmt_exprs(stmt) {
+            queries_in_expr(e, f);
+        }
+        if let Literal::Every { query, .. } = &stmt.literal {
+            query_and_nested(query, f);
+        }
+    }
+}
+
+fn queries_in_expr<'a>(e: &'a Expr, f: &mut dyn FnMut(&'a Query)) {
+    match e {
+        Expr::ArrayCompr { term, query, .. } | Expr::SetCompr { term, query, .. } => {
+            queries_in_expr(term, f);
+            query_and_nested(query, f);
+        }
+        Expr::ObjectCompr {
+            key, value, query, ..
+        } => {
+            queries_in_expr(key, f);
+            queries_in_expr(value, f);
+            query_and_nested(query, f);
+        }
+        other => {
+            for c in children(other) {
+                queries_in_expr(c, f);
+            }
+        }
+    }
+}
+
+/// The expressions a statement holds directly (not those of a nested query).
+fn stmt_exprs(stmt: &LiteralStmt) -> Vec<&Expr> {
+    let mut out: Vec<&Expr> = match &stmt.literal {
+        Literal::SomeVars { .. } => Vec::new(),
+        Literal::SomeIn {
+            key,
+            value,
+            collection,
+            ..
+        } => key
+            .iter()
+            .map(|k| k.as_ref())
+            .chain([value.as_ref(), collection.as_ref()])
+            .collect(),
+        Literal::Expr { expr, .. } | Literal::NotExpr { expr, .. } => vec![expr.as_ref()],
+        Literal::Every { domain, .. } => vec![domain.as_ref()],
+    };
+    for w in &stmt.with_mods {
+        out.push(&w.refr);
+        out.push(&w.r#as);
+    }
+    out
+}
+
+/// The direct sub-expressions of an expression (comprehension queries excluded).
+fn children(e: &Expr) -> Vec<&Expr> {
+    match e {
+        Expr::Array { items, .. } | Expr::Set { items, .. } => {
+            items.iter().map(|i| i.as_ref()).collect()
+        }
+        Expr::Object { fields, .. } => fields
+            .iter()
+            .flat_map(|(_, k, v)| [k.as_ref(), v.as_ref()])
+            .collect(),
+        Expr::ArrayCompr { term, .. } | Expr::SetCompr { term, .. } => vec![term.as_ref()],
+        Expr::ObjectCompr { key, value, .. } => vec![key.as_ref(), value.as_ref()],
+        Expr::Call { fcn, params, .. } => std::iter::once(fcn.as_ref())
+            .chain(params.iter().map(|p| p.as_ref()))
+            .collect(),
+        Expr::UnaryExpr { expr, .. } => vec![expr.as_ref()],
+        Expr::RefDot { refr, .. } => vec![refr.as_ref()],
+        Expr::RefBrack { refr, index, .. } => vec![refr.as_ref(), index.as_ref()],
+        Expr::BinExpr { lhs, rhs, .. }
+        | Expr::BoolExpr { lhs, rhs, .. }
+        | Expr::ArithExpr { lhs, rhs, .. }
+        | Expr::AssignExpr { lhs, rhs, .. } => vec![lhs.as_ref(), rhs.as_ref()],
+        Expr::Membership {
+            key,
+            value,
+            collection,
+            ..
+        } => key
+            .iter()
+            .map(|k| k.as_ref())
+            .chain([value.as_ref(), collection.as_ref()])
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Every call in `e`, comprehension terms and queries excluded (they are statements of their own
+/// or inside brackets).
+fn calls<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
+    if matches!(e, Expr::Call { .. }) {
+        out.push(e);
+    }
+    if !matches!(
+        e,
+        Expr::ArrayCompr { .. } | Expr::SetCompr { .. } | Expr::ObjectCompr { .. }
+    ) {
+        for c in children(e) {
+            calls(c, out);
+        }
+    }
+}
+
+/// Whether `_` (the wildcard) appears in `e` as a variable.
+fn has_wildcard(e: &Expr) -> bool {
+    match e {
+        Expr::Var { value, .. } => value.as_string().is_ok_and(|v| v.as_ref() == "_"),
+        other => children(other).into_iter().any(has_wildcard),
+    }
+}
+
+/// The bracket depth at `pos` of the code in `text` from `from` (strings and comments skipped,
+/// by regorus's own lexer). `None` if the text does not lex.
+fn depth_at(text: &str, from: usize, pos: usize) -> Option<i32> {
+    let source = Source::from_contents("fragment.rego".into(), text[from..pos].to_string()).ok()?;
+    let mut lexer = Lexer::new(&source);
+    let mut depth = 0;
+    loop {
+        let tok = lexer.next_token().ok()?;
+        match tok.0 {
+            TokenKind::Eof => return Some(depth),
+            TokenKind::Symbol => match tok.1.text() {
+                "(" | "[" | "{" => depth += 1,
+                ")" | "]" | "}" => depth -= 1,
+                _ => {}
+            },
             _ => {}
         }
-        if !b[k].is_ascii_whitespace() {
-            end = k + 1;
+    }
+}
+
+/// The first byte at or after `pos` that is neither whitespace nor in a `#` comment.
+fn skip_blank(text: &str, mut pos: usize) -> usize {
+    let b = text.as_bytes();
+    while pos < b.len() {
+        if b[pos].is_ascii_whitespace() {
+            pos += 1;
+        } else if b[pos] == b'#' {
+            while pos < b.len() && b[pos] != b'\n' {
+                pos += 1;
+            }
+        } else {
+            break;
         }
     }
-    end
+    pos
 }
 
-/// `NAME(args)` spanning exactly `start..end`: the name and the argument spans.
-fn as_call<'a>(
-    src: &'a str,
-    mask: &[bool],
-    start: usize,
-    end: usize,
-) -> Option<(&'a str, Vec<(usize, usize)>)> {
-    let b = src.as_bytes();
-    let mut j = start;
-    while j < end && (b[j].is_ascii_alphanumeric() || b[j] == b'_' || b[j] == b'.') {
-        j += 1;
-    }
-    if j == start
-        || j >= end
-        || b[j] != b'('
-        || !(b[start].is_ascii_alphabetic() || b[start] == b'_')
-    {
-        return None;
-    }
-    let close = matching_paren(b, mask, j)?;
-    if close + 1 != end {
-        return None;
-    }
-    Some((&src[start..j], split_args(src, mask, j + 1, close)))
+/// Edit 2: calls `f⏎(x)` at a statement's top level → `f;⏎(x)`.
+fn newline_calls(t: &Text, module: &Module) -> Vec<Edit> {
+    let text = t.src;
+    let mut edits = Vec::new();
+    each_query(module, &mut |q| {
+        for stmt in &q.stmts {
+            let mut found = Vec::new();
+            for e in stmt_exprs(stmt) {
+                calls(e, &mut found);
+            }
+            for call in found {
+                let Expr::Call { fcn, .. } = call else {
+                    continue;
+                };
+                let (_, fcn_end) = t.expr(fcn);
+                let open = skip_blank(text, fcn_end);
+                let crosses_line = text[fcn_end..open].contains('\n');
+                if crosses_line
+                    && text.as_bytes().get(open) == Some(&b'(')
+                    && depth_at(text, stmt.span.start as usize, fcn_end) == Some(0)
+                {
+                    edits.push((fcn_end, fcn_end, ";".to_string()));
+                }
+            }
+        }
+    });
+    edits
 }
 
-/// Whether a Rego fragment uses the `_` wildcard as a term.
-fn has_wildcard(s: &str) -> bool {
-    let b = s.as_bytes();
-    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
-    (0..b.len()).any(|i| {
-        b[i] == b'_' && (i == 0 || !ident(b[i - 1])) && (i + 1 == b.len() || !ident(b[i + 1]))
-    })
+/// Refs and calls are hoisted; literals, plain variables and anything with a `_` wildcard (which
+/// must stay quantified inside the negation) are not.
+fn needs_hoisting(e: &Expr) -> bool {
+    matches!(
+        e,
+        Expr::RefDot { .. } | Expr::RefBrack { .. } | Expr::Call { .. }
+    ) && !has_wildcard(e)
 }
 
-/// Refs (`a.b`, `a[0]`) and calls are hoisted; literals and plain variables are not, nor is
-/// anything with a `_` wildcard: `not f(xs[_])` means "for no element", so the wildcard must stay
-/// inside the negation.
-fn needs_hoisting(arg: &str) -> bool {
-    if arg.is_empty() || arg.starts_with('"') || arg.starts_with('`') {
-        return false;
-    }
-    if has_wildcard(arg) {
-        return false;
-    }
-    let plain_var = arg.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
-    !plain_var
-        && (arg.contains('.') || arg.contains('[') || arg.contains('('))
-        && !arg.starts_with('[')
-        && !arg.starts_with('{')
-        && arg.parse::<f64>().is_err()
-}
-
-fn matching_paren(b: &[u8], mask: &[bool], open: usize) -> Option<usize> {
-    let mut depth = 0;
-    for k in open..b.len() {
-        if !mask[k] {
+/// Edit 3, for the `not` statements of one query.
+fn negations(t: &Text, q: &Query, edits: &mut Vec<Edit>) {
+    for stmt in &q.stmts {
+        let Literal::NotExpr { span: lit, expr } = &stmt.literal else {
+            continue;
+        };
+        // `with` changes what the expression sees: such statements are left alone.
+        if !stmt.with_mods.is_empty() {
             continue;
         }
-        match b[k] {
-            b'(' | b'[' | b'{' => depth += 1,
-            b')' | b']' | b'}' => {
+        let (start, end) = t.range(lit.start, lit.end);
+        let mut hoisted = String::new();
+        let mut new_expr = t.of(t.expr(expr)).to_string();
+        if let Expr::Call { fcn, params, .. } = expr.as_ref()
+            && params.iter().any(|p| needs_hoisting(p))
+        {
+            let mut args = Vec::new();
+            for p in params {
+                let r = t.expr(p);
+                if needs_hoisting(p) {
+                    let var = format!("__sg_h{}", r.0);
+                    // Guarded as edit 4 guards every assignment.
+                    hoisted.push_str(&format!("{var} := {}; {var} == {var}; ", t.of(r)));
+                    args.push(var);
+                } else {
+                    args.push(t.of(r).to_string());
+                }
+            }
+            new_expr = format!("{}({})", t.of(t.expr(fcn)), args.join(", "));
+        }
+        let replacement = if has_wildcard(expr) {
+            format!("{hoisted}count([1 | {new_expr}]) == 0")
+        } else if !hoisted.is_empty() {
+            format!("{hoisted}not {new_expr}")
+        } else {
+            continue;
+        };
+        edits.push((start, end, replacement));
+    }
+}
+
+/// Edit 4, for the assignments of one query.
+fn guards(t: &Text, q: &Query, edits: &mut Vec<Edit>) {
+    let text = t.src;
+    let mut any = false;
+    for stmt in &q.stmts {
+        let Literal::Expr { expr, .. } = &stmt.literal else {
+            continue;
+        };
+        let Expr::AssignExpr { op, lhs, .. } = expr.as_ref() else {
+            continue;
+        };
+        let Expr::Var { value, .. } = lhs.as_ref() else {
+            continue;
+        };
+        let Ok(name) = value.as_string() else {
+            continue;
+        };
+        if name.as_ref() == "_" || !matches!(op, regorus::unstable::AssignOp::ColEq) {
+            continue;
+        }
+        let (_, end) = t.range(stmt.span.start, stmt.span.end);
+        edits.push((end, end, format!("; {name} == {name}")));
+        any = true;
+    }
+    // A v1 body of one unbraced statement (`p if x := e`) is braced so the guard can follow.
+    let (qs, qe) = (q.span.start as usize, q.span.end as usize);
+    let before = text[..qs].trim_end();
+    let after_if = before.ends_with("if")
+        && !before[..before.len() - 2].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
+    if any && after_if && text.as_bytes().get(qs) != Some(&b'{') {
+        let last = q.stmts.last().expect("a query has a statement");
+        let qe = t.range(last.span.start, last.span.end).1.max(qe);
+        edits.push((qs, qs, "{ ".to_string()));
+        edits.push((qe, qe, " }".to_string()));
+    }
+}
+
+/// Edit 1 (v0): `head { a } { b }` on a set rule → `head { a } head { b }`, one refused body at
+/// a time, while the parse fails with regorus's "else cannot be used with set rules".
+fn split_chained_set_bodies(src: &str, v0: bool) -> String {
+    let mut text = src.to_string();
+    for _ in 0..256 {
+        let Err(e) = parse(&text, v0) else {
+            return text;
+        };
+        let msg = e.to_string();
+        if !msg.contains("else cannot be used with set rules") {
+            return text;
+        }
+        let Some(body) = error_offset(&text, &msg) else {
+            return text;
+        };
+        match set_head_before(&text, body) {
+            Some(head) => text.insert_str(body, &format!("{head} ")),
+            None => return text,
+        }
+    }
+    text
+}
+
+/// The byte offset of the `--> file:LINE:COL` a regorus error points at.
+fn error_offset(text: &str, msg: &str) -> Option<usize> {
+    let at = msg.lines().find_map(|l| l.trim().strip_prefix("--> "))?;
+    let mut parts = at.rsplitn(3, ':');
+    let col: usize = parts.next()?.parse().ok()?;
+    let line: usize = parts.next()?.parse().ok()?;
+    let line_start = text
+        .split_inclusive('\n')
+        .take(line.checked_sub(1)?)
+        .map(str::len)
+        .sum::<usize>();
+    let line_text = text[line_start..].lines().next().unwrap_or("");
+    let offset = line_start
+        + line_text
+            .char_indices()
+            .nth(col.checked_sub(1)?)
+            .map(|(i, _)| i)?;
+    (text.as_bytes().get(offset) == Some(&b'{')).then_some(offset)
+}
+
+/// The head of the set rule whose refused body starts at `body`, as one line of its tokens:
+/// back over the previous body `{ … }`, then over the head's ref (`a.b[key]`).
+fn set_head_before(text: &str, body: usize) -> Option<String> {
+    let source = Source::from_contents("policy.rego".into(), text.to_string()).ok()?;
+    let mut lexer = Lexer::new(&source);
+    let mut toks: Vec<(TokenKind, usize, usize)> = Vec::new();
+    loop {
+        let t = lexer.next_token().ok()?;
+        if t.0 == TokenKind::Eof {
+            break;
+        }
+        let quoted = matches!(t.0, TokenKind::String | TokenKind::RawString) as usize;
+        toks.push((t.0, t.1.start as usize - quoted, t.1.end as usize + quoted));
+    }
+    let sym =
+        |i: usize, s: &str| toks[i].0 == TokenKind::Symbol && &text[toks[i].1..toks[i].2] == s;
+    let mut i = toks.iter().position(|t| t.1 == body)?.checked_sub(1)?;
+    // Back to the `{` that opens the previous body, and past it.
+    i = matching_open(&toks, text, i, "}", "{")?.checked_sub(1)?;
+    let head_end = i;
+    // The head: a ref, possibly with a `[key]`.
+    loop {
+        if sym(i, "]") {
+            i = matching_open(&toks, text, i, "]", "[")?.checked_sub(1)?;
+            continue;
+        }
+        if toks[i].0 != TokenKind::Ident {
+            return None;
+        }
+        if i > 0 && sym(i - 1, ".") {
+            i = i.checked_sub(2)?;
+            continue;
+        }
+        break;
+    }
+    let mut head = String::new();
+    for k in i..=head_end {
+        let tok = &text[toks[k].1..toks[k].2];
+        if tok.contains('\n') {
+            return None;
+        }
+        if k > i && toks[k].1 > toks[k - 1].2 {
+            head.push(' ');
+        }
+        head.push_str(tok);
+    }
+    Some(head)
+}
+
+/// The index of the token that opens the bracket closed at `close`.
+fn matching_open(
+    toks: &[(TokenKind, usize, usize)],
+    text: &str,
+    close: usize,
+    closer: &str,
+    opener: &str,
+) -> Option<usize> {
+    let mut depth = 0;
+    for k in (0..=close).rev() {
+        if toks[k].0 != TokenKind::Symbol {
+            continue;
+        }
+        match &text[toks[k].1..toks[k].2] {
+            s if s == closer => depth += 1,
+            s if s == opener => {
                 depth -= 1;
                 if depth == 0 {
-                    return (b[k] == b')').then_some(k);
+                    return Some(k);
                 }
             }
             _ => {}
         }
     }
     None
-}
-
-fn split_args(src: &str, mask: &[bool], start: usize, end: usize) -> Vec<(usize, usize)> {
-    let b = src.as_bytes();
-    let mut out = Vec::new();
-    let mut depth = 0;
-    let mut s = start;
-    for k in start..end {
-        if !mask[k] {
-            continue;
-        }
-        match b[k] {
-            b'(' | b'[' | b'{' => depth += 1,
-            b')' | b']' | b'}' => depth -= 1,
-            b',' if depth == 0 => {
-                out.push((s, k));
-                s = k + 1;
-            }
-            _ => {}
-        }
-    }
-    if !src[s..end].trim().is_empty() || !out.is_empty() {
-        out.push((s, end));
-    }
-    out
-}
-
-fn insert_all(src: &str, mut inserts: Vec<(usize, String)>) -> String {
-    inserts.sort_by_key(|(p, _)| *p);
-    let mut out = String::with_capacity(src.len() + inserts.len() * 16);
-    let mut pos = 0;
-    for (p, text) in inserts {
-        out.push_str(&src[pos..p]);
-        out.push_str(&text);
-        pos = p;
-    }
-    out.push_str(&src[pos..]);
-    out
 }
 
 #[cfg(test)]
@@ -506,54 +579,75 @@ mod tests {
     fn a_trailing_comment_stays_a_comment() {
         let src = "package t\np { not startswith(x, y[_]) # no repo matches\n}\n";
         assert_eq!(
-            hoist_negated_call_args(src),
+            normalize(src, true),
             "package t\np { count([1 | startswith(x, y[_])]) == 0 # no repo matches\n}\n"
         );
     }
 
     #[test]
     fn body_assignments_are_guarded_and_nothing_else() {
-        let src = "package t\ndefault allow := false\nf(x) := y if { y := x.a # why\n  z := [c |\n    c := y[_]\n  ]\n  count(z) > 0 }\nmsg := \"a := b\"\np if x := input.a\ng := 1 if true\n";
-        let out = guard_assignments(src);
+        let src = "package t\nimport rego.v1\ndefault allow := false\nf(x) := y if { y := x.a # why\n  z := [c |\n    c := y[_]\n  ]\n  count(z) > 0 }\nmsg := \"a := b\"\np if x := input.a\ng := 1 if true\n";
         assert_eq!(
-            out,
-            "package t\ndefault allow := false\nf(x) := y if { y := x.a; y == y # why\n  z := [c |\n    c := y[_]; c == c\n  ]; z == z\n  count(z) > 0 }\nmsg := \"a := b\"\np if { x := input.a; x == x }\ng := 1 if true\n"
+            normalize(src, false),
+            "package t\nimport rego.v1\ndefault allow := false\nf(x) := y if { y := x.a; y == y # why\n  z := [c |\n    c := y[_]; c == c\n  ]; z == z\n  count(z) > 0 }\nmsg := \"a := b\"\np if { x := input.a; x == x }\ng := 1 if true\n"
         );
     }
 
     #[test]
     fn paren_on_a_new_line_is_a_new_expression() {
         let src = "package t\nviolation[x] {\n  input.a # trailing comment\n  (input.a + 1) > 1\n  x := 1\n}\n";
-        let out = separate_paren_lines(src);
+        let out = normalize(src, true);
         assert!(out.contains("input.a; # trailing comment"), "{out}");
-        // Not inside brackets, not after an operator or comma, not in strings.
+        // Not inside brackets, not after an operator or comma, not in strings, not a same-line call.
         for keep in [
-            "package t\np { x := f(a,\n (b)) }\n",
+            "package t\np { f(a,\n (b)) }\n",
             "package t\np { x := 1 +\n (2) }\n",
             "package t\np { x := [a\n (b)] }\n",
             "package t\np { x := \"(\"\n y := 1 }\n",
+            "package t\np { count(input.a) > 1 }\n",
         ] {
-            assert_eq!(separate_paren_lines(keep), keep);
+            let out = normalize(keep, true);
+            assert!(!out.contains(";\n"), "{keep:?} became {out:?}");
         }
     }
 
     #[test]
     fn chained_bodies_become_separate_rules() {
-        let src = "package t\nviolation[{\"msg\": msg}] {\n  a\n  msg := \"a\"\n} {\n  b\n  msg := \"b\"\n}\nallow { true }\n";
-        let out = split_chained_bodies(src);
-        assert_eq!(out.matches("violation[{\"msg\": msg}]").count(), 2, "{out}");
-        assert_eq!(out.matches("allow").count(), 1, "{out}");
-        // else chains are untouched.
-        let els = "package t\nf(x) = 1 { x > 1 } else = 2 { true }\n";
-        assert_eq!(split_chained_bodies(els), els);
+        let src = "package t\nviolation[{\"msg\": msg}] {\n  input.a\n  msg := \"a\"\n} {\n  input.b\n  msg := \"b\"\n} {\n  input.c\n  msg := \"c\"\n}\nallow { true }\n";
+        let out = normalize(src, true);
+        assert_eq!(out.matches("violation[{\"msg\": msg}]").count(), 3, "{out}");
+        assert_eq!(out.lines().count(), src.lines().count(), "{out}");
+        assert!(parse(&out, true).is_ok());
+        // else chains and chained bodies of complete rules parse already: untouched.
+        for keep in [
+            "package t\nf(x) = 1 { x > 1 } else = 2 { true }\n",
+            "package t\np { input.a } { input.b }\n",
+        ] {
+            assert_eq!(split_chained_set_bodies(keep, true), keep);
+        }
+    }
+
+    /// The K8sPSPSeccomp shape that the old text rewriter broke: an object literal as the value
+    /// of a function rule is not a body.
+    #[test]
+    fn an_object_literal_rule_value_is_not_a_body() {
+        let src = "package t\nget_profile(c) = {\"profile\": p, \"file\": \"\"} {\n  p := c.type\n  not has_x(c)\n}\nhas_x(c) { c.x }\n";
+        let out = normalize(src, true);
+        assert!(parse(&out, true).is_ok(), "{out}");
+        assert!(
+            out.starts_with("package t\nget_profile(c) = {\"profile\": p, \"file\": \"\"} {\n  p := c.type; p == p\n"),
+            "{out}"
+        );
     }
 
     #[test]
     fn negated_call_arguments_are_hoisted() {
         let src = "package t\nviolation[\"v\"] {\n  not accept(rule, v, params.ranges)\n  not startswith(\"x\", y)\n  not f(input.a) with input as {}\n}\n";
-        let out = hoist_negated_call_args(src);
+        let out = normalize(src, true);
         assert!(
-            out.contains("__sg_h1 := params.ranges; not accept(rule, v, __sg_h1)"),
+            out.contains(
+                "__sg_h49 := params.ranges; __sg_h49 == __sg_h49; not accept(rule, v, __sg_h49)"
+            ),
             "{out}"
         );
         assert!(out.contains("  not startswith(\"x\", y)\n"), "{out}");
@@ -561,22 +655,22 @@ mod tests {
         // A wildcard is quantified inside the negation.
         let wild = "package t\np { not startswith(x, input.parameters.prefixes[_]) }\n";
         assert!(
-            hoist_negated_call_args(wild)
+            normalize(wild, true)
                 .contains("p { count([1 | startswith(x, input.parameters.prefixes[_])]) == 0 }")
         );
         let mixed = "package t\np { not startswith(lower(input.a), xs[_]) }\n";
+        let out = normalize(mixed, true);
         assert!(
-            hoist_negated_call_args(mixed).contains(
-                "__sg_h1 := lower(input.a); count([1 | startswith(__sg_h1, xs[_])]) == 0"
-            )
+            out.contains("__sg_h29 := lower(input.a); __sg_h29 == __sg_h29; count([1 | startswith(__sg_h29, xs[_])]) == 0"),
+            "{out}"
         );
         let cmp = "package t\np {\n  not xs[_] == \"a\"; y := 1\n}\n";
         assert!(
-            hoist_negated_call_args(cmp).contains("count([1 | xs[_] == \"a\"]) == 0; y := 1"),
+            normalize(cmp, true).contains("count([1 | xs[_] == \"a\"]) == 0; y := 1"),
             "{}",
-            hoist_negated_call_args(cmp)
+            normalize(cmp, true)
         );
-        assert_eq!(out.lines().count(), src.lines().count());
+        assert_eq!(out.lines().count(), mixed.lines().count());
     }
 
     #[test]
@@ -586,5 +680,11 @@ mod tests {
             normalize(src, true),
             "package t\n# not f(a.b)\np { x := \"not f(a.b) ; y := 1\"; x == x }\n"
         );
+    }
+
+    #[test]
+    fn unparseable_policies_are_returned_unchanged() {
+        let src = "package t\np { x := }\n";
+        assert_eq!(normalize(src, true), src);
     }
 }
