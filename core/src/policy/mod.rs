@@ -463,6 +463,8 @@ pub struct BundleBuilder {
     errors: Vec<PolicyError>,
     limits: Limits,
     use_vm: bool,
+    /// Apply the OPA-compatibility edits (`compat`); off only to test the edits themselves.
+    compat: bool,
 }
 
 /// Directories under a policy directory that hold examples, not policy.
@@ -473,6 +475,7 @@ impl BundleBuilder {
         BundleBuilder {
             limits,
             use_vm: true,
+            compat: true,
             ..BundleBuilder::default()
         }
     }
@@ -594,7 +597,7 @@ impl BundleBuilder {
         let data = RValue::from(inventory_data(&self.inventory, &scopes));
         let mut templates: HashMap<String, Arc<Template>> = HashMap::new();
         for (source, v) in &self.templates {
-            match compile_template(source, v, &data, self.limits, self.use_vm) {
+            match compile_template(source, v, &data, self.limits, self.use_vm, self.compat) {
                 Ok(t) => {
                     if let Some(prev) = templates.get(&t.kind) {
                         errors.push(at(
@@ -754,6 +757,7 @@ fn compile_template(
     data: &RValue,
     limits: Limits,
     use_vm: bool,
+    compat: bool,
 ) -> Result<Template, PolicyError> {
     let kind = v
         .pointer("/spec/crd/spec/names/kind")
@@ -831,12 +835,16 @@ fn compile_template(
     };
     let mut engine = new_engine(!v1, data, limits).map_err(rego_err)?;
     let file = format!("{kind}.rego");
+    let edit = |text: &str| match compat {
+        true => compat::normalize(text, !v1),
+        false => text.to_string(),
+    };
     let package = engine
-        .add_policy(file, compat::normalize(&rego, !v1))
+        .add_policy(file, edit(&rego))
         .map_err(|e| rego_err(e.to_string()))?;
     for (i, lib) in libs.iter().enumerate() {
         engine
-            .add_policy(format!("{kind}.lib{i}.rego"), compat::normalize(lib, !v1))
+            .add_policy(format!("{kind}.lib{i}.rego"), edit(lib))
             .map_err(|e| rego_err(format!("in libs[{i}]: {e}")))?;
     }
     let entry = format!("{package}.violation");
@@ -1352,6 +1360,9 @@ fn violation(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod compat_equivalence;
 
 #[cfg(test)]
 mod conversion_tests {
