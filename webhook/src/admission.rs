@@ -1,7 +1,7 @@
 //! AdmissionReview in, AdmissionReview out: pure functions over the policy bundle, so every
 //! decision can be tested without a server.
 
-use sealgate_core::policy::{Action, Bundle, NamespaceLabels, Point, Review, Violation};
+use sealgate_core::policy::{Bundle, Effect, NamespaceLabels, Point, Review, Violation};
 use serde_json::{Value, json};
 
 /// A request the webhook cannot evaluate: answered with HTTP 400 and this message.
@@ -139,10 +139,10 @@ pub fn decide(
     let mut denials = Vec::new();
     for v in &violations {
         let line = format!("[{}] {}", v.constraint, v.message);
-        match v.action {
-            Action::Deny => denials.push(line),
-            Action::Warn => d.warnings.push(line),
-            Action::Dryrun => {}
+        match v.action.effect(Point::Admission, false) {
+            Effect::Reject => denials.push(line),
+            Effect::Warn => d.warnings.push(line),
+            Effect::Report => {}
         }
         let entry = (v.constraint.clone(), v.action.as_str());
         if !d.constraints.contains(&entry) {

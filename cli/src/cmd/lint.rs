@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use anyhow::{Result, bail};
 use sealgate_core::manifest::{self, Document, Limits};
 use sealgate_core::policy::scope::Scope;
-use sealgate_core::policy::{Action, Bundle, BundleBuilder, NamespaceLabels, Point, Review};
+use sealgate_core::policy::{
+    Action, Bundle, BundleBuilder, Effect, NamespaceLabels, Point, Review,
+};
 
 use crate::args::{BundleArgs, LintArgs};
 use crate::io;
@@ -306,7 +308,7 @@ fn lint_parsed(
     }
 }
 
-/// Whether a violation fails the run.
+/// Whether a violation fails the run: lint's verdict is CI's, whatever point it evaluated as.
 pub fn fails(action: Action, fail_on_warn: bool) -> bool {
-    action == Action::Deny || (fail_on_warn && action == Action::Warn)
+    action.effect(Point::Ci, fail_on_warn) == Effect::Reject
 }

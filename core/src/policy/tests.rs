@@ -1,5 +1,6 @@
 use super::*;
-use serde_json::json;
+use serde_json::{Value, json};
+use std::time::Duration;
 
 fn template(kind: &str, rego: &str) -> String {
     let pkg = kind.to_lowercase();

@@ -1,0 +1,353 @@
+//! Loading a bundle: ConstraintTemplates, Constraints and conftest modules from the built-in
+//! policies, files and directories, plus the inventory, compiled into a [`Bundle`].
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use regorus::Value as RValue;
+use serde_json::{Value, json};
+
+use super::compile::{Limits, Template, compile_conftest, compile_template};
+use super::matching::{Match, ObjectInfo};
+use super::scope::{self, KindScopes};
+use super::{
+    Bundle, Enforcement, NamespaceLabels, ObjectRef, PolicyError, at, builtin_bundle, schema,
+};
+
+/// A Constraint: an instance of a template with its match, parameters and enforcement.
+#[derive(Debug, Clone)]
+pub struct Constraint {
+    pub kind: String,
+    pub name: String,
+    pub source: String,
+    pub matcher: Match,
+    pub parameters: RValue,
+    pub enforcement: Enforcement,
+}
+
+/// Collects policy sources, then compiles them into a [`Bundle`].
+#[derive(Default)]
+pub struct BundleBuilder {
+    templates: Vec<(String, Value)>,
+    constraints: Vec<(String, Value)>,
+    modules: Vec<(String, String)>,
+    inventory: Vec<Value>,
+    /// CustomResourceDefinitions found among the policies and the inventory.
+    crds: Vec<Value>,
+    scopes: KindScopes,
+    errors: Vec<PolicyError>,
+    limits: Limits,
+    use_vm: bool,
+    /// Apply the OPA-compatibility edits (`compat`); off only to test the edits themselves.
+    pub(super) compat: bool,
+}
+
+/// Directories under a policy directory that hold examples, not policy.
+const SKIPPED_DIRS: &[&str] = &["samples", "testdata", "tests"];
+
+impl BundleBuilder {
+    pub fn new(limits: Limits) -> BundleBuilder {
+        BundleBuilder {
+            limits,
+            use_vm: true,
+            compat: true,
+            ..BundleBuilder::default()
+        }
+    }
+
+    /// Evaluate on regorus's register VM (the default; ~1.9× faster) or only on its interpreter
+    /// (`--rego-engine interpreter`, an escape hatch should a policy meet a VM gap).
+    pub fn use_vm(&mut self, use_vm: bool) {
+        self.use_vm = use_vm;
+    }
+
+    /// The policies compiled into sealgate (`policies/`).
+    pub fn add_builtin(&mut self) {
+        for (path, text) in builtin_bundle::FILES {
+            self.add_text(&format!("builtin:{path}"), text);
+        }
+    }
+
+    /// A file or a directory tree: ConstraintTemplates and Constraints from YAML/JSON files, conftest
+    /// modules from `.rego` files (not `*_test.rego`). Hidden directories and `samples/`,
+    /// `testdata/`, `tests/` are skipped; suites and other kinds are ignored.
+    pub fn add_path(&mut self, path: &Path) {
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) => {
+                self.errors.push(PolicyError::Invalid(format!(
+                    "cannot read policy path {}: {e}",
+                    path.display()
+                )));
+                return;
+            }
+        };
+        if meta.is_dir() {
+            let mut entries: Vec<_> = match std::fs::read_dir(path) {
+                Ok(rd) => rd.filter_map(Result::ok).map(|e| e.path()).collect(),
+                Err(e) => {
+                    self.errors.push(PolicyError::Invalid(format!(
+                        "cannot read {}: {e}",
+                        path.display()
+                    )));
+                    return;
+                }
+            };
+            entries.sort();
+            for p in entries {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                if name.starts_with('.') || (p.is_dir() && SKIPPED_DIRS.contains(&name)) {
+                    continue;
+                }
+                if p.is_dir() || is_policy_file(&p) {
+                    self.add_path(&p);
+                }
+            }
+            return;
+        }
+        let source = path.display().to_string();
+        match std::fs::read_to_string(path) {
+            Ok(text) if source.ends_with(".rego") => self.add_module(&source, &text),
+            Ok(text) => self.add_text(&source, &text),
+            Err(e) => self
+                .errors
+                .push(PolicyError::Invalid(format!("cannot read {source}: {e}"))),
+        }
+    }
+
+    /// YAML/JSON text with templates and constraints.
+    pub fn add_text(&mut self, source: &str, text: &str) {
+        let docs = match crate::manifest::parse(text.as_bytes(), &Default::default()) {
+            Ok(d) => d,
+            Err(e) => {
+                self.errors
+                    .push(PolicyError::Invalid(format!("{source}:{e}")));
+                return;
+            }
+        };
+        for doc in docs {
+            let api = doc
+                .value
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let where_ = format!("{source}:{}", doc.line);
+            if api.starts_with("templates.gatekeeper.sh/") {
+                self.templates.push((where_, doc.value));
+            } else if api.starts_with("constraints.gatekeeper.sh/") {
+                self.constraints.push((where_, doc.value));
+            } else if api.starts_with("apiextensions.k8s.io/") {
+                self.crds.push(doc.value);
+            }
+        }
+    }
+
+    /// A conftest-style Rego module.
+    pub fn add_module(&mut self, source: &str, text: &str) {
+        if !source.ends_with("_test.rego") {
+            self.modules.push((source.to_string(), text.to_string()));
+        }
+    }
+
+    /// Objects for `data.inventory` (and Namespace labels for `namespaceSelector`, and the
+    /// scope of the kinds their CustomResourceDefinitions define).
+    pub fn add_inventory(&mut self, objects: impl IntoIterator<Item = Value>) {
+        self.inventory.extend(objects);
+    }
+
+    /// Kinds declared namespaced or cluster-scoped (`--namespaced-kinds`, `--cluster-kinds`):
+    /// `Kind` or `group/Kind`, comma-separated. They win over CRDs.
+    pub fn declare_kinds(&mut self, list: &str, scope: scope::Scope) {
+        if let Err(e) = self.scopes.declare(list, scope) {
+            self.errors.push(PolicyError::Invalid(e.to_string()));
+        }
+    }
+
+    /// Compile everything. Every problem is reported, not only the first.
+    pub fn build(self) -> Result<Bundle, Vec<PolicyError>> {
+        let mut errors = self.errors;
+        let mut scopes = self.scopes;
+        scopes.add_crds(self.crds.iter().chain(&self.inventory));
+        // Converted once: every template's engine (and VM program) holds the same data.
+        let data = RValue::from(inventory_data(&self.inventory, &scopes));
+        let mut templates: HashMap<String, Arc<Template>> = HashMap::new();
+        for (source, v) in &self.templates {
+            match compile_template(source, v, &data, self.limits, self.use_vm, self.compat) {
+                Ok(t) => {
+                    if let Some(prev) = templates.get(&t.kind) {
+                        errors.push(at(
+                            source,
+                            format!("ConstraintTemplate {}", t.kind),
+                            format!("kind {} is already defined by {}", t.kind, prev.source),
+                        ));
+                    } else {
+                        templates.insert(t.kind.clone(), Arc::new(t));
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        let mut constraints: Vec<Constraint> = Vec::new();
+        for (source, v) in &self.constraints {
+            match parse_constraint(source, v) {
+                Ok(c) if !templates.contains_key(&c.kind) => errors.push(at(
+                    source,
+                    format!("{} {}", c.kind, c.name),
+                    format!(
+                        "no ConstraintTemplate defines kind {} (add its template to the bundle)",
+                        c.kind
+                    ),
+                )),
+                Ok(c) => {
+                    let mut problems = Vec::new();
+                    if let Some(schema) = &templates[&c.kind].schema {
+                        let params: Value =
+                            serde_json::to_value(&c.parameters).unwrap_or(Value::Null);
+                        schema::check(schema, &params, "spec.parameters", &mut problems);
+                    }
+                    if !problems.is_empty() {
+                        errors.push(at(
+                            source,
+                            format!("{} {}", c.kind, c.name),
+                            problems.join("; "),
+                        ));
+                    } else if let Some(i) = constraints
+                        .iter()
+                        .position(|p| p.kind == c.kind && p.name == c.name)
+                    {
+                        // A user's constraint replaces the built-in one of the same name: that is
+                        // how built-in policies are configured.
+                        if constraints[i].source.starts_with("builtin:") {
+                            constraints[i] = c;
+                        } else {
+                            errors.push(at(
+                                source,
+                                format!("{} {}", c.kind, c.name),
+                                format!("duplicate of {}", constraints[i].source),
+                            ));
+                        }
+                    } else {
+                        constraints.push(c);
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        let conftest = match compile_conftest(&self.modules, &data, self.limits) {
+            Ok(c) => c.map(Arc::new),
+            Err(e) => {
+                errors.extend(e);
+                None
+            }
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Bundle {
+            templates,
+            constraints,
+            conftest,
+            namespaces: namespace_labels(&self.inventory),
+            scopes,
+            use_vm: self.use_vm,
+        })
+    }
+}
+
+fn is_policy_file(p: &Path) -> bool {
+    matches!(
+        p.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml" | "json" | "rego")
+    )
+}
+
+/// `data.inventory` as Gatekeeper replicates it: `cluster[apiVersion][kind][name]` and
+/// `namespace[ns][apiVersion][kind][name]`. An object without a namespace goes under `cluster`,
+/// as gator files it.
+pub fn inventory_data(objects: &[Value], scopes: &KindScopes) -> Value {
+    let mut cluster = serde_json::Map::new();
+    let mut namespace = serde_json::Map::new();
+    for o in objects {
+        let r = ObjectRef::of(o);
+        if r.kind.is_empty() || r.name.is_empty() {
+            continue;
+        }
+        let info = ObjectInfo::of(o, scopes.scope(&api_group(&r.api_version), &r.kind), None);
+        let root = match &info.namespace {
+            Some(ns) => namespace
+                .entry(ns.clone())
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+                .expect("object"),
+            _ => &mut cluster,
+        };
+        let by_kind = root
+            .entry(r.api_version.clone())
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .expect("object")
+            .entry(r.kind.clone())
+            .or_insert_with(|| json!({}));
+        by_kind[r.name.clone()] = o.clone();
+    }
+    json!({"inventory": {"cluster": cluster, "namespace": namespace}})
+}
+
+/// The labels of the Namespace objects among `objects` (other kinds are ignored), for
+/// `namespaceSelector`. Lint, the webhook and audit all build their view with this.
+pub fn namespace_labels<'a>(objects: impl IntoIterator<Item = &'a Value>) -> NamespaceLabels {
+    objects
+        .into_iter()
+        .filter(|o| o.get("kind").and_then(Value::as_str) == Some("Namespace"))
+        .map(|o| {
+            let i = ObjectInfo::of(o, None, None);
+            (i.name, i.labels)
+        })
+        .collect()
+}
+
+/// The group of an `apiVersion` (`apps/v1` → `apps`, `v1` → the core group, ``).
+pub(super) fn api_group(api_version: &str) -> String {
+    api_version
+        .rsplit_once('/')
+        .map_or(String::new(), |(g, _)| g.to_string())
+}
+
+fn parse_constraint(source: &str, v: &Value) -> Result<Constraint, PolicyError> {
+    let kind = v
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let name = v
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if kind.is_empty() || name.is_empty() {
+        return Err(at(
+            source,
+            format!("constraint {kind} {name}"),
+            "needs kind and metadata.name",
+        ));
+    }
+    let what = format!("{kind} {name}");
+    let spec = v.get("spec");
+    let matcher = Match::parse(spec.and_then(|s| s.get("match")))
+        .map_err(|e| at(source, &what, e.to_string()))?;
+    let enforcement = Enforcement::parse(spec).map_err(|e| at(source, &what, e))?;
+    let parameters = spec
+        .and_then(|s| s.get("parameters"))
+        .filter(|p| !p.is_null())
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    Ok(Constraint {
+        kind,
+        name,
+        source: source.to_string(),
+        matcher,
+        parameters: RValue::from(parameters),
+        enforcement,
+    })
+}

@@ -1,0 +1,341 @@
+//! Compiling templates and conftest modules: regorus's interpreter, and its register VM where
+//! a template compiles there.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use regorus::Value as RValue;
+use serde_json::Value;
+
+use super::{Action, PolicyError, at, builtins, compat, matching};
+
+/// Evaluation settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Wall-clock limit for one evaluation of one constraint.
+    pub eval_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            eval_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A compiled ConstraintTemplate.
+#[derive(Clone)]
+pub struct Template {
+    pub kind: String,
+    pub source: String,
+    entry: String,
+    engine: regorus::Engine,
+    /// The same policy compiled for regorus's register VM; `None` when the VM cannot compile it
+    /// (the interpreter is used).
+    vm: Option<VmProgram>,
+    /// `spec.crd.spec.validation.openAPIV3Schema`, checked against constraint parameters.
+    pub(super) schema: Option<Value>,
+}
+
+impl std::fmt::Debug for Template {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Template")
+            .field("kind", &self.kind)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+/// conftest-style modules: `package main` with `deny`/`warn`/`violation` rules on the raw object.
+#[derive(Clone)]
+pub(super) struct Conftest {
+    pub(super) engine: regorus::Engine,
+    /// (rule path, rule name, action)
+    pub(super) rules: Vec<(String, String, Action)>,
+}
+
+fn new_engine(v0: bool, data: &RValue, limits: Limits) -> Result<regorus::Engine, String> {
+    let mut e = regorus::Engine::new();
+    e.set_rego_v0(v0);
+    e.set_strict_builtin_errors(false);
+    builtins::register(&mut e)?;
+    e.add_data(data.clone()).map_err(|err| err.to_string())?;
+    e.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
+        limit: limits.eval_timeout,
+        check_interval: NonZeroU32::new(256).expect("non-zero"),
+    });
+    Ok(e)
+}
+
+pub(super) fn compile_template(
+    source: &str,
+    v: &Value,
+    data: &RValue,
+    limits: Limits,
+    use_vm: bool,
+    compat: bool,
+) -> Result<Template, PolicyError> {
+    let kind = v
+        .pointer("/spec/crd/spec/names/kind")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            at(
+                source,
+                "ConstraintTemplate",
+                "spec.crd.spec.names.kind is missing",
+            )
+        })?
+        .to_string();
+    let what = format!("ConstraintTemplate {kind}");
+    let targets = v
+        .pointer("/spec/targets")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let target = targets
+        .iter()
+        .find(|t| t.get("target").and_then(Value::as_str) == Some("admission.k8s.gatekeeper.sh"))
+        .or(targets.first())
+        .ok_or_else(|| at(source, &what, "spec.targets is empty"))?;
+    // The legacy `rego` field wins over `code`; in `code`, only the Rego engine is evaluated.
+    let (rego, libs, v1) = match target
+        .get("rego")
+        .and_then(Value::as_str)
+        .filter(|r| !r.trim().is_empty())
+    {
+        Some(r) => (r.to_string(), matching::strings(target.get("libs")), false),
+        None => {
+            let code = target
+                .get("code")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let rego = code
+                .iter()
+                .find(|c| c.get("engine").and_then(Value::as_str) == Some("Rego"));
+            match rego {
+                Some(c) => {
+                    let src = c.get("source").cloned().unwrap_or(Value::Null);
+                    let r = src
+                        .get("rego")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
+                    (
+                        r,
+                        matching::strings(src.get("libs")),
+                        src.get("version").and_then(Value::as_str) == Some("v1"),
+                    )
+                }
+                None if !code.is_empty() => {
+                    return Err(at(
+                        source,
+                        &what,
+                        "has only CEL (K8sNativeValidation) code, which sealgate does not evaluate; add a Rego entry to spec.targets[].code",
+                    ));
+                }
+                None => {
+                    return Err(at(
+                        source,
+                        &what,
+                        "has no Rego (spec.targets[].rego or code[].source.rego)",
+                    ));
+                }
+            }
+        }
+    };
+    let rego_err = |message: String| PolicyError::Rego {
+        file: source.to_string(),
+        template: kind.clone(),
+        message,
+    };
+    let mut engine = new_engine(!v1, data, limits).map_err(rego_err)?;
+    let file = format!("{kind}.rego");
+    let edit = |text: &str| match compat {
+        true => compat::normalize(text, !v1),
+        false => text.to_string(),
+    };
+    let package = engine
+        .add_policy(file, edit(&rego))
+        .map_err(|e| rego_err(e.to_string()))?;
+    for (i, lib) in libs.iter().enumerate() {
+        engine
+            .add_policy(format!("{kind}.lib{i}.rego"), edit(lib))
+            .map_err(|e| rego_err(format!("in libs[{i}]: {e}")))?;
+    }
+    let entry = format!("{package}.violation");
+    // Prepare once (regorus compiles lazily) so that every clone starts prepared.
+    engine.set_input(RValue::new_object());
+    if let Err(e) = engine.eval_rule(entry.clone()) {
+        // Static errors surface at preparation; runtime errors on an empty input do not count.
+        let msg = e.to_string();
+        if ["is unsafe", "could not find function", "recursion"]
+            .iter()
+            .any(|m| msg.contains(m))
+        {
+            return Err(rego_err(msg));
+        }
+    }
+    let vm = use_vm
+        .then(|| VmProgram::compile(&engine, &entry, data, limits))
+        .flatten();
+    Ok(Template {
+        kind,
+        source: source.to_string(),
+        entry,
+        vm,
+        engine,
+        schema: v
+            .pointer("/spec/crd/spec/validation/openAPIV3Schema")
+            .filter(|s| s.is_object())
+            .cloned(),
+    })
+}
+
+/// A template compiled for regorus's register VM (RVM). sealgate's extensions (the OPA-compatible
+/// `sprintf`, `re_match`, `sealgate.*`) are registered as host-await builtins: the VM suspends at
+/// each call and [`builtins::call`] answers, so both engines run the same extension code.
+#[derive(Clone)]
+struct VmProgram {
+    policy: regorus::CompiledPolicy,
+    program: Arc<regorus::rvm::Program>,
+    data: RValue,
+    timer: regorus::utils::limits::ExecutionTimerConfig,
+}
+
+impl VmProgram {
+    fn compile(
+        engine: &regorus::Engine,
+        entry: &str,
+        data: &RValue,
+        limits: Limits,
+    ) -> Option<VmProgram> {
+        let host: Vec<(&str, usize)> = builtins::EXTENSIONS
+            .iter()
+            .map(|(name, n, _)| (*name, *n as usize))
+            .collect();
+        let policy = engine.clone().compile_with_entrypoint(&entry.into()).ok()?;
+        let program =
+            regorus::languages::rego::compiler::Compiler::compile_from_policy_with_host_await(
+                &policy,
+                &[entry],
+                &host,
+            )
+            .ok()?;
+        Some(VmProgram {
+            policy,
+            program,
+            data: data.clone(),
+            timer: regorus::utils::limits::ExecutionTimerConfig {
+                limit: limits.eval_timeout,
+                check_interval: NonZeroU32::new(256).expect("non-zero"),
+            },
+        })
+    }
+
+    fn eval(&self, entry: &str, input: RValue) -> anyhow::Result<RValue> {
+        use regorus::rvm::vm::{ExecutionMode, RegoVM};
+        let mut vm = RegoVM::new_with_policy(self.policy.clone());
+        vm.load_program(self.program.clone());
+        vm.set_data(self.data.clone())?;
+        vm.set_input(input);
+        vm.set_strict_builtin_errors(false);
+        // No instruction budget (its default, 25,000, stops ordinary policies): the time limit,
+        // as for the interpreter, bounds evaluation.
+        vm.set_max_instructions(usize::MAX);
+        vm.set_execution_timer_config(Some(self.timer));
+        vm.set_execution_mode(ExecutionMode::Suspendable);
+        let mut result = vm.execute_entry_point_by_name(entry)?;
+        while let Some(name) = vm.get_host_await_identifier() {
+            let name = name.as_string()?.to_string();
+            let args = vm
+                .get_host_await_argument()
+                .cloned()
+                .unwrap_or(RValue::Undefined);
+            // A failing extension is undefined, as in the interpreter without strict errors.
+            let answer = builtins::call(&name, &args).unwrap_or(RValue::Undefined);
+            result = vm.resume(Some(answer))?;
+        }
+        Ok(result)
+    }
+}
+
+impl Template {
+    /// Evaluate the violation rule: on the VM when it compiled there and `use_vm`, else on the
+    /// interpreter.
+    pub(super) fn eval(&self, input: RValue, use_vm: bool) -> anyhow::Result<RValue> {
+        match &self.vm {
+            Some(vm) if use_vm => vm.eval(&self.entry, input),
+            _ => {
+                let mut engine = self.engine.clone();
+                engine.set_input(input);
+                engine.eval_rule(self.entry.clone())
+            }
+        }
+    }
+
+    /// Whether evaluation can run on the register VM.
+    pub fn on_vm(&self) -> bool {
+        self.vm.is_some()
+    }
+}
+
+/// conftest rule heads: `deny`, `warn`, `violation`, optionally with a `_suffix`.
+fn conftest_rules(text: &str) -> Vec<(String, Action)> {
+    let re = regex::Regex::new(r"(?m)^\s*((deny|warn|violation)(_[A-Za-z0-9_]+)?)\b")
+        .expect("valid regex");
+    let mut rules: Vec<(String, Action)> = Vec::new();
+    for c in re.captures_iter(text) {
+        let name = c[1].to_string();
+        let action = if &c[2] == "warn" {
+            Action::Warn
+        } else {
+            Action::Deny
+        };
+        if !rules.iter().any(|(n, _)| *n == name) {
+            rules.push((name, action));
+        }
+    }
+    rules
+}
+
+pub(super) fn compile_conftest(
+    modules: &[(String, String)],
+    data: &RValue,
+    limits: Limits,
+) -> Result<Option<Conftest>, Vec<PolicyError>> {
+    if modules.is_empty() {
+        return Ok(None);
+    }
+    let mut engine = new_engine(false, data, limits).map_err(|e| vec![PolicyError::Invalid(e)])?;
+    let mut errors = Vec::new();
+    let mut rules = Vec::new();
+    for (source, text) in modules {
+        // conftest reads Rego v1 by default (v0.60+); older modules are v0: accept both.
+        engine.set_rego_v0(false);
+        let package = engine
+            .add_policy(source.clone(), compat::normalize(text, false))
+            .or_else(|v1_err| {
+                engine.set_rego_v0(true);
+                engine
+                    .add_policy(source.clone(), compat::normalize(text, true))
+                    .map_err(|_| v1_err)
+            });
+        match package {
+            Ok(p) if p == "data.main" => {
+                for (rule, action) in conftest_rules(text) {
+                    rules.push((format!("data.main.{rule}"), rule, action));
+                }
+            }
+            Ok(_) => {} // a helper package
+            Err(e) => errors.push(PolicyError::Invalid(format!("{source}: Rego error: {e}"))),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    rules.dedup_by(|a, b| a.0 == b.0);
+    Ok(Some(Conftest { engine, rules }))
+}

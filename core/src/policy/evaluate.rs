@@ -1,0 +1,268 @@
+//! Evaluating a review against a compiled bundle: match each constraint, evaluate its template,
+//! turn the results into violations.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use regorus::Value as RValue;
+use serde_json::{Value, json};
+
+use super::bundle::{Constraint, api_group};
+use super::compile::{Conftest, Template};
+use super::matching::ObjectInfo;
+use super::review::{to_rvalue, workload_containers};
+use super::scope::KindScopes;
+use super::{Action, ObjectRef, Review, Violation, builtins};
+
+/// Labels of known Namespaces, for `namespaceSelector`.
+pub type NamespaceLabels = BTreeMap<String, BTreeMap<String, String>>;
+
+/// A compiled policy bundle.
+#[derive(Clone, Default)]
+pub struct Bundle {
+    pub(super) templates: HashMap<String, Arc<Template>>,
+    pub(super) constraints: Vec<Constraint>,
+    pub(super) conftest: Option<Arc<Conftest>>,
+    pub(super) namespaces: NamespaceLabels,
+    /// Which kinds are namespaced, for `match`.
+    pub(super) scopes: KindScopes,
+    /// Evaluate templates on the register VM where they compiled, or on the interpreter.
+    pub(super) use_vm: bool,
+}
+
+impl std::fmt::Debug for Bundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bundle")
+            .field("templates", &self.templates.keys().collect::<Vec<_>>())
+            .field("constraints", &self.constraints.len())
+            .finish()
+    }
+}
+
+impl Bundle {
+    pub fn templates(&self) -> impl Iterator<Item = &Template> {
+        self.templates.values().map(|t| t.as_ref())
+    }
+
+    pub fn constraints(&self) -> &[Constraint] {
+        &self.constraints
+    }
+
+    /// Evaluate on the register VM (the default) or on regorus's interpreter.
+    pub fn set_use_vm(&mut self, use_vm: bool) {
+        self.use_vm = use_vm;
+    }
+
+    /// Keep only some constraints (e.g. to measure or debug one policy).
+    pub fn retain_constraints(&mut self, keep: impl Fn(&Constraint) -> bool) {
+        self.constraints.retain(keep);
+    }
+
+    /// Learn the scope of the kinds defined by CustomResourceDefinitions among `objects` (e.g.
+    /// the linted files).
+    pub fn add_crds<'a>(&mut self, objects: impl IntoIterator<Item = &'a Value>) {
+        self.scopes.add_crds(objects);
+    }
+
+    /// What `match` sees of an object under review: its kind's scope as this bundle knows it,
+    /// and the request's namespace (the API server's word at admission).
+    fn object_info(&self, object: &Value, request: &Value) -> ObjectInfo {
+        let group = api_group(
+            object
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .unwrap_or(""),
+        );
+        let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
+        ObjectInfo::of(
+            object,
+            self.scopes.scope(&group, kind),
+            request.get("namespace").and_then(Value::as_str),
+        )
+    }
+
+    /// Evaluate every constraint that applies to the review at its point. `extra_namespaces`
+    /// adds Namespace labels known to the caller (e.g. Namespaces in the linted files).
+    pub fn evaluate(&self, review: &Review, extra_namespaces: &NamespaceLabels) -> Vec<Violation> {
+        let object = review.object();
+        let info = self.object_info(object, &review.request);
+        // Gatekeeper's matchAny: an UPDATE is reviewed if its new or its old object matches (a
+        // change that takes an object out of a constraint's match is still checked).
+        let old_info = review
+            .request
+            .get("oldObject")
+            .filter(|o| o.is_object())
+            .map(|o| self.object_info(o, &review.request));
+        let object_ref = ObjectRef::of(object);
+        let ns_labels = |ns: &str| {
+            extra_namespaces
+                .get(ns)
+                .or_else(|| self.namespaces.get(ns))
+                .cloned()
+        };
+        // Built on first use: a document no constraint matches is never converted.
+        let mut shared: Option<(RValue, RValue)> = None;
+        let mut out = Vec::new();
+        for c in &self.constraints {
+            let Some(action) = c.enforcement.at(review.point) else {
+                continue;
+            };
+            let matched = c
+                .matcher
+                .matches(&info, review.point, &ns_labels)
+                .and_then(|m| match &old_info {
+                    Some(old) if !m => c.matcher.matches(old, review.point, &ns_labels),
+                    _ => Ok(m),
+                });
+            match matched {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    out.push(Violation::evaluation_error(
+                        &c.kind,
+                        &c.name,
+                        format!("constraint {} could not be matched: {e}", c.name),
+                        action,
+                        &object_ref,
+                    ));
+                    continue;
+                }
+            }
+            let Some(t) = self.templates.get(&c.kind) else {
+                continue;
+            };
+            let (review_value, sealgate) = shared.get_or_insert_with(|| {
+                let request = to_rvalue(&review.request);
+                let sealgate = BTreeMap::from([
+                    (RValue::from("point"), RValue::from(review.point.as_str())),
+                    (
+                        RValue::from("file"),
+                        RValue::from(review.file.as_deref().unwrap_or_default()),
+                    ),
+                    (
+                        RValue::from("line"),
+                        RValue::from(review.line.unwrap_or(0) as u64),
+                    ),
+                    (
+                        RValue::from("containers"),
+                        workload_containers(&request["object"]),
+                    ),
+                ]);
+                (request, RValue::from(sealgate))
+            });
+            let mut input = BTreeMap::new();
+            input.insert(RValue::from("review"), review_value.clone());
+            input.insert(RValue::from("parameters"), c.parameters.clone());
+            input.insert(RValue::from("sealgate"), sealgate.clone());
+            match t.eval(RValue::from(input), self.use_vm) {
+                Ok(result) => {
+                    for r in results(&result) {
+                        out.push(violation(&t.kind, &c.name, r, action, &object_ref));
+                    }
+                }
+                Err(e) => out.push(Violation::evaluation_error(
+                    &t.kind,
+                    &c.name,
+                    format!(
+                        "template {} failed to evaluate: {}",
+                        t.kind,
+                        first_line(&e.to_string())
+                    ),
+                    action,
+                    &object_ref,
+                )),
+            }
+        }
+        if let Some(ct) = &self.conftest {
+            let input = to_rvalue(object);
+            for (path, rule, action) in &ct.rules {
+                let mut engine = ct.engine.clone();
+                engine.set_input(input.clone());
+                match engine.eval_rule(path.clone()) {
+                    Ok(result) => {
+                        for r in results(&result) {
+                            out.push(violation("conftest", rule, r, *action, &object_ref));
+                        }
+                    }
+                    Err(e) => out.push(Violation::evaluation_error(
+                        "conftest",
+                        rule,
+                        format!(
+                            "rule {rule} failed to evaluate: {}",
+                            first_line(&e.to_string())
+                        ),
+                        *action,
+                        &object_ref,
+                    )),
+                }
+            }
+        }
+        out
+    }
+}
+
+fn first_line(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    // regorus errors end with "error: <reason>" after a source snippet.
+    lines
+        .iter()
+        .rev()
+        .find(|l| l.starts_with("error:"))
+        .map(|l| l.trim_start_matches("error:").trim().to_string())
+        .unwrap_or_else(|| lines.join(" "))
+}
+
+/// The members of a rule's value: a set or array of results, or a single one.
+fn results(v: &RValue) -> Vec<RValue> {
+    match v {
+        RValue::Set(s) => s.iter().cloned().collect(),
+        RValue::Array(a) => a.iter().cloned().collect(),
+        RValue::Undefined | RValue::Null | RValue::Bool(false) => Vec::new(),
+        other => vec![other.clone()],
+    }
+}
+
+fn violation(
+    policy: &str,
+    constraint: &str,
+    r: RValue,
+    action: Action,
+    object: &ObjectRef,
+) -> Violation {
+    let json: Value = serde_json::to_value(&r).unwrap_or(Value::Null);
+    let (message, details) = match &json {
+        Value::String(s) => (s.clone(), json!({})),
+        Value::Object(o) => (
+            o.get("msg")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| builtins::display(&r, false)),
+            o.get("details").cloned().unwrap_or_else(|| json!({})),
+        ),
+        Value::Bool(true) => (constraint.to_string(), json!({})),
+        _ => (builtins::display(&r, false), json!({})),
+    };
+    let path = json
+        .get("path")
+        .or_else(|| details.get("path"))
+        .and_then(Value::as_array)
+        .map(|p| {
+            p.iter()
+                .map(|s| {
+                    s.as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| s.to_string())
+                })
+                .collect()
+        });
+    Violation {
+        policy: policy.to_string(),
+        constraint: constraint.to_string(),
+        message,
+        details,
+        action,
+        object: object.clone(),
+        path,
+        evaluation_error: false,
+    }
+}

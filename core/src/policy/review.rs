@@ -1,0 +1,271 @@
+//! What is evaluated: the review (an AdmissionRequest, as Gatekeeper builds it) and the input
+//! every template sees; the violations that come out.
+
+use std::collections::BTreeMap;
+
+use regorus::Value as RValue;
+use serde_json::{Value, json};
+
+use super::matching::ObjectInfo;
+use super::{Action, Point};
+
+/// What is evaluated: an AdmissionRequest-shaped review, as Gatekeeper builds it.
+#[derive(Debug, Clone)]
+pub struct Review {
+    pub request: Value,
+    pub point: Point,
+    pub file: Option<String>,
+    pub line: Option<usize>,
+}
+
+impl Review {
+    /// A bare object, as gator and audit review it: no operation or user, `oldObject: null`.
+    pub fn for_object(object: Value, point: Point) -> Review {
+        let info = ObjectInfo::of(&object, None, None);
+        let version = object
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
+            .unwrap_or_default();
+        let request = json!({
+            "kind": {"group": info.group, "version": version, "kind": info.kind},
+            "name": info.name,
+            "namespace": info.namespace.clone().unwrap_or_default(),
+            "operation": "",
+            "userInfo": {},
+            "object": object,
+            "oldObject": null,
+            "dryRun": false,
+        });
+        Review {
+            request,
+            point,
+            file: None,
+            line: None,
+        }
+    }
+
+    /// An `admission.k8s.io/v1` AdmissionReview: its request is evaluated as is (a recorded
+    /// request can be replayed offline). For DELETE, `object` is `oldObject`, as in Gatekeeper.
+    pub fn from_admission_review(mut review: Value, point: Point) -> Result<Review, String> {
+        // Taken, not cloned: the webhook hands over the review it parsed.
+        let mut request = review
+            .get_mut("request")
+            .filter(|r| r.is_object())
+            .map(Value::take)
+            .ok_or("the AdmissionReview has no request")?;
+        let is_delete = request.get("operation").and_then(Value::as_str) == Some("DELETE");
+        if is_delete && request.get("object").is_none_or(Value::is_null) {
+            let old = request
+                .get("oldObject")
+                .filter(|o| !o.is_null())
+                .cloned()
+                .ok_or("a DELETE AdmissionReview needs request.oldObject")?;
+            request["object"] = old;
+        }
+        if request.get("object").is_none_or(Value::is_null) {
+            return Err("the AdmissionReview has no request.object".into());
+        }
+        for (k, default) in [
+            ("oldObject", Value::Null),
+            ("userInfo", json!({})),
+            ("operation", json!("")),
+        ] {
+            if request.get(k).is_none() {
+                request[k] = default;
+            }
+        }
+        Ok(Review {
+            request,
+            point,
+            file: None,
+            line: None,
+        })
+    }
+
+    /// A document as `lint` and `policy verify` read it: an AdmissionReview is that request (at
+    /// the point `admission`), anything else a bare object at `point`.
+    pub fn from_document(doc: Value, point: Point) -> Result<Review, String> {
+        if Review::is_admission_review(&doc) {
+            Review::from_admission_review(doc, Point::Admission)
+        } else {
+            Ok(Review::for_object(doc, point))
+        }
+    }
+
+    pub fn is_admission_review(v: &Value) -> bool {
+        v.get("kind").and_then(Value::as_str) == Some("AdmissionReview")
+            && v.get("apiVersion")
+                .and_then(Value::as_str)
+                .is_some_and(|a| a.starts_with("admission.k8s.io/"))
+    }
+
+    pub fn at(mut self, file: impl Into<String>, line: usize) -> Review {
+        self.file = Some(file.into());
+        self.line = Some(line);
+        self
+    }
+
+    pub fn object(&self) -> &Value {
+        &self.request["object"]
+    }
+}
+
+/// The object a violation is about.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectRef {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectRef {
+    pub fn of(object: &Value) -> ObjectRef {
+        let s = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_string();
+        let meta = object.get("metadata");
+        ObjectRef {
+            api_version: s(object.get("apiVersion")),
+            kind: s(object.get("kind")),
+            namespace: s(meta.and_then(|m| m.get("namespace"))),
+            name: s(meta
+                .and_then(|m| m.get("name"))
+                .or_else(|| meta.and_then(|m| m.get("generateName")))),
+        }
+    }
+}
+
+impl std::fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.namespace.is_empty(), self.name.is_empty()) {
+            (false, _) => write!(f, "{} {}/{}", self.kind, self.namespace, self.name),
+            (true, false) => write!(f, "{} {}", self.kind, self.name),
+            (true, true) => write!(f, "{} (unnamed)", self.kind),
+        }
+    }
+}
+
+/// One violation of one constraint by one object.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Violation {
+    /// The template kind (or `conftest`).
+    pub policy: String,
+    /// The constraint name (or the conftest rule).
+    pub constraint: String,
+    pub message: String,
+    pub details: Value,
+    pub action: Action,
+    pub object: ObjectRef,
+    /// The offending field, when the policy reports one (`path` in the violation or its details).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<Vec<String>>,
+    /// The policy failed to evaluate (timeout, runtime error): the message says why.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub evaluation_error: bool,
+}
+
+impl Violation {
+    /// A constraint (or conftest rule) that could not be decided for an object: Gatekeeper
+    /// reports it as a violation of that constraint whose message is the error.
+    pub(super) fn evaluation_error(
+        policy: &str,
+        constraint: &str,
+        message: String,
+        action: Action,
+        object: &ObjectRef,
+    ) -> Violation {
+        Violation {
+            policy: policy.to_string(),
+            constraint: constraint.to_string(),
+            message,
+            details: json!({}),
+            action,
+            object: object.clone(),
+            path: None,
+            evaluation_error: true,
+        }
+    }
+}
+
+/// Where a workload kind keeps its pod spec (`lib.sealgate.workloads.pod_spec` in Rego); empty
+/// for kinds without one.
+pub fn pod_spec_path(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "Pod" => &["spec"],
+        "Deployment"
+        | "StatefulSet"
+        | "DaemonSet"
+        | "ReplicaSet"
+        | "ReplicationController"
+        | "Job" => &["spec", "template", "spec"],
+        "CronJob" => &["spec", "jobTemplate", "spec", "template", "spec"],
+        _ => &[],
+    }
+}
+
+/// The containers of a workload object, as the built-in `lib.sealgate.workloads.containers`
+/// computes them in Rego: `{container, field, path}` for containers, initContainers and
+/// ephemeralContainers of the pod spec. Computed once per review and passed to every template as
+/// `input.sealgate.containers`, instead of once per template (each in its own engine). Built from
+/// the already converted object, so each container is shared, not copied.
+pub(super) fn workload_containers(object: &RValue) -> RValue {
+    let kind = object["kind"].as_string().map_or("", |k| k.as_ref());
+    let path = pod_spec_path(kind);
+    let mut out = Vec::new();
+    if !path.is_empty() {
+        let spec = path.iter().fold(object, |v, k| &v[*k]);
+        for field in ["containers", "initContainers", "ephemeralContainers"] {
+            let Ok(containers) = spec[field].as_array() else {
+                continue;
+            };
+            for (i, c) in containers.iter().enumerate() {
+                let p: Vec<RValue> = path
+                    .iter()
+                    .map(|s| RValue::from(*s))
+                    .chain([RValue::from(field), RValue::from(i as u64)])
+                    .collect();
+                let entry = BTreeMap::from([
+                    (RValue::from("container"), c.clone()),
+                    (RValue::from("field"), RValue::from(field)),
+                    (RValue::from("path"), RValue::from(p)),
+                ]);
+                out.push(RValue::from(entry));
+            }
+        }
+    }
+    RValue::from(out)
+}
+
+/// JSON to a regorus value without cloning the JSON first (`From<serde_json::Value>` takes it
+/// by value): this runs once per linted document.
+pub(super) fn to_rvalue(v: &Value) -> RValue {
+    match v {
+        Value::Null => RValue::Null,
+        Value::Bool(b) => RValue::from(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => RValue::from(i),
+            (_, Some(u)) => RValue::from(u),
+            _ => RValue::from(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => RValue::from(s.as_str()),
+        Value::Array(a) => RValue::from(a.iter().map(to_rvalue).collect::<Vec<_>>()),
+        Value::Object(o) => RValue::from(
+            o.iter()
+                .map(|(k, v)| (RValue::from(k.as_str()), to_rvalue(v)))
+                .collect::<BTreeMap<_, _>>(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn to_rvalue_matches_regorus_conversion() {
+        let v = json!({"a": [1, -2, 3.5, 18446744073709551615u64, "x", null, true, {"b": {}}], "c": ""});
+        assert_eq!(to_rvalue(&v), RValue::from(v.clone()));
+    }
+}
