@@ -4,8 +4,9 @@
 use std::collections::BTreeSet;
 
 use kube::api::{Api, DynamicObject, ListParams};
+use kube::core::GroupVersionKind;
 use kube::discovery::{ApiResource, Discovery, verbs};
-use sealgate_core::policy::{Bundle, Point, Review, Violation, namespace_labels};
+use sealgate_core::policy::{Point, Review, Sources, Violation, namespace_labels};
 
 /// What an audit found.
 #[derive(Debug, Default)]
@@ -26,9 +27,43 @@ const SKIPPED_KINDS: &[&str] = &[
     "ComponentStatus",
 ];
 
-/// Discover the listable kinds some constraint can match, list them (500 per page) and evaluate
-/// every object at the point `audit`.
-pub async fn run(client: kube::Client, bundle: &Bundle) -> Result<Report, kube::Error> {
+/// Why an audit could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("the policy bundle does not compile: {0}")]
+    Bundle(String),
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+}
+
+/// Build the bundle as the webhook does, with `data.inventory` listed from the cluster (the
+/// kinds its sync configuration names); then discover the listable kinds some constraint can
+/// match, list them (500 per page) and evaluate every object at the point `audit`.
+pub async fn run(client: kube::Client, sources: &Sources) -> Result<Report, AuditError> {
+    let mut report = Report::default();
+    let first = crate::reload::build(sources, Vec::new()).map_err(AuditError::Bundle)?;
+    let bundle = if first.sync_kinds().is_empty() {
+        first
+    } else {
+        let mut inventory = Vec::new();
+        for kind in first.sync_kinds() {
+            let gvk = GroupVersionKind::gvk(&kind.group, &kind.version, &kind.kind);
+            let ar = match kube::discovery::pinned_kind(&client, &gvk).await {
+                Ok((ar, _)) => ar,
+                Err(e) => {
+                    report.errors.push(format!(
+                        "{} {} (synced): {e}",
+                        kind.api_version(),
+                        kind.kind
+                    ));
+                    continue;
+                }
+            };
+            inventory.extend(list_all(&client, &ar, &mut report.errors).await);
+        }
+        crate::reload::build(sources, inventory).map_err(AuditError::Bundle)?
+    };
+    let bundle = &bundle;
     let discovery = Discovery::new(client.clone()).run().await?;
     let mut wanted: Vec<ApiResource> = Vec::new();
     let mut namespaces_ar = None;
@@ -50,7 +85,6 @@ pub async fn run(client: kube::Client, bundle: &Bundle) -> Result<Report, kube::
             }
         }
     }
-    let mut report = Report::default();
     // Namespace labels first, for namespaceSelector.
     let listed = match &namespaces_ar {
         Some(ar) => list_all(&client, ar, &mut report.errors).await,

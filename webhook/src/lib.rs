@@ -8,11 +8,13 @@
 //! - [`metrics`]: Prometheus metrics.
 //! - [`reload`]: hot reload of the policy bundle and the TLS certificate.
 //! - [`namespaces`]: the cluster's Namespace labels, for `namespaceSelector`.
+//! - [`inventory`]: `data.inventory`, the kinds the sync configuration replicates.
 //! - [`self_tls`]: self-contained TLS (own CA, serving certificate, caBundle).
 #![forbid(unsafe_code)]
 
 pub mod admission;
 pub mod audit;
+pub mod inventory;
 pub mod metrics;
 pub mod namespaces;
 pub mod pool;

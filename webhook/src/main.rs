@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use sealgate_core::policy::Sources;
 use sealgate_webhook::admission::Settings;
-use sealgate_webhook::reload::{self, PolicySources};
+use sealgate_webhook::reload;
 use sealgate_webhook::self_tls::{self, SelfTlsConfig};
 use sealgate_webhook::server::{self, AppState, Config};
 
@@ -76,6 +77,27 @@ struct Args {
     /// Do not load the built-in policies
     #[arg(long, global = true)]
     no_builtin: bool,
+    /// Kinds to treat as namespaced in `match` (Kind or group/Kind), as `sealgate lint` takes
+    /// them; at admission the API server's request says so anyway
+    #[arg(
+        long,
+        global = true,
+        value_name = "KINDS",
+        env = "SEALGATE_NAMESPACED_KINDS"
+    )]
+    namespaced_kinds: Vec<String>,
+    /// Kinds to treat as cluster-scoped in `match` (Kind or group/Kind)
+    #[arg(
+        long,
+        global = true,
+        value_name = "KINDS",
+        env = "SEALGATE_CLUSTER_KINDS"
+    )]
+    cluster_kinds: Vec<String>,
+    /// How long inventory changes (the kinds a Gatekeeper Config or SyncSet among the policies
+    /// syncs) are collected before the bundle is rebuilt with them
+    #[arg(long, default_value = "1s", value_parser = sealgate_core::duration::parse)]
+    inventory_debounce: Duration,
     /// Where namespaceSelector gets Namespace labels: `cluster` (watch Namespaces with the
     /// in-cluster or kubeconfig credentials), or files with Namespace objects
     #[arg(
@@ -182,8 +204,7 @@ async fn run(args: Args, concurrency: usize) -> Result<()> {
         args.exempt_namespaces.clone()
     };
     let sources = policy_sources(&args);
-    let bundle = sources
-        .build()
+    let bundle = reload::build(&sources, Vec::new())
         .map_err(anyhow::Error::msg)
         .context("the policy bundle does not compile")?;
     let from_cluster = args.namespace_labels == ["cluster"];
@@ -212,7 +233,20 @@ async fn run(args: Args, concurrency: usize) -> Result<()> {
         state
             .namespaces_synced
             .store(false, std::sync::atomic::Ordering::Release);
-        tokio::spawn(sealgate_webhook::namespaces::watch(client, state.clone()));
+        tokio::spawn(sealgate_webhook::namespaces::watch(
+            client.clone(),
+            state.clone(),
+        ));
+        tokio::spawn(sealgate_webhook::inventory::run(
+            client,
+            state.clone(),
+            sources.clone(),
+            args.inventory_debounce,
+        ));
+    } else if !state.bundle.load().sync_kinds().is_empty() {
+        tracing::warn!(
+            "the policies sync kinds into data.inventory, but --namespace-labels is not `cluster`: nothing is watched, the inventory stays empty"
+        );
     }
     tokio::spawn(reload::watch_policies(
         state.clone(),
@@ -299,11 +333,14 @@ async fn run(args: Args, concurrency: usize) -> Result<()> {
     Ok(())
 }
 
-/// The bundle's sources; the engine's per-evaluation timer is the request deadline.
-fn policy_sources(args: &Args) -> PolicySources {
-    PolicySources {
+/// The bundle's sources, as `sealgate lint` describes them; the engine's per-evaluation timer is
+/// the request deadline.
+fn policy_sources(args: &Args) -> Sources {
+    Sources {
         builtin: !args.no_builtin,
-        dirs: args.policies.clone(),
+        policies: args.policies.clone(),
+        namespaced_kinds: args.namespaced_kinds.clone(),
+        cluster_kinds: args.cluster_kinds.clone(),
         limits: sealgate_core::policy::Limits {
             eval_timeout: args.deadline,
         },
@@ -313,14 +350,10 @@ fn policy_sources(args: &Args) -> PolicySources {
 
 async fn audit(args: &Args, output: &str, fail_on_deny: bool) -> Result<()> {
     let sources = policy_sources(args);
-    let bundle = sources
-        .build()
-        .map_err(anyhow::Error::msg)
-        .context("the policy bundle does not compile")?;
     let client = kube::Client::try_default()
         .await
         .context("cannot reach the Kubernetes API")?;
-    let report = sealgate_webhook::audit::run(client, &bundle)
+    let report = sealgate_webhook::audit::run(client, &sources)
         .await
         .context("audit failed")?;
     let denies = report

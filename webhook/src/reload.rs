@@ -9,42 +9,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sealgate_core::policy::{Bundle, BundleBuilder, Limits, NamespaceLabels};
+use sealgate_core::policy::{Bundle, NamespaceLabels, Sources};
 
 use crate::server::AppState;
 
-/// Where the bundle comes from.
-#[derive(Debug, Clone)]
-pub struct PolicySources {
-    pub builtin: bool,
-    pub dirs: Vec<PathBuf>,
-    pub limits: Limits,
-    /// Evaluate on regorus's register VM (else its interpreter).
-    pub use_vm: bool,
-}
-
-impl PolicySources {
-    pub fn build(&self) -> Result<Bundle, String> {
-        let mut b = BundleBuilder::new(self.limits);
-        b.use_vm(self.use_vm);
-        if self.builtin {
-            b.add_builtin();
-        }
-        for d in &self.dirs {
-            b.add_path(d);
-        }
-        b.build().map_err(|errors| {
-            errors
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
-        })
-    }
-
-    pub fn fingerprint(&self) -> Vec<u8> {
-        fingerprint(&self.dirs)
-    }
+/// Build the bundle from its sources with the current inventory (empty unless a sync
+/// configuration is watched), the one way the webhook and audit assemble it.
+pub fn build(sources: &Sources, inventory: Vec<serde_json::Value>) -> Result<Bundle, String> {
+    sources.build(inventory).map_err(|errors| {
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
 }
 
 /// SHA-256 over the paths and contents of every file under `paths` (symlinks followed).
@@ -79,11 +57,11 @@ fn collect(p: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// Poll the policy directories; rebuild and swap the bundle when they change.
-pub async fn watch_policies(state: Arc<AppState>, sources: PolicySources, every: Duration) {
-    let mut last = sources.fingerprint();
+pub async fn watch_policies(state: Arc<AppState>, sources: Sources, every: Duration) {
+    let mut last = fingerprint(&sources.policies);
     loop {
         tokio::time::sleep(every).await;
-        let now = sources.fingerprint();
+        let now = fingerprint(&sources.policies);
         if now == last {
             continue;
         }
@@ -92,10 +70,11 @@ pub async fn watch_policies(state: Arc<AppState>, sources: PolicySources, every:
     }
 }
 
-/// Rebuild the bundle now (also used by tests).
-pub async fn reload_policies(state: &AppState, sources: &PolicySources) -> bool {
+/// Rebuild the bundle now, with the current inventory (also used by tests).
+pub async fn reload_policies(state: &AppState, sources: &Sources) -> bool {
     let s = sources.clone();
-    let built = tokio::task::spawn_blocking(move || s.build())
+    let inventory = state.inventory.snapshot();
+    let built = tokio::task::spawn_blocking(move || build(&s, inventory))
         .await
         .unwrap_or_else(|e| Err(e.to_string()));
     match built {

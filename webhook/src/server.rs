@@ -59,6 +59,8 @@ pub struct AppState {
     pub status: Mutex<ReloadStatus>,
     /// False while the Namespace watch has not completed its first list (see `namespaces`).
     pub namespaces_synced: std::sync::atomic::AtomicBool,
+    /// `data.inventory`: the kinds the sync configuration names (see `inventory`).
+    pub inventory: crate::inventory::Inventory,
     pool: Pool,
 }
 
@@ -82,6 +84,7 @@ impl AppState {
                 last_error: None,
             }),
             namespaces_synced: std::sync::atomic::AtomicBool::new(true),
+            inventory: crate::inventory::Inventory::new(),
         }))
     }
 
@@ -104,11 +107,11 @@ impl AppState {
     }
 }
 
+/// RFC 3339, as Kubernetes writes times.
 fn now() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    format!("{}s since epoch", d.as_secs())
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -141,12 +144,17 @@ pub fn metrics_router(state: Arc<AppState>) -> Router {
 async fn readyz(State(s): State<Arc<AppState>>) -> Response {
     let status = s.status.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let bundle = s.bundle.load();
-    let synced = s
+    let namespaces = s
         .namespaces_synced
         .load(std::sync::atomic::Ordering::Acquire);
+    let inventory = s.inventory.is_ready();
+    let synced = namespaces && inventory;
     let body = json!({
         "ready": synced,
-        "namespacesSynced": synced,
+        "namespacesSynced": namespaces,
+        "inventorySynced": inventory,
+        "inventoryObjects": s.inventory.len(),
+        "syncedKinds": bundle.sync_kinds().iter().map(|k| format!("{}/{}", k.api_version(), k.kind)).collect::<Vec<_>>(),
         "constraints": bundle.constraints().len(),
         "templates": bundle.templates().count(),
         "policyLoadedAt": status.loaded_at,

@@ -2,7 +2,7 @@
 
 use http::{Request, Response};
 use kube::client::Body;
-use sealgate_core::policy::{Action, BundleBuilder, Limits};
+use sealgate_core::policy::{Action, Sources};
 use serde_json::{Value, json};
 
 fn resources(group_version: &str, list: &[(&str, &str, bool)]) -> Value {
@@ -98,10 +98,9 @@ async fn audit_lists_what_constraints_match_and_evaluates_it() {
         }
         paths
     });
-    let mut b = BundleBuilder::new(Limits::default());
-    b.add_builtin();
-    let bundle = b.build().unwrap();
-    let report = sealgate_webhook::audit::run(client, &bundle).await.unwrap();
+    let report = sealgate_webhook::audit::run(client, &Sources::default())
+        .await
+        .unwrap();
     let paths = server.await.unwrap();
     assert!(
         !paths.iter().any(|p| p.contains("leases")),
@@ -146,4 +145,101 @@ async fn audit_lists_what_constraints_match_and_evaluates_it() {
         "{found:?}"
     );
     assert!(report.errors.is_empty(), "{:?}", report.errors);
+}
+
+/// Audit builds its bundle as the webhook does: the kinds the sync configuration names are
+/// listed into `data.inventory` first, so a referential template sees the cluster.
+#[tokio::test]
+async fn audit_sees_the_synced_inventory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("policy.yaml"),
+        r#"apiVersion: syncset.gatekeeper.sh/v1alpha1
+kind: SyncSet
+metadata: {name: services}
+spec:
+  gvks: [{group: "", version: v1, kind: Service}]
+---
+apiVersion: templates.gatekeeper.sh/v1
+kind: ConstraintTemplate
+metadata: {name: uniqueselector}
+spec:
+  crd: {spec: {names: {kind: UniqueSelector}}}
+  targets:
+    - target: admission.k8s.gatekeeper.sh
+      rego: |
+        package uniqueselector
+        violation[{"msg": msg}] {
+          other := data.inventory.namespace[ns]["v1"]["Service"][name]
+          name != input.review.object.metadata.name
+          other.spec.selector == input.review.object.spec.selector
+          msg := sprintf("same selector as Service %v/%v", [ns, name])
+        }
+---
+apiVersion: constraints.gatekeeper.sh/v1beta1
+kind: UniqueSelector
+metadata: {name: unique-selector}
+spec:
+  match:
+    kinds: [{apiGroups: [""], kinds: [Service]}]
+"#,
+    )
+    .unwrap();
+    let services = json!({"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": "5"}, "items": [
+        {"metadata": {"name": "a", "namespace": "shop"}, "spec": {"selector": {"app": "web"}}},
+        {"metadata": {"name": "b", "namespace": "shop"}, "spec": {"selector": {"app": "web"}}},
+        {"metadata": {"name": "c", "namespace": "shop"}, "spec": {"selector": {"app": "db"}}}]});
+    let (service, mut api) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(service, "default");
+    let server = tokio::spawn(async move {
+        while let Some((req, send)) = api.next_request().await {
+            let body = match req.uri().path() {
+                "/api/v1/services" => services.clone(),
+                "/api/v1" => resources(
+                    "v1",
+                    &[
+                        ("services", "Service", true),
+                        ("namespaces", "Namespace", false),
+                    ],
+                ),
+                "/api" => {
+                    json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})
+                }
+                "/apis" => json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}),
+                "/api/v1/namespaces" => {
+                    json!({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": [{"metadata": {"name": "shop"}}]})
+                }
+                other => panic!("unexpected request to {other}"),
+            };
+            send.send_response(
+                Response::builder()
+                    .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                    .unwrap(),
+            );
+        }
+    });
+    let sources = Sources {
+        builtin: false,
+        policies: vec![dir.path().to_path_buf()],
+        ..Sources::default()
+    };
+    let report = sealgate_webhook::audit::run(client, &sources)
+        .await
+        .unwrap();
+    server.abort();
+    let mut found: Vec<String> = report
+        .violations
+        .iter()
+        .map(|v| format!("{}: {}", v.object, v.message))
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            "Service shop/a: same selector as Service shop/b",
+            "Service shop/b: same selector as Service shop/a"
+        ],
+        "{:?}",
+        report.errors
+    );
 }

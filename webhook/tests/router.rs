@@ -7,9 +7,10 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
+use sealgate_core::policy::Sources;
 use sealgate_core::policy::{BundleBuilder, Limits, NamespaceLabels};
 use sealgate_webhook::admission::Settings;
-use sealgate_webhook::reload::{self, PolicySources};
+use sealgate_webhook::reload;
 use sealgate_webhook::server::{self, AppState, Config};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -379,20 +380,20 @@ async fn oversized_bodies_are_413() {
     assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE);
 }
 
-fn slow_bundle(dir: &std::path::Path) -> PolicySources {
+fn slow_bundle(dir: &std::path::Path) -> Sources {
     std::fs::write(
         dir.join("slow.yaml"),
         "apiVersion: templates.gatekeeper.sh/v1\nkind: ConstraintTemplate\nmetadata: {name: slow}\nspec:\n  crd: {spec: {names: {kind: Slow}}}\n  targets:\n    - target: admission.k8s.gatekeeper.sh\n      rego: |\n        package slow\n        violation[{\"msg\": \"never\"}] { count([x | a := numbers.range(1, 20000)[_]; b := numbers.range(1, 20000)[_]; x := a * b; x < 0]) > 0 }\n---\napiVersion: constraints.gatekeeper.sh/v1beta1\nkind: Slow\nmetadata: {name: slow}\n",
     )
     .unwrap();
     // The engine timer ends the orphaned evaluation soon after the 200 ms deadline answers.
-    PolicySources {
+    Sources {
         builtin: false,
-        dirs: vec![dir.to_path_buf()],
+        policies: vec![dir.to_path_buf()],
         limits: Limits {
             eval_timeout: Duration::from_millis(500),
         },
-        use_vm: true,
+        ..Sources::default()
     }
 }
 
@@ -408,7 +409,7 @@ async fn a_policy_past_the_deadline_gets_the_configured_answer_not_a_hang() {
             allow_on_timeout: allow,
             ..Config::default()
         };
-        let s = AppState::new(sources.build().unwrap(), governed(), cfg).unwrap();
+        let s = AppState::new(sources.build([]).unwrap(), governed(), cfg).unwrap();
         let start = std::time::Instant::now();
         let r = decide(&s, &rv).await;
         assert!(
@@ -447,7 +448,7 @@ async fn an_overloaded_webhook_answers_at_once_not_after_the_deadline() {
         concurrency: 1,
         ..Config::default()
     };
-    let s = AppState::new(slow_bundle(dir.path()).build().unwrap(), governed(), cfg).unwrap();
+    let s = AppState::new(slow_bundle(dir.path()).build([]).unwrap(), governed(), cfg).unwrap();
     // One evaluation teaches the pool what this policy costs: ~500 ms, until the engine's timer.
     assert_eq!(decide(&s, &rv("uid-1")).await["allowed"], false);
     gauge_reaches(&s, "in_flight_requests", "0").await;
@@ -496,15 +497,15 @@ async fn a_broken_bundle_on_reload_keeps_the_old_one_serving() {
         "package main\n\ndeny contains \"no replicas field\" if not input.spec.replicas\n",
     )
     .unwrap();
-    let sources = PolicySources {
+    let sources = Sources {
         builtin: false,
-        dirs: vec![dir.path().to_path_buf()],
-        limits: Limits::default(),
+        policies: vec![dir.path().to_path_buf()],
         // The interpreter, as `--rego-engine interpreter` selects: it serves the same decisions.
         use_vm: false,
+        ..Sources::default()
     };
     let s = AppState::new(
-        sources.build().unwrap(),
+        reload::build(&sources, Vec::new()).unwrap(),
         governed(),
         Config {
             settings: Settings {

@@ -6,10 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Result, bail};
 use sealgate_core::manifest::{self, Document, Limits};
-use sealgate_core::policy::scope::Scope;
-use sealgate_core::policy::{
-    Action, Bundle, BundleBuilder, Effect, NamespaceLabels, Point, Review,
-};
+use sealgate_core::policy::{Action, Bundle, Effect, NamespaceLabels, Point, Review, Sources};
 
 use crate::args::{BundleArgs, LintArgs};
 use crate::io;
@@ -40,24 +37,22 @@ pub fn run(args: &LintArgs) -> Result<ExitCode> {
     })
 }
 
-/// The bundle: built-in policies (unless --no-builtin), --policy paths, --inventory objects.
+/// Where the bundle comes from, as the webhook describes it too.
+pub fn sources(args: &BundleArgs) -> Sources {
+    Sources {
+        builtin: !args.no_builtin,
+        policies: args.policies.clone(),
+        namespaced_kinds: args.namespaced_kinds.clone(),
+        cluster_kinds: args.cluster_kinds.clone(),
+        limits: sealgate_core::policy::Limits {
+            eval_timeout: args.eval_timeout,
+        },
+        use_vm: args.rego_engine == crate::args::RegoEngine::Vm,
+    }
+}
+
+/// The bundle: the sources, with the --inventory objects as `data.inventory`.
 pub fn build_bundle(args: &BundleArgs) -> Result<Bundle> {
-    let mut b = BundleBuilder::new(sealgate_core::policy::Limits {
-        eval_timeout: args.eval_timeout,
-    });
-    b.use_vm(args.rego_engine == crate::args::RegoEngine::Vm);
-    if !args.no_builtin {
-        b.add_builtin();
-    }
-    for p in &args.policies {
-        b.add_path(p);
-    }
-    for list in &args.namespaced_kinds {
-        b.declare_kinds(list, Scope::Namespaced);
-    }
-    for list in &args.cluster_kinds {
-        b.declare_kinds(list, Scope::Cluster);
-    }
     let mut inventory = Vec::new();
     for p in &args.inventory {
         for f in discover(std::slice::from_ref(p))? {
@@ -65,8 +60,7 @@ pub fn build_bundle(args: &BundleArgs) -> Result<Bundle> {
             inventory.extend(io::parse_docs(&input)?.into_iter().map(|d| d.value));
         }
     }
-    b.add_inventory(inventory);
-    b.build().map_err(|errors| {
+    sources(args).build(inventory).map_err(|errors| {
         let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
         anyhow::anyhow!(
             "the policy bundle has {} problem(s):\n{}",

@@ -26,6 +26,105 @@ pub struct Constraint {
     pub enforcement: Enforcement,
 }
 
+/// Where a bundle comes from: the one description `sealgate lint`, the webhook and audit all
+/// build from, so CI and admission evaluate the same policies the same way. Only the inventory
+/// differs: files in CI (`--inventory`), the watched cluster at admission and in audit.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    /// The built-in policies (`policies/`).
+    pub builtin: bool,
+    /// Policy files and directories.
+    pub policies: Vec<std::path::PathBuf>,
+    /// `--namespaced-kinds` / `--cluster-kinds` lists.
+    pub namespaced_kinds: Vec<String>,
+    pub cluster_kinds: Vec<String>,
+    pub limits: Limits,
+    /// Evaluate on regorus's register VM (else its interpreter).
+    pub use_vm: bool,
+}
+
+impl Default for Sources {
+    fn default() -> Self {
+        Sources {
+            builtin: true,
+            policies: Vec::new(),
+            namespaced_kinds: Vec::new(),
+            cluster_kinds: Vec::new(),
+            limits: Limits::default(),
+            use_vm: true,
+        }
+    }
+}
+
+impl Sources {
+    /// Compile the bundle with `inventory` as `data.inventory` (and Namespace labels).
+    pub fn build(
+        &self,
+        inventory: impl IntoIterator<Item = Value>,
+    ) -> Result<Bundle, Vec<PolicyError>> {
+        let mut b = BundleBuilder::new(self.limits);
+        b.use_vm(self.use_vm);
+        if self.builtin {
+            b.add_builtin();
+        }
+        for p in &self.policies {
+            b.add_path(p);
+        }
+        for list in &self.namespaced_kinds {
+            b.declare_kinds(list, scope::Scope::Namespaced);
+        }
+        for list in &self.cluster_kinds {
+            b.declare_kinds(list, scope::Scope::Cluster);
+        }
+        b.add_inventory(inventory);
+        b.build()
+    }
+}
+
+/// A kind Gatekeeper replicates into `data.inventory`: `Config` `spec.sync.syncOnly[]` and
+/// `SyncSet` `spec.gvks[]` entries.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SyncKind {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+}
+
+impl SyncKind {
+    /// `apps/v1`, `v1`.
+    pub fn api_version(&self) -> String {
+        match self.group.as_str() {
+            "" => self.version.clone(),
+            g => format!("{g}/{}", self.version),
+        }
+    }
+}
+
+/// The kinds a Gatekeeper `Config` (`config.gatekeeper.sh`) or `SyncSet`
+/// (`syncset.gatekeeper.sh`) document replicates; `None` for other documents.
+fn sync_config(doc: &Value) -> Option<Vec<SyncKind>> {
+    let api = doc.get("apiVersion").and_then(Value::as_str)?;
+    let kind = doc.get("kind").and_then(Value::as_str)?;
+    let list = match (api.split('/').next()?, kind) {
+        ("config.gatekeeper.sh", "Config") => doc.pointer("/spec/sync/syncOnly"),
+        ("syncset.gatekeeper.sh", "SyncSet") => doc.pointer("/spec/gvks"),
+        _ => return None,
+    };
+    let s = |e: &Value, k: &str| e.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    Some(
+        list.and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|e| !s(e, "kind").is_empty() && !s(e, "version").is_empty())
+            .map(|e| SyncKind {
+                group: s(e, "group"),
+                version: s(e, "version"),
+                kind: s(e, "kind"),
+            })
+            .collect(),
+    )
+}
+
 /// Collects policy sources, then compiles them into a [`Bundle`].
 #[derive(Default)]
 pub struct BundleBuilder {
@@ -35,6 +134,8 @@ pub struct BundleBuilder {
     inventory: Vec<Value>,
     /// CustomResourceDefinitions found among the policies and the inventory.
     crds: Vec<Value>,
+    /// The kinds Gatekeeper `Config` / `SyncSet` documents among the policies replicate.
+    sync: Vec<SyncKind>,
     scopes: KindScopes,
     errors: Vec<PolicyError>,
     limits: Limits,
@@ -139,6 +240,8 @@ impl BundleBuilder {
                 self.constraints.push((where_, doc.value));
             } else if api.starts_with("apiextensions.k8s.io/") {
                 self.crds.push(doc.value);
+            } else if let Some(kinds) = sync_config(&doc.value) {
+                self.sync.extend(kinds);
             }
         }
     }
@@ -152,8 +255,16 @@ impl BundleBuilder {
 
     /// Objects for `data.inventory` (and Namespace labels for `namespaceSelector`, and the
     /// scope of the kinds their CustomResourceDefinitions define).
+    /// A `List` (what `kubectl get -o yaml` prints) counts as its items.
     pub fn add_inventory(&mut self, objects: impl IntoIterator<Item = Value>) {
-        self.inventory.extend(objects);
+        for mut o in objects {
+            let is_list = o.get("kind").and_then(Value::as_str) == Some("List")
+                && o.get("items").is_some_and(Value::is_array);
+            match o.get_mut("items").filter(|_| is_list).map(Value::take) {
+                Some(Value::Array(items)) => self.inventory.extend(items),
+                _ => self.inventory.push(o),
+            }
+        }
     }
 
     /// Kinds declared namespaced or cluster-scoped (`--namespaced-kinds`, `--cluster-kinds`):
@@ -250,6 +361,12 @@ impl BundleBuilder {
             conftest,
             namespaces: namespace_labels(&self.inventory),
             scopes,
+            sync: {
+                let mut k = self.sync;
+                k.sort();
+                k.dedup();
+                k
+            },
             use_vm: self.use_vm,
         })
     }

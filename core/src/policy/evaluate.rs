@@ -7,7 +7,7 @@ use std::sync::Arc;
 use regorus::Value as RValue;
 use serde_json::{Value, json};
 
-use super::bundle::{Constraint, api_group};
+use super::bundle::{Constraint, SyncKind, api_group};
 use super::compile::{Conftest, Template};
 use super::matching::ObjectInfo;
 use super::review::{to_rvalue, workload_containers};
@@ -28,6 +28,8 @@ pub struct Bundle {
     pub(super) scopes: KindScopes,
     /// Evaluate templates on the register VM where they compiled, or on the interpreter.
     pub(super) use_vm: bool,
+    /// The kinds the bundle's sync configuration replicates into `data.inventory`.
+    pub(super) sync: Vec<SyncKind>,
 }
 
 impl std::fmt::Debug for Bundle {
@@ -46,6 +48,12 @@ impl Bundle {
 
     pub fn constraints(&self) -> &[Constraint] {
         &self.constraints
+    }
+
+    /// The kinds to replicate into `data.inventory` (Gatekeeper `Config` / `SyncSet` documents
+    /// among the policies), for the webhook's watch and audit.
+    pub fn sync_kinds(&self) -> &[SyncKind] {
+        &self.sync
     }
 
     /// Evaluate on the register VM (the default) or on regorus's interpreter.

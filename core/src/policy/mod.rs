@@ -28,7 +28,7 @@ mod schema;
 pub mod scope;
 pub mod suite;
 
-pub use bundle::{BundleBuilder, Constraint, inventory_data, namespace_labels};
+pub use bundle::{BundleBuilder, Constraint, Sources, SyncKind, inventory_data, namespace_labels};
 pub use compile::{Limits, Template};
 pub use enforcement::{Action, Effect, Enforcement, Point};
 pub use evaluate::{Bundle, NamespaceLabels};

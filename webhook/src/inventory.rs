@@ -1,0 +1,249 @@
+//! `data.inventory` at admission, as Gatekeeper replicates it: a watch of every kind the bundle's
+//! sync configuration names (Gatekeeper `Config` `spec.sync.syncOnly`, or `SyncSet`), kept
+//! current, and the bundle rebuilt with it. Referential templates (unique ingress host, unique
+//! service selector, …) then see at admission what `sealgate lint --inventory` gives them in CI.
+//!
+//! Until every watched kind has completed its first list and a bundle was built with it, the
+//! webhook is not ready: a referential policy evaluated on an empty inventory would let every
+//! duplicate through. Changes are batched (`debounce`) because each rebuild recompiles the bundle.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{Api, DynamicObject};
+use kube::core::GroupVersionKind;
+use kube::discovery::ApiResource;
+use kube::runtime::{WatchStreamExt, watcher};
+use sealgate_core::policy::{Sources, SyncKind};
+use serde_json::Value;
+
+use crate::server::AppState;
+
+/// One kind's objects by (namespace, name).
+type Objects = BTreeMap<(String, String), Value>;
+
+/// The replicated objects, by kind.
+#[derive(Default)]
+pub struct Inventory {
+    /// kind → (namespace, name) → object.
+    objects: Mutex<BTreeMap<SyncKind, Objects>>,
+    /// Kinds being watched whose first list has not completed.
+    pending: Mutex<BTreeSet<SyncKind>>,
+    /// Bumped on every change; the rebuild loop compares it with what it last built.
+    version: AtomicU64,
+    /// Every watched kind listed, and a bundle built with that inventory.
+    ready: AtomicBool,
+    changed: tokio::sync::Notify,
+}
+
+impl Inventory {
+    /// An inventory with nothing to wait for: ready until a watch starts.
+    pub fn new() -> Inventory {
+        let inv = Inventory::default();
+        inv.ready.store(true, Ordering::Release);
+        inv
+    }
+
+    /// Every replicated object, for a bundle build.
+    pub fn snapshot(&self) -> Vec<Value> {
+        let objects = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        objects.values().flat_map(|m| m.values().cloned()).collect()
+    }
+
+    /// Whether admission may rely on the inventory.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// The number of replicated objects (for `/readyz`).
+    pub fn len(&self) -> usize {
+        let objects = self.objects.lock().unwrap_or_else(|e| e.into_inner());
+        objects.values().map(BTreeMap::len).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn touch(&self) {
+        self.version.fetch_add(1, Ordering::AcqRel);
+        self.changed.notify_one();
+    }
+
+    /// Start waiting for a kind's first list.
+    fn expect(&self, kind: &SyncKind) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(kind.clone());
+        self.ready.store(false, Ordering::Release);
+    }
+
+    /// Stop replicating a kind (no longer in the sync configuration).
+    fn forget(&self, kind: &SyncKind) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(kind);
+        self.objects
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(kind);
+        self.touch();
+    }
+}
+
+/// Applies one kind's watcher events to the inventory. A relist (`Init` … `InitDone`) replaces
+/// the kind's objects whole, so an object deleted while the watch was down does not linger.
+pub struct Tracker {
+    state: Arc<AppState>,
+    kind: SyncKind,
+    pending: Option<Objects>,
+}
+
+impl Tracker {
+    pub fn new(state: Arc<AppState>, kind: SyncKind) -> Tracker {
+        state.inventory.expect(&kind);
+        Tracker {
+            state,
+            kind,
+            pending: None,
+        }
+    }
+
+    /// The object as `data.inventory` holds it: with its apiVersion and kind (list items and
+    /// watch events may omit them), without `managedFields`.
+    fn entry(&self, o: DynamicObject) -> Option<((String, String), Value)> {
+        let mut v = serde_json::to_value(&o).ok()?;
+        v["apiVersion"] = self.kind.api_version().into();
+        v["kind"] = self.kind.kind.clone().into();
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("managedFields");
+        }
+        let ns = o.metadata.namespace.clone().unwrap_or_default();
+        Some(((ns, o.metadata.name.clone()?), v))
+    }
+
+    pub fn apply(&mut self, event: watcher::Event<DynamicObject>) {
+        let inv = &self.state.inventory;
+        let update = |f: &mut dyn FnMut(&mut Objects)| {
+            let mut objects = inv.objects.lock().unwrap_or_else(|e| e.into_inner());
+            f(objects.entry(self.kind.clone()).or_default());
+            drop(objects);
+            inv.touch();
+        };
+        match event {
+            watcher::Event::Init => self.pending = Some(BTreeMap::new()),
+            watcher::Event::InitApply(o) => {
+                if let Some((k, v)) = self.entry(o)
+                    && let Some(p) = self.pending.as_mut()
+                {
+                    p.insert(k, v);
+                }
+            }
+            watcher::Event::InitDone => {
+                let mut fresh = self.pending.take().unwrap_or_default();
+                tracing::info!(target: "sealgate::inventory", kind = %self.kind.kind, objects = fresh.len(), "inventory synced");
+                update(&mut |m| std::mem::swap(m, &mut fresh));
+                inv.pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&self.kind);
+                // `ready` is set by the rebuild that includes this list.
+                inv.touch();
+            }
+            watcher::Event::Apply(o) => {
+                if let Some((k, v)) = self.entry(o) {
+                    update(&mut |m| {
+                        m.insert(k.clone(), v.clone());
+                    });
+                }
+            }
+            watcher::Event::Delete(o) => {
+                if let Some((k, _)) = self.entry(o) {
+                    update(&mut |m| {
+                        m.remove(&k);
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// The API resource of a synced kind: from discovery, or guessed from the kind's name (as kube
+/// does) when discovery cannot say.
+async fn resource(client: &kube::Client, kind: &SyncKind) -> ApiResource {
+    let gvk = GroupVersionKind::gvk(&kind.group, &kind.version, &kind.kind);
+    match kube::discovery::pinned_kind(client, &gvk).await {
+        Ok((ar, _)) => ar,
+        Err(e) => {
+            tracing::debug!(target: "sealgate::inventory", kind = %kind.kind, error = %e, "discovery failed; guessing the resource name");
+            ApiResource::from_gvk(&gvk)
+        }
+    }
+}
+
+/// Watch one kind for as long as it is synced (errors back off and retry).
+async fn watch_kind(client: kube::Client, state: Arc<AppState>, kind: SyncKind) {
+    let ar = resource(&client, &kind).await;
+    let api: Api<DynamicObject> = Api::all_with(client, &ar);
+    let mut tracker = Tracker::new(state, kind.clone());
+    let mut events = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(e) => tracker.apply(e),
+            Err(e) => {
+                tracing::warn!(target: "sealgate::inventory", kind = %kind.kind, error = %e, "inventory watch failed; retrying")
+            }
+        }
+    }
+}
+
+/// Keep one watch per kind of the current bundle's sync configuration, and rebuild the bundle
+/// with the inventory when it changes (at most once per `debounce`).
+pub async fn run(client: kube::Client, state: Arc<AppState>, sources: Sources, debounce: Duration) {
+    let mut watches: BTreeMap<SyncKind, tokio::task::JoinHandle<()>> = BTreeMap::new();
+    let mut built = 0;
+    loop {
+        let wanted: BTreeSet<SyncKind> = state.bundle.load().sync_kinds().iter().cloned().collect();
+        watches.retain(|kind, task| {
+            let keep = wanted.contains(kind);
+            if !keep {
+                task.abort();
+                state.inventory.forget(kind);
+            }
+            keep
+        });
+        for kind in wanted {
+            if let std::collections::btree_map::Entry::Vacant(e) = watches.entry(kind) {
+                // Not ready until this kind is listed.
+                state.inventory.expect(e.key());
+                let task = tokio::spawn(watch_kind(client.clone(), state.clone(), e.key().clone()));
+                e.insert(task);
+            }
+        }
+        let version = state.inventory.version.load(Ordering::Acquire);
+        if version != built {
+            tokio::time::sleep(debounce).await;
+            built = state.inventory.version.load(Ordering::Acquire);
+            let complete = state
+                .inventory
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty();
+            if crate::reload::reload_policies(&state, &sources).await && complete {
+                state.inventory.ready.store(true, Ordering::Release);
+            }
+            continue;
+        }
+        // Woken by a change, or now and then to follow a reloaded sync configuration.
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), state.inventory.changed.notified()).await;
+    }
+}
