@@ -365,6 +365,9 @@ pub enum ReportFormat {
     Junit,
     /// GitHub Actions workflow commands (annotations on the PR)
     Github,
+    /// wgpolicyk8s.io/v1alpha2 PolicyReport and ClusterPolicyReport objects (YAML), as Kyverno
+    /// writes them for Policy Reporter
+    Policyreport,
 }
 
 /// Where policies come from (shared by lint and the webhook-facing commands).

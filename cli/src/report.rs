@@ -29,6 +29,8 @@ pub struct ObjectReport {
     pub line: usize,
     pub object: ObjectRef,
     pub findings: Vec<Finding>,
+    /// (policy, constraint) of every constraint that applied, for pass results.
+    pub applied: Vec<(String, String)>,
 }
 
 impl ObjectReport {
@@ -50,6 +52,7 @@ impl ObjectReport {
                 },
             }],
             object,
+            applied: Vec::new(),
         }
     }
 }
@@ -116,7 +119,35 @@ pub fn render(reports: &[FileReport], summary: &Summary, format: ReportFormat) -
         ReportFormat::Sarif => sarif(reports),
         ReportFormat::Junit => junit(reports, summary),
         ReportFormat::Github => github(reports, summary),
+        ReportFormat::Policyreport => policy_reports(reports),
     }
+}
+
+/// PolicyReport / ClusterPolicyReport objects (`wgpolicyk8s.io/v1alpha2`), YAML, one document
+/// each; every result carries the file and line. Unparseable files are not objects: they are
+/// reported on stderr by the exit code's usual path.
+fn policy_reports(reports: &[FileReport]) -> String {
+    use sealgate_core::policy::report::{ObjectResult, policy_reports};
+    let results: Vec<ObjectResult> = reports
+        .iter()
+        .flat_map(|r| {
+            r.objects.iter().map(|o| ObjectResult {
+                object: o.object.clone(),
+                uid: None,
+                applied: o.applied.clone(),
+                violations: o.findings.iter().map(|f| f.violation.clone()).collect(),
+                properties: BTreeMap::from([
+                    ("file".to_string(), r.file.clone()),
+                    ("line".to_string(), o.line.to_string()),
+                ]),
+            })
+        })
+        .collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let docs = policy_reports(&results, sealgate_core::policy::Point::Ci, now);
+    sealgate_core::manifest::to_yaml_stream(&docs)
 }
 
 fn rule_id(v: &Violation) -> String {

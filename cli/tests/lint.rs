@@ -454,3 +454,57 @@ spec:
         .code(2)
         .stderr(contains("group/Kind"));
 }
+
+/// `-o policyreport`: Kyverno's report objects, one per namespace plus a cluster one, with fail
+/// and pass results that name the file and line.
+#[test]
+fn policy_reports_for_policy_reporter() {
+    let dir = tmp_repo(&[
+        ("ok.yaml", CLEAN_CM),
+        (
+            "leaky.yaml",
+            b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: leaky, namespace: a}\ndata: {AWS_ACCESS_KEY_ID: AKIAIOSFODNN7EXAMPLE}\n",
+        ),
+        (
+            "ns.yaml",
+            b"apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n",
+        ),
+    ]);
+    let out = sealgate()
+        .current_dir(dir.path())
+        .args(["lint", "-o", "policyreport", "."])
+        .assert()
+        .code(1);
+    let text = stdout(&out);
+    let docs: Vec<serde_json::Value> =
+        sealgate_core::manifest::parse(text.as_bytes(), &Default::default())
+            .unwrap()
+            .into_iter()
+            .map(|d| d.value)
+            .collect();
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["ClusterPolicyReport", "PolicyReport"], "{text}");
+    let ns = &docs[1];
+    assert_eq!(ns["apiVersion"], "wgpolicyk8s.io/v1alpha2");
+    assert_eq!(ns["metadata"]["namespace"], "a");
+    assert_eq!(ns["metadata"]["name"], "sealgate-ci");
+    let results = ns["results"].as_array().unwrap();
+    let fail = results
+        .iter()
+        .find(|r| r["result"] == "fail")
+        .expect("a fail result");
+    assert_eq!(fail["policy"], "SealgateNoSecretValues");
+    assert_eq!(fail["resources"][0]["name"], "leaky");
+    assert_eq!(fail["properties"]["file"], "leaky.yaml");
+    assert_eq!(fail["properties"]["line"], "1");
+    assert!(
+        !fail["message"].as_str().unwrap().contains("AKIA"),
+        "no secret value in a report"
+    );
+    assert!(
+        results
+            .iter()
+            .any(|r| r["result"] == "pass" && r["resources"][0]["name"] == "ok")
+    );
+    assert_eq!(ns["summary"]["fail"], 1, "{}", ns["summary"]);
+}

@@ -6,13 +6,17 @@ use std::collections::BTreeSet;
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{ApiResource, Discovery, verbs};
-use sealgate_core::policy::{Point, Review, Sources, Violation, namespace_labels};
+use sealgate_core::policy::report::ObjectResult;
+use sealgate_core::policy::{ObjectRef, Point, Review, Sources, Violation, namespace_labels};
 
 /// What an audit found.
 #[derive(Debug, Default)]
 pub struct Report {
     pub objects: usize,
     pub violations: Vec<Violation>,
+    /// Per object that some constraint applied to: what applied and what it found, for
+    /// PolicyReports (pass results included).
+    pub results: Vec<ObjectResult>,
     /// Kinds that could not be listed (e.g. forbidden), with the reason.
     pub errors: Vec<String>,
 }
@@ -98,10 +102,22 @@ pub async fn run(client: kube::Client, sources: &Sources) -> Result<Report, Audi
         }
         for object in list_all(&client, ar, &mut report.errors).await {
             report.objects += 1;
+            let uid = object
+                .pointer("/metadata/uid")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string);
             let review = Review::for_object(object, Point::Audit);
-            report
-                .violations
-                .extend(bundle.evaluate(&review, &namespaces));
+            let found = bundle.evaluate_with_matches(&review, &namespaces);
+            report.violations.extend(found.violations.iter().cloned());
+            if !found.applied.is_empty() {
+                report.results.push(ObjectResult {
+                    object: ObjectRef::of(review.object()),
+                    uid,
+                    applied: found.applied,
+                    violations: found.violations,
+                    properties: Default::default(),
+                });
+            }
         }
     }
     Ok(report)

@@ -147,8 +147,9 @@ enum Command {
     /// Evaluate the objects already in the cluster (enforcement point `audit`) and report
     /// violations: the background scan. Uses the in-cluster or kubeconfig credentials
     Audit {
-        /// Report format
-        #[arg(short = 'o', long = "output", default_value = "text", value_parser = ["text", "json"])]
+        /// Report format: text, json, or policyreport (wgpolicyk8s.io/v1alpha2 PolicyReport and
+        /// ClusterPolicyReport objects, YAML, for `kubectl apply -f -` and Policy Reporter)
+        #[arg(short = 'o', long = "output", default_value = "text", value_parser = ["text", "json", "policyreport"])]
         output: String,
         /// Exit 1 when an object violates a deny constraint
         #[arg(long)]
@@ -361,7 +362,20 @@ async fn audit(args: &Args, output: &str, fail_on_deny: bool) -> Result<()> {
         .iter()
         .filter(|v| v.action == sealgate_core::policy::Action::Deny)
         .count();
-    if output == "json" {
+    if output == "policyreport" {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let docs = sealgate_core::policy::report::policy_reports(
+            &report.results,
+            sealgate_core::policy::Point::Audit,
+            now,
+        );
+        print!("{}", sealgate_core::manifest::to_yaml_stream(&docs));
+        for e in &report.errors {
+            eprintln!("warning: not audited: {e}");
+        }
+    } else if output == "json" {
         let doc = serde_json::json!({
             "objects": report.objects, "violations": report.violations, "errors": report.errors,
         });

@@ -2,7 +2,7 @@
 
 use http::{Request, Response};
 use kube::client::Body;
-use sealgate_core::policy::{Action, Sources};
+use sealgate_core::policy::{Action, Point, Sources};
 use serde_json::{Value, json};
 
 fn resources(group_version: &str, list: &[(&str, &str, bool)]) -> Value {
@@ -145,6 +145,27 @@ async fn audit_lists_what_constraints_match_and_evaluates_it() {
         "{found:?}"
     );
     assert!(report.errors.is_empty(), "{:?}", report.errors);
+
+    // As PolicyReports: one for namespace shop, with the failing ConfigMap and passes.
+    let reports = sealgate_core::policy::report::policy_reports(&report.results, Point::Audit, 7);
+    let shop = reports
+        .iter()
+        .find(|r| r["kind"] == "PolicyReport" && r["metadata"]["namespace"] == "shop")
+        .expect("a PolicyReport for shop");
+    assert_eq!(shop["metadata"]["name"], "sealgate-audit");
+    let results = shop["results"].as_array().unwrap();
+    assert!(results.iter().any(|r| r["result"] == "fail"
+        && r["rule"] == "no-secret-values"
+        && r["resources"][0]["name"] == "leaky"
+        && r["properties"]["enforcementPoint"] == "audit"));
+    assert!(results.iter().any(|r| r["result"] == "pass"
+        && r["rule"] == "no-secret-values"
+        && r["resources"][0]["name"] == "ok"));
+    assert!(
+        shop["summary"]["fail"].as_u64().unwrap() >= 2,
+        "{}",
+        shop["summary"]
+    );
 }
 
 /// Audit builds its bundle as the webhook does: the kinds the sync configuration names are

@@ -267,8 +267,9 @@ fn lint_parsed(
             }
         };
         let review = review.at(p.name.clone(), doc.line);
-        let violations = bundle.evaluate(&review, namespaces);
-        let mut findings: Vec<Finding> = violations
+        let evaluation = bundle.evaluate_with_matches(&review, namespaces);
+        let mut findings: Vec<Finding> = evaluation
+            .violations
             .into_iter()
             .map(|v| {
                 let line = match &v.path {
@@ -293,6 +294,7 @@ fn lint_parsed(
             line: doc.line,
             object: sealgate_core::policy::ObjectRef::of(review.object()),
             findings,
+            applied: evaluation.applied,
         });
     }
     FileReport {

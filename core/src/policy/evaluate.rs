@@ -92,6 +92,17 @@ impl Bundle {
     /// Evaluate every constraint that applies to the review at its point. `extra_namespaces`
     /// adds Namespace labels known to the caller (e.g. Namespaces in the linted files).
     pub fn evaluate(&self, review: &Review, extra_namespaces: &NamespaceLabels) -> Vec<Violation> {
+        self.evaluate_with_matches(review, extra_namespaces)
+            .violations
+    }
+
+    /// [`Bundle::evaluate`], also saying which constraints applied (for pass results in policy
+    /// reports).
+    pub fn evaluate_with_matches(
+        &self,
+        review: &Review,
+        extra_namespaces: &NamespaceLabels,
+    ) -> Evaluation {
         let object = review.object();
         let info = self.object_info(object, &review.request);
         // Gatekeeper's matchAny: an UPDATE is reviewed if its new or its old object matches (a
@@ -111,6 +122,7 @@ impl Bundle {
         // Built on first use: a document no constraint matches is never converted.
         let mut shared: Option<(RValue, RValue)> = None;
         let mut out = Vec::new();
+        let mut applied = Vec::new();
         for c in &self.constraints {
             let Some(action) = c.enforcement.at(review.point) else {
                 continue;
@@ -123,7 +135,7 @@ impl Bundle {
                     _ => Ok(m),
                 });
             match matched {
-                Ok(true) => {}
+                Ok(true) => applied.push((c.kind.clone(), c.name.clone())),
                 Ok(false) => continue,
                 Err(e) => {
                     out.push(Violation::evaluation_error(
@@ -184,6 +196,7 @@ impl Bundle {
         if let Some(ct) = &self.conftest {
             let input = to_rvalue(object);
             for (path, rule, action) in &ct.rules {
+                applied.push(("conftest".to_string(), rule.clone()));
                 let mut engine = ct.engine.clone();
                 engine.set_input(input.clone());
                 match engine.eval_rule(path.clone()) {
@@ -205,8 +218,20 @@ impl Bundle {
                 }
             }
         }
-        out
+        Evaluation {
+            violations: out,
+            applied,
+        }
     }
+}
+
+/// What evaluating one review found.
+#[derive(Debug, Clone, Default)]
+pub struct Evaluation {
+    pub violations: Vec<Violation>,
+    /// (policy, constraint) of every constraint (and conftest rule) that applied to the review,
+    /// violated or not, in bundle order.
+    pub applied: Vec<(String, String)>,
 }
 
 fn first_line(s: &str) -> String {

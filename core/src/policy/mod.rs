@@ -8,6 +8,7 @@
 //! - `compile`: how a template becomes a regorus program (interpreter and register VM).
 //! - [`evaluate`]: which constraints apply to a review, and what they report.
 //! - [`matching`] and [`scope`]: the Constraint `match` block, and which kinds are namespaced.
+//! - [`report`]: results as PolicyReport / ClusterPolicyReport objects.
 //! - [`builtins`] and `compat`: what makes regorus behave like OPA on Gatekeeper templates.
 //! - [`suite`]: `gator verify` Suite files.
 //! - [`builtin_bundle`]: the policies shipped in the binary (`policies/`).
@@ -23,6 +24,7 @@ mod compile;
 pub mod enforcement;
 pub mod evaluate;
 pub mod matching;
+pub mod report;
 pub mod review;
 mod schema;
 pub mod scope;
@@ -31,7 +33,7 @@ pub mod suite;
 pub use bundle::{BundleBuilder, Constraint, Sources, SyncKind, inventory_data, namespace_labels};
 pub use compile::{Limits, Template};
 pub use enforcement::{Action, Effect, Enforcement, Point};
-pub use evaluate::{Bundle, NamespaceLabels};
+pub use evaluate::{Bundle, Evaluation, NamespaceLabels};
 pub use review::{ObjectRef, Review, Violation, pod_spec_path};
 
 /// Errors that make a bundle unusable. Each names the file and the object.
