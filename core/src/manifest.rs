@@ -203,6 +203,27 @@ impl Positions {
         Some(Positions { docs })
     }
 
+    /// Index one document of a text: the lines from its root node's (`line`, as in
+    /// [`Document::line`]) up to the next document's root line (exclusive), as document 1.
+    /// `None` if that slice is not one YAML document by itself (then index the whole text).
+    pub fn of_document(text: &str, line: usize, next_line: Option<usize>) -> Option<Positions> {
+        let start_line = line.checked_sub(1)?;
+        let mut lines = text.split_inclusive('\n');
+        let skipped: usize = lines.by_ref().take(start_line).map(str::len).sum();
+        let len: usize = match next_line {
+            Some(n) => lines.take(n.checked_sub(line)?).map(str::len).sum(),
+            None => text.len() - skipped,
+        };
+        let slice = &text[skipped..skipped + len];
+        let nodes: Vec<PNode> =
+            serde_saphyr::from_multiple_with_options(slice, options(&Limits::default())).ok()?;
+        let first = nodes.into_iter().next()?;
+        // Line numbers inside the slice are 1-based from its start.
+        Some(Positions {
+            docs: vec![(start_line, first)],
+        })
+    }
+
     /// The line of the node at `path` (map keys and sequence indexes) in document `index`
     /// (1-based, as in [`Document::index`]); the deepest node found if the path goes further.
     pub fn line(&self, index: usize, path: &[String]) -> Option<usize> {
@@ -432,6 +453,23 @@ mod tests {
         assert_eq!(locate(text, 3, &p(&["a"])), None);
         let json = "{\"a\": 1}\n{\n  \"kind\": \"Pod\",\n  \"spec\": {\"x\": 1}\n}\n";
         assert_eq!(locate(json, 2, &p(&["spec", "x"])), Some(4));
+
+        // One document indexed on its own lines gives the same lines as the whole text.
+        let docs = parse(text.as_bytes(), &Limits::default()).unwrap();
+        let third = "---\n# c\nkind: Service\nspec:\n  ports: [1]\n";
+        let three = format!("{text}{third}");
+        let all = parse(three.as_bytes(), &Limits::default()).unwrap();
+        for path in [
+            p(&["spec", "containers", "1", "image"]),
+            p(&["spec"]),
+            p(&[]),
+        ] {
+            let one = Positions::of_document(&three, docs[1].line, Some(all[2].line)).unwrap();
+            assert_eq!(one.line(1, &path), locate(&three, 2, &path), "{path:?}");
+        }
+        let last = Positions::of_document(&three, all[2].line, None).unwrap();
+        assert_eq!(last.line(1, &p(&["spec", "ports", "0"])), Some(15));
+        assert_eq!(locate(&three, 3, &p(&["spec", "ports", "0"])), Some(15));
     }
 
     #[test]

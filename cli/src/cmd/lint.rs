@@ -245,10 +245,13 @@ fn lint_parsed(
         }
     };
     let mut objects = Vec::new();
-    // Field lines need a second, position-tracking parse: done at most once per file, and only
-    // for files with findings that name a field.
-    let mut positions: Option<Option<manifest::Positions>> = None;
-    for mut doc in docs {
+    // Field lines need a second, position-tracking parse: only of the documents with findings
+    // that name a field, each on its own lines (a file's other documents are not parsed again).
+    let next_lines: Vec<Option<usize>> = (0..docs.len())
+        .map(|i| docs.get(i + 1).map(|d| d.line))
+        .collect();
+    for (mut doc, next_line) in docs.into_iter().zip(next_lines) {
+        let mut positions: Option<Option<(manifest::Positions, usize)>> = None;
         // Only Kubernetes objects: other YAML (CI configs, Helm values) has no kind.
         if doc
             .value
@@ -274,9 +277,15 @@ fn lint_parsed(
             .map(|v| {
                 let line = match &v.path {
                     Some(path) if !path.is_empty() => positions
-                        .get_or_insert_with(|| manifest::Positions::parse(&p.text))
+                        .get_or_insert_with(|| {
+                            manifest::Positions::of_document(&p.text, doc.line, next_line)
+                                .map(|pos| (pos, 1))
+                                .or_else(|| {
+                                    manifest::Positions::parse(&p.text).map(|pos| (pos, doc.index))
+                                })
+                        })
                         .as_ref()
-                        .and_then(|pos| pos.line(doc.index, path))
+                        .and_then(|(pos, index)| pos.line(*index, path))
                         .unwrap_or(doc.line),
                     _ => doc.line,
                 };

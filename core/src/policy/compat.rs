@@ -224,11 +224,7 @@ fn stmt_exprs(stmt: &LiteralStmt) -> Vec<&Expr> {
             value,
             collection,
             ..
-        } => key
-            .iter()
-            .map(|k| k.as_ref())
-            .chain([value.as_ref(), collection.as_ref()])
-            .collect(),
+        } => membership(key, value, collection),
         Literal::Expr { expr, .. } | Literal::NotExpr { expr, .. } => vec![expr.as_ref()],
         Literal::Every { domain, .. } => vec![domain.as_ref()],
     };
@@ -266,13 +262,21 @@ fn children(e: &Expr) -> Vec<&Expr> {
             value,
             collection,
             ..
-        } => key
-            .iter()
-            .map(|k| k.as_ref())
-            .chain([value.as_ref(), collection.as_ref()])
-            .collect(),
+        } => membership(key, value, collection),
         _ => Vec::new(),
     }
+}
+
+/// The parts of `key, value in collection` (a `some … in` statement or a membership test).
+fn membership<'a>(
+    key: &'a Option<regorus::unstable::ExprRef>,
+    value: &'a Expr,
+    collection: &'a Expr,
+) -> Vec<&'a Expr> {
+    key.iter()
+        .map(|k| k.as_ref())
+        .chain([value, collection])
+        .collect()
 }
 
 /// Every call in `e`, comprehension terms and queries excluded (they are statements of their own
