@@ -53,14 +53,7 @@ pub fn normalize(src: &str, v0: bool) -> String {
         guards(&t, q, &mut edits);
     });
     let out = apply(&base, edits);
-    if parse(&out, v0).is_ok() {
-        out
-    } else {
-        if std::env::var_os("SEALGATE_COMPAT_DEBUG").is_some() {
-            eprintln!("{:?}\n{out}", parse(&out, v0).err());
-        }
-        base
-    }
+    if parse(&out, v0).is_ok() { out } else { base }
 }
 
 /// regorus's parse of `text` (`v0`: Rego v0 unless the module imports `rego.v1`).
