@@ -234,6 +234,7 @@ async fn run(args: Args, concurrency: usize) -> Result<()> {
         state
             .namespaces_synced
             .store(false, std::sync::atomic::Ordering::Release);
+        let _ = state.api.set(client.clone());
         tokio::spawn(sealgate_webhook::namespaces::watch(
             client.clone(),
             state.clone(),

@@ -61,6 +61,8 @@ pub struct AppState {
     pub namespaces_synced: std::sync::atomic::AtomicBool,
     /// `data.inventory`: the kinds the sync configuration names (see `inventory`).
     pub inventory: crate::inventory::Inventory,
+    /// The API, to read a Namespace the watch has not delivered yet (set when watching).
+    pub api: std::sync::OnceLock<kube::Client>,
     pool: Pool,
 }
 
@@ -85,6 +87,7 @@ impl AppState {
             }),
             namespaces_synced: std::sync::atomic::AtomicBool::new(true),
             inventory: crate::inventory::Inventory::new(),
+            api: std::sync::OnceLock::new(),
         }))
     }
 
@@ -205,27 +208,55 @@ async fn validate(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     // Everything CPU-bound, parsing included, runs on an evaluation thread: a large body cannot
     // stall the connections sharing this reactor, and the review is allocated and freed on one
     // thread (cross-thread frees cost the allocator).
-    let evaluation = state.pool.run({
+    let evaluate = |lookup: bool| {
         let (s, body) = (state.clone(), body.clone());
         let bundle = s.bundle.load_full();
         let namespaces = s.namespaces.load_full();
-        move || {
+        state.pool.run(move || {
             let _in_flight = InFlight::start(&s.metrics.in_flight);
             let (review, uid) = match admission::parse(&body) {
                 Ok(r) => r,
-                Err(e) => return bad_request(&s, e.to_string()),
+                Err(e) => return Evaluated::Answer(bad_request(&s, e.to_string())),
             };
             drop(body);
             let info = RequestInfo::of(&review);
-            match admission::decide(&bundle, review, uid, info, &namespaces, &s.config.settings) {
-                Ok(d) => answer(&s, &d, start),
-                Err(bad) => bad_request(&s, bad.to_string()),
+            // A Namespace the watch has not delivered yet (created a moment ago): read it from
+            // the API before deciding, as Gatekeeper falls back to its uncached reader.
+            if lookup
+                && !info.namespace.is_empty()
+                && !namespaces.contains_key(&info.namespace)
+                && !s
+                    .config
+                    .settings
+                    .exempt_namespaces
+                    .contains(&info.namespace)
+            {
+                return Evaluated::Lookup(info.namespace);
             }
+            match admission::decide(&bundle, review, uid, info, &namespaces, &s.config.settings) {
+                Ok(d) => Evaluated::Answer(answer(&s, &d, start)),
+                Err(bad) => Evaluated::Answer(bad_request(&s, bad.to_string())),
+            }
+        })
+    };
+    let evaluation = async {
+        match evaluate(state.api.get().is_some()).await {
+            Ok(Evaluated::Lookup(ns)) => {
+                lookup_namespace(&state, &ns).await;
+                evaluate(false).await
+            }
+            other => other,
         }
-    });
+    };
     state.metrics.queued.set(state.pool.queued() as i64);
     match tokio::time::timeout(deadline, evaluation).await {
-        Ok(Ok(response)) => response,
+        Ok(Ok(Evaluated::Answer(response))) => response,
+        // A second evaluation never asks for a lookup; answer as for a failed evaluation.
+        Ok(Ok(Evaluated::Lookup(ns))) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("namespace {ns} still unknown after reading it\n"),
+        )
+            .into_response(),
         Ok(Err(internal)) => {
             let uid = admission::parse(&body)
                 .map(|(_, uid)| uid)
@@ -236,6 +267,36 @@ async fn validate(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
         Err(_) => unevaluated(&state, &body, start, |uid, info| {
             admission::timed_out(uid, info, deadline, state.config.allow_on_timeout)
         }),
+    }
+}
+
+/// What an evaluation thread hands back: the answer, or a Namespace to read first.
+enum Evaluated {
+    Answer(Response),
+    Lookup(String),
+}
+
+/// Read one Namespace from the API into the label cache. Not found (or unreachable): the review
+/// is decided without it, which a namespaceSelector reports as an unknown Namespace.
+async fn lookup_namespace(state: &AppState, name: &str) {
+    let Some(client) = state.api.get() else {
+        return;
+    };
+    let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client.clone());
+    match api.get_opt(name).await {
+        Ok(Some(ns)) => {
+            let labels = ns.metadata.labels.unwrap_or_default();
+            state.namespaces.rcu(|m| {
+                let mut next = (**m).clone();
+                next.insert(name.to_string(), labels.clone());
+                next
+            });
+            tracing::debug!(target: "sealgate::namespaces", namespace = %name, "namespace read on a cache miss");
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(target: "sealgate::namespaces", namespace = %name, error = %e, "cannot read a namespace missing from the cache")
+        }
     }
 }
 

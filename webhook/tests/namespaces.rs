@@ -127,3 +127,62 @@ async fn readyz_is_503_until_the_namespaces_are_synced() {
     state.namespaces_synced.store(true, Ordering::Release);
     assert_eq!(get(state).await, 200);
 }
+
+/// A Namespace the watch has not delivered yet (created a moment before its objects) is read
+/// from the API on a cache miss, as Gatekeeper falls back to its uncached reader: the review is
+/// decided with its labels, not refused as "unknown Namespace".
+#[tokio::test]
+async fn a_namespace_missing_from_the_cache_is_read_from_the_api() {
+    use axum::body::Body as AxumBody;
+    use tower::ServiceExt;
+    let api = sealgate_testkit::fake_api::FakeApi::new();
+    api.insert("/api/v1/namespaces", ns("new-team", true));
+    let mut b = BundleBuilder::new(Limits::default());
+    b.add_builtin();
+    let state = AppState::new(b.build().unwrap(), Default::default(), Config::default()).unwrap();
+    let _ = state.api.set(api.client());
+    let review = |ns: &str| {
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
+            "uid": format!("u-{ns}"), "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+            "name": "web", "namespace": ns, "operation": "UPDATE",
+            "userInfo": {"username": "alice@example.com"},
+            "object": {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns}},
+            "oldObject": {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns}}}})
+    };
+    let decide = |r: Value| {
+        let state = state.clone();
+        async move {
+            let resp = sealgate_webhook::server::router(state)
+                .oneshot(
+                    axum::http::Request::post("/validate")
+                        .header("content-type", "application/json")
+                        .body(AxumBody::from(serde_json::to_vec(&r).unwrap()))
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            let bytes = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            serde_json::from_slice::<Value>(&bytes).unwrap()["response"].clone()
+        }
+    };
+    let answer = decide(review("new-team")).await;
+    assert_eq!(answer["allowed"], false, "{answer}");
+    let message = answer["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("[gitops-identity]") && !message.contains("needs the labels"),
+        "decided with the labels read from the API: {message}"
+    );
+    assert_eq!(governed(&state, "new-team"), Some(true), "and cached");
+    // A namespace the API does not have either stays unknown, and says so.
+    let answer = decide(review("nowhere")).await;
+    assert!(
+        answer["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("needs the labels of Namespace \"nowhere\""),
+        "{answer}"
+    );
+}
