@@ -127,7 +127,7 @@ pub fn render(reports: &[FileReport], summary: &Summary, format: ReportFormat) -
 /// each; every result carries the file and line. Unparseable files are not objects: they are
 /// reported on stderr by the exit code's usual path.
 fn policy_reports(reports: &[FileReport]) -> String {
-    use sealgate_core::policy::report::{ObjectResult, policy_reports};
+    use sealgate_core::policy::report::{ObjectResult, policy_reports, unix_now};
     let results: Vec<ObjectResult> = reports
         .iter()
         .flat_map(|r| {
@@ -143,10 +143,7 @@ fn policy_reports(reports: &[FileReport]) -> String {
             })
         })
         .collect();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let docs = policy_reports(&results, sealgate_core::policy::Point::Ci, now);
+    let docs = policy_reports(&results, sealgate_core::policy::Point::Ci, unix_now());
     sealgate_core::manifest::to_yaml_stream(&docs)
 }
 

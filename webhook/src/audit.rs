@@ -4,7 +4,6 @@
 use std::collections::BTreeSet;
 
 use kube::api::{Api, DynamicObject, ListParams};
-use kube::core::GroupVersionKind;
 use kube::discovery::{ApiResource, Discovery, verbs};
 use sealgate_core::policy::report::ObjectResult;
 use sealgate_core::policy::{ObjectRef, Point, Review, Sources, Violation, namespace_labels};
@@ -13,9 +12,8 @@ use sealgate_core::policy::{ObjectRef, Point, Review, Sources, Violation, namesp
 #[derive(Debug, Default)]
 pub struct Report {
     pub objects: usize,
-    pub violations: Vec<Violation>,
-    /// Per object that some constraint applied to: what applied and what it found, for
-    /// PolicyReports (pass results included).
+    /// Per object that some constraint applied to: what applied and what it found (for
+    /// PolicyReports, pass results included).
     pub results: Vec<ObjectResult>,
     /// Kinds that could not be listed (e.g. forbidden), with the reason.
     pub errors: Vec<String>,
@@ -30,6 +28,13 @@ const SKIPPED_KINDS: &[&str] = &[
     "Endpoints",
     "ComponentStatus",
 ];
+
+impl Report {
+    /// Every violation found, object by object.
+    pub fn violations(&self) -> impl Iterator<Item = &Violation> {
+        self.results.iter().flat_map(|r| &r.violations)
+    }
+}
 
 /// Why an audit could not run.
 #[derive(Debug, thiserror::Error)]
@@ -51,18 +56,8 @@ pub async fn run(client: kube::Client, sources: &Sources) -> Result<Report, Audi
     } else {
         let mut inventory = Vec::new();
         for kind in first.sync_kinds() {
-            let gvk = GroupVersionKind::gvk(&kind.group, &kind.version, &kind.kind);
-            let ar = match kube::discovery::pinned_kind(&client, &gvk).await {
-                Ok((ar, _)) => ar,
-                Err(e) => {
-                    report.errors.push(format!(
-                        "{} {} (synced): {e}",
-                        kind.api_version(),
-                        kind.kind
-                    ));
-                    continue;
-                }
-            };
+            // Resolved as the webhook's watch resolves it; a failed list is reported below.
+            let ar = crate::inventory::resource(&client, kind).await;
             inventory.extend(list_all(&client, &ar, &mut report.errors).await);
         }
         crate::reload::build(sources, inventory).map_err(AuditError::Bundle)?
@@ -108,8 +103,8 @@ pub async fn run(client: kube::Client, sources: &Sources) -> Result<Report, Audi
                 .map(str::to_string);
             let review = Review::for_object(object, Point::Audit);
             let found = bundle.evaluate_with_matches(&review, &namespaces);
-            report.violations.extend(found.violations.iter().cloned());
-            if !found.applied.is_empty() {
+            // A constraint that could not be matched reports a violation without applying.
+            if !found.applied.is_empty() || !found.violations.is_empty() {
                 report.results.push(ObjectResult {
                     object: ObjectRef::of(review.object()),
                     uid,

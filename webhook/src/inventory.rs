@@ -175,7 +175,7 @@ impl Tracker {
 
 /// The API resource of a synced kind: from discovery, or guessed from the kind's name (as kube
 /// does) when discovery cannot say.
-async fn resource(client: &kube::Client, kind: &SyncKind) -> ApiResource {
+pub(crate) async fn resource(client: &kube::Client, kind: &SyncKind) -> ApiResource {
     let gvk = GroupVersionKind::gvk(&kind.group, &kind.version, &kind.kind);
     match kube::discovery::pinned_kind(client, &gvk).await {
         Ok((ar, _)) => ar,

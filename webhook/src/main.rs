@@ -358,19 +358,16 @@ async fn audit(args: &Args, output: &str, fail_on_deny: bool) -> Result<()> {
     let report = sealgate_webhook::audit::run(client, &sources)
         .await
         .context("audit failed")?;
-    let denies = report
-        .violations
+    let violations: Vec<_> = report.violations().collect();
+    let denies = violations
         .iter()
         .filter(|v| v.action == sealgate_core::policy::Action::Deny)
         .count();
     if output == "policyreport" {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
         let docs = sealgate_core::policy::report::policy_reports(
             &report.results,
             sealgate_core::policy::Point::Audit,
-            now,
+            sealgate_core::policy::report::unix_now(),
         );
         print!("{}", sealgate_core::manifest::to_yaml_stream(&docs));
         for e in &report.errors {
@@ -378,11 +375,11 @@ async fn audit(args: &Args, output: &str, fail_on_deny: bool) -> Result<()> {
         }
     } else if output == "json" {
         let doc = serde_json::json!({
-            "objects": report.objects, "violations": report.violations, "errors": report.errors,
+            "objects": report.objects, "violations": violations, "errors": report.errors,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
-        for v in &report.violations {
+        for v in &violations {
             println!(
                 "{:<6} {}/{}: {} ({})",
                 v.action.as_str(),
@@ -398,7 +395,7 @@ async fn audit(args: &Args, output: &str, fail_on_deny: bool) -> Result<()> {
         println!(
             "{} objects audited, {} violations ({denies} deny)",
             report.objects,
-            report.violations.len()
+            violations.len()
         );
     }
     if fail_on_deny && denies > 0 {

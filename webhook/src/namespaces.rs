@@ -17,7 +17,8 @@ use sealgate_core::policy::NamespaceLabels;
 
 use crate::server::AppState;
 
-fn labels(ns: &Namespace) -> Option<(String, BTreeMap<String, String>)> {
+/// A Namespace's name and labels, as the label cache holds them.
+pub(crate) fn labels(ns: &Namespace) -> Option<(String, BTreeMap<String, String>)> {
     let name = ns.metadata.name.clone()?;
     Some((name, ns.metadata.labels.clone().unwrap_or_default()))
 }

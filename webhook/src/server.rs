@@ -285,10 +285,12 @@ async fn lookup_namespace(state: &AppState, name: &str) {
     let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client.clone());
     match api.get_opt(name).await {
         Ok(Some(ns)) => {
-            let labels = ns.metadata.labels.unwrap_or_default();
+            let Some((name, labels)) = crate::namespaces::labels(&ns) else {
+                return;
+            };
             state.namespaces.rcu(|m| {
                 let mut next = (**m).clone();
-                next.insert(name.to_string(), labels.clone());
+                next.insert(name.clone(), labels.clone());
                 next
             });
             tracing::debug!(target: "sealgate::namespaces", namespace = %name, "namespace read on a cache miss");

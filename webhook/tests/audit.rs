@@ -116,8 +116,7 @@ async fn audit_lists_what_constraints_match_and_evaluates_it() {
         "2 ConfigMaps, 1 Secret, 1 Deployment, 1 Namespace"
     );
     let found: Vec<(String, Action, String)> = report
-        .violations
-        .iter()
+        .violations()
         .map(|v| (v.constraint.clone(), v.action, v.object.to_string()))
         .collect();
     assert!(
@@ -249,8 +248,7 @@ spec:
         .unwrap();
     server.abort();
     let mut found: Vec<String> = report
-        .violations
-        .iter()
+        .violations()
         .map(|v| format!("{}: {}", v.object, v.message))
         .collect();
     found.sort();

@@ -390,7 +390,7 @@ pub fn inventory_data(objects: &[Value], scopes: &KindScopes) -> Value {
         if r.kind.is_empty() || r.name.is_empty() {
             continue;
         }
-        let info = ObjectInfo::of(o, scopes.scope(&api_group(&r.api_version), &r.kind), None);
+        let info = ObjectInfo::of(o, scopes, None);
         let root = match &info.namespace {
             Some(ns) => namespace
                 .entry(ns.clone())
@@ -418,17 +418,10 @@ pub fn namespace_labels<'a>(objects: impl IntoIterator<Item = &'a Value>) -> Nam
         .into_iter()
         .filter(|o| o.get("kind").and_then(Value::as_str) == Some("Namespace"))
         .map(|o| {
-            let i = ObjectInfo::of(o, None, None);
+            let i = ObjectInfo::of(o, &KindScopes::default(), None);
             (i.name, i.labels)
         })
         .collect()
-}
-
-/// The group of an `apiVersion` (`apps/v1` → `apps`, `v1` → the core group, ``).
-pub(super) fn api_group(api_version: &str) -> String {
-    api_version
-        .rsplit_once('/')
-        .map_or(String::new(), |(g, _)| g.to_string())
 }
 
 fn parse_constraint(source: &str, v: &Value) -> Result<Constraint, PolicyError> {

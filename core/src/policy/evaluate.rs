@@ -7,7 +7,7 @@ use std::sync::Arc;
 use regorus::Value as RValue;
 use serde_json::{Value, json};
 
-use super::bundle::{Constraint, SyncKind, api_group};
+use super::bundle::{Constraint, SyncKind};
 use super::compile::{Conftest, Template};
 use super::matching::ObjectInfo;
 use super::review::{to_rvalue, workload_containers};
@@ -75,16 +75,9 @@ impl Bundle {
     /// What `match` sees of an object under review: its kind's scope as this bundle knows it,
     /// and the request's namespace (the API server's word at admission).
     fn object_info(&self, object: &Value, request: &Value) -> ObjectInfo {
-        let group = api_group(
-            object
-                .get("apiVersion")
-                .and_then(Value::as_str)
-                .unwrap_or(""),
-        );
-        let kind = object.get("kind").and_then(Value::as_str).unwrap_or("");
         ObjectInfo::of(
             object,
-            self.scopes.scope(&group, kind),
+            &self.scopes,
             request.get("namespace").and_then(Value::as_str),
         )
     }

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::scope::Scope;
+use super::scope::{KindScopes, Scope};
 use super::{Point, PolicyError};
 
 /// What a constraint's `match` needs to know about an object.
@@ -32,9 +32,9 @@ pub struct ObjectInfo {
 }
 
 impl ObjectInfo {
-    /// `scope` is the kind's scope when known; `request_namespace` the AdmissionRequest's
+    /// The kind's scope comes from `scopes`; `request_namespace` is the AdmissionRequest's
     /// `namespace` (the API server's word) when there is one.
-    pub fn of(object: &Value, scope: Option<Scope>, request_namespace: Option<&str>) -> ObjectInfo {
+    pub fn of(object: &Value, scopes: &KindScopes, request_namespace: Option<&str>) -> ObjectInfo {
         let s = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
         let meta = object.get("metadata");
         let api_version = s(object.get("apiVersion")).unwrap_or_default();
@@ -43,6 +43,7 @@ impl ObjectInfo {
             None => String::new(),
         };
         let kind = s(object.get("kind")).unwrap_or_default();
+        let scope = scopes.scope(&group, &kind);
         let labels = meta
             .and_then(|m| m.get("labels"))
             .and_then(Value::as_object)
@@ -453,13 +454,7 @@ mod tests {
 
     /// An object as lint sees it: its kind's scope from the built-in table.
     fn obj(v: Value) -> ObjectInfo {
-        let group = v["apiVersion"]
-            .as_str()
-            .and_then(|a| a.rsplit_once('/'))
-            .map_or("", |(g, _)| g)
-            .to_string();
-        let scope = KindScopes::default().scope(&group, v["kind"].as_str().unwrap_or(""));
-        ObjectInfo::of(&v, scope, None)
+        ObjectInfo::of(&v, &KindScopes::default(), None)
     }
 
     fn m(v: Value) -> Match {
@@ -707,7 +702,11 @@ mod tests {
         ]);
         // At admission the request's namespace is the API server's word, even if the object's
         // metadata does not carry it.
-        let info = ObjectInfo::of(&deployment_without_namespace(), None, Some("dev"));
+        let info = ObjectInfo::of(
+            &deployment_without_namespace(),
+            &KindScopes::default(),
+            Some("dev"),
+        );
         assert_eq!(m(prod).matches(&info, Point::Admission, &known), Ok(false));
     }
 

@@ -85,6 +85,13 @@ fn entry(
     e
 }
 
+/// Seconds since the epoch, for result timestamps.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// The report objects for `results` found at `point`, at `timestamp` (seconds since the epoch).
 pub fn policy_reports(results: &[ObjectResult], point: Point, timestamp: u64) -> Vec<Value> {
     // namespace ("" = cluster) → results

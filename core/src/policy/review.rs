@@ -7,6 +7,7 @@ use regorus::Value as RValue;
 use serde_json::{Value, json};
 
 use super::matching::ObjectInfo;
+use super::scope::KindScopes;
 use super::{Action, Point};
 
 /// What is evaluated: an AdmissionRequest-shaped review, as Gatekeeper builds it.
@@ -21,7 +22,7 @@ pub struct Review {
 impl Review {
     /// A bare object, as gator and audit review it: no operation or user, `oldObject: null`.
     pub fn for_object(object: Value, point: Point) -> Review {
-        let info = ObjectInfo::of(&object, None, None);
+        let info = ObjectInfo::of(&object, &KindScopes::default(), None);
         let version = object
             .get("apiVersion")
             .and_then(Value::as_str)
