@@ -26,7 +26,6 @@ use crate::server::AppState;
 type Objects = BTreeMap<(String, String), Value>;
 
 /// The replicated objects, by kind.
-#[derive(Default)]
 pub struct Inventory {
     /// kind → (namespace, name) → object.
     objects: Mutex<BTreeMap<SyncKind, Objects>>,
@@ -39,12 +38,22 @@ pub struct Inventory {
     changed: tokio::sync::Notify,
 }
 
+impl Default for Inventory {
+    fn default() -> Self {
+        Inventory::new()
+    }
+}
+
 impl Inventory {
     /// An inventory with nothing to wait for: ready until a watch starts.
     pub fn new() -> Inventory {
-        let inv = Inventory::default();
-        inv.ready.store(true, Ordering::Release);
-        inv
+        Inventory {
+            objects: Mutex::default(),
+            pending: Mutex::default(),
+            version: AtomicU64::new(0),
+            ready: AtomicBool::new(true),
+            changed: tokio::sync::Notify::new(),
+        }
     }
 
     /// Every replicated object, for a bundle build.

@@ -85,8 +85,7 @@ impl Bundle {
     /// Evaluate every constraint that applies to the review at its point. `extra_namespaces`
     /// adds Namespace labels known to the caller (e.g. Namespaces in the linted files).
     pub fn evaluate(&self, review: &Review, extra_namespaces: &NamespaceLabels) -> Vec<Violation> {
-        self.evaluate_with_matches(review, extra_namespaces)
-            .violations
+        self.run(review, extra_namespaces, None)
     }
 
     /// [`Bundle::evaluate`], also saying which constraints applied (for pass results in policy
@@ -96,6 +95,22 @@ impl Bundle {
         review: &Review,
         extra_namespaces: &NamespaceLabels,
     ) -> Evaluation {
+        let mut applied = Vec::new();
+        let violations = self.run(review, extra_namespaces, Some(&mut applied));
+        Evaluation {
+            violations,
+            applied,
+        }
+    }
+
+    /// The evaluation; the names of the constraints that applied are collected only when asked
+    /// for (the webhook's hot path does not).
+    fn run(
+        &self,
+        review: &Review,
+        extra_namespaces: &NamespaceLabels,
+        mut applied: Option<&mut Vec<(String, String)>>,
+    ) -> Vec<Violation> {
         let object = review.object();
         let info = self.object_info(object, &review.request);
         // Gatekeeper's matchAny: an UPDATE is reviewed if its new or its old object matches (a
@@ -115,7 +130,6 @@ impl Bundle {
         // Built on first use: a document no constraint matches is never converted.
         let mut shared: Option<(RValue, RValue)> = None;
         let mut out = Vec::new();
-        let mut applied = Vec::new();
         for c in &self.constraints {
             let Some(action) = c.enforcement.at(review.point) else {
                 continue;
@@ -128,7 +142,11 @@ impl Bundle {
                     _ => Ok(m),
                 });
             match matched {
-                Ok(true) => applied.push((c.kind.clone(), c.name.clone())),
+                Ok(true) => {
+                    if let Some(a) = applied.as_deref_mut() {
+                        a.push((c.kind.clone(), c.name.clone()));
+                    }
+                }
                 Ok(false) => continue,
                 Err(e) => {
                     out.push(Violation::evaluation_error(
@@ -189,7 +207,9 @@ impl Bundle {
         if let Some(ct) = &self.conftest {
             let input = to_rvalue(object);
             for (path, rule, action) in &ct.rules {
-                applied.push(("conftest".to_string(), rule.clone()));
+                if let Some(a) = applied.as_deref_mut() {
+                    a.push(("conftest".to_string(), rule.clone()));
+                }
                 let mut engine = ct.engine.clone();
                 engine.set_input(input.clone());
                 match engine.eval_rule(path.clone()) {
@@ -211,10 +231,7 @@ impl Bundle {
                 }
             }
         }
-        Evaluation {
-            violations: out,
-            applied,
-        }
+        out
     }
 }
 
