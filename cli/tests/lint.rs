@@ -455,6 +455,48 @@ spec:
         .stderr(contains("group/Kind"));
 }
 
+/// Namespaces are known before any object is judged, whichever file defines them and however
+/// their kind is spelt (a JSON escape here).
+#[test]
+fn namespaces_anywhere_in_the_tree_select_objects() {
+    const POLICY: &[u8] = b"apiVersion: templates.gatekeeper.sh/v1
+kind: ConstraintTemplate
+metadata: {name: noprod}
+spec:
+  crd: {spec: {names: {kind: NoProd}}}
+  targets:
+  - target: admission.k8s.gatekeeper.sh
+    rego: |
+      package noprod
+      violation[{\"msg\": \"nothing in prod\"}] { true }
+---
+apiVersion: constraints.gatekeeper.sh/v1beta1
+kind: NoProd
+metadata: {name: no-prod}
+spec:
+  match:
+    kinds: [{apiGroups: [\"\"], kinds: [ConfigMap]}]
+    namespaceSelector: {matchLabels: {env: prod}}
+";
+    let dir = tmp_repo(&[
+        ("policy/p.yaml", POLICY),
+        (
+            "a/cm.yaml",
+            b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: shop}\n",
+        ),
+        (
+            "z/ns.json",
+            br#"{"apiVersion": "v1", "kind": "Name\u0073pace", "metadata": {"name": "shop", "labels": {"env": "prod"}}}"#,
+        ),
+    ]);
+    sealgate()
+        .current_dir(dir.path())
+        .args(["lint", "--no-builtin", "-p", "policy", "a", "z"])
+        .assert()
+        .code(1)
+        .stdout(contains("deny   NoProd/no-prod: nothing in prod"));
+}
+
 /// `-o policyreport`: Kyverno's report objects, one per namespace plus a cluster one, with fail
 /// and pass results that name the file and line.
 #[test]

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use anyhow::{Result, bail};
 use sealgate_core::manifest::{self, Document, Limits};
 use sealgate_core::policy::{Action, Bundle, Effect, NamespaceLabels, Point, Review, Sources};
+use serde_json::Value;
 
 use crate::args::{BundleArgs, LintArgs};
 use crate::io;
@@ -123,55 +124,77 @@ struct Parsed {
     docs: Result<Vec<Document>, ParseError>,
 }
 
-fn parse_file(path: &Path) -> Parsed {
+/// A file's name and bytes, read but not parsed yet.
+struct Source {
+    name: String,
+    bytes: Result<Vec<u8>, String>,
+}
+
+fn read_file(path: &Path) -> Source {
+    if path.as_os_str() == "-" {
+        return Source {
+            name: "<stdin>".to_string(),
+            bytes: io::read_input(None, "manifests")
+                .map(|i| i.bytes.to_vec())
+                .map_err(|e| format!("{e:#}")),
+        };
+    }
     let name = path.display().to_string();
-    let name = name.strip_prefix("./").unwrap_or(&name).to_string();
-    let read = if path.as_os_str() == "-" {
-        io::read_input(None, "manifests")
-            .map(|i| i.bytes.to_vec())
-            .map_err(|e| format!("{e:#}"))
-    } else {
-        std::fs::read(path).map_err(|e| e.to_string())
-    };
-    let name = if path.as_os_str() == "-" {
-        "<stdin>".to_string()
-    } else {
-        name
-    };
-    let bytes = match read {
-        Ok(b) => b,
-        Err(e) => {
-            return Parsed {
-                name,
-                text: String::new(),
-                docs: Err(ParseError {
-                    line: 0,
-                    column: 0,
-                    message: format!("cannot read: {e}"),
-                }),
-            };
+    Source {
+        name: name.strip_prefix("./").unwrap_or(&name).to_string(),
+        bytes: std::fs::read(path).map_err(|e| e.to_string()),
+    }
+}
+
+impl Source {
+    /// Whether the file may hold a Namespace or a CustomResourceDefinition, which change how
+    /// every other object is judged (namespaceSelector, a kind's scope), so it is parsed before
+    /// any object is linted. Conservative: a kind is spelt out in the text unless escaped.
+    fn may_define_scope(&self) -> bool {
+        static SCOPE_WORDS: std::sync::LazyLock<regex::bytes::Regex> =
+            std::sync::LazyLock::new(|| {
+                regex::bytes::Regex::new(r"Namespace|CustomResourceDefinition|\\")
+                    .expect("valid regex")
+            });
+        self.bytes.as_ref().is_ok_and(|b| SCOPE_WORDS.is_match(b))
+    }
+
+    fn parse(self) -> Parsed {
+        let bytes = match self.bytes {
+            Ok(b) => b,
+            Err(e) => {
+                return Parsed {
+                    name: self.name,
+                    text: String::new(),
+                    docs: Err(ParseError {
+                        line: 0,
+                        column: 0,
+                        message: format!("cannot read: {e}"),
+                    }),
+                };
+            }
+        };
+        let docs = manifest::parse(&bytes, &Limits::default()).map_err(|e| match e {
+            manifest::ManifestError::Syntax {
+                line,
+                column,
+                reason,
+            } => ParseError {
+                line,
+                column,
+                message: reason,
+            },
+            other => ParseError {
+                line: 0,
+                column: 0,
+                message: other.to_string(),
+            },
+        });
+        Parsed {
+            name: self.name,
+            text: String::from_utf8(bytes).unwrap_or_default(),
+            docs,
         }
-    };
-    let docs = manifest::parse(&bytes, &Limits::default()).map_err(|e| match e {
-        manifest::ManifestError::Syntax {
-            line,
-            column,
-            reason,
-        } => ParseError {
-            line,
-            column,
-            message: reason,
-        },
-        other => ParseError {
-            line: 0,
-            column: 0,
-            message: other.to_string(),
-        },
-    });
-    Parsed {
-        name,
-        text: String::from_utf8(bytes).unwrap_or_default(),
-        docs,
     }
 }
 
@@ -201,29 +224,64 @@ fn parallel<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R + Sy
     results.into_iter().map(|(_, r)| r).collect()
 }
 
-/// Parse every file, then evaluate every object. Public for the benchmark.
+/// Lint every file. Public for the benchmark.
+///
+/// Files that may define Namespaces or CRDs are parsed first; every other file is parsed and
+/// linted in one pass by one worker, so its documents are still in cache when evaluated and
+/// memory holds a few files' documents rather than the whole tree's.
 pub fn lint_files(
     mut bundle: Bundle,
     files: &[PathBuf],
     point: Point,
     jobs: usize,
 ) -> Vec<FileReport> {
-    let parsed = parallel(files, jobs, |p| parse_file(p));
-    let linted = || {
-        parsed
-            .iter()
-            .flat_map(|p| p.docs.iter().flatten())
-            .map(|d| &d.value)
-    };
+    enum Stage {
+        Read(Source),
+        Parsed(Parsed),
+        Taken,
+    }
+    let stages: Vec<std::sync::Mutex<Stage>> = parallel(files, jobs, |p| {
+        let source = read_file(p);
+        std::sync::Mutex::new(if source.may_define_scope() {
+            Stage::Parsed(source.parse())
+        } else {
+            Stage::Read(source)
+        })
+    });
+    let early: Vec<Value> = stages
+        .iter()
+        .filter_map(|s| match &*s.lock().unwrap_or_else(|e| e.into_inner()) {
+            Stage::Parsed(p) => Some(
+                p.docs
+                    .iter()
+                    .flatten()
+                    .filter(|d| {
+                        matches!(
+                            d.value.get("kind").and_then(Value::as_str),
+                            Some("Namespace" | "CustomResourceDefinition")
+                        )
+                    })
+                    .map(|d| d.value.clone())
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
+        })
+        .flatten()
+        .collect();
     // Namespaces defined in the linted files, for namespaceSelector; CRDs, for their kinds' scope.
-    let namespaces = sealgate_core::policy::namespace_labels(linted());
-    bundle.add_crds(linted());
+    let namespaces = sealgate_core::policy::namespace_labels(&early);
+    bundle.add_crds(&early);
     let bundle = &bundle;
-    // Each file is linted once: its documents move into their reviews instead of being copied.
-    let parsed: Vec<std::sync::Mutex<Parsed>> =
-        parsed.into_iter().map(std::sync::Mutex::new).collect();
-    parallel(&parsed, jobs, |p| {
-        let mut p = p.lock().unwrap_or_else(|e| e.into_inner());
+    parallel(&stages, jobs, |s| {
+        let stage = std::mem::replace(
+            &mut *s.lock().unwrap_or_else(|e| e.into_inner()),
+            Stage::Taken,
+        );
+        let mut p = match stage {
+            Stage::Read(source) => source.parse(),
+            Stage::Parsed(p) => p,
+            Stage::Taken => unreachable!("each file is linted once"),
+        };
         lint_parsed(bundle, &mut p, point, &namespaces)
     })
 }

@@ -203,6 +203,9 @@ struct VmProgram {
     program: Arc<regorus::rvm::Program>,
     data: RValue,
     timer: regorus::utils::limits::ExecutionTimerConfig,
+    /// Machines that finished an evaluation, ready to run the program again: setting one up
+    /// (program, data, registers) costs about what a small policy's evaluation does.
+    idle: Arc<std::sync::Mutex<Vec<regorus::rvm::vm::RegoVM>>>,
 }
 
 impl VmProgram {
@@ -232,21 +235,17 @@ impl VmProgram {
                 limit: limits.eval_timeout,
                 check_interval: NonZeroU32::new(256).expect("non-zero"),
             },
+            idle: Arc::default(),
         })
     }
 
     fn eval(&self, entry: &str, input: RValue) -> anyhow::Result<RValue> {
-        use regorus::rvm::vm::{ExecutionMode, RegoVM};
-        let mut vm = RegoVM::new_with_policy(self.policy.clone());
-        vm.load_program(self.program.clone());
-        vm.set_data(self.data.clone())?;
+        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut vm = match pooled {
+            Some(vm) => vm,
+            None => self.new_vm()?,
+        };
         vm.set_input(input);
-        vm.set_strict_builtin_errors(false);
-        // No instruction budget (its default, 25,000, stops ordinary policies): the time limit,
-        // as for the interpreter, bounds evaluation.
-        vm.set_max_instructions(usize::MAX);
-        vm.set_execution_timer_config(Some(self.timer));
-        vm.set_execution_mode(ExecutionMode::Suspendable);
         let mut result = vm.execute_entry_point_by_name(entry)?;
         while let Some(name) = vm.get_host_await_identifier() {
             let name = name.as_string()?.to_string();
@@ -258,7 +257,25 @@ impl VmProgram {
             let answer = builtins::call(&name, &args).unwrap_or(RValue::Undefined);
             result = vm.resume(Some(answer))?;
         }
+        // Only a machine that finished is reused (one that failed is dropped); the next run
+        // starts from a clean state. The review is not kept alive in between.
+        vm.set_input(RValue::Undefined);
+        self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(vm);
         Ok(result)
+    }
+
+    fn new_vm(&self) -> anyhow::Result<regorus::rvm::vm::RegoVM> {
+        use regorus::rvm::vm::{ExecutionMode, RegoVM};
+        let mut vm = RegoVM::new_with_policy(self.policy.clone());
+        vm.load_program(self.program.clone());
+        vm.set_data(self.data.clone())?;
+        vm.set_strict_builtin_errors(false);
+        // No instruction budget (its default, 25,000, stops ordinary policies): the time limit,
+        // as for the interpreter, bounds evaluation.
+        vm.set_max_instructions(usize::MAX);
+        vm.set_execution_timer_config(Some(self.timer));
+        vm.set_execution_mode(ExecutionMode::Suspendable);
+        Ok(vm)
     }
 }
 
