@@ -214,13 +214,18 @@ pub fn pod_spec_path(kind: &str) -> &'static [&'static str] {
 /// `input.sealgate.containers`, instead of once per template (each in its own engine). Built from
 /// the already converted object, so each container is shared, not copied.
 pub(super) fn workload_containers(object: &RValue) -> RValue {
-    let kind = object["kind"].as_string().map_or("", |k| k.as_ref());
+    // Matched, not `as_string`/`as_array`: those build an error (and, with RUST_BACKTRACE set, a
+    // backtrace) for every absent field.
+    let kind = match &object["kind"] {
+        RValue::String(k) => k.as_ref(),
+        _ => "",
+    };
     let path = pod_spec_path(kind);
     let mut out = Vec::new();
     if !path.is_empty() {
         let spec = path.iter().fold(object, |v, k| &v[*k]);
         for field in ["containers", "initContainers", "ephemeralContainers"] {
-            let Ok(containers) = spec[field].as_array() else {
+            let RValue::Array(containers) = &spec[field] else {
                 continue;
             };
             for (i, c) in containers.iter().enumerate() {
