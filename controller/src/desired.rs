@@ -342,7 +342,7 @@ mod tests {
         assert_eq!(e.reason(), "UnsealFailed");
         let msg = e.to_string();
         assert!(
-            msg.contains("2 of 2 item(s) could not be unsealed") && !msg.contains("hunter2"),
+            msg.contains("1 of 2 item(s) could not be unsealed") && !msg.contains("hunter2"),
             "{msg}"
         );
         let mut no_uid = sealed_resource(&k);

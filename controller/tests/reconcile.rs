@@ -334,7 +334,7 @@ async fn bad_ciphertext_fails_with_a_message_and_no_value_anywhere() {
     let (st, reason, message) = synced(&h.current());
     assert_eq!((st.as_str(), reason.as_str()), ("False", "UnsealFailed"));
     assert!(
-        message.contains("2 of 2 item(s) could not be unsealed"),
+        message.contains("1 of 2 item(s) could not be unsealed"),
         "{message}"
     );
     for r in &reqs {

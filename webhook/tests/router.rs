@@ -337,6 +337,77 @@ async fn subresources_ungoverned_and_exempt_namespaces() {
     assert!(s.metrics.encode().contains("decision=\"exempt\""));
 }
 
+/// `kubectl debug` adds an ephemeral container through the pods/ephemeralcontainers subresource:
+/// the review carries the whole Pod, and pod-security-restricted judges it as a Pod. The
+/// deployed webhook configuration sends that subresource (and pods/resize) to the webhook.
+#[tokio::test]
+async fn ephemeral_containers_are_judged_and_routed_to_the_webhook() {
+    let s = state();
+    let pod = |ephemeral: Value| {
+        json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "web-1", "namespace": "shop"},
+            "spec": {
+                "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [{"name": "app", "image": "registry.example.com/web:1.2.3",
+                    "resources": {"limits": {"cpu": "1", "memory": "1Gi"}},
+                    "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}],
+                "ephemeralContainers": ephemeral}})
+    };
+    let debug = |ephemeral: Value| {
+        let old = pod(json!([]));
+        let mut r = review(
+            "uid-debug",
+            "UPDATE",
+            "alice@example.com",
+            &[],
+            pod(ephemeral),
+            old,
+        );
+        r["request"]["subResource"] = json!("ephemeralcontainers");
+        r["request"]["kind"] = json!({"group": "", "version": "v1", "kind": "Pod"});
+        r
+    };
+    let privileged = json!([{"name": "debugger", "image": "registry.example.com/busybox:1.36",
+        "securityContext": {"privileged": true}}]);
+    let answer = decide(&s, &debug(privileged)).await;
+    assert_eq!(answer["allowed"], false, "{answer}");
+    let msg = answer["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("pod-security-restricted") && msg.contains("debugger"),
+        "{msg}"
+    );
+    let restricted = json!([{"name": "debugger", "image": "registry.example.com/busybox:1.36",
+        "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]);
+    let answer = decide(&s, &debug(restricted)).await;
+    assert_eq!(answer["allowed"], true, "{answer}");
+
+    let vwc: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../deploy/base/webhook/validatingwebhookconfiguration.yaml"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let routed = |resource: &str, op: &str| {
+        vwc["webhooks"][0]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| {
+                r["apiGroups"] == json!([""])
+                    && r["resources"]
+                        .as_array()
+                        .unwrap()
+                        .contains(&json!(resource))
+                    && r["operations"].as_array().unwrap().contains(&json!(op))
+            })
+    };
+    for sub in ["pods", "pods/ephemeralcontainers", "pods/resize"] {
+        assert!(routed(sub, "UPDATE"), "{sub} is not sent to the webhook");
+    }
+}
+
 #[tokio::test]
 async fn bad_requests_are_400_with_a_clear_body() {
     let s = state();

@@ -6,8 +6,13 @@
 //! - a caller-held hint (the key that opened the previous item of the same object, since
 //!   `seal` uses one key per object) is tried first;
 //! - age values cost one X25519 operation per key, a small fraction of one RSA decryption.
+//!
+//! And it bounds what an attacker-supplied object can cost: a [`KeyBudget`] per object (linear
+//! in its items, not items × keys), and at most one private-key operation per core at a time in
+//! the whole process, whoever asks (reconciles, the HTTP API), so a flood queues instead of
+//! starving everything else.
 
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, LazyLock, Mutex};
 
 use super::{KeyId, PublicKey, SealingKey};
 use crate::SecretBytes;
@@ -95,11 +100,12 @@ impl KeyRing {
         value_b64: &str,
         binding: &Binding<'_>,
         hint: &mut Option<KeyId>,
+        budget: &mut KeyBudget,
     ) -> Result<Opened, SealError> {
         let raw = crate::sealed::model::decode_b64_lenient(value_b64)?;
         match Format::detect(&raw) {
-            Format::Kubeseal => self.open_kubeseal(&raw, binding, hint),
-            Format::Age => self.open_age(&raw, binding, hint),
+            Format::Kubeseal => self.open_kubeseal(&raw, binding, hint, budget),
+            Format::Age => self.open_age(&raw, binding, hint, budget),
         }
     }
 
@@ -115,6 +121,7 @@ impl KeyRing {
         raw: &[u8],
         binding: &Binding<'_>,
         hint: &mut Option<KeyId>,
+        budget: &mut KeyBudget,
     ) -> Result<Opened, SealError> {
         let parts = kubeseal::parse(raw)?;
         let label = binding.oaep_label();
@@ -123,8 +130,9 @@ impl KeyRing {
             .candidates(*hint)
             .filter(|k| k.rsa().key_size_bytes() == parts.rsa.len())
         {
+            budget.spend()?;
             attempts += 1;
-            match kubeseal::open(key.rsa(), &label, parts) {
+            match private_key_work(|| kubeseal::open(key.rsa(), &label, parts)) {
                 Ok(value) => {
                     *hint = Some(key.id());
                     return Ok(Opened {
@@ -156,14 +164,16 @@ impl KeyRing {
         raw: &[u8],
         binding: &Binding<'_>,
         hint: &mut Option<KeyId>,
+        budget: &mut KeyBudget,
     ) -> Result<Opened, SealError> {
         let mut attempts = 0;
         for key in self.candidates(*hint) {
             let Some(identity) = key.age_identity() else {
                 continue;
             };
+            budget.spend()?;
             attempts += 1;
-            match age::decrypt(identity, raw) {
+            match private_key_work(|| age::decrypt(identity, raw)) {
                 Ok(plain) => {
                     *hint = Some(key.id());
                     let value = age::check_binding(&plain, binding)?;
@@ -184,4 +194,109 @@ impl KeyRing {
             hint: AGE_NOKEY_HINT,
         })
     }
+}
+
+/// The private-key operations one object may still cost.
+#[derive(Debug)]
+pub struct KeyBudget {
+    limit: usize,
+    remaining: usize,
+}
+
+impl KeyBudget {
+    /// One operation per item, plus two searches of the whole ring (values of one object sealed
+    /// to different keys around a rotation). Items that open spend one each thanks to the hint;
+    /// an object of garbage stops at its first item (see `sealed::open_items`), so this bounds
+    /// the rest: linear in the object, never items × keys.
+    pub fn for_object(items: usize, ring: &KeyRing) -> KeyBudget {
+        KeyBudget::new(items + 2 * ring.len())
+    }
+
+    pub fn new(limit: usize) -> KeyBudget {
+        KeyBudget {
+            limit,
+            remaining: limit,
+        }
+    }
+
+    fn spend(&mut self) -> Result<(), SealError> {
+        self.remaining = self
+            .remaining
+            .checked_sub(1)
+            .ok_or(SealError::Budget { limit: self.limit })?;
+        Ok(())
+    }
+}
+
+/// A counting semaphore: private-key operations in flight in this process.
+struct Permits {
+    free: Mutex<usize>,
+    released: Condvar,
+    #[cfg(test)]
+    in_flight: std::sync::atomic::AtomicUsize,
+    #[cfg(test)]
+    peak: std::sync::atomic::AtomicUsize,
+}
+
+/// About one per core: more in flight only adds queueing inside the CPU.
+static PRIVATE_KEY_PERMITS: LazyLock<Permits> = LazyLock::new(|| Permits {
+    free: Mutex::new(std::thread::available_parallelism().map_or(1, |n| n.get())),
+    released: Condvar::new(),
+    #[cfg(test)]
+    in_flight: Default::default(),
+    #[cfg(test)]
+    peak: Default::default(),
+});
+
+fn private_key_work<R>(f: impl FnOnce() -> R) -> R {
+    let p = &*PRIVATE_KEY_PERMITS;
+    {
+        let mut free = p.free.lock().unwrap_or_else(|e| e.into_inner());
+        while *free == 0 {
+            free = p.released.wait(free).unwrap_or_else(|e| e.into_inner());
+        }
+        *free -= 1;
+    }
+    // Released even if `f` panics, so one bad value cannot wedge the process.
+    struct Release<'a>(&'a Permits);
+    impl Drop for Release<'_> {
+        fn drop(&mut self) {
+            *self.0.free.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            self.0.released.notify_one();
+        }
+    }
+    let _release = Release(p);
+    #[cfg(test)]
+    let _in_flight = InFlight::enter(p);
+    f()
+}
+
+/// Test instrumentation: operations actually running at once, and their peak.
+#[cfg(test)]
+struct InFlight<'a>(&'a Permits);
+
+#[cfg(test)]
+impl<'a> InFlight<'a> {
+    fn enter(p: &'a Permits) -> InFlight<'a> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = p.in_flight.fetch_add(1, SeqCst) + 1;
+        p.peak.fetch_max(now, SeqCst);
+        InFlight(p)
+    }
+}
+
+#[cfg(test)]
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn private_key_work_peak() -> usize {
+    PRIVATE_KEY_PERMITS
+        .peak
+        .load(std::sync::atomic::Ordering::Relaxed)
 }

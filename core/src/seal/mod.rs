@@ -158,6 +158,12 @@ pub enum SealError {
         "this value is sealed for {sealed}, but it sits in {expected}: sealed values cannot be moved between objects, namespaces or items; seal it again for its new place"
     )]
     BindingMismatch { sealed: String, expected: String },
+    /// The object would cost more private-key operations than its budget
+    /// ([`crate::keys::ring::KeyBudget`]): its values were not sealed with this ring's keys.
+    #[error(
+        "opening it needs more than {limit} private-key operations (one per item plus two searches of the key ring): its values were not sealed with these keys"
+    )]
+    Budget { limit: usize },
     #[error("no recipient to seal to: {0}")]
     NoRecipient(String),
     #[error("encryption failed: {0}")]

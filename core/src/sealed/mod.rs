@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use age::x25519;
 use base64::Engine as _;
 
+use crate::keys::ring::KeyBudget;
 use crate::keys::{KeyId, KeyRing, PublicKey};
 use crate::seal::{Binding, Format, Scope, SealError, kubeseal};
 pub use model::{ApiGroup, ModelError, ObjectMeta, SealedSecret, Secret, SecretTemplate};
@@ -282,20 +283,27 @@ pub enum UnsealError {
     Model(#[from] ModelError),
     #[error("{0}")]
     Unsupported(String),
-    #[error("{}", describe_item_errors(.failed, *.total))]
+    #[error("{}", describe_item_errors(.failed, *.total, *.untried))]
     Items {
         failed: Vec<(String, SealError)>,
         total: usize,
+        /// Items left untried after the first failure (the object is all or nothing).
+        untried: usize,
     },
 }
 
-fn describe_item_errors(failed: &[(String, SealError)], total: usize) -> String {
+fn describe_item_errors(failed: &[(String, SealError)], total: usize, untried: usize) -> String {
     let list: Vec<String> = failed
         .iter()
         .map(|(item, e)| format!("{item}: {e}"))
         .collect();
+    let rest = if untried > 0 {
+        format!(" ({untried} other item(s) not tried: the object is all or nothing)")
+    } else {
+        String::new()
+    };
     format!(
-        "{} of {} item(s) could not be unsealed: {}",
+        "{} of {} item(s) could not be unsealed: {}{rest}",
         failed.len(),
         total,
         list.join("; ")
@@ -318,15 +326,17 @@ fn context(ss: &SealedSecret) -> Result<(Scope, String, String), ModelError> {
     Ok((scope, ss.namespace().to_string(), ss.name().to_string()))
 }
 
-/// Open every item at its place: all or nothing, every failure reported.
+/// Open every item at its place: all or nothing, so the first item that does not open ends it
+/// (an object of garbage must not cost a private-key search per item).
 fn open_items(
     ss: &SealedSecret,
     ring: &KeyRing,
 ) -> Result<Vec<(String, crate::keys::ring::Opened)>, UnsealError> {
     let (scope, ns, name) = context(ss)?;
-    let mut opened = Vec::with_capacity(ss.encrypted_data.len());
-    let mut failed = Vec::new();
+    let total = ss.encrypted_data.len();
+    let mut opened = Vec::with_capacity(total);
     let mut hint = key_hint(ss, ring);
+    let mut budget = KeyBudget::for_object(total, ring);
     for (item, value) in &ss.encrypted_data {
         let binding = Binding {
             scope,
@@ -334,16 +344,16 @@ fn open_items(
             name: &name,
             item,
         };
-        match ring.open(value, &binding, &mut hint) {
+        match ring.open(value, &binding, &mut hint, &mut budget) {
             Ok(o) => opened.push((item.clone(), o)),
-            Err(e) => failed.push((item.clone(), e)),
+            Err(e) => {
+                return Err(UnsealError::Items {
+                    failed: vec![(item.clone(), e)],
+                    total,
+                    untried: total - opened.len() - 1,
+                });
+            }
         }
-    }
-    if !failed.is_empty() {
-        return Err(UnsealError::Items {
-            failed,
-            total: ss.encrypted_data.len(),
-        });
     }
     Ok(opened)
 }
@@ -431,6 +441,7 @@ pub fn reseal(
         return Err(UnsealError::Items {
             failed,
             total: ss.encrypted_data.len(),
+            untried: 0,
         });
     }
     Ok(out)

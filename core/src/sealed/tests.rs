@@ -268,13 +268,114 @@ fn unseal_is_all_or_nothing() {
     let mut ss = seal_secret(&s, &target(k), &opts(Format::Kubeseal, Scope::Strict)).unwrap();
     ss.encrypted_data.insert("b".into(), "AgAAAA==".into());
     match unseal(&ss, &ring) {
-        Err(UnsealError::Items { failed, total }) => {
+        Err(UnsealError::Items {
+            failed,
+            total,
+            untried,
+        }) => {
             assert_eq!(total, 3);
             assert_eq!(failed.len(), 1);
             assert_eq!(failed[0].0, "b");
+            assert_eq!(untried, 1, "c is not tried once b failed");
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// An object of garbage costs one search of the ring, not one per item: the first item no key
+/// opens ends it (before, every item was tried against every same-size key).
+#[test]
+fn garbage_items_cost_one_search_not_one_per_item() {
+    let ring = ring_of(&[k2048(), k2048_b()]);
+    let s = secret(Some("prod"), "db", &[("a", b"1")]);
+    let mut ss = seal_secret(&s, &target(k2048()), &opts(Format::Kubeseal, Scope::Strict)).unwrap();
+    // Sealed for another name: every key fails the OAEP label check, as with random bytes.
+    let foreign = {
+        let mut o = seal_secret(
+            &secret(Some("prod"), "other", &[("a", b"1")]),
+            &target(k2048()),
+            &opts(Format::Kubeseal, Scope::Strict),
+        )
+        .unwrap();
+        o.encrypted_data.remove("a").unwrap()
+    };
+    ss.encrypted_data.clear();
+    for i in 0..50 {
+        ss.encrypted_data
+            .insert(format!("item{i:02}"), foreign.clone());
+    }
+    let msg = match unseal(&ss, &ring) {
+        Err(e @ UnsealError::Items { .. }) => {
+            let UnsealError::Items {
+                failed, untried, ..
+            } = &e
+            else {
+                unreachable!()
+            };
+            assert_eq!(failed.len(), 1);
+            assert!(matches!(failed[0].1, SealError::NoKey { tried: 2, .. }));
+            assert_eq!(*untried, 49);
+            e.to_string()
+        }
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        msg.contains("1 of 50 item(s) could not be unsealed"),
+        "{msg}"
+    );
+    assert!(msg.contains("49 other item(s) not tried"), "{msg}");
+}
+
+/// A value the hinted key does not open needs a search of the ring; the search stops at the
+/// object's budget, so an object of such values costs linear, not items x keys, operations.
+#[test]
+fn an_object_that_needs_too_many_key_operations_is_refused() {
+    let s = secret(Some("prod"), "db", &[("a", b"1")]);
+    let (old, new) = (k2048(), k2048_b());
+    let ring = ring_of(&[old, new]);
+    let ss = seal_secret(&s, &target(new), &opts(Format::Kubeseal, Scope::Strict)).unwrap();
+    let value = &ss.encrypted_data["a"];
+    let binding = Binding {
+        scope: Scope::Strict,
+        namespace: "prod",
+        name: "db",
+        item: "a",
+    };
+    let e = ring
+        .open(value, &binding, &mut Some(old.id()), &mut KeyBudget::new(1))
+        .unwrap_err();
+    assert!(matches!(e, SealError::Budget { limit: 1 }), "{e:?}");
+    assert!(
+        e.to_string().contains("more than 1 private-key operations"),
+        "{e}"
+    );
+    // The budget an object of one item gets covers a search of the whole ring.
+    let mut budget = KeyBudget::for_object(1, &ring);
+    assert!(
+        ring.open(value, &binding, &mut Some(old.id()), &mut budget)
+            .is_ok()
+    );
+}
+
+/// However many threads unseal at once, at most one private-key operation per core runs.
+#[test]
+fn private_key_work_is_bounded_by_the_cores() {
+    let ring = ring_of(&[k2048()]);
+    let s = secret(Some("prod"), "db", &[("a", b"1"), ("b", b"2")]);
+    let ss = seal_secret(&s, &target(k2048()), &opts(Format::Kubeseal, Scope::Strict)).unwrap();
+    std::thread::scope(|t| {
+        for _ in 0..8 {
+            t.spawn(|| {
+                for _ in 0..5 {
+                    unseal(&ss, &ring).unwrap();
+                }
+            });
+        }
+    });
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let peak = crate::keys::ring::private_key_work_peak();
+    // 8 threads of ~1 ms RSA decryptions: unbounded, the peak reaches 8.
+    assert!(peak >= 1 && peak <= cores, "peak {peak}, cores {cores}");
 }
 
 #[test]
