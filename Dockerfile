@@ -1,7 +1,7 @@
 # One image with the three binaries; deploy/ runs it as sealgate-controller and sealgate-webhook
 # (`command:`), and the CLI is there for debugging (`kubectl exec … -- sealgate --help`).
 #   docker build -t ghcr.io/sealgate/sealgate:0.1.0 .
-FROM docker.io/library/rust:1.89-bookworm AS build
+FROM docker.io/library/rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
 # aws-lc-sys builds C with the image's gcc; --locked keeps the reviewed dependency versions.

@@ -310,6 +310,10 @@ pub struct ValidateArgs {
     /// Also decrypt every value with private keys (key store or --private-key), proving scope and binding
     #[arg(long)]
     pub decrypt: bool,
+    /// Succeed when the paths hold no SealedSecret at all (the pre-commit hook passes every
+    /// changed YAML file) instead of exiting 2
+    #[arg(long)]
+    pub allow_empty: bool,
     #[command(flatten)]
     pub private: PrivateKeySource,
     // --controller: the cluster checks that it can decrypt each SealedSecret (POST /v1/verify).

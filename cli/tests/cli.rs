@@ -921,3 +921,44 @@ fn completions_and_help() {
         .stdout(contains("--merge-into").and(contains("--scope")));
     env.cmd().arg("--version").assert().success();
 }
+
+/// The pre-commit hook runs on every changed YAML file: a commit without SealedSecrets passes,
+/// while `validate` run by hand on such files still says there was nothing to check.
+#[test]
+fn the_validate_hook_passes_commits_without_sealed_secrets() {
+    let env = Env::new();
+    env.init();
+    let cm = env.write(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n",
+    );
+    env.cmd()
+        .arg("validate")
+        .arg(&cm)
+        .assert()
+        .code(2)
+        .stderr(contains("no SealedSecrets found").and(contains("--allow-empty")));
+    let text =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.pre-commit-hooks.yaml"))
+            .unwrap();
+    let hooks = sealgate_core::manifest::parse(&text, &Default::default())
+        .unwrap()
+        .remove(0)
+        .value;
+    let entry = hooks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["id"] == "sealgate-validate")
+        .and_then(|h| h["entry"].as_str())
+        .unwrap()
+        .to_string();
+    let mut words = entry.split_whitespace();
+    assert_eq!(words.next(), Some("sealgate"));
+    env.cmd()
+        .args(words)
+        .arg(&cm)
+        .assert()
+        .success()
+        .stdout(contains("no SealedSecrets in"));
+}

@@ -102,7 +102,14 @@ pub fn run(store_dir: Option<&Path>, args: &ValidateArgs) -> Result<ExitCode> {
         }
     }
     if passed + failed + unreadable == 0 {
-        bail!("no SealedSecrets found in {}", list(&args.paths));
+        if args.allow_empty {
+            println!("no SealedSecrets in {}", list(&args.paths));
+            return Ok(ExitCode::SUCCESS);
+        }
+        bail!(
+            "no SealedSecrets found in {} (--allow-empty accepts that)",
+            list(&args.paths)
+        );
     }
     println!("{passed} passed, {} failed", failed + unreadable);
     Ok(if unreadable > 0 {

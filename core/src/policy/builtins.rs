@@ -184,10 +184,18 @@ pub fn sprintf(format: &Value, args: &Value) -> anyhow::Result<String> {
             }
             chars.next();
         }
-        spec.width = number(&mut chars);
+        let Ok(width) = number(&mut chars) else {
+            out.push_str("%!(NOVERB)");
+            break;
+        };
+        spec.width = width;
         if chars.peek() == Some(&'.') {
             chars.next();
-            spec.precision = Some(number(&mut chars).unwrap_or(0));
+            let Ok(precision) = number(&mut chars) else {
+                out.push_str("%!(NOVERB)");
+                break;
+            };
+            spec.precision = Some(precision.unwrap_or(0));
         }
         let Some(verb) = chars.next() else {
             out.push_str("%!(NOVERB)");
@@ -226,13 +234,20 @@ struct Spec {
     precision: Option<usize>,
 }
 
-fn number(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Option<usize> {
+/// A width or precision, as Go's `parsenum`: past 1,000,000 it is "crazy long", and the rest of
+/// the format is dropped (`%!(NOVERB)`), so `%300000000d` cannot ask for 300 MB of padding.
+fn number(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Result<Option<usize>, ()> {
+    const TOO_LARGE: usize = 1_000_000;
     let mut n: Option<usize> = None;
     while let Some(d) = chars.peek().and_then(|c| c.to_digit(10)) {
-        n = Some(n.unwrap_or(0).saturating_mul(10).saturating_add(d as usize));
+        if n.is_some_and(|n| n > TOO_LARGE) {
+            chars.by_ref().for_each(drop);
+            return Err(());
+        }
+        n = Some(n.unwrap_or(0) * 10 + d as usize);
         chars.next();
     }
-    n
+    Ok(n)
 }
 
 fn is_number(v: &Value) -> bool {
@@ -405,6 +420,22 @@ mod tests {
         assert_eq!(sp("%v %v %v", json!([1, 2])), "1 2 %!v(MISSING)");
         assert_eq!(sp("%v", json!([1, "x"])), "1%!(EXTRA string=x)");
         assert_eq!(sp("%d", json!(["x"])), "%!d(string=x)");
+    }
+
+    /// Go's parsenum gives up on a width or precision past 1e6 and drops the rest of the
+    /// format: `%300000000d` once asked for 1.5 GB of padding.
+    #[test]
+    fn huge_widths_and_precisions_are_refused_as_go_does() {
+        use serde_json::json;
+        assert_eq!(
+            sp("a %300000000d b %v", json!([1, 2])),
+            "a %!(NOVERB)%!(EXTRA int=1, int=2)"
+        );
+        assert_eq!(
+            sp("%.300000000f", json!([1.5])),
+            "%!(NOVERB)%!(EXTRA float64=1.5)"
+        );
+        assert_eq!(sp("%12d|", json!([7])), format!("{:>12}|", 7));
     }
 
     #[test]
