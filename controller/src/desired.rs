@@ -26,6 +26,12 @@ pub enum DesiredError {
     Unseal(#[from] UnsealError),
     #[error("the SealedSecret has no {0} (it has not been stored by the API server)")]
     Missing(&'static str),
+    /// The Secret would look like a sealing key to the key manager (its labels or Bitnami's
+    /// legacy key name): a SealedSecret must never plant a key.
+    #[error(
+        "the unsealed Secret would be taken for a sealing key ({0}): sealing keys are not delivered through SealedSecrets; remove that from the template or rename the object"
+    )]
+    KeyShaped(String),
 }
 
 impl DesiredError {
@@ -35,6 +41,7 @@ impl DesiredError {
             DesiredError::Model(_) | DesiredError::Missing(_) => "InvalidSealedSecret",
             DesiredError::Unseal(UnsealError::Items { .. }) => "UnsealFailed",
             DesiredError::Unseal(_) => "Unsupported",
+            DesiredError::KeyShaped(_) => "RefusedTemplate",
         }
     }
 }
@@ -141,6 +148,24 @@ pub fn up_to_date(existing: &Secret, ss: &SealedSecret, source: Source, ring: &K
         && data_mac_valid(existing, ring)
 }
 
+/// Checked before any private-key work. In every namespace, not only the controller's: the
+/// labels mean nothing elsewhere, and a namespace can become the controller's.
+fn refuse_key_shaped(name: &str, m: &sealed::SealedSecret) -> Result<(), DesiredError> {
+    use sealgate_core::keys::secret::{BITNAMI_KEY_LABEL, BITNAMI_LEGACY_NAME, KEY_LABEL};
+    if let Some(l) = [KEY_LABEL, BITNAMI_KEY_LABEL]
+        .into_iter()
+        .find(|l| m.template.meta.labels.contains_key(*l))
+    {
+        return Err(DesiredError::KeyShaped(format!("template label {l}")));
+    }
+    if name == BITNAMI_LEGACY_NAME {
+        return Err(DesiredError::KeyShaped(format!(
+            "the name {BITNAMI_LEGACY_NAME}, Bitnami's legacy key"
+        )));
+    }
+    Ok(())
+}
+
 /// The Secret to apply: template labels, annotations, type and immutability; the SealedSecret's
 /// name and namespace; a controller ownerReference; the sealed-input hash; the unsealed values.
 /// All or nothing: one item that does not open fails the whole object. Also returns the
@@ -161,6 +186,7 @@ pub fn desired_secret(
         .clone()
         .ok_or(DesiredError::Missing("metadata.uid"))?;
     let m = model(ss, source)?;
+    refuse_key_shaped(&name, &m)?;
     let hash = hash_of(&m);
     let unsealed = sealed::unseal(&m, ring)?;
     let (s, ops) = (unsealed.secret, unsealed.attempts);
@@ -232,6 +258,53 @@ mod tests {
 
     fn ring(k: SealingKey) -> KeyRing {
         KeyRing::new([k])
+    }
+
+    /// A SealedSecret in the controller's namespace whose Secret would be a sealing key (an
+    /// attacker's key pair, sealed with the cluster's public key) is refused before any
+    /// private-key work, and nothing is created.
+    #[test]
+    fn key_shaped_templates_are_refused() {
+        let k = key();
+        let ring = ring(key_like(&k));
+        let plant = |name: &str, labels: serde_json::Value| {
+            let secret = serde_json::json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": name, "namespace": "sealgate-system", "labels": labels},
+                "type": "kubernetes.io/tls", "stringData": {"tls.key": "attacker's", "tls.crt": "attacker's"}
+            });
+            let mut v = sealgate_testkit::sealed::seal(&k, secret, Some(Scope::Strict)).to_value();
+            v["metadata"]["uid"] = "uid".into();
+            let ss: SealedSecret = serde_json::from_value(v).unwrap();
+            desired_secret(&ss, S, &ring).unwrap_err()
+        };
+        for (name, labels, what) in [
+            (
+                "k1",
+                serde_json::json!({"sealgate.dev/sealing-key": "active"}),
+                "sealgate.dev/sealing-key",
+            ),
+            (
+                "k2",
+                serde_json::json!({"sealedsecrets.bitnami.com/sealed-secrets-key": "active"}),
+                "sealedsecrets.bitnami.com/sealed-secrets-key",
+            ),
+            (
+                "sealed-secrets-key",
+                serde_json::json!({}),
+                "Bitnami's legacy key",
+            ),
+        ] {
+            let e = plant(name, labels);
+            assert_eq!(e.reason(), "RefusedTemplate");
+            let msg = e.to_string();
+            assert!(msg.contains(what) && !msg.contains("attacker"), "{msg}");
+        }
+    }
+
+    fn key_like(k: &SealingKey) -> SealingKey {
+        sealgate_core::keys::secret::from_secret(&sealgate_core::keys::secret::to_secret(k, None))
+            .unwrap()
     }
 
     #[test]

@@ -77,7 +77,7 @@ impl KeyManager {
                     namespace: self.namespace.clone(),
                     source,
                 })?;
-        let (mut ring, problems) = ring_from_secrets(&list.items);
+        let (mut ring, problems) = ring_from_secrets(&list.items, now);
         self.report(problems);
         let mut next = renewal(ring.newest().map(SealingKey::created), self.policy, now);
         if let (true, Renewal::Now(reason)) = (may_generate, &next) {

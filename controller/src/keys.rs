@@ -58,11 +58,28 @@ pub fn renewal(
 
 /// The active keys among Secrets (sealgate's and Bitnami's labels, Bitnami's legacy name). A
 /// Secret that is labelled as a key but cannot be read is reported, never fatal.
-pub fn ring_from_secrets(secrets: &[Secret]) -> (KeyRing, Vec<String>) {
+pub fn ring_from_secrets(secrets: &[Secret], now: OffsetDateTime) -> (KeyRing, Vec<String>) {
     let mut ring = KeyRing::default();
     let mut problems = Vec::new();
     for s in secrets {
         let name = s.metadata.name.clone().unwrap_or_default();
+        // A Secret this controller unsealed is never a key, whatever its labels say: a
+        // SealedSecret in this namespace must not plant a sealing key.
+        if let Some(owner) = s
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.kind == "SealedSecret")
+        {
+            if secret::classify(&secret_meta_model(s)) != KeySecretKind::NotAKey {
+                problems.push(format!(
+                    "Secret {name} looks like a sealing key but is owned by SealedSecret {}: ignored",
+                    owner.name
+                ));
+            }
+            continue;
+        }
         let model = serde_json::to_value(s)
             .map_err(|e| e.to_string())
             .and_then(|mut v| {
@@ -80,7 +97,13 @@ pub fn ring_from_secrets(secrets: &[Secret]) -> (KeyRing, Vec<String>) {
         };
         match secret::classify(&model) {
             KeySecretKind::Active(_) => match secret::from_secret(&model) {
-                Ok(k) => {
+                Ok(mut k) => {
+                    // Replicas' clocks differ a little; a key from further ahead is clamped.
+                    if k.clamp_created(now + time::Duration::minutes(5)) {
+                        problems.push(format!(
+                            "key Secret {name} claims a creation time in the future: taken as now"
+                        ));
+                    }
                     ring.insert(k);
                 }
                 Err(e) => problems.push(format!(
@@ -91,6 +114,14 @@ pub fn ring_from_secrets(secrets: &[Secret]) -> (KeyRing, Vec<String>) {
         }
     }
     (ring, problems)
+}
+
+/// Only what `classify` reads (name and labels) of a listed Secret.
+fn secret_meta_model(s: &Secret) -> sealgate_core::sealed::Secret {
+    let mut m = sealgate_core::sealed::Secret::default();
+    m.meta.name = s.metadata.name.clone();
+    m.meta.labels = s.metadata.labels.clone().unwrap_or_default();
+    m
 }
 
 /// A key as the Secret the controller stores in its namespace.
@@ -181,12 +212,55 @@ mod tests {
             serde_json::json!({"metadata": {"name": "app"}, "data": {"x": "eQ=="}}),
         )
         .unwrap();
-        let (ring, problems) = ring_from_secrets(&[ours, bitnami, inactive, broken, unrelated]);
+        // The same key material, but the Secret a SealedSecret unsealed: never a key.
+        let mut planted = ours.clone();
+        planted.metadata.name = Some("planted".into());
+        planted.metadata.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "sealgate.dev/v1alpha1".into(),
+                kind: "SealedSecret".into(),
+                name: "planted".into(),
+                uid: "u".into(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            },
+        ]);
+        let (ring, problems) = ring_from_secrets(
+            &[ours, bitnami, inactive, broken, unrelated, planted],
+            OffsetDateTime::now_utc(),
+        );
         assert_eq!(ring.len(), 2, "ours and Bitnami's; not the compromised one");
-        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(
             problems[0].contains("broken") && problems[0].contains("tls.crt"),
             "{problems:?}"
         );
+        assert!(
+            problems[1].contains("planted") && problems[1].contains("owned by SealedSecret"),
+            "{problems:?}"
+        );
+    }
+
+    /// `sealgate.dev/created-at` orders the ring; a key dated in the future is taken as now
+    /// (plus the clock-skew allowance), so it cannot stay "newest" for years.
+    #[test]
+    fn future_creation_times_are_clamped() {
+        let k = SealingKey::generate(&KeyGenOptions {
+            rsa_bits: 2048,
+            now: now() - Duration::days(3),
+            ..KeyGenOptions::default()
+        })
+        .unwrap();
+        let mut s = key_secret(&k, "sealgate-system").unwrap();
+        s.metadata.annotations.as_mut().unwrap().insert(
+            secret::CREATED_ANNOTATION.into(),
+            "2099-01-01T00:00:00Z".into(),
+        );
+        let (ring, problems) = ring_from_secrets(&[s], now());
+        assert_eq!(
+            ring.newest().unwrap().created(),
+            now() + Duration::minutes(5)
+        );
+        assert!(problems[0].contains("in the future"), "{problems:?}");
     }
 }

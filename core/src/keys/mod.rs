@@ -341,6 +341,17 @@ impl SealingKey {
         self.age.as_ref()
     }
 
+    /// Bring a creation time from the future back to `latest`: the time comes from a writable
+    /// annotation and orders the ring, so a future one would make a key "newest" for years.
+    /// Returns whether it was clamped.
+    pub fn clamp_created(&mut self, latest: OffsetDateTime) -> bool {
+        let clamped = self.created > latest;
+        if clamped {
+            self.created = latest;
+        }
+        clamped
+    }
+
     pub fn created(&self) -> OffsetDateTime {
         self.created
     }
