@@ -148,6 +148,65 @@ pub fn up_to_date(existing: &Secret, ss: &SealedSecret, source: Source, ring: &K
         && data_mac_valid(existing, ring)
 }
 
+/// Set only by [`for_cache`] on the cache's copy (which keeps no other annotation but the
+/// sealed hash): the id of the key whose data MAC was verified when the Secret was cached.
+const CACHE_VERIFIED_MAC: &str = "sealgate.dev/cache-verified-mac-key";
+
+/// What the Secret cache keeps of a Secret labelled as the controller's: its identity, labels,
+/// owner references and sealed hash, never its data (anyone who may create Secrets can add the
+/// label, and the cache must not hold their plaintext or grow with it). The data MAC is checked
+/// here, once per change of the Secret, and the key that verified it kept.
+pub fn for_cache(s: &Secret, ring: &KeyRing) -> Secret {
+    let mut annotations = BTreeMap::new();
+    if let Some(h) = s.annotations().get(SEALED_HASH_ANNOTATION) {
+        annotations.insert(SEALED_HASH_ANNOTATION.to_string(), h.clone());
+    }
+    if data_mac_valid(s, ring)
+        && let Some((id, _)) = s
+            .annotations()
+            .get(DATA_MAC_ANNOTATION)
+            .and_then(|v| v.split_once(':'))
+    {
+        annotations.insert(CACHE_VERIFIED_MAC.to_string(), id.to_string());
+    }
+    Secret {
+        metadata: ObjectMeta {
+            name: s.metadata.name.clone(),
+            namespace: s.metadata.namespace.clone(),
+            uid: s.metadata.uid.clone(),
+            resource_version: s.metadata.resource_version.clone(),
+            labels: s.metadata.labels.clone(),
+            owner_references: s.metadata.owner_references.clone(),
+            annotations: Some(annotations),
+            ..ObjectMeta::default()
+        },
+        ..Secret::default()
+    }
+}
+
+/// [`up_to_date`] for the cache's copy (from [`for_cache`]): the MAC was verified when cached,
+/// by a key still in the ring.
+pub fn cached_up_to_date(
+    cached: &Secret,
+    ss: &SealedSecret,
+    source: Source,
+    ring: &KeyRing,
+) -> bool {
+    let recorded = cached.annotations().get(SEALED_HASH_ANNOTATION);
+    let labelled = cached
+        .labels()
+        .get(UNSEALED_LABEL)
+        .is_some_and(|v| v == "true");
+    let verified = cached
+        .annotations()
+        .get(CACHE_VERIFIED_MAC)
+        .is_some_and(|id| ring.find(id).is_some());
+    labelled
+        && verified
+        && cached.data.is_none()
+        && matches!((recorded, sealed_hash(ss, source)), (Some(r), Ok(h)) if *r == h)
+}
+
 /// Checked before any private-key work. In every namespace, not only the controller's: the
 /// labels mean nothing elsewhere, and a namespace can become the controller's.
 fn refuse_key_shaped(name: &str, m: &sealed::SealedSecret) -> Result<(), DesiredError> {

@@ -6,7 +6,7 @@ use kube::ResourceExt;
 use sealgate_core::keys::KeyRing;
 
 use crate::crd::{Condition, SealedSecret, SealedSecretStatus, Source};
-use crate::desired::{desired_secret, up_to_date};
+use crate::desired::{cached_up_to_date, desired_secret, up_to_date};
 
 /// Annotation by which an existing Secret the controller does not own opts in to being taken over.
 pub const MANAGED_ANNOTATION: &str = "sealgate.dev/managed";
@@ -44,6 +44,11 @@ fn owned_by(secret: &Secret, ss: &SealedSecret) -> bool {
 /// operation).
 pub fn current(existing: &Secret, ss: &SealedSecret, source: Source, ring: &KeyRing) -> bool {
     owned_by(existing, ss) && up_to_date(existing, ss, source, ring)
+}
+
+/// [`current`] for the Secret cache's copy ([`for_cache`]), which holds no data.
+pub fn cached_current(cached: &Secret, ss: &SealedSecret, source: Source, ring: &KeyRing) -> bool {
+    owned_by(cached, ss) && cached_up_to_date(cached, ss, source, ring)
 }
 
 /// Decide what to do. Private-key operations happen only when the Secret must change.
@@ -177,6 +182,44 @@ mod tests {
         assert_eq!(updated.type_.as_deref(), Some("kubernetes.io/basic-auth"));
         // Deleted by hand: recreated.
         assert!(matches!(plan(&ss, S, None, &ring), Plan::Apply { .. }));
+    }
+
+    /// The Secret cache holds metadata and a verdict, never values: a current Secret's copy is
+    /// current without its data; an edited one, or one whose verdict is forged on the real
+    /// Secret, is not.
+    #[test]
+    fn the_cache_keeps_no_plaintext_and_cannot_be_told_a_secret_is_current() {
+        use crate::desired::for_cache;
+        let (ss, ring) = setup();
+        let created = applied(plan(&ss, S, None, &ring));
+        let cached = for_cache(&created, &ring);
+        assert!(cached.data.is_none() && cached.string_data.is_none());
+        assert!(
+            !format!("{cached:?}").contains("aHVudGVyMg")
+                && !format!("{cached:?}").contains("hunter2")
+        );
+        assert!(cached_current(&cached, &ss, S, &ring));
+        // Edited by hand: the MAC no longer verifies, so the cache says "read it".
+        let mut edited = created.clone();
+        edited.data.as_mut().unwrap().insert(
+            "password".into(),
+            k8s_openapi::ByteString(b"changed".to_vec()),
+        );
+        assert!(!cached_current(&for_cache(&edited, &ring), &ss, S, &ring));
+        // The verdict annotation written on the real Secret by someone else is not trusted:
+        // neither by the cache (it recomputes it) nor on an object read from the API.
+        edited.metadata.annotations.as_mut().unwrap().insert(
+            "sealgate.dev/cache-verified-mac-key".into(),
+            ring.newest().unwrap().id().short(),
+        );
+        assert!(!cached_current(&for_cache(&edited, &ring), &ss, S, &ring));
+        assert!(!current(&edited, &ss, S, &ring));
+        assert!(
+            !cached_current(&edited, &ss, S, &ring),
+            "a copy with data is not the cache's"
+        );
+        // A key that leaves the ring takes its verdicts with it.
+        assert!(!cached_current(&cached, &ss, S, &KeyRing::default()));
     }
 
     #[test]

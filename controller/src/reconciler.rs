@@ -21,8 +21,9 @@ use sealgate_core::keys::KeyRing;
 
 use crate::crd::SealedKind;
 use crate::desired::UNSEALED_LABEL;
+use crate::desired::for_cache;
 use crate::metrics::{Metrics, OutcomeLabels, ReasonLabels};
-use crate::reconcile::{Plan, current, plan, status};
+use crate::reconcile::{Plan, cached_current, plan, status};
 
 /// The field manager of everything the controller writes.
 pub const FIELD_MANAGER: &str = "sealgate";
@@ -189,7 +190,7 @@ async fn reconcile_inner<K: SealedKind>(
         .get()
         .and_then(|store| store.get(&ObjectRef::new(&name).within(&ns)));
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
-    let the_plan = if cached.is_some_and(|c| current(&c, &ss, K::SOURCE, &ring)) {
+    let the_plan = if cached.is_some_and(|c| cached_current(&c, &ss, K::SOURCE, &ring)) {
         Plan::UpToDate
     } else {
         let existing = secrets.get_opt(&name).await?;
@@ -300,10 +301,13 @@ pub async fn run<K: SealedKind>(
     // The Secrets this controller wrote, cached: an edit or deletion reconciles the owner at
     // once, and an up-to-date one needs no read. One cache serves both kinds (--bitnami).
     let selector = format!("{UNSEALED_LABEL}=true");
+    // The cache keeps no data (see `for_cache`): the MAC is checked as each Secret arrives.
+    let ring = ctx.ring.clone();
     let watch = watcher(
         Api::<Secret>::all(client.clone()),
         watcher::Config::default().labels(&selector),
-    );
+    )
+    .map(move |ev| ev.map(|ev| ev.modify(|s| *s = for_cache(s, &ring.load()))));
     let (reader, writer) = reflector::store();
     let secrets = if ctx.cache.set(reader).is_ok() {
         reflector::reflector(writer, watch)
