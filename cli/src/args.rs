@@ -183,6 +183,11 @@ pub struct PublicKeySource {
     /// /v1/cert.pem). Without it, the newest key of the local key store is used
     #[arg(long, env = "SEALGATE_CERT", value_name = "FILE|URL")]
     pub cert: Option<String>,
+    /// Refuse to seal unless the key (from --cert, --controller or the key store) has this id
+    /// (at least 8 hex digits, as `sealgate cert --age`/`keys list` show): pins the cluster's
+    /// key when it is fetched over a network
+    #[arg(long, env = "SEALGATE_EXPECT_KEY_ID", value_name = "ID")]
+    pub expect_key_id: Option<String>,
     /// Extra age recipient (age1…), e.g. another cluster or an offline recovery key (repeatable)
     #[arg(long = "recipient", short = 'r', value_name = "AGE1…")]
     pub recipients: Vec<String>,

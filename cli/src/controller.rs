@@ -40,6 +40,7 @@ impl Controller {
     /// `http(s)://…` or `kube://[NAMESPACE/SERVICE]`; `context` picks the kubeconfig context.
     pub fn connect(url: &str, context: Option<&str>) -> Result<Controller> {
         if url.starts_with("http://") || url.starts_with("https://") {
+            crate::io::warn_plain_http(url, "talking to the controller");
             use ureq::tls::{RootCerts, TlsConfig};
             let agent = ureq::Agent::config_builder()
                 .tls_config(

@@ -222,6 +222,7 @@ pub fn load_ring(store_dir: Option<&Path>, src: &PrivateKeySource) -> Result<Key
 /// Certificates from a file path or a URL (`http(s)://`, `file://`).
 pub fn fetch_certs(src: &str) -> Result<Vec<PublicKey>> {
     let (name, bytes) = if src.starts_with("http://") || src.starts_with("https://") {
+        warn_plain_http(src, "fetching the certificate");
         (src.to_string(), http_get(src)?)
     } else {
         let path = PathBuf::from(src.strip_prefix("file://").unwrap_or(src));
@@ -308,6 +309,52 @@ pub fn target(
 }
 
 pub fn public_target(store_dir: Option<&Path>, src: &PublicKeySource) -> Result<Target> {
+    let target = public_target_unpinned(store_dir, src)?;
+    if let Some(want) = &src.expect_key_id {
+        let want = want.to_ascii_lowercase();
+        if want.len() < 8 || !want.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!("--expect-key-id {want}: give at least 8 hex digits of the key id");
+        }
+        let Some(got) = target.rsa.as_ref().map(PublicKey::id) else {
+            bail!("--expect-key-id: there is no cluster key to check");
+        };
+        if !got.matches(&want) {
+            bail!(
+                "the key to seal with is {got}, not the expected {want} (--expect-key-id): nothing was sealed. If the cluster's key was renewed, check the new id with `sealgate cert` over a trusted channel"
+            );
+        }
+    }
+    Ok(target)
+}
+
+/// A warning for a plain-HTTP URL to another host: whoever is on the path can swap the
+/// certificate for their own and read every value sealed to it. Loopback (`kubectl
+/// port-forward`) is exempt.
+pub fn warn_plain_http(url: &str, what: &str) {
+    if let Some(host) = plain_http_remote_host(url) {
+        eprintln!(
+            "warning: {what} over plain HTTP from {host}: anyone on the path can replace the key with their own; use https://, kube://, a file, or pin the key with --expect-key-id"
+        );
+    }
+}
+
+/// The host of an `http://` URL unless it is loopback.
+fn plain_http_remote_host(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("http://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!loopback).then_some(host)
+}
+
+fn public_target_unpinned(store_dir: Option<&Path>, src: &PublicKeySource) -> Result<Target> {
     let extra = extra_recipients(&src.recipients, &src.recipients_files)?;
     if let Some(controller) = src.controller.connect()? {
         if src.cert.is_some() {
@@ -326,4 +373,33 @@ pub fn public_target(store_dir: Option<&Path>, src: &PublicKeySource) -> Result<
         return Ok(Target::new(&key, &extra));
     }
     target(store_dir, src.cert.as_deref(), extra)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_http_remote_host as remote;
+
+    #[test]
+    fn plain_http_to_another_host_is_flagged_loopback_and_https_are_not() {
+        assert_eq!(
+            remote("http://sealgate.example.com/v1/cert.pem"),
+            Some("sealgate.example.com")
+        );
+        assert_eq!(remote("http://10.0.0.7:8080"), Some("10.0.0.7"));
+        assert_eq!(
+            remote("http://user@evil.example:80/x"),
+            Some("evil.example")
+        );
+        assert_eq!(remote("http://[2001:db8::1]:8080/"), Some("2001:db8::1"));
+        for quiet in [
+            "http://localhost:8080/v1/cert.pem",
+            "http://127.0.0.1:8080",
+            "http://[::1]:8080",
+            "https://sealgate.example.com/v1/cert.pem",
+            "kube://",
+            "cert.pem",
+        ] {
+            assert_eq!(remote(quiet), None, "{quiet}");
+        }
+    }
 }

@@ -962,3 +962,51 @@ fn the_validate_hook_passes_commits_without_sealed_secrets() {
         .success()
         .stdout(contains("no SealedSecrets in"));
 }
+
+/// `--expect-key-id` pins the cluster's key: a certificate with another id seals nothing and
+/// writes nothing; the right id (a prefix of it) seals.
+#[test]
+fn expect_key_id_pins_the_key_to_seal_with() {
+    let env = Env::new();
+    env.init();
+    let pem = env.cmd().args(["keys", "export-public"]).assert().success();
+    let cert = env.write("cert.pem", &stdout(&pem));
+    let list = stdout(&env.cmd().args(["keys", "list"]).assert().success());
+    let id = list
+        .lines()
+        .nth(1)
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let input = env.write("secret.yaml", SECRET);
+    let out = env.path("sealed.yaml");
+    env.cmd()
+        .args(["seal", "--expect-key-id", "00000000", "--cert"])
+        .arg(&cert)
+        .arg("-f")
+        .arg(&input)
+        .arg("-w")
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(
+            contains(format!("the key to seal with is {id}"))
+                .and(contains("not the expected 00000000")),
+        );
+    assert!(!out.exists(), "nothing is written");
+    env.cmd()
+        .args(["seal", "--expect-key-id", &id[..8], "--cert"])
+        .arg(&cert)
+        .arg("-f")
+        .arg(&input)
+        .arg("-w")
+        .arg(&out)
+        .assert()
+        .success();
+    env.cmd()
+        .args(["seal", "--expect-key-id", "xyz", "-f"])
+        .arg(&input)
+        .assert()
+        .code(2)
+        .stderr(contains("at least 8 hex digits"));
+}

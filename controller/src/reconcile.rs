@@ -80,7 +80,7 @@ pub fn plan(ss: &SealedSecret, source: Source, existing: Option<&Secret>, ring: 
         Err(err) => {
             return Plan::Fail {
                 reason: err.reason(),
-                message: err.to_string(),
+                message: bounded(err.to_string()),
             };
         }
     };
@@ -99,6 +99,24 @@ pub fn plan(ss: &SealedSecret, source: Source, existing: Option<&Secret>, ring: 
         secret: Box::new(desired),
         private_key_ops,
     }
+}
+
+/// Longest message in a status condition or Event note: the API server drops Events whose note
+/// passes 1 KiB, and an object's own names (item keys) could otherwise grow its status without
+/// bound.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// `message`, cut at a character boundary to fit [`MAX_MESSAGE_BYTES`] with a note of how much
+/// was left out.
+pub fn bounded(message: String) -> String {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return message;
+    }
+    let mut end = MAX_MESSAGE_BYTES - 48;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} more bytes)", &message[..end], message.len() - end)
 }
 
 /// The status after a plan, or `None` when it would not change: writing an unchanged status
@@ -220,6 +238,25 @@ mod tests {
         );
         // A key that leaves the ring takes its verdicts with it.
         assert!(!cached_current(&cached, &ss, S, &KeyRing::default()));
+    }
+
+    /// An item named with 5,000 characters makes a long error: the status and Event carry at
+    /// most 1 KiB of it.
+    #[test]
+    fn failure_messages_are_bounded() {
+        let (mut ss, ring) = setup();
+        let long = "é".repeat(2_500);
+        ss.spec
+            .encrypted_data
+            .insert(long.clone(), "AgAAAA==".into());
+        match plan(&ss, S, None, &ring) {
+            Plan::Fail { message, .. } => {
+                assert!(message.len() <= MAX_MESSAGE_BYTES, "{}", message.len());
+                assert!(message.ends_with(" more bytes)"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(bounded("short".into()), "short");
     }
 
     #[test]
