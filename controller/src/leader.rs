@@ -1,8 +1,10 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease, as client-go's leaderelection does, so
 //! two replicas can run: only the leader reconciles and renews keys; every replica serves HTTP.
 //!
-//! The holder renews every `retry` period. Another replica takes over once `renewTime +
-//! leaseDurationSeconds` has passed. A leader that cannot renew within `renew_deadline` steps
+//! The holder renews every `retry` period. Another replica takes over once the lease record has
+//! stayed unchanged for `leaseDurationSeconds` by its own monotonic clock (client-go's
+//! `observedTime`): the holder's `renewTime` is never compared with the local clock, so clocks
+//! that disagree by more than the lease duration do not flap leadership. A leader that cannot renew within `renew_deadline` steps
 //! down (the binary then exits, so no two replicas ever write at once). On shutdown the lease is
 //! released, so the other replica takes over at its next retry instead of after the duration.
 
@@ -10,7 +12,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, PostParams};
 
 #[derive(Debug, Clone)]
@@ -51,7 +53,9 @@ pub enum Step {
     Wait { holder: String },
 }
 
-pub fn step(lease: Option<&Lease>, me: &str, now: Timestamp) -> Step {
+/// `unchanged_for`: how long, by this replica's clock, the lease record has been seen unchanged
+/// (see [`Observer`]).
+pub fn step(lease: Option<&Lease>, me: &str, unchanged_for: Duration) -> Step {
     let Some(lease) = lease else {
         return Step::Create;
     };
@@ -63,12 +67,40 @@ pub fn step(lease: Option<&Lease>, me: &str, now: Timestamp) -> Step {
     if holder == me {
         return Step::Renew;
     }
-    let expires = spec.renew_time.map(|t| {
-        t.0 + SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(15)))
-    });
-    match expires {
-        Some(e) if e > now => Step::Wait { holder },
-        _ => Step::Acquire,
+    let duration = Duration::from_secs(spec.lease_duration_seconds.unwrap_or(15).max(0) as u64);
+    if unchanged_for > duration {
+        Step::Acquire
+    } else {
+        Step::Wait { holder }
+    }
+}
+
+/// When this replica last saw the lease record change (holder, renewTime or resourceVersion).
+#[derive(Debug, Default)]
+pub struct Observer {
+    last: Option<(String, std::time::Instant)>,
+}
+
+impl Observer {
+    /// How long the record has been unchanged as of `now` (zero when it just changed).
+    pub fn observe(&mut self, lease: Option<&Lease>, now: std::time::Instant) -> Duration {
+        let record = lease.map(|l| {
+            let spec = l.spec.as_ref();
+            format!(
+                "{:?}|{:?}|{:?}",
+                spec.and_then(|s| s.holder_identity.as_ref()),
+                spec.and_then(|s| s.renew_time.as_ref()).map(|t| t.0),
+                l.metadata.resource_version
+            )
+        });
+        let record = record.unwrap_or_default();
+        match &self.last {
+            Some((seen, at)) if *seen == record => now.saturating_duration_since(*at),
+            _ => {
+                self.last = Some((record, now));
+                Duration::ZERO
+            }
+        }
     }
 }
 
@@ -82,6 +114,7 @@ pub struct Elector {
     client: kube::Client,
     cfg: LeaseConfig,
     tx: tokio::sync::watch::Sender<bool>,
+    observer: std::sync::Mutex<Observer>,
 }
 
 impl Elector {
@@ -91,7 +124,15 @@ impl Elector {
         cfg: LeaseConfig,
     ) -> (Elector, tokio::sync::watch::Receiver<bool>) {
         let (tx, rx) = tokio::sync::watch::channel(false);
-        (Elector { client, cfg, tx }, rx)
+        (
+            Elector {
+                client,
+                cfg,
+                tx,
+                observer: Default::default(),
+            },
+            rx,
+        )
     }
 
     fn api(&self) -> Api<Lease> {
@@ -115,7 +156,12 @@ impl Elector {
         let api = self.api();
         let now = Timestamp::now();
         let current = api.get_opt(&self.cfg.name).await?;
-        let result = match step(current.as_ref(), &self.cfg.identity, now) {
+        let unchanged_for = self
+            .observer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .observe(current.as_ref(), std::time::Instant::now());
+        let result = match step(current.as_ref(), &self.cfg.identity, unchanged_for) {
             Step::Wait { .. } => return Ok(false),
             Step::Create => {
                 let lease = Lease {
@@ -214,6 +260,7 @@ impl Elector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::jiff::SignedDuration;
 
     fn lease(holder: &str, renewed_secs_ago: i64, duration: i32) -> Lease {
         Lease {
@@ -231,22 +278,53 @@ mod tests {
 
     #[test]
     fn steps() {
-        let now = Timestamp::now();
-        assert_eq!(step(None, "a", now), Step::Create);
-        assert_eq!(step(Some(&lease("a", 1, 15)), "a", now), Step::Renew);
+        let s = Duration::from_secs;
+        assert_eq!(step(None, "a", s(0)), Step::Create);
+        assert_eq!(step(Some(&lease("a", 1, 15)), "a", s(0)), Step::Renew);
         assert_eq!(
-            step(Some(&lease("b", 5, 15)), "a", now),
+            step(Some(&lease("b", 5, 15)), "a", s(5)),
             Step::Wait { holder: "b".into() }
         );
         assert_eq!(
-            step(Some(&lease("b", 16, 15)), "a", now),
+            step(Some(&lease("b", 5, 15)), "a", s(16)),
             Step::Acquire,
             "expired"
         );
         assert_eq!(
-            step(Some(&lease("", 1, 15)), "a", now),
+            step(Some(&lease("", 1, 15)), "a", s(0)),
             Step::Acquire,
             "released"
         );
+    }
+
+    /// The holder's clock runs 10 minutes behind ours: its renewTime always looks stale, yet
+    /// as long as it keeps renewing the lease is not taken; once it stops, it is, after the
+    /// lease duration by our clock.
+    #[test]
+    fn a_skewed_holder_clock_does_not_flap_leadership() {
+        let t0 = std::time::Instant::now();
+        let mut o = Observer::default();
+        let skewed = |renew_offset: i64| {
+            let mut l = lease("b", 600 - renew_offset, 15);
+            l.metadata.resource_version = Some(format!("{renew_offset}"));
+            l
+        };
+        for i in 0..10u64 {
+            let l = skewed(i as i64 * 2);
+            let unchanged = o.observe(Some(&l), t0 + Duration::from_secs(i * 2));
+            assert_eq!(
+                step(Some(&l), "a", unchanged),
+                Step::Wait { holder: "b".into() },
+                "round {i}"
+            );
+        }
+        // It stops renewing: the same record for longer than 15 s by our clock.
+        let last = skewed(18);
+        assert_eq!(
+            o.observe(Some(&last), t0 + Duration::from_secs(18)),
+            Duration::ZERO
+        );
+        let unchanged = o.observe(Some(&last), t0 + Duration::from_secs(34));
+        assert_eq!(step(Some(&last), "a", unchanged), Step::Acquire);
     }
 }

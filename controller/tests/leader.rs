@@ -58,10 +58,14 @@ async fn an_expired_lease_is_taken_over() {
         LEASES,
         json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
                "metadata": {"name": "sealgate-controller", "namespace": "sealgate-system"},
-               "spec": {"holderIdentity": "crashed-pod", "leaseDurationSeconds": 15,
+               "spec": {"holderIdentity": "crashed-pod", "leaseDurationSeconds": 1,
                         "renewTime": "2026-01-01T00:00:00.000000Z", "leaseTransitions": 4}}),
     );
     let (a, _) = Elector::new(api.client(), cfg("pod-a"));
+    // An old renewTime proves nothing (the holder's clock may differ from ours): the record
+    // must stay unchanged for the lease duration by our clock, as in client-go.
+    assert!(!a.try_acquire_or_renew().await.unwrap(), "just observed");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert!(a.try_acquire_or_renew().await.unwrap());
     let lease = api.get(LEASES, "sealgate-controller").unwrap();
     assert_eq!(lease["spec"]["holderIdentity"], "pod-a");
