@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// Queued reviews per evaluation thread beyond which new ones are answered as overloaded.
+pub const MAX_QUEUED_PER_THREAD: usize = 64;
+
 /// The pool stopped, or the evaluation panicked (the thread survives; the request gets a 500).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the evaluation did not complete (it panicked, or the pool stopped)")]
@@ -79,6 +82,14 @@ impl Pool {
         self.queue.len()
     }
 
+    /// Whether the queue is at its bound ([`MAX_QUEUED_PER_THREAD`] per thread). Until a first
+    /// evaluation finishes the pool has no timing, so [`Pool::expected_wait`] says zero: this
+    /// bound is what stops a burst at start-up (or a first review that hangs) from queueing
+    /// without limit.
+    pub fn full(&self) -> bool {
+        self.queued() >= self.threads * MAX_QUEUED_PER_THREAD
+    }
+
     /// How long a job queued now would wait for a thread: the queued jobs' expected run time
     /// spread over the threads (zero until a job has finished).
     pub fn expected_wait(&self) -> Duration {
@@ -132,6 +143,45 @@ mod tests {
         let r = ran.clone();
         pool.run(move || r.load(Ordering::SeqCst)).await.unwrap();
         assert_eq!(ran.load(Ordering::SeqCst), 0);
+    }
+
+    /// Before any evaluation has finished there is no timing to judge by; the queue is still
+    /// bounded.
+    #[tokio::test]
+    async fn the_queue_is_bounded_before_the_first_review_finishes() {
+        let pool = Arc::new(Pool::new(1).unwrap());
+        let gate = Arc::new(Barrier::new(2));
+        let (g, p) = (gate.clone(), pool.clone());
+        let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = started.clone();
+        let first = tokio::spawn(async move {
+            p.run(move || {
+                s.store(true, Ordering::SeqCst);
+                g.wait();
+            })
+            .await
+        });
+        // The thread is busy with the first review, which has not finished.
+        while !started.load(Ordering::SeqCst) {
+            tokio::task::yield_now().await;
+        }
+        let mut waiting = Vec::new();
+        for _ in 0..MAX_QUEUED_PER_THREAD {
+            assert!(!pool.full());
+            let p = pool.clone();
+            waiting.push(tokio::spawn(async move { p.run(|| ()).await }));
+        }
+        while pool.queued() < MAX_QUEUED_PER_THREAD {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(pool.expected_wait(), Duration::ZERO, "no timing yet");
+        assert!(pool.full());
+        gate.wait();
+        first.await.unwrap().unwrap();
+        for w in waiting {
+            w.await.unwrap().unwrap();
+        }
+        assert!(!pool.full());
     }
 
     #[tokio::test]

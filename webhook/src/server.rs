@@ -197,7 +197,7 @@ async fn validate(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     // A review that could not even start before its deadline is answered now: waiting would only
     // hold the API server's request (and its caller) for the whole deadline, then answer the same.
     let wait = state.pool.expected_wait();
-    if wait > deadline {
+    if wait > deadline || state.pool.full() {
         let queued = state.pool.queued();
         state.metrics.queued.set(queued as i64);
         let allow = state.config.allow_on_timeout;
