@@ -443,6 +443,10 @@ pub struct LintArgs {
     /// Worker threads [default: all cores]
     #[arg(short = 'j', long, value_name = "N")]
     pub jobs: Option<usize>,
+    /// Most documents read from one file or stream (a bound against YAML bombs, not a size
+    /// limit for repositories)
+    #[arg(long, value_name = "N", default_value_t = sealgate_core::manifest::Limits::default().max_documents)]
+    pub max_documents: usize,
 }
 
 #[derive(Debug, Subcommand)]

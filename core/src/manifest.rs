@@ -10,7 +10,11 @@
 
 use serde_json::Value;
 
-/// Bounds on what is read from outside.
+/// Bounds on what is read from outside. They stop bombs (aliases that expand, endless nesting),
+/// not large repositories: `helm template` of a big chart or `kubectl kustomize` of a monorepo is
+/// tens of thousands of documents. What a stream may cost is bounded by its bytes (every node
+/// costs at least a byte or two of input, except an alias, whose expansion serde-saphyr bounds
+/// itself), so the node and event budgets are set from `max_bytes`, not guessed.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_bytes: usize,
@@ -21,11 +25,23 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
+        let max_bytes = 256 << 20;
         Limits {
-            max_bytes: 64 << 20,
-            max_documents: 1024,
+            max_bytes,
+            max_documents: 100_000,
             max_depth: 64,
-            max_nodes: 250_000,
+            // One node per two bytes: "a:" is a node and its key.
+            max_nodes: max_bytes / 2,
+        }
+    }
+}
+
+impl Limits {
+    /// The limits with another document count (`--max-documents`).
+    pub fn with_max_documents(self, max_documents: usize) -> Limits {
+        Limits {
+            max_documents,
+            ..self
         }
     }
 }
@@ -83,6 +99,8 @@ fn options(limits: &Limits) -> serde_saphyr::Options {
             max_documents: limits.max_documents,
             max_depth: limits.max_depth,
             max_nodes: limits.max_nodes,
+            // Every node is at least a start event, a collection also an end event.
+            max_events: limits.max_nodes.saturating_mul(2),
             max_reader_input_bytes: Some(limits.max_bytes),
         },
         with_snippet: false,
@@ -98,8 +116,9 @@ fn parse_yaml(
     limits: &Limits,
 ) -> Result<Vec<Document>, ManifestError> {
     let docs: Vec<serde_saphyr::Spanned<Value>> =
-        serde_saphyr::from_multiple_with_options(text, options(limits))
-            .map_err(|e| syntax_error(&e, line_offset))?;
+        serde_saphyr::from_multiple_with_options(text, options(limits)).map_err(|e| {
+            budget_error(&e, limits).unwrap_or_else(|| syntax_error(&e, line_offset))
+        })?;
     Ok(docs
         .into_iter()
         .enumerate()
@@ -110,6 +129,46 @@ fn parse_yaml(
             value: d.value,
         })
         .collect())
+}
+
+/// A breached budget, said for a person: which limit, its value, and how to raise it.
+fn budget_error(e: &serde_saphyr::Error, limits: &Limits) -> Option<ManifestError> {
+    use serde_saphyr::budget::BudgetBreach as B;
+    let mut e = e;
+    while let serde_saphyr::Error::WithSnippet { error, .. }
+    | serde_saphyr::Error::AliasError { error, .. } = e
+    {
+        e = error;
+    }
+    let serde_saphyr::Error::Budget { breach, .. } = e else {
+        return None;
+    };
+    let message = match breach {
+        B::Documents { .. } => format!(
+            "more than {} documents in one stream (`sealgate lint --max-documents N` raises the limit)",
+            limits.max_documents
+        ),
+        B::Depth { .. } => format!(
+            "nested deeper than {} levels: no Kubernetes object needs that (a YAML bomb?)",
+            limits.max_depth
+        ),
+        B::Nodes { .. } | B::Events { .. } => format!(
+            "more than {} YAML nodes in one stream: split the input",
+            limits.max_nodes
+        ),
+        B::Aliases { .. }
+        | B::Anchors { .. }
+        | B::AliasAnchorRatio { .. }
+        | B::RecordedAnchorEvents { .. }
+        | B::RecordedAnchorBytes { .. }
+        | B::MergeKeys { .. } => "its aliases (*ref) expand beyond what sealgate reads (a YAML alias bomb?): expand them or split the input".to_string(),
+        B::ScalarBytes { .. } | B::InputBytes { .. } => format!(
+            "larger than the {}-byte limit",
+            limits.max_bytes
+        ),
+        other => format!("beyond a YAML resource limit ({other:?})"),
+    };
+    Some(ManifestError::Limit(message))
 }
 
 fn syntax_error(e: &serde_saphyr::Error, line_offset: usize) -> ManifestError {
@@ -146,7 +205,7 @@ fn parse_json_stream(text: &str, limits: &Limits) -> Result<Vec<Document>, Manif
         let end = stream.byte_offset();
         if docs.len() >= limits.max_documents {
             return Err(ManifestError::Limit(format!(
-                "more than {} documents",
+                "more than {} documents in one stream (`sealgate lint --max-documents N` raises the limit)",
                 limits.max_documents
             )));
         }

@@ -25,7 +25,8 @@ pub fn run(args: &LintArgs) -> Result<ExitCode> {
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    let reports = lint_files(bundle, &files, args.point.into(), jobs);
+    let limits = Limits::default().with_max_documents(args.max_documents);
+    let reports = lint_files(bundle, &files, args.point.into(), jobs, &limits);
     let summary = report::Summary::of(&reports, args.fail_on_warn);
     let text = report::render(&reports, &summary, args.format);
     io::emit(&text, args.output_file.as_deref(), None)?;
@@ -159,7 +160,7 @@ impl Source {
         self.bytes.as_ref().is_ok_and(|b| SCOPE_WORDS.is_match(b))
     }
 
-    fn parse(self) -> Parsed {
+    fn parse(self, limits: &Limits) -> Parsed {
         let bytes = match self.bytes {
             Ok(b) => b,
             Err(e) => {
@@ -174,7 +175,7 @@ impl Source {
                 };
             }
         };
-        let docs = manifest::parse(&bytes, &Limits::default()).map_err(|e| match e {
+        let docs = manifest::parse(&bytes, limits).map_err(|e| match e {
             manifest::ManifestError::Syntax {
                 line,
                 column,
@@ -234,6 +235,7 @@ pub fn lint_files(
     files: &[PathBuf],
     point: Point,
     jobs: usize,
+    limits: &Limits,
 ) -> Vec<FileReport> {
     enum Stage {
         Read(Source),
@@ -243,7 +245,7 @@ pub fn lint_files(
     let stages: Vec<std::sync::Mutex<Stage>> = parallel(files, jobs, |p| {
         let source = read_file(p);
         std::sync::Mutex::new(if source.may_define_scope() {
-            Stage::Parsed(source.parse())
+            Stage::Parsed(source.parse(limits))
         } else {
             Stage::Read(source)
         })
@@ -278,7 +280,7 @@ pub fn lint_files(
             Stage::Taken,
         );
         let mut p = match stage {
-            Stage::Read(source) => source.parse(),
+            Stage::Read(source) => source.parse(limits),
             Stage::Parsed(p) => p,
             Stage::Taken => unreachable!("each file is linted once"),
         };
