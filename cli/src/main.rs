@@ -25,6 +25,15 @@ fn main() -> ExitCode {
     }
     match run(&cli) {
         Ok(code) => code,
+        // The reader went away (`sealgate lint … | head`): stop quietly, as ripgrep does.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             if e.is::<io::VerifyFailed>() {

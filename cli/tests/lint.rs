@@ -580,3 +580,39 @@ fn large_streams_are_linted_and_the_document_limit_is_a_flag() {
             "more than 100 documents in one stream (`sealgate lint --max-documents N` raises the limit)",
         ));
 }
+
+/// `sealgate lint … | head -c 1`: once the reader has gone, lint stops quietly with 0, as ripgrep
+/// does, instead of reporting an input error.
+#[test]
+fn a_closed_stdout_is_a_quiet_exit() {
+    use std::io::Read;
+    let mut text = String::new();
+    for i in 0..3000 {
+        text.push_str(&format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}, namespace: a}}\ndata: {{k: v}}\n"
+        ));
+    }
+    let dir = tmp_repo(&[("rendered.yaml", text.as_bytes())]);
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("sealgate"))
+        .current_dir(dir.path())
+        .args(["lint", "-o", "json", "rendered.yaml"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 1];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // The read end is dropped here: the rest of the report (far more than a pipe holds) fails.
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
