@@ -138,14 +138,14 @@ fn data_mac_valid(secret: &Secret, ring: &KeyRing) -> bool {
 /// unchanged (hash), the data was not edited since (MAC) and it still carries the controller's
 /// label. No private-key operation.
 pub fn up_to_date(existing: &Secret, ss: &SealedSecret, source: Source, ring: &KeyRing) -> bool {
-    let recorded = existing.annotations().get(SEALED_HASH_ANNOTATION);
-    let labelled = existing
-        .labels()
-        .get(UNSEALED_LABEL)
-        .is_some_and(|v| v == "true");
-    labelled
-        && matches!((recorded, sealed_hash(ss, source)), (Some(r), Ok(h)) if *r == h)
-        && data_mac_valid(existing, ring)
+    labelled_for(existing, ss, source) && data_mac_valid(existing, ring)
+}
+
+/// The controller's label, and the hash of this SealedSecret's current sealed input.
+fn labelled_for(s: &Secret, ss: &SealedSecret, source: Source) -> bool {
+    let recorded = s.annotations().get(SEALED_HASH_ANNOTATION);
+    let labelled = s.labels().get(UNSEALED_LABEL).is_some_and(|v| v == "true");
+    labelled && matches!((recorded, sealed_hash(ss, source)), (Some(r), Ok(h)) if *r == h)
 }
 
 /// Set only by [`for_cache`] on the cache's copy (which keeps no other annotation but the
@@ -192,19 +192,11 @@ pub fn cached_up_to_date(
     source: Source,
     ring: &KeyRing,
 ) -> bool {
-    let recorded = cached.annotations().get(SEALED_HASH_ANNOTATION);
-    let labelled = cached
-        .labels()
-        .get(UNSEALED_LABEL)
-        .is_some_and(|v| v == "true");
     let verified = cached
         .annotations()
         .get(CACHE_VERIFIED_MAC)
         .is_some_and(|id| ring.find(id).is_some());
-    labelled
-        && verified
-        && cached.data.is_none()
-        && matches!((recorded, sealed_hash(ss, source)), (Some(r), Ok(h)) if *r == h)
+    verified && cached.data.is_none() && labelled_for(cached, ss, source)
 }
 
 /// Checked before any private-key work. In every namespace, not only the controller's: the
