@@ -1,6 +1,15 @@
 //! `sealgate`: thin binary; the work is in sealgate-core.
 #![forbid(unsafe_code)]
 
+/// `println!` that returns the write's error instead of panicking, so a closed pipe
+/// (`sealgate validate … | head`) reaches `main`'s quiet exit.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)
+    }};
+}
+
 mod args;
 mod cmd;
 mod controller;

@@ -17,12 +17,12 @@ pub fn run(store_dir: Option<&Path>, cmd: &KeysCommand) -> Result<ExitCode> {
         KeysCommand::Init(args) => {
             let ring = io::load_store(&store)?;
             if let Some(newest) = ring.newest() {
-                println!(
+                outln!(
                     "key store {} already has {} key(s); the newest is {}. Use `sealgate keys rotate` to add a newer one.",
                     store.dir().display(),
                     ring.len(),
                     newest.id().short()
-                );
+                )?;
                 return Ok(ExitCode::SUCCESS);
             }
             generate(&store, args)
@@ -38,7 +38,7 @@ pub fn run(store_dir: Option<&Path>, cmd: &KeysCommand) -> Result<ExitCode> {
                         .enumerate()
                         .map(|(i, k)| describe_json(k, i == 0))
                         .collect();
-                    println!("{}", serde_json::to_string_pretty(&list)?);
+                    outln!("{}", serde_json::to_string_pretty(&list)?)?;
                 }
                 ListFormat::Text => {
                     if rows.is_empty() {
@@ -48,12 +48,17 @@ pub fn run(store_dir: Option<&Path>, cmd: &KeysCommand) -> Result<ExitCode> {
                         );
                         return Ok(ExitCode::SUCCESS);
                     }
-                    println!(
+                    outln!(
                         "{:<18} {:<21} {:<21} {:<5} {:<4} {:<9}",
-                        "ID", "CREATED", "EXPIRES", "RSA", "AGE", "ORIGIN"
-                    );
+                        "ID",
+                        "CREATED",
+                        "EXPIRES",
+                        "RSA",
+                        "AGE",
+                        "ORIGIN"
+                    )?;
                     for (i, k) in rows.iter().enumerate() {
-                        println!(
+                        outln!(
                             "{:<18} {:<21} {:<21} {:<5} {:<4} {:<9}{}",
                             k.id().short(),
                             fmt_time(k.created()),
@@ -70,7 +75,7 @@ pub fn run(store_dir: Option<&Path>, cmd: &KeysCommand) -> Result<ExitCode> {
                             } else {
                                 ""
                             }
-                        );
+                        )?;
                     }
                 }
             }
@@ -105,31 +110,31 @@ pub fn run(store_dir: Option<&Path>, cmd: &KeysCommand) -> Result<ExitCode> {
                 for key in io::keys_from_file(f)? {
                     let id = key.id();
                     if ring.get(id).is_some() {
-                        println!(
+                        outln!(
                             "key {} from {} is already in the store",
                             id.short(),
                             f.display()
-                        );
+                        )?;
                         continue;
                     }
                     let path = store.add(&key)?;
-                    println!(
+                    outln!(
                         "imported key {} ({}) from {} into {}",
                         id.short(),
                         origin(key.origin()),
                         f.display(),
                         path.display()
-                    );
+                    )?;
                     ring.insert(key);
                     added += 1;
                 }
             }
             if added > 0 {
-                println!(
+                outln!(
                     "the key store has {} key(s); the newest is {}",
                     ring.len(),
                     ring.newest().map(|k| k.id().short()).unwrap_or_default()
-                );
+                )?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -144,7 +149,7 @@ fn generate(store: &sealgate_core::keys::store::KeyStore, args: &KeyGenArgs) -> 
         now: time::OffsetDateTime::now_utc(),
     })?;
     let path = store.add(&key)?;
-    println!(
+    outln!(
         "created sealing key {} (RSA-{}, age {}) in {}",
         key.id().short(),
         key.public().rsa_bits(),
@@ -153,7 +158,7 @@ fn generate(store: &sealgate_core::keys::store::KeyStore, args: &KeyGenArgs) -> 
             .map(|r| r.to_string())
             .unwrap_or_default(),
         path.display()
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

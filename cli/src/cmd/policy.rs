@@ -41,25 +41,25 @@ pub fn run(cmd: &PolicyCommand) -> Result<ExitCode> {
                 match r.outcome {
                     Outcome::Pass => {
                         passed += 1;
-                        println!("ok    {}: {name}", r.suite);
+                        outln!("ok    {}: {name}", r.suite)?;
                     }
                     Outcome::Skip => skipped += 1,
                     Outcome::Fail(why) => {
                         failed += 1;
-                        println!("FAIL  {}: {name}: {why}", r.suite);
+                        outln!("FAIL  {}: {name}: {why}", r.suite)?;
                     }
                 }
             }
         }
     }
     if suites == 0 {
-        println!("no Suite files (test.gatekeeper.sh/v1alpha1) found");
+        outln!("no Suite files (test.gatekeeper.sh/v1alpha1) found")?;
         failed += 1;
     }
     if skipped > 0 {
-        println!("{skipped} skipped");
+        outln!("{skipped} skipped")?;
     }
-    println!("{passed} passed, {failed} failed");
+    outln!("{passed} passed, {failed} failed")?;
     Ok(if failed > 0 {
         ExitCode::from(1)
     } else {

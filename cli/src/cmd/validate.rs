@@ -53,7 +53,7 @@ pub fn run(store_dir: Option<&Path>, args: &ValidateArgs) -> Result<ExitCode> {
             Ok(i) => i,
             Err(e) => {
                 unreadable += 1;
-                println!("FAIL  {e:#}");
+                outln!("FAIL  {e:#}")?;
                 continue;
             }
         };
@@ -61,7 +61,7 @@ pub fn run(store_dir: Option<&Path>, args: &ValidateArgs) -> Result<ExitCode> {
             Ok(d) => d,
             Err(e) => {
                 unreadable += 1;
-                println!("FAIL  {e:#}");
+                outln!("FAIL  {e:#}")?;
                 continue;
             }
         };
@@ -74,7 +74,7 @@ pub fn run(store_dir: Option<&Path>, args: &ValidateArgs) -> Result<ExitCode> {
                 Ok(ss) => ss,
                 Err(e) => {
                     failed += 1;
-                    println!("FAIL  {at}: {e}");
+                    outln!("FAIL  {at}: {e}")?;
                     continue;
                 }
             };
@@ -92,18 +92,18 @@ pub fn run(store_dir: Option<&Path>, args: &ValidateArgs) -> Result<ExitCode> {
             match outcome {
                 Ok(detail) => {
                     passed += 1;
-                    println!("ok    {at}: {} item(s){detail}", ss.encrypted_data.len());
+                    outln!("ok    {at}: {} item(s){detail}", ss.encrypted_data.len())?;
                 }
                 Err(problems) => {
                     failed += 1;
-                    println!("FAIL  {at}: {problems}");
+                    outln!("FAIL  {at}: {problems}")?;
                 }
             }
         }
     }
     if passed + failed + unreadable == 0 {
         if args.allow_empty {
-            println!("no SealedSecrets in {}", list(&args.paths));
+            outln!("no SealedSecrets in {}", list(&args.paths))?;
             return Ok(ExitCode::SUCCESS);
         }
         bail!(
@@ -111,7 +111,7 @@ pub fn run(store_dir: Option<&Path>, args: &ValidateArgs) -> Result<ExitCode> {
             list(&args.paths)
         );
     }
-    println!("{passed} passed, {} failed", failed + unreadable);
+    outln!("{passed} passed, {} failed", failed + unreadable)?;
     Ok(if unreadable > 0 {
         ExitCode::from(2)
     } else if failed > 0 {
