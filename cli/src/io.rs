@@ -38,15 +38,10 @@ pub fn read_input(file: Option<&Path>, what: &str) -> Result<Input> {
                     "(tty detected: expecting {what} as YAML or JSON on stdin; end with Ctrl-D, or pass -f FILE)"
                 );
             }
-            let mut bytes = Zeroizing::new(Vec::new());
-            stdin
-                .lock()
-                .take(MAX_INPUT as u64 + 1)
-                .read_to_end(&mut bytes)
-                .context("cannot read stdin")?;
-            if bytes.len() > MAX_INPUT {
+            let bytes = read_limited(stdin.lock(), MAX_INPUT).context("cannot read stdin")?;
+            let Some(bytes) = bytes else {
                 bail!("stdin: input is over the {MAX_INPUT}-byte limit");
-            }
+            };
             Ok(Input {
                 name: "<stdin>".into(),
                 bytes,
@@ -67,8 +62,21 @@ pub fn read_file(p: &Path) -> Result<Input> {
             meta.len()
         );
     }
-    let bytes = Zeroizing::new(std::fs::read(p).with_context(|| format!("cannot read {name}"))?);
+    // The size on disk is not trusted: a device (/dev/zero), a FIFO or a growing file has none.
+    let file = std::fs::File::open(p).with_context(|| format!("cannot read {name}"))?;
+    let Some(bytes) =
+        read_limited(file, MAX_INPUT).with_context(|| format!("cannot read {name}"))?
+    else {
+        bail!("{name}: input is over the {MAX_INPUT}-byte limit");
+    };
     Ok(Input { name, bytes })
+}
+
+/// Everything `r` holds, or `None` past `limit` bytes (having read no more than one byte past).
+pub fn read_limited(r: impl Read, limit: usize) -> std::io::Result<Option<Zeroizing<Vec<u8>>>> {
+    let mut bytes = Zeroizing::new(Vec::new());
+    r.take(limit as u64 + 1).read_to_end(&mut bytes)?;
+    Ok((bytes.len() <= limit).then_some(bytes))
 }
 
 /// Parse an input into documents; errors read `FILE:LINE:COL: reason`.

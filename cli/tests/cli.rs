@@ -1046,3 +1046,22 @@ fn validate_into_a_closed_pipe_is_a_quiet_exit() {
         "{stderr}"
     );
 }
+
+/// A file without a size on disk (/dev/zero) is read through the same bound as stdin: an error
+/// past 64 MiB, not memory until the process dies.
+#[test]
+fn endless_inputs_stop_at_the_input_limit() {
+    if !Path::new("/dev/zero").exists() {
+        eprintln!("skipped: no /dev/zero on this system");
+        return;
+    }
+    let env = Env::new();
+    env.init();
+    for cmd in ["seal", "unseal"] {
+        env.cmd()
+            .args([cmd, "-f", "/dev/zero"])
+            .assert()
+            .code(2)
+            .stderr(contains("/dev/zero: input is over the 67108864-byte limit"));
+    }
+}

@@ -141,9 +141,19 @@ fn read_file(path: &Path) -> Source {
         };
     }
     let name = path.display().to_string();
+    // Bounded, whatever the file claims to be (/dev/zero has no size); past the limit the
+    // parser reports it.
+    let limit = Limits::default().max_bytes;
+    let bytes = std::fs::File::open(path)
+        .and_then(|f| {
+            let mut b = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::Read::take(f, limit as u64 + 1), &mut b)?;
+            Ok(b)
+        })
+        .map_err(|e| e.to_string());
     Source {
         name: name.strip_prefix("./").unwrap_or(&name).to_string(),
-        bytes: std::fs::read(path).map_err(|e| e.to_string()),
+        bytes,
     }
 }
 
