@@ -159,8 +159,13 @@ impl KeyManager {
                 _ = tokio::time::sleep(wait) => {}
                 changed = leader.changed() => {
                     if changed.is_err() {
-                        // No election any more: poll on the clock alone.
-                        tokio::time::sleep(wait).await;
+                        // No election any more (the elector ends at shutdown too): poll on the
+                        // clock alone, still listening for the shutdown. Sleeping without it
+                        // held the exit for a whole poll period when the elector ended first.
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = &mut shutdown => return,
+                        }
                     }
                 }
                 _ = &mut shutdown => return,

@@ -114,19 +114,19 @@ async fn runs_serves_unseals_and_shuts_down_cleanly() {
         )
         .unwrap();
     assert_eq!(lease["spec"]["holderIdentity"], "controller-0");
-    let metrics = eventually("metrics", || {
-        get(&format!("http://127.0.0.1:{metrics_port}/metrics"))
-            .filter(|(_, m)| m.contains("sealgate_controller_unseal_total 1"))
-    })
-    .await
-    .1;
-    for line in [
+    // The counter and the condition gauge are updated one after the other: wait for all.
+    let expected = [
+        "sealgate_controller_unseal_total 1",
         "sealgate_controller_keys 1",
         "sealgate_controller_leader 1",
         "sealgate_controller_condition_info{group=\"sealgate.dev\",namespace=\"shop\",name=\"db\",condition=\"Synced\",status=\"True\"} 1",
-    ] {
-        assert!(metrics.contains(line), "{line} in\n{metrics}");
-    }
+    ];
+    let metrics = eventually("metrics", || {
+        get(&format!("http://127.0.0.1:{metrics_port}/metrics"))
+            .filter(|(_, m)| expected.iter().all(|line| m.contains(line)))
+    })
+    .await
+    .1;
     assert!(!metrics.contains("hunter2"));
 
     // SIGTERM: a clean exit that releases the lease.
