@@ -141,16 +141,15 @@ fn read_file(path: &Path) -> Source {
         };
     }
     let name = path.display().to_string();
-    // Bounded, whatever the file claims to be (/dev/zero has no size); past the limit the
-    // parser reports it.
+    // Bounded, whatever the file claims to be (/dev/zero has no size).
     let limit = Limits::default().max_bytes;
     let bytes = std::fs::File::open(path)
-        .and_then(|f| {
-            let mut b = Vec::new();
-            std::io::Read::read_to_end(&mut std::io::Read::take(f, limit as u64 + 1), &mut b)?;
-            Ok(b)
-        })
-        .map_err(|e| e.to_string());
+        .and_then(|f| io::read_limited(f, limit))
+        .map_err(|e| e.to_string())
+        .and_then(|b| {
+            b.map(|mut b| std::mem::take(&mut *b))
+                .ok_or_else(|| format!("input is over the {limit}-byte limit"))
+        });
     Source {
         name: name.strip_prefix("./").unwrap_or(&name).to_string(),
         bytes,
