@@ -9,6 +9,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::ResourceExt;
+use sealgate_core::keys::secret::{self, KeySecretKind};
 use sealgate_core::keys::{KeyRing, SealingKey};
 use sealgate_core::sealed::{self, ModelError, UnsealError};
 
@@ -116,22 +117,22 @@ pub fn data_mac(ring: &KeyRing, data: &BTreeMap<String, ByteString>) -> Option<S
 
 /// Whether the Secret's data is what the controller wrote (checked in constant time).
 fn data_mac_valid(secret: &Secret, ring: &KeyRing) -> bool {
-    let Some((id, tag)) = secret
+    data_mac_key(secret, ring).is_some()
+}
+
+/// The id (as written in the annotation) of the key whose data MAC verifies the Secret's data.
+fn data_mac_key<'a>(secret: &'a Secret, ring: &KeyRing) -> Option<&'a str> {
+    let (id, tag) = secret
         .annotations()
-        .get(DATA_MAC_ANNOTATION)
-        .and_then(|v| v.split_once(':'))
-    else {
-        return false;
-    };
-    let (Some(key), Ok(tag)) = (
-        ring.find(id).and_then(|id| ring.get(id)),
-        URL_SAFE_NO_PAD.decode(tag),
-    ) else {
-        return false;
-    };
+        .get(DATA_MAC_ANNOTATION)?
+        .split_once(':')?;
+    let key = ring.find(id).and_then(|id| ring.get(id))?;
+    let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
     let empty = BTreeMap::new();
     let data = secret.data.as_ref().unwrap_or(&empty);
-    aws_lc_rs::hmac::verify(&data_key(key), &data_encoding(data), &tag).is_ok()
+    aws_lc_rs::hmac::verify(&data_key(key), &data_encoding(data), &tag)
+        .is_ok()
+        .then_some(id)
 }
 
 /// Whether an existing Secret already holds what this SealedSecret produces: the sealed input is
@@ -161,12 +162,7 @@ pub fn for_cache(s: &Secret, ring: &KeyRing) -> Secret {
     if let Some(h) = s.annotations().get(SEALED_HASH_ANNOTATION) {
         annotations.insert(SEALED_HASH_ANNOTATION.to_string(), h.clone());
     }
-    if data_mac_valid(s, ring)
-        && let Some((id, _)) = s
-            .annotations()
-            .get(DATA_MAC_ANNOTATION)
-            .and_then(|v| v.split_once(':'))
-    {
+    if let Some(id) = data_mac_key(s, ring) {
         annotations.insert(CACHE_VERIFIED_MAC.to_string(), id.to_string());
     }
     Secret {
@@ -199,22 +195,30 @@ pub fn cached_up_to_date(
     verified && cached.data.is_none() && labelled_for(cached, ss, source)
 }
 
-/// Checked before any private-key work. In every namespace, not only the controller's: the
-/// labels mean nothing elsewhere, and a namespace can become the controller's.
+/// Checked before any private-key work, with the key manager's own test
+/// ([`secret::classify`]) on the Secret this would create. In every namespace, not only the
+/// controller's: the labels mean nothing elsewhere, and a namespace can become the controller's.
 fn refuse_key_shaped(name: &str, m: &sealed::SealedSecret) -> Result<(), DesiredError> {
-    use sealgate_core::keys::secret::{BITNAMI_KEY_LABEL, BITNAMI_LEGACY_NAME, KEY_LABEL};
-    if let Some(l) = [KEY_LABEL, BITNAMI_KEY_LABEL]
+    let mut would_be = sealed::Secret::default();
+    would_be.meta.name = Some(name.to_string());
+    would_be.meta.labels = m.template.meta.labels.clone();
+    if secret::classify(&would_be) == KeySecretKind::NotAKey {
+        return Ok(());
+    }
+    // Said for a person: the label that makes it a key, else the name.
+    let why = [secret::KEY_LABEL, secret::BITNAMI_KEY_LABEL]
         .into_iter()
-        .find(|l| m.template.meta.labels.contains_key(*l))
-    {
-        return Err(DesiredError::KeyShaped(format!("template label {l}")));
-    }
-    if name == BITNAMI_LEGACY_NAME {
-        return Err(DesiredError::KeyShaped(format!(
-            "the name {BITNAMI_LEGACY_NAME}, Bitnami's legacy key"
-        )));
-    }
-    Ok(())
+        .find(|l| would_be.meta.labels.contains_key(*l))
+        .map_or_else(
+            || {
+                format!(
+                    "the name {}, Bitnami's legacy key",
+                    secret::BITNAMI_LEGACY_NAME
+                )
+            },
+            |l| format!("template label {l}"),
+        );
+    Err(DesiredError::KeyShaped(why))
 }
 
 /// The Secret to apply: template labels, annotations, type and immutability; the SealedSecret's

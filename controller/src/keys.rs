@@ -63,23 +63,6 @@ pub fn ring_from_secrets(secrets: &[Secret], now: OffsetDateTime) -> (KeyRing, V
     let mut problems = Vec::new();
     for s in secrets {
         let name = s.metadata.name.clone().unwrap_or_default();
-        // A Secret this controller unsealed is never a key, whatever its labels say: a
-        // SealedSecret in this namespace must not plant a sealing key.
-        if let Some(owner) = s
-            .metadata
-            .owner_references
-            .iter()
-            .flatten()
-            .find(|o| o.kind == "SealedSecret")
-        {
-            if secret::classify(&secret_meta_model(s)) != KeySecretKind::NotAKey {
-                problems.push(format!(
-                    "Secret {name} looks like a sealing key but is owned by SealedSecret {}: ignored",
-                    owner.name
-                ));
-            }
-            continue;
-        }
         let model = serde_json::to_value(s)
             .map_err(|e| e.to_string())
             .and_then(|mut v| {
@@ -95,7 +78,24 @@ pub fn ring_from_secrets(secrets: &[Secret], now: OffsetDateTime) -> (KeyRing, V
                 continue;
             }
         };
-        match secret::classify(&model) {
+        let kind = secret::classify(&model);
+        // A Secret this controller unsealed is never a key, whatever its labels say: a
+        // SealedSecret in this namespace must not plant a sealing key.
+        if kind != KeySecretKind::NotAKey
+            && let Some(owner) = s
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|o| o.kind == "SealedSecret")
+        {
+            problems.push(format!(
+                "Secret {name} looks like a sealing key but is owned by SealedSecret {}: ignored",
+                owner.name
+            ));
+            continue;
+        }
+        match kind {
             KeySecretKind::Active(_) => match secret::from_secret(&model) {
                 Ok(mut k) => {
                     // Replicas' clocks differ a little; a key from further ahead is clamped.
@@ -114,14 +114,6 @@ pub fn ring_from_secrets(secrets: &[Secret], now: OffsetDateTime) -> (KeyRing, V
         }
     }
     (ring, problems)
-}
-
-/// Only what `classify` reads (name and labels) of a listed Secret.
-fn secret_meta_model(s: &Secret) -> sealgate_core::sealed::Secret {
-    let mut m = sealgate_core::sealed::Secret::default();
-    m.meta.name = s.metadata.name.clone();
-    m.meta.labels = s.metadata.labels.clone().unwrap_or_default();
-    m
 }
 
 /// A key as the Secret the controller stores in its namespace.
