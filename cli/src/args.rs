@@ -186,7 +186,7 @@ pub struct PublicKeySource {
     /// Refuse to seal unless the key (from --cert, --controller or the key store) has this id
     /// (at least 8 hex digits, as `sealgate cert --age`/`keys list` show): pins the cluster's
     /// key when it is fetched over a network
-    #[arg(long, env = "SEALGATE_EXPECT_KEY_ID", value_name = "ID")]
+    #[arg(long, env = "SEALGATE_EXPECT_KEY_ID", value_name = "ID", value_parser = key_id_prefix)]
     pub expect_key_id: Option<String>,
     /// Extra age recipient (age1…), e.g. another cluster or an offline recovery key (repeatable)
     #[arg(long = "recipient", short = 'r', value_name = "AGE1…")]
@@ -463,4 +463,14 @@ pub enum PolicyCommand {
         #[arg(long, default_value = "2s", value_parser = sealgate_core::duration::parse, value_name = "DURATION")]
         eval_timeout: std::time::Duration,
     },
+}
+
+/// A key id or its prefix, as `keys list` prints it: checked before any key is fetched.
+fn key_id_prefix(s: &str) -> Result<String, String> {
+    let s = s.to_ascii_lowercase();
+    if (8..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(s)
+    } else {
+        Err("give at least 8 hex digits of the key id (64 at most)".into())
+    }
 }

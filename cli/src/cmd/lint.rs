@@ -131,7 +131,7 @@ struct Source {
     bytes: Result<Vec<u8>, String>,
 }
 
-fn read_file(path: &Path) -> Source {
+fn read_file(path: &Path, limits: &Limits) -> Source {
     if path.as_os_str() == "-" {
         return Source {
             name: "<stdin>".to_string(),
@@ -142,7 +142,7 @@ fn read_file(path: &Path) -> Source {
     }
     let name = path.display().to_string();
     // Bounded, whatever the file claims to be (/dev/zero has no size).
-    let limit = Limits::default().max_bytes;
+    let limit = limits.max_bytes;
     let bytes = std::fs::File::open(path)
         .and_then(|f| io::read_limited(f, limit))
         .map_err(|e| e.to_string())
@@ -252,7 +252,7 @@ pub fn lint_files(
         Taken,
     }
     let stages: Vec<std::sync::Mutex<Stage>> = parallel(files, jobs, |p| {
-        let source = read_file(p);
+        let source = read_file(p, limits);
         std::sync::Mutex::new(if source.may_define_scope() {
             Stage::Parsed(source.parse(limits))
         } else {
