@@ -322,7 +322,7 @@ pub fn public_target(store_dir: Option<&Path>, src: &PublicKeySource) -> Result<
         let Some(got) = target.rsa.as_ref().map(PublicKey::id) else {
             bail!("--expect-key-id: there is no cluster key to check");
         };
-        if !got.matches(&want) {
+        if !got.matches(want) {
             bail!(
                 "the key to seal with is {got}, not the expected {want} (--expect-key-id): nothing was sealed. If the cluster's key was renewed, check the new id with `sealgate cert` over a trusted channel"
             );

@@ -1015,7 +1015,6 @@ fn expect_key_id_pins_the_key_to_seal_with() {
 /// closed pipe (it used to panic in `println!`).
 #[test]
 fn validate_into_a_closed_pipe_is_a_quiet_exit() {
-    use std::io::Read;
     let env = Env::new();
     env.init();
     let input = env.write("secret.yaml", SECRET);
@@ -1028,17 +1027,11 @@ fn validate_into_a_closed_pipe_is_a_quiet_exit() {
     );
     let many: String = (0..3000).map(|_| format!("---\n{sealed}")).collect();
     let file = env.write("many.yaml", &many);
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("sealgate"))
-        .env("SEALGATE_KEYS_DIR", env.keys())
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("sealgate"));
+    cmd.env("SEALGATE_KEYS_DIR", env.keys())
         .arg("validate")
-        .arg(&file)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = [0u8; 1];
-    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
-    let out = child.wait_with_output().unwrap();
+        .arg(&file);
+    let out = sealgate_testkit::process::with_stdout_closed_after_one_byte(cmd);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(

@@ -81,3 +81,23 @@ pub fn without_library_backtraces() {
         std::process::exit(status.code().unwrap_or(1));
     }
 }
+
+/// Run `cmd` with its stdout piped, read one byte, then close the pipe (as `| head -c 1` does)
+/// and wait: what a command does when its reader goes away.
+pub fn with_stdout_closed_after_one_byte(mut cmd: std::process::Command) -> std::process::Output {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the command starts");
+    let mut first = [0u8; 1];
+    child
+        .stdout
+        .take()
+        .expect("piped stdout")
+        .read_exact(&mut first)
+        .expect("one byte of output");
+    child.wait_with_output().expect("the command ends")
+}
