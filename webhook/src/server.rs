@@ -5,8 +5,9 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use axum::Router;
+use axum::body::Body;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -118,12 +119,10 @@ fn now() -> String {
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    let limit = state.config.max_body_bytes;
     Router::new()
         .route("/validate", post(validate))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
 
@@ -191,7 +190,87 @@ fn bad_request(state: &AppState, message: String) -> Response {
         .into_response()
 }
 
-async fn validate(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+/// The request body, or the 413 answer when it is over `limit` bytes.
+///
+/// An early answer on HTTP/2 must reach the client before the rest of the request is refused:
+/// dropping the request stream first makes h2 reset it with CANCEL, which clients (curl, Go)
+/// report as a transport error instead of the 413. So the 413 carries the request stream and
+/// drops it once sent, and h2 then ends it with NO_ERROR (RFC 9113 §8.1).
+async fn read_body(request: Request, limit: usize) -> Result<Bytes, Response> {
+    use http_body_util::BodyExt;
+    let mut body = request.into_body();
+    let declared = http_body::Body::size_hint(&body).exact();
+    let mut buf = bytes::BytesMut::new();
+    if declared.is_none_or(|n| n <= limit as u64) {
+        loop {
+            let Some(frame) = body.frame().await else {
+                return Ok(buf.freeze());
+            };
+            let frame = frame.map_err(|e| {
+                (
+                    StatusCode::BAD_REQUEST,
+                    format!("reading the request body: {e}\n"),
+                )
+                    .into_response()
+            })?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > limit {
+                    break;
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+    }
+    let message = format!(
+        "the request body is over the {limit}-byte limit (the webhook's --max-body-bytes)\n"
+    );
+    let response = Response::builder()
+        .status(StatusCode::PAYLOAD_TOO_LARGE)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(Body::new(AnswerThenDrop {
+            message: Some(Bytes::from(message)),
+            _request: body,
+        }))
+        .unwrap_or_else(|_| StatusCode::PAYLOAD_TOO_LARGE.into_response());
+    Err(response)
+}
+
+/// A response body that holds the unread request body until the response has been sent.
+struct AnswerThenDrop {
+    message: Option<Bytes>,
+    _request: Body,
+}
+
+impl http_body::Body for AnswerThenDrop {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(
+            self.get_mut()
+                .message
+                .take()
+                .map(|m| Ok(http_body::Frame::data(m))),
+        )
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.message.is_none()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.message.as_ref().map_or(0, |m| m.len() as u64))
+    }
+}
+
+async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let body = match read_body(request, state.config.max_body_bytes).await {
+        Ok(body) => body,
+        Err(too_large) => return too_large,
+    };
     let start = Instant::now();
     let deadline = state.config.deadline;
     // A review that could not even start before its deadline is answered now: waiting would only
