@@ -139,6 +139,11 @@ pub fn seal_secret(
             "the Secret has no data or stringData, assuming this is an error (pass --allow-empty-data to seal it anyway)",
         ));
     }
+    // A Secret parsed from YAML has valid keys already; one built in code must not seal into an
+    // object that no reader (ours included) accepts.
+    for item in secret.data.keys() {
+        check_item_key(item).map_err(|e| invalid(format!("item {item:?}: {e}")))?;
+    }
     if opts.api == ApiGroup::Bitnami && opts.format == Format::Age {
         return Err(invalid(
             "Bitnami's controller cannot open age values: use --format kubeseal with bitnami.com output",

@@ -378,6 +378,18 @@ fn private_key_work_is_bounded_by_the_cores() {
     assert!(peak >= 1 && peak <= cores, "peak {peak}, cores {cores}");
 }
 
+/// Found by the property test below: a Secret built in code with the item key "." sealed into
+/// an object that `SealedSecret::from_value` then refused.
+#[test]
+fn an_item_key_no_reader_accepts_is_refused_at_seal_time() {
+    let k = k2048();
+    for bad in [".", "..", "a/b"] {
+        let s = secret(Some("prod"), "db", &[(bad, b"v")]);
+        let e = seal_secret(&s, &target(k), &opts(Format::Age, Scope::Strict)).unwrap_err();
+        assert!(e.to_string().contains(&format!("item {bad:?}")), "{e}");
+    }
+}
+
 #[test]
 fn seal_input_errors() {
     let t = target(k2048());
@@ -621,4 +633,95 @@ fn merge_into_adds_items_under_the_existing_identity() {
     assert_eq!(out.secret.data["b"].expose(), b"2");
     assert_eq!(out.secret.meta.labels["tier"], "backend");
     assert_eq!(ss.name(), "db");
+}
+
+/// Item names and values as a Secret may hold them: several items, binary values, empty ones.
+fn items() -> impl Strategy<Value = Vec<(String, Vec<u8>)>> {
+    proptest::collection::btree_map(
+        "[a-zA-Z0-9_-][a-zA-Z0-9._-]{0,19}",
+        proptest::collection::vec(any::<u8>(), 0..300),
+        1..5,
+    )
+    .prop_map(|m| m.into_iter().collect())
+}
+
+fn scope() -> impl Strategy<Value = Scope> {
+    prop_oneof![
+        Just(Scope::Strict),
+        Just(Scope::NamespaceWide),
+        Just(Scope::ClusterWide)
+    ]
+}
+
+fn format() -> impl Strategy<Value = Format> {
+    prop_oneof![Just(Format::Age), Just(Format::Kubeseal)]
+}
+
+fn secret_of(ns: &str, name: &str, items: &[(String, Vec<u8>)]) -> Secret {
+    let items: Vec<(&str, &[u8])> = items
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_slice()))
+        .collect();
+    secret(Some(ns), name, &items)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// seal∘unseal is the identity for every scope and format, with several items of any bytes,
+    /// through the committed YAML text.
+    #[test]
+    fn seal_then_unseal_is_identity_for_every_item(
+        items in items(),
+        ns in "[a-z][a-z0-9-]{0,20}",
+        name in "[a-z][a-z0-9.-]{0,30}",
+        scope in scope(),
+        format in format(),
+    ) {
+        let k = k2048();
+        let s = secret_of(&ns, &name, &items);
+        let ss = seal_secret(&s, &target(k), &opts(format, scope)).unwrap();
+        let text = crate::manifest::to_yaml_stream([&ss.to_value()]);
+        let docs = crate::manifest::parse(text.as_bytes(), &Default::default()).unwrap();
+        let ss = SealedSecret::from_value(&docs[0].value).unwrap();
+        let out = unseal(&ss, &ring_of(&[k])).unwrap();
+        prop_assert_eq!(&out.secret.data, &s.data);
+    }
+
+    /// Reseal to another key, keeping or changing the format: the plaintext never changes, and
+    /// the new key alone opens it.
+    #[test]
+    fn reseal_never_changes_plaintext(
+        items in items(),
+        scope in scope(),
+        from in format(),
+        to in prop_oneof![Just(None), Just(Some(Format::Age)), Just(Some(Format::Kubeseal))],
+    ) {
+        let (a, b) = (k2048(), k2048_b());
+        let s = secret_of("prod", "db", &items);
+        let ss = seal_secret(&s, &target(a), &opts(from, scope)).unwrap();
+        let resealed = reseal(&ss, &ring_of(&[a, b]), &target(b), to).unwrap();
+        prop_assert_ne!(&resealed.encrypted_data, &ss.encrypted_data);
+        let out = unseal(&resealed, &ring_of(&[b])).unwrap();
+        prop_assert_eq!(&out.secret.data, &s.data);
+    }
+
+    /// Any single-byte change anywhere in a sealed value is refused, never opened to other bytes.
+    #[test]
+    fn any_single_byte_change_is_refused(
+        value in proptest::collection::vec(any::<u8>(), 0..200),
+        format in format(),
+        scope in scope(),
+        at in any::<prop::sample::Index>(),
+        xor in 1u8..=255,
+    ) {
+        let k = k2048();
+        let ring = ring_of(&[k]);
+        let s = secret(Some("prod"), "db", &[("v", &value)]);
+        let ss = seal_secret(&s, &target(k), &SealOptions { allow_empty_data: true, ..opts(format, scope) }).unwrap();
+        let mut raw = raw_value(&ss, "v");
+        let i = at.index(raw.len());
+        raw[i] ^= xor;
+        prop_assert!(unseal(&with_raw(&ss, "v", &raw), &ring).is_err());
+    }
 }
