@@ -50,6 +50,11 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Write man pages (sealgate.1 and one per subcommand, e.g. sealgate-seal.1) into DIR
+    Man {
+        /// Directory to write the pages into (created if missing), e.g. /usr/local/share/man/man1
+        dir: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

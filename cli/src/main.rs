@@ -18,6 +18,7 @@ mod report;
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{CommandFactory, Parser};
 
 use args::{Cli, Command};
@@ -72,6 +73,12 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
                 "sealgate",
                 &mut std::io::stdout(),
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), dir)
+                .with_context(|| format!("writing man pages into {}", dir.display()))?;
             Ok(ExitCode::SUCCESS)
         }
     }
