@@ -28,6 +28,9 @@ impl Env {
 
     fn write(&self, name: &str, text: &str) -> PathBuf {
         let p = self.path(name);
+        if let Some(dir) = p.parent() {
+            std::fs::create_dir_all(dir).unwrap();
+        }
         std::fs::write(&p, text).unwrap();
         p
     }
@@ -442,6 +445,20 @@ fn validate_reports_each_object_and_fails_bad_ones() {
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n",
     );
     env.write("repo/apps/.git/ignored.yaml", "kind: [");
+    // `validate DIR` walks as `lint DIR` does: .gitignore, .sealgateignore and a Helm chart's
+    // templates/ (Go templates, not YAML) are skipped; any of these files would be a parse error.
+    env.write("repo/.gitignore", "generated/\n");
+    env.write("repo/generated/out.yaml", "kind: [");
+    env.write("repo/.sealgateignore", "vendor/\n");
+    env.write("repo/vendor/upstream.yaml", "kind: [");
+    env.write(
+        "repo/chart/Chart.yaml",
+        "apiVersion: v2\nname: c\nversion: 0.1.0\n",
+    );
+    env.write(
+        "repo/chart/templates/s.yaml",
+        "{{ if .Values.x }}\nkind: [\n{{ end }}\n",
+    );
     let a = env.cmd().args(["validate", "repo"]).assert().code(1);
     let out = stdout(&a);
     assert!(out.contains("1 passed, 2 failed"), "{out}");

@@ -46,7 +46,7 @@ pub fn run(store_dir: Option<&Path>, args: &ValidateArgs) -> Result<ExitCode> {
         keys
     };
 
-    let files = collect(&args.paths)?;
+    let files = super::lint::discover(&args.paths)?;
     let (mut passed, mut failed, mut unreadable) = (0usize, 0usize, 0usize);
     for file in &files {
         let input = match io::read_file(file) {
@@ -145,43 +145,4 @@ fn list(paths: &[PathBuf]) -> String {
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Files named on the command line, and manifests found under directories (hidden entries skipped).
-fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            walk(p, &mut out)?;
-        } else {
-            out.push(p.clone());
-        }
-    }
-    Ok(out)
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .collect();
-    entries.sort();
-    for p in entries {
-        let hidden = p
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with('.'));
-        if hidden {
-            continue;
-        }
-        if p.is_dir() {
-            walk(&p, out)?;
-        } else if matches!(
-            p.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml" | "json")
-        ) {
-            out.push(p);
-        }
-    }
-    Ok(())
 }
