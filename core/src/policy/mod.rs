@@ -19,7 +19,8 @@
 pub mod builtin_bundle;
 pub mod builtins;
 pub mod bundle;
-mod compat;
+#[doc(hidden)] // public for the fuzz target (fuzz/), not an API
+pub mod compat;
 mod compile;
 pub mod enforcement;
 pub mod evaluate;
