@@ -126,7 +126,7 @@ pub enum ApiArg {
     Bitnami,
 }
 
-impl From<ApiArg> for sealgate_core::sealed::ApiGroup {
+impl From<ApiArg> for sealgate_core::sealing::ApiGroup {
     fn from(a: ApiArg) -> Self {
         match a {
             ApiArg::Sealgate => Self::Sealgate,
@@ -156,10 +156,10 @@ pub struct ControllerArgs {
 }
 
 impl ControllerArgs {
-    pub fn connect(&self) -> anyhow::Result<Option<crate::controller::Controller>> {
+    pub fn connect(&self) -> anyhow::Result<Option<crate::controller_client::Controller>> {
         self.controller
             .as_deref()
-            .map(|url| crate::controller::Controller::connect(url, self.kube_context.as_deref()))
+            .map(|url| crate::controller_client::Controller::connect(url, self.kube_context.as_deref()))
             .transpose()
     }
 }
@@ -331,7 +331,7 @@ pub struct ValidateArgs {
     pub controller: ControllerArgs,
 }
 
-impl From<SealFormat> for sealgate_core::seal::Format {
+impl From<SealFormat> for sealgate_core::envelope::Format {
     fn from(f: SealFormat) -> Self {
         match f {
             SealFormat::Age => Self::Age,
@@ -340,7 +340,7 @@ impl From<SealFormat> for sealgate_core::seal::Format {
     }
 }
 
-impl From<ScopeArg> for sealgate_core::seal::Scope {
+impl From<ScopeArg> for sealgate_core::envelope::Scope {
     fn from(s: ScopeArg) -> Self {
         match s {
             ScopeArg::Strict => Self::Strict,

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use sealgate_core::keys::store::KeyStore;
 use sealgate_core::keys::{KeyRing, PublicKey, SealingKey, secret};
 use sealgate_core::manifest::{self, Document, Limits};
-use sealgate_core::sealed::Target;
+use sealgate_core::sealing::Target;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
@@ -270,7 +270,7 @@ pub fn extra_recipients(
 ) -> Result<Vec<age::x25519::Recipient>> {
     let mut out = Vec::new();
     for v in values {
-        out.push(sealgate_core::seal::age::parse_recipient(v).context("--recipient")?);
+        out.push(sealgate_core::envelope::age::parse_recipient(v).context("--recipient")?);
     }
     for f in files {
         let input = read_file(f)?;
@@ -281,7 +281,7 @@ pub fn extra_recipients(
                 continue;
             }
             out.push(
-                sealgate_core::seal::age::parse_recipient(line)
+                sealgate_core::envelope::age::parse_recipient(line)
                     .with_context(|| format!("{}:{}", input.name, i + 1))?,
             );
         }
@@ -406,4 +406,51 @@ mod tests {
             assert_eq!(remote(quiet), None, "{quiet}");
         }
     }
+}
+
+/// Manifests under `paths`: files named explicitly, and *.yaml/*.yml/*.json found in directories.
+pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.as_os_str() == "-" {
+            // Standard input, e.g. `helm template . | sealgate lint -`.
+            out.push(p.clone());
+            continue;
+        }
+        if !p.exists() {
+            bail!("{}: no such file or directory", p.display());
+        }
+        if p.is_file() {
+            out.push(p.clone());
+            continue;
+        }
+        let walker = ignore::WalkBuilder::new(p)
+            .hidden(true)
+            .git_ignore(true)
+            .require_git(false)
+            .add_custom_ignore_filename(".sealgateignore")
+            .filter_entry(|e| !is_chart_templates(e.path()))
+            .build();
+        for entry in walker {
+            let entry = entry?;
+            let path = entry.path();
+            if entry.file_type().is_some_and(|t| t.is_file())
+                && matches!(
+                    path.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "yml" | "json")
+                )
+            {
+                out.push(path.to_path_buf());
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+/// A Helm chart's `templates/` holds Go templates, not manifests.
+fn is_chart_templates(p: &Path) -> bool {
+    p.file_name().is_some_and(|n| n == "templates")
+        && p.parent().is_some_and(|d| d.join("Chart.yaml").is_file())
 }

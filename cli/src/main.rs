@@ -12,7 +12,7 @@ macro_rules! outln {
 
 mod args;
 mod cmd;
-mod controller;
+mod controller_client;
 mod io;
 mod report;
 

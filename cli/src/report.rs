@@ -3,11 +3,15 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use sealgate_core::policy::{Action, ObjectRef, Violation};
+use sealgate_core::policy::{Action, Effect, ObjectRef, Point, Violation};
 use serde_json::{Value, json};
 
 use crate::args::ReportFormat;
-use crate::cmd::lint::fails;
+
+/// Whether a violation fails the run: lint's verdict is CI's, whatever point it evaluated as.
+pub fn fails(action: Action, fail_on_warn: bool) -> bool {
+    action.effect(Point::Ci, fail_on_warn) == Effect::Reject
+}
 
 /// A file that could not be read or parsed: its own finding; the rest is still linted.
 #[derive(Debug, Clone)]

@@ -18,10 +18,10 @@ use arc_swap::ArcSwap;
 use aws_lc_rs::rsa::OAEP_SHA256_MGF1SHA256;
 use sealgate_controller::crd::SealedSecret;
 use sealgate_controller::metrics::Metrics;
-use sealgate_controller::reconciler::{Context, ReconcileConfig, run};
+use sealgate_controller::reconcile::{Context, ReconcileConfig, run};
+use sealgate_core::envelope::Format;
 use sealgate_core::keys::{KeyGenOptions, KeyRing, SealingKey};
-use sealgate_core::seal::Format;
-use sealgate_core::sealed::{self, ObjectMeta, SealOptions, Secret, Target};
+use sealgate_core::sealing::{self, ObjectMeta, SealOptions, Secret, Target};
 use sealgate_testkit::FakeApi;
 
 const N: usize = 10_000;
@@ -77,7 +77,7 @@ fn populate(api: &FakeApi, key: &SealingKey, format: Format) {
             data: [("value".to_string(), vec![b'x'; 64].into())].into(),
             ..Secret::default()
         };
-        let ss = sealed::seal_secret(
+        let ss = sealing::seal_secret(
             &plain,
             &target,
             &SealOptions {

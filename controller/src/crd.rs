@@ -82,8 +82,8 @@ impl Source {
 
     pub fn api_version(self) -> &'static str {
         match self {
-            Source::Sealgate => sealgate_core::sealed::model::SEALGATE_API_VERSION,
-            Source::Bitnami => sealgate_core::sealed::model::BITNAMI_API_VERSION,
+            Source::Sealgate => sealgate_core::objects::SEALGATE_API_VERSION,
+            Source::Bitnami => sealgate_core::objects::BITNAMI_API_VERSION,
         }
     }
 }

@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use sealgate_core::keys::KeyRing;
 use sealgate_core::keys::cert::fmt_time;
-use sealgate_core::sealed::{self, SealedSecret, Target};
+use sealgate_core::sealing::{self, SealedSecret, Target};
 use serde_json::json;
 
 use crate::throttle::Tokens;
@@ -199,7 +199,7 @@ async fn verify(State(s): State<Arc<ApiState>>, req: axum::extract::Request) -> 
         Err(r) => return r,
     };
     // RSA private-key work: off the async reactor.
-    match tokio::task::spawn_blocking(move || sealed::verify(&ss, &ring)).await {
+    match tokio::task::spawn_blocking(move || sealing::verify(&ss, &ring)).await {
         Ok(Ok(())) => text(StatusCode::OK, "ok"),
         Ok(Err(e)) => text(
             StatusCode::CONFLICT,
@@ -220,7 +220,7 @@ async fn rotate(State(s): State<Arc<ApiState>>, req: axum::extract::Request) -> 
             .ok_or("there is no sealing key yet")?
             .public()
             .clone();
-        sealed::reseal(&ss, &ring, &Target::new(&newest, &[]), None).map_err(|e| e.to_string())
+        sealing::reseal(&ss, &ring, &Target::new(&newest, &[]), None).map_err(|e| e.to_string())
     })
     .await;
     match result {

@@ -10,11 +10,11 @@ use arc_swap::ArcSwap;
 use clap::{Parser, Subcommand};
 use sealgate_controller::crd::{BitnamiSealedSecret, SealedSecret};
 use sealgate_controller::http;
-use sealgate_controller::key_manager::KeyManager;
-use sealgate_controller::keys::RenewalPolicy;
+use sealgate_controller::keys::KeyManager;
+use sealgate_controller::keys::plan::RenewalPolicy;
 use sealgate_controller::leader::{Elector, LeaseConfig};
 use sealgate_controller::metrics::{self, Metrics};
-use sealgate_controller::reconciler::{self, Context, ReconcileConfig};
+use sealgate_controller::reconcile::{self, Context, ReconcileConfig};
 use sealgate_controller::throttle::{Bucket, ThrottleLayer};
 use sealgate_core::keys::{KeyGenOptions, KeyRing};
 use tokio::sync::watch;
@@ -272,9 +272,9 @@ async fn run(args: RunArgs) -> Result<()> {
                 _ = stop2.wait_for(|s| *s) => return,
             }
             tracing::info!(bitnami, "reconciling SealedSecrets");
-            let ours = reconciler::run::<SealedSecret>(ctx.clone(), on_shutdown(&stop));
+            let ours = reconcile::run::<SealedSecret>(ctx.clone(), on_shutdown(&stop));
             if bitnami {
-                let theirs = reconciler::run::<BitnamiSealedSecret>(ctx, on_shutdown(&stop));
+                let theirs = reconcile::run::<BitnamiSealedSecret>(ctx, on_shutdown(&stop));
                 futures::join!(ours, theirs);
             } else {
                 ours.await;

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine;
-use sealgate_controller::keys::key_secret;
+use sealgate_controller::keys::plan::key_secret;
 use sealgate_core::keys::{KeyGenOptions, SealingKey};
 use sealgate_testkit::FakeApi;
 use serde_json::json;

@@ -18,13 +18,13 @@ use arc_swap::ArcSwap;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use sealgate_controller::crd::SealedSecret;
-use sealgate_controller::key_manager::KeyManager;
-use sealgate_controller::keys::RenewalPolicy;
+use sealgate_controller::keys::KeyManager;
+use sealgate_controller::keys::plan::RenewalPolicy;
 use sealgate_controller::leader::{Elector, LeaseConfig};
 use sealgate_controller::metrics::Metrics;
-use sealgate_controller::reconciler::{Context, ReconcileConfig, run};
+use sealgate_controller::reconcile::{Context, ReconcileConfig, run};
 use sealgate_core::keys::{KeyGenOptions, KeyRing};
-use sealgate_core::sealed::{self, SealOptions, Target};
+use sealgate_core::sealing::{self, SealOptions, Target};
 use serde_json::json;
 
 async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
@@ -100,12 +100,13 @@ async fn unseals_repairs_and_collects_in_a_real_cluster() {
         let _ = stopped.await;
     }));
 
-    let plain = sealed::Secret::from_value(&json!({
+    let plain = sealing::Secret::from_value(&json!({
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": ns},
         "stringData": {"password": "hunter2"}
     }))
     .unwrap();
-    let ss = sealed::seal_secret(&plain, &Target::new(&key, &[]), &SealOptions::default()).unwrap();
+    let ss =
+        sealing::seal_secret(&plain, &Target::new(&key, &[]), &SealOptions::default()).unwrap();
     let sealed_api: Api<SealedSecret> = Api::namespaced(client.clone(), &ns);
     sealed_api
         .create(

@@ -7,9 +7,9 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use sealgate_controller::http::{ApiState, router};
+use sealgate_core::envelope::Scope;
 use sealgate_core::keys::{KeyRing, SealingKey};
-use sealgate_core::seal::Scope;
-use sealgate_core::sealed::{self, SealedSecret};
+use sealgate_core::sealing::{self, SealedSecret};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -144,13 +144,13 @@ async fn rotate_reseals_to_the_newest_key_and_never_widens_the_scope() {
     assert_eq!(re.scope().unwrap(), Scope::Strict);
     let only_new = KeyRing::new([copy(&new)]);
     assert_eq!(
-        sealed::unseal(&re, &only_new).unwrap().secret.data["password"].expose(),
+        sealing::unseal(&re, &only_new).unwrap().secret.data["password"].expose(),
         b"hunter2"
     );
     let mut moved = re.clone();
     moved.meta.namespace = Some("elsewhere".into());
     assert!(
-        sealed::unseal(&moved, &only_new).is_err(),
+        sealing::unseal(&moved, &only_new).is_err(),
         "still bound to shop/db"
     );
     // Another cluster's SealedSecret cannot be rotated.

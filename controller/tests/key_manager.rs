@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use sealgate_controller::key_manager::KeyManager;
-use sealgate_controller::keys::{Renewal, RenewalPolicy, key_secret};
+use sealgate_controller::keys::KeyManager;
+use sealgate_controller::keys::plan::{Renewal, RenewalPolicy, key_secret};
 use sealgate_controller::metrics::Metrics;
 use sealgate_core::keys::{KeyGenOptions, KeyRing, SealingKey};
 use sealgate_testkit::FakeApi;

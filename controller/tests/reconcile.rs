@@ -11,12 +11,12 @@ use base64::engine::general_purpose::STANDARD;
 use kube::runtime::controller::Action;
 use sealgate_controller::crd::{BitnamiSealedSecret, SealedSecret};
 use sealgate_controller::metrics::Metrics;
-use sealgate_controller::reconciler::{
+use sealgate_controller::reconcile::{
     Context, ReconcileConfig, ReconcileError, backoff, error_policy, reconcile,
 };
+use sealgate_core::envelope::Scope;
 use sealgate_core::keys::{KeyGenOptions, KeyRing, SealingKey};
-use sealgate_core::seal::Scope;
-use sealgate_core::sealed::{self, SealOptions, Target};
+use sealgate_core::sealing::{self, SealOptions, Target};
 use sealgate_testkit::{FakeApi, Recorded};
 use serde_json::{Value, json};
 
@@ -431,18 +431,18 @@ async fn bitnami_sealed_secrets_in_bitnami_mode() {
     let k = key();
     let h = Harness::new(KeyRing::new([copy(&k)]));
     // What kubeseal writes: kubeseal format, namespace-wide by Bitnami's own annotation.
-    let plain = sealed::Secret::from_value(&json!({
+    let plain = sealing::Secret::from_value(&json!({
         "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"},
         "stringData": {"password": PLAINTEXT}
     }))
     .unwrap();
-    let mut v = sealed::seal_secret(
+    let mut v = sealing::seal_secret(
         &plain,
         &Target::new(k.public(), &[]),
         &SealOptions {
-            format: sealgate_core::seal::Format::Kubeseal,
+            format: sealgate_core::envelope::Format::Kubeseal,
             scope: Some(Scope::NamespaceWide),
-            api: sealgate_core::sealed::ApiGroup::Bitnami,
+            api: sealgate_core::sealing::ApiGroup::Bitnami,
             ..SealOptions::default()
         },
     )
@@ -475,7 +475,7 @@ async fn bitnami_sealed_secrets_in_bitnami_mode() {
 /// Run a controller until `done` holds on its metrics, then stop it.
 async fn run_until(h: &Harness, done: impl Fn(&str) -> bool) {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let run = tokio::spawn(sealgate_controller::reconciler::run::<SealedSecret>(
+    let run = tokio::spawn(sealgate_controller::reconcile::run::<SealedSecret>(
         h.ctx.clone(),
         async move {
             let _ = stopped.await;

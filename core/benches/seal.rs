@@ -9,10 +9,10 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use aws_lc_rs::rsa::OAEP_SHA256_MGF1SHA256;
+use sealgate_core::envelope::{Format, Scope, kubeseal};
 use sealgate_core::keys::{KeyGenOptions, KeyRing, SealingKey};
-use sealgate_core::seal::{Format, Scope, kubeseal};
-use sealgate_core::sealed::model::KEY_ID_ANNOTATION;
-use sealgate_core::sealed::{self, ObjectMeta, SealOptions, Secret, Target};
+use sealgate_core::objects::KEY_ID_ANNOTATION;
+use sealgate_core::sealing::{self, ObjectMeta, SealOptions, Secret, Target};
 
 const BUDGET: Duration = Duration::from_secs(2);
 
@@ -106,11 +106,11 @@ fn main() {
             ..SealOptions::default()
         };
         let seal = rate(|| {
-            black_box(sealed::seal_secret(&one, &target, &opts).unwrap());
+            black_box(sealing::seal_secret(&one, &target, &opts).unwrap());
         });
-        let ss = sealed::seal_secret(&one, &target, &opts).unwrap();
+        let ss = sealing::seal_secret(&one, &target, &opts).unwrap();
         let unseal = rate(|| {
-            black_box(sealed::unseal(&ss, &ring1).unwrap());
+            black_box(sealing::unseal(&ss, &ring1).unwrap());
         });
         rows.push((format, seal, unseal, ss));
     }
@@ -166,16 +166,16 @@ fn main() {
                 scope: Some(Scope::Strict),
                 ..SealOptions::default()
             };
-            let hinted = sealed::seal_secret(s, &t_old, &opts).unwrap();
+            let hinted = sealing::seal_secret(s, &t_old, &opts).unwrap();
             let mut bare = hinted.clone();
             bare.meta.annotations.remove(KEY_ID_ANNOTATION);
             for (kind, ss) in [("hinted", &hinted), ("bare", &bare)] {
-                let ops = sealed::unseal(ss, &ring25).unwrap().attempts;
+                let ops = sealing::unseal(ss, &ring25).unwrap().attempts;
                 let r1 = rate(|| {
-                    black_box(sealed::unseal(ss, &ring1_oldest).unwrap());
+                    black_box(sealing::unseal(ss, &ring1_oldest).unwrap());
                 });
                 let r25 = rate(|| {
-                    black_box(sealed::unseal(ss, &ring25).unwrap());
+                    black_box(sealing::unseal(ss, &ring25).unwrap());
                 });
                 println!(
                     "{:<9} {:>5} {:>7} {:>15.1} {:>16.1} {:>7.2} {:>22}",

@@ -1,20 +1,26 @@
 //! sealgate-core: everything the `sealgate` binaries share, with no cluster I/O.
 //!
-//! - [`seal`]: the two value envelopes (kubeseal-compatible RSA-OAEP + AES-GCM, and age) and scopes.
-//! - [`keys`]: sealing keys, certificates, the key ring, the local key store and the Secret shape keys are stored in.
+//! Layered bottom-up; each module uses only those above it in this list:
+//! - [`envelope`]: one value's envelope: the kubeseal-compatible RSA-OAEP + AES-GCM format, age,
+//!   and the scopes that bind a value to its place.
+//! - [`objects`]: the Secret and SealedSecret objects, parsed so that every error names a field
+//!   and none quotes a value.
+//! - [`keys`]: sealing keys, certificates, the key ring, the local key store and the Secret shape
+//!   keys are stored in.
+//! - [`sealing`]: `seal`, `unseal`, `reseal` and `validate` of whole objects, as pure functions.
 //! - [`manifest`]: bounded multi-document YAML/JSON loading with file:line for every document.
-//! - [`sealed`]: the Secret and SealedSecret models and `seal`/`unseal` as pure functions.
 //! - [`policy`]: the Rego policy engine (Gatekeeper templates and constraints, conftest modules).
-//! - [`fsutil`]: atomic file writes.
+//! - [`fsutil`]: atomic file writes; [`duration`]: `30s`, `10m`, `30d` as flags take them.
 #![forbid(unsafe_code)]
 
 pub mod duration;
+pub mod envelope;
 pub mod fsutil;
 pub mod keys;
 pub mod manifest;
+pub mod objects;
 pub mod policy;
-pub mod seal;
-pub mod sealed;
+pub mod sealing;
 mod secret_bytes;
 
 pub use secret_bytes::SecretBytes;

@@ -9,10 +9,10 @@ use std::process::Command;
 
 use aes_gcm::aead::{Aead, KeyInit};
 use base64::Engine as _;
+use sealgate_core::envelope::{Format, Scope, kubeseal};
 use sealgate_core::keys::{KeyOrigin, KeyRing, SealingKey, secret};
 use sealgate_core::manifest::{self, Limits};
-use sealgate_core::seal::{Format, Scope, kubeseal};
-use sealgate_core::sealed::{self, ApiGroup, SealOptions, SealedSecret, Secret, Target};
+use sealgate_core::sealing::{self, ApiGroup, SealOptions, SealedSecret, Secret, Target};
 
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -51,7 +51,7 @@ fn values_sealed_by_an_independent_implementation_open() {
         let ss = SealedSecret::from_value(&docs(&format!("sealed-{scope}.yaml"))[0]).unwrap();
         assert_eq!(ss.api, ApiGroup::Bitnami);
         assert_eq!(ss.scope().unwrap(), scope);
-        let out = sealed::unseal(&ss, &ring).unwrap();
+        let out = sealing::unseal(&ss, &ring).unwrap();
         let want = &expected[scope.as_str()]["items"];
         assert_eq!(out.secret.data.len(), want.as_object().unwrap().len());
         for (item, value) in &out.secret.data {
@@ -120,7 +120,7 @@ fn values_sealed_by_sealgate_open_with_openssl_and_rustcrypto() {
             api: ApiGroup::Bitnami,
             ..SealOptions::default()
         };
-        let ss = sealed::seal_secret(&plain, &target, &opts).unwrap();
+        let ss = sealing::seal_secret(&plain, &target, &opts).unwrap();
         let label: &[u8] = match scope {
             Scope::Strict => b"prod/db",
             Scope::NamespaceWide => b"prod",

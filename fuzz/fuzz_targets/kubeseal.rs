@@ -3,5 +3,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = sealgate_core::seal::kubeseal::parse(data);
+    let _ = sealgate_core::envelope::kubeseal::parse(data);
 });

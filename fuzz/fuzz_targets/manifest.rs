@@ -2,7 +2,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use sealgate_core::manifest;
-use sealgate_core::sealed::SealedSecret;
+use sealgate_core::sealing::SealedSecret;
 
 fuzz_target!(|data: &[u8]| {
     // Small limits keep each execution fast; the limits' own errors are part of what is fuzzed.

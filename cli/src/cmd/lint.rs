@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use sealgate_core::manifest::{self, Document, Limits};
-use sealgate_core::policy::{Action, Bundle, Effect, NamespaceLabels, Point, Review, Sources};
+use sealgate_core::policy::{Bundle, NamespaceLabels, Point, Review, Sources};
 use serde_json::Value;
 
 use crate::args::{BundleArgs, LintArgs};
@@ -20,7 +20,7 @@ pub fn run(args: &LintArgs) -> Result<ExitCode> {
     } else {
         args.paths.clone()
     };
-    let files = discover(&paths)?;
+    let files = io::discover(&paths)?;
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
@@ -57,7 +57,7 @@ pub fn sources(args: &BundleArgs) -> Sources {
 pub fn build_bundle(args: &BundleArgs) -> Result<Bundle> {
     let mut inventory = Vec::new();
     for p in &args.inventory {
-        for f in discover(std::slice::from_ref(p))? {
+        for f in io::discover(std::slice::from_ref(p))? {
             let input = io::read_file(&f)?;
             inventory.extend(io::parse_docs(&input)?.into_iter().map(|d| d.value));
         }
@@ -70,53 +70,6 @@ pub fn build_bundle(args: &BundleArgs) -> Result<Bundle> {
             list.join("\n")
         )
     })
-}
-
-/// Manifests under `paths`: files named explicitly, and *.yaml/*.yml/*.json found in directories.
-pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for p in paths {
-        if p.as_os_str() == "-" {
-            // Standard input, e.g. `helm template . | sealgate lint -`.
-            out.push(p.clone());
-            continue;
-        }
-        if !p.exists() {
-            bail!("{}: no such file or directory", p.display());
-        }
-        if p.is_file() {
-            out.push(p.clone());
-            continue;
-        }
-        let walker = ignore::WalkBuilder::new(p)
-            .hidden(true)
-            .git_ignore(true)
-            .require_git(false)
-            .add_custom_ignore_filename(".sealgateignore")
-            .filter_entry(|e| !is_chart_templates(e.path()))
-            .build();
-        for entry in walker {
-            let entry = entry?;
-            let path = entry.path();
-            if entry.file_type().is_some_and(|t| t.is_file())
-                && matches!(
-                    path.extension().and_then(|e| e.to_str()),
-                    Some("yaml" | "yml" | "json")
-                )
-            {
-                out.push(path.to_path_buf());
-            }
-        }
-    }
-    out.sort();
-    out.dedup();
-    Ok(out)
-}
-
-/// A Helm chart's `templates/` holds Go templates, not manifests.
-fn is_chart_templates(p: &Path) -> bool {
-    p.file_name().is_some_and(|n| n == "templates")
-        && p.parent().is_some_and(|d| d.join("Chart.yaml").is_file())
 }
 
 struct Parsed {
@@ -380,9 +333,4 @@ fn lint_parsed(
         objects,
         error: None,
     }
-}
-
-/// Whether a violation fails the run: lint's verdict is CI's, whatever point it evaluated as.
-pub fn fails(action: Action, fail_on_warn: bool) -> bool {
-    action.effect(Point::Ci, fail_on_warn) == Effect::Reject
 }

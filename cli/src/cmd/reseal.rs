@@ -5,18 +5,18 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Result, anyhow, bail};
-use sealgate_core::seal::Format;
-use sealgate_core::sealed::{self, ApiGroup, SealedSecret};
+use sealgate_core::envelope::Format;
+use sealgate_core::sealing::{self, ApiGroup, SealedSecret};
 
 use crate::args::{OutputFormat, ResealArgs};
-use crate::controller::Controller;
+use crate::controller_client::Controller;
 use crate::io;
 
 /// How each SealedSecret is re-encrypted: offline with private keys, or by the cluster.
 enum Resealer {
     Offline {
         ring: sealgate_core::keys::KeyRing,
-        target: sealed::Target,
+        target: sealing::Target,
         format: Option<Format>,
     },
     Controller(Controller),
@@ -29,7 +29,7 @@ impl Resealer {
                 ring,
                 target,
                 format,
-            } => Ok(sealed::reseal(ss, ring, target, *format)?.to_value()),
+            } => Ok(sealing::reseal(ss, ring, target, *format)?.to_value()),
             Resealer::Controller(c) => {
                 let r = c.post_sealed("/v1/rotate", doc)?;
                 if r.status != 200 {

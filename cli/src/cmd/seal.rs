@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, anyhow, bail};
 use sealgate_core::SecretBytes;
-use sealgate_core::seal::{Binding, Format, Scope};
-use sealgate_core::sealed::model::check_item_key;
-use sealgate_core::sealed::{self, ApiGroup, SealOptions, SealedSecret, Secret, Target};
+use sealgate_core::envelope::{Binding, Format, Scope};
+use sealgate_core::objects::check_item_key;
+use sealgate_core::sealing::{self, ApiGroup, SealOptions, SealedSecret, Secret, Target};
 
 use crate::args::SealArgs;
 use crate::io;
@@ -61,7 +61,7 @@ pub fn run(store_dir: Option<&Path>, args: &SealArgs) -> Result<ExitCode> {
     }
     let mut out = Vec::with_capacity(secrets.len());
     for (doc, secret) in &secrets {
-        let ss = sealed::seal_secret(secret, &target, &opts)
+        let ss = sealing::seal_secret(secret, &target, &opts)
             .map_err(|e| anyhow!("{}: {e}", io::at(&input, doc)))?;
         out.push(ss.to_value());
     }
@@ -89,7 +89,7 @@ fn merge(
     };
     let mut ss = SealedSecret::from_value(&sdoc.value)
         .map_err(|e| anyhow!("{}: {e}", io::at(&existing, sdoc)))?;
-    sealed::merge_into(&mut ss, secret, target, format).map_err(|e| {
+    sealing::merge_into(&mut ss, secret, target, format).map_err(|e| {
         anyhow!(
             "{}: merging into {}: {e}",
             io::at(input, doc),

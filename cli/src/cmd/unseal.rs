@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Result, anyhow, bail};
-use sealgate_core::sealed::{self, SealedSecret};
+use sealgate_core::sealing::{self, SealedSecret};
 use zeroize::Zeroizing;
 
 use crate::args::UnsealArgs;
@@ -25,7 +25,7 @@ pub fn run(store_dir: Option<&Path>, args: &UnsealArgs) -> Result<ExitCode> {
         objects += 1;
         let ss = SealedSecret::from_value(&doc.value)
             .map_err(|e| anyhow!("{}: {e}", io::at(&input, doc)))?;
-        match sealed::unseal(&ss, &ring) {
+        match sealing::unseal(&ss, &ring) {
             Ok(u) => secrets.push(u.secret.to_value()),
             Err(e) => {
                 failed += 1;

@@ -9,10 +9,10 @@ use std::process::ExitCode;
 
 use anyhow::{Result, bail};
 use sealgate_core::keys::PublicKey;
-use sealgate_core::sealed::{self, SealedSecret};
+use sealgate_core::sealing::{self, SealedSecret};
 
 use crate::args::ValidateArgs;
-use crate::controller::Controller;
+use crate::controller_client::Controller;
 use crate::io;
 
 pub fn run(store_dir: Option<&Path>, args: &ValidateArgs) -> Result<ExitCode> {
@@ -46,7 +46,7 @@ pub fn run(store_dir: Option<&Path>, args: &ValidateArgs) -> Result<ExitCode> {
         keys
     };
 
-    let files = super::lint::discover(&args.paths)?;
+    let files = io::discover(&args.paths)?;
     let (mut passed, mut failed, mut unreadable) = (0usize, 0usize, 0usize);
     for file in &files {
         let input = match io::read_file(file) {
@@ -81,7 +81,7 @@ pub fn run(store_dir: Option<&Path>, args: &ValidateArgs) -> Result<ExitCode> {
             let outcome = match &controller {
                 Some(c) => verify_remote(c, &doc.value)?,
                 None => {
-                    let v = sealed::validate(&ss, &known, ring.as_ref());
+                    let v = sealing::validate(&ss, &known, ring.as_ref());
                     if v.problems.is_empty() {
                         Ok(if v.decrypted { ", decrypted" } else { "" })
                     } else {

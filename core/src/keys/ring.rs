@@ -16,7 +16,9 @@ use std::sync::{Arc, Condvar, LazyLock, Mutex};
 
 use super::{KeyId, PublicKey, SealingKey};
 use crate::SecretBytes;
-use crate::seal::{AGE_NOKEY_HINT, Binding, Format, KUBESEAL_NOKEY_HINT, SealError, age, kubeseal};
+use crate::envelope::{
+    AGE_NOKEY_HINT, Binding, Format, KUBESEAL_NOKEY_HINT, SealError, age, kubeseal,
+};
 
 /// A value opened by the ring.
 #[derive(Debug)]
@@ -102,7 +104,7 @@ impl KeyRing {
         hint: &mut Option<KeyId>,
         budget: &mut KeyBudget,
     ) -> Result<Opened, SealError> {
-        let raw = crate::sealed::model::decode_b64_lenient(value_b64)?;
+        let raw = crate::objects::decode_b64_lenient(value_b64)?;
         match Format::detect(&raw) {
             Format::Kubeseal => self.open_kubeseal(&raw, binding, hint, budget),
             Format::Age => self.open_age(&raw, binding, hint, budget),
@@ -206,7 +208,7 @@ pub struct KeyBudget {
 impl KeyBudget {
     /// One operation per item, plus two searches of the whole ring (values of one object sealed
     /// to different keys around a rotation). Items that open spend one each thanks to the hint;
-    /// an object of garbage stops at its first item (see `sealed::open_items`), so this bounds
+    /// an object of garbage stops at its first item (see `sealing::open_items`), so this bounds
     /// the rest: linear in the object, never items × keys.
     pub fn for_object(items: usize, ring: &KeyRing) -> KeyBudget {
         KeyBudget::new(items + 2 * ring.len())

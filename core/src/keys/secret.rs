@@ -17,7 +17,7 @@ use zeroize::Zeroizing;
 
 use super::{KeyError, KeyOrigin, SealingKey, cert};
 use crate::SecretBytes;
-use crate::sealed::model::{ObjectMeta, Secret};
+use crate::objects::{ObjectMeta, Secret};
 
 /// Label on sealgate key Secrets; value `active` while the key is in use.
 pub const KEY_LABEL: &str = "sealgate.dev/sealing-key";

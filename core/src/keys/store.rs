@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::secret::{self, KeySecretKind};
 use super::{KeyError, KeyRing, SealingKey};
 use crate::manifest::{self, Limits};
-use crate::sealed::model::Secret;
+use crate::objects::Secret;
 
 pub struct KeyStore {
     dir: PathBuf,

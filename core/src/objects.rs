@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Map, Value};
 
 use crate::SecretBytes;
-use crate::seal::Scope;
+use crate::envelope::Scope;
 
 pub const SEALGATE_API_VERSION: &str = "sealgate.dev/v1alpha1";
 pub const BITNAMI_API_VERSION: &str = "bitnami.com/v1alpha1";
@@ -411,7 +411,7 @@ pub struct SecretTemplate {
     pub meta: ObjectMeta,
     pub type_: Option<String>,
     pub immutable: Option<bool>,
-    /// Bitnami's Go-template `data`. Not rendered by sealgate (see `sealed::unseal`).
+    /// Bitnami's Go-template `data`. Not rendered by sealgate (see `sealing::unseal`).
     pub data: BTreeMap<String, String>,
 }
 

@@ -1,17 +1,15 @@
 //! `seal`, `unseal`, `reseal` and `validate` as pure functions over the object model.
 
-pub mod model;
-
 use std::collections::BTreeSet;
 
 use age::x25519;
 use base64::Engine as _;
 
+use crate::envelope::{Binding, Format, Scope, SealError, kubeseal};
 use crate::keys::ring::KeyBudget;
 use crate::keys::{KeyId, KeyRing, PublicKey};
-use crate::seal::{Binding, Format, Scope, SealError, kubeseal};
-pub use model::{ApiGroup, ModelError, ObjectMeta, SealedSecret, Secret, SecretTemplate};
-use model::{
+pub use crate::objects::{ApiGroup, ModelError, ObjectMeta, SealedSecret, Secret, SecretTemplate};
+use crate::objects::{
     BITNAMI_CLUSTER_WIDE, BITNAMI_NAMESPACE_WIDE, KEY_ID_ANNOTATION, SCOPE_ANNOTATION,
     check_item_key, decode_b64_lenient, scope_from_annotations,
 };
@@ -56,7 +54,7 @@ impl Target {
                 })?;
                 kubeseal::seal(&key.oaep(), &binding.oaep_label(), value)?
             }
-            Format::Age => crate::seal::age::seal(&self.age, binding, value)?,
+            Format::Age => crate::envelope::age::seal(&self.age, binding, value)?,
         };
         Ok(base64::engine::general_purpose::STANDARD.encode(raw))
     }
@@ -235,8 +233,11 @@ fn seal_items(
             })?;
         ss.encrypted_data.insert(item.clone(), sealed);
     }
-    if ss.encrypted_data.len() > model::MAX_ITEMS {
-        return Err(invalid(format!("more than {} items", model::MAX_ITEMS)));
+    if ss.encrypted_data.len() > crate::objects::MAX_ITEMS {
+        return Err(invalid(format!(
+            "more than {} items",
+            crate::objects::MAX_ITEMS
+        )));
     }
     Ok(())
 }

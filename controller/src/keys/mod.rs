@@ -1,4 +1,7 @@
-//! The key manager: loads the sealing keys from the controller namespace's Secrets, generates the
+//! Sealing keys in the cluster.
+//!
+//! - [`plan`]: when to generate a key, and which keys the controller's Secrets hold (pure).
+//! - This module: the key manager. It loads the sealing keys from the controller namespace's Secrets, generates the
 //! first one and renews on schedule (leader only), and picks up keys created elsewhere (another
 //! replica, an import, a restore) on the next poll, without a restart. It never deletes a key.
 
@@ -12,8 +15,10 @@ use kube::api::{Api, ListParams, PostParams};
 use sealgate_core::keys::{KeyGenOptions, KeyRing, SealingKey};
 use time::OffsetDateTime;
 
-use crate::keys::{Renewal, RenewalPolicy, key_secret, renewal, ring_from_secrets};
+pub mod plan;
+
 use crate::metrics::Metrics;
+use plan::{Renewal, RenewalPolicy, key_secret, renewal, ring_from_secrets};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyManagerError {

@@ -1,4 +1,8 @@
-//! The kube adapter: carries out [`crate::reconcile::plan`] against the API server. One GET of
+//! Reconciling SealedSecrets into Secrets.
+//!
+//! - [`desired`]: the Secret a SealedSecret should produce (pure).
+//! - [`plan`]: what to do given the Secret that exists, and the status condition (pure).
+//! - This module: the kube adapter that carries the plan out against the API server. One GET of
 //! the Secret per reconcile (live, as Bitnami does, so an unowned Secret is always seen), then at
 //! most a server-side apply, a status merge patch and an event. Errors are retried with capped
 //! exponential backoff that never gives up; synced objects are resynced periodically so a hand
@@ -19,11 +23,13 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use sealgate_core::keys::KeyRing;
 
+pub mod desired;
+pub mod plan;
+
 use crate::crd::SealedKind;
-use crate::desired::UNSEALED_LABEL;
-use crate::desired::for_cache;
 use crate::metrics::{Metrics, OutcomeLabels, ReasonLabels};
-use crate::reconcile::{Plan, cached_current, plan, status};
+use desired::{UNSEALED_LABEL, for_cache};
+use plan::{Plan, cached_current, plan, status};
 
 /// The field manager of everything the controller writes.
 pub const FIELD_MANAGER: &str = "sealgate";

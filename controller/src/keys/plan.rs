@@ -69,7 +69,7 @@ pub fn ring_from_secrets(secrets: &[Secret], now: OffsetDateTime) -> (KeyRing, V
                 // Listed Secrets may omit apiVersion and kind.
                 v["apiVersion"] = "v1".into();
                 v["kind"] = "Secret".into();
-                sealgate_core::sealed::Secret::from_value(&v).map_err(|e| e.to_string())
+                sealgate_core::sealing::Secret::from_value(&v).map_err(|e| e.to_string())
             });
         let model = match model {
             Ok(m) => m,

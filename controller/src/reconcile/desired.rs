@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::ResourceExt;
 use sealgate_core::keys::secret::{self, KeySecretKind};
 use sealgate_core::keys::{KeyRing, SealingKey};
-use sealgate_core::sealed::{self, ModelError, UnsealError};
+use sealgate_core::sealing::{self, ModelError, UnsealError};
 
 use crate::crd::{SealedSecret, Source};
 
@@ -48,13 +48,13 @@ impl DesiredError {
 }
 
 /// The core model of a SealedSecret resource (top-level metadata, spec) for sealing logic.
-fn model(ss: &SealedSecret, source: Source) -> Result<sealed::SealedSecret, DesiredError> {
+fn model(ss: &SealedSecret, source: Source) -> Result<sealing::SealedSecret, DesiredError> {
     let mut v = serde_json::to_value(ss).map_err(|e| ModelError::Field {
         field: "spec".into(),
         problem: e.to_string(),
     })?;
     v["apiVersion"] = source.api_version().into();
-    Ok(sealed::SealedSecret::from_value(&v)?)
+    Ok(sealing::SealedSecret::from_value(&v)?)
 }
 
 /// SHA-256 (hex) over the parts of a SealedSecret that determine its Secret: name, namespace,
@@ -63,7 +63,7 @@ pub fn sealed_hash(ss: &SealedSecret, source: Source) -> Result<String, DesiredE
     Ok(hash_of(&model(ss, source)?))
 }
 
-fn hash_of(m: &sealed::SealedSecret) -> String {
+fn hash_of(m: &sealing::SealedSecret) -> String {
     let canonical = serde_json::json!({
         "name": m.name(), "namespace": m.namespace(), "annotations": m.meta.annotations,
         "encryptedData": m.encrypted_data, "template": m.to_value()["spec"]["template"],
@@ -198,8 +198,8 @@ pub fn cached_up_to_date(
 /// Checked before any private-key work, with the key manager's own test
 /// ([`secret::classify`]) on the Secret this would create. In every namespace, not only the
 /// controller's: the labels mean nothing elsewhere, and a namespace can become the controller's.
-fn refuse_key_shaped(name: &str, m: &sealed::SealedSecret) -> Result<(), DesiredError> {
-    let mut would_be = sealed::Secret::default();
+fn refuse_key_shaped(name: &str, m: &sealing::SealedSecret) -> Result<(), DesiredError> {
+    let mut would_be = sealing::Secret::default();
     would_be.meta.name = Some(name.to_string());
     would_be.meta.labels = m.template.meta.labels.clone();
     if secret::classify(&would_be) == KeySecretKind::NotAKey {
@@ -243,7 +243,7 @@ pub fn desired_secret(
     let m = model(ss, source)?;
     refuse_key_shaped(&name, &m)?;
     let hash = hash_of(&m);
-    let unsealed = sealed::unseal(&m, ring)?;
+    let unsealed = sealing::unseal(&m, ring)?;
     let (s, ops) = (unsealed.secret, unsealed.attempts);
     let mut annotations: BTreeMap<String, String> = s.meta.annotations.clone();
     annotations.insert(SEALED_HASH_ANNOTATION.into(), hash);
@@ -287,8 +287,8 @@ pub fn desired_secret(
 mod tests {
     use super::*;
     const S: Source = Source::Sealgate;
+    use sealgate_core::envelope::Scope;
     use sealgate_core::keys::{KeyGenOptions, SealingKey};
-    use sealgate_core::seal::Scope;
 
     fn key() -> SealingKey {
         SealingKey::generate(&KeyGenOptions {

@@ -5,8 +5,8 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use sealgate_core::keys::KeyRing;
 
+use super::desired::{cached_up_to_date, desired_secret, up_to_date};
 use crate::crd::{Condition, SealedSecret, SealedSecretStatus, Source};
-use crate::desired::{cached_up_to_date, desired_secret, up_to_date};
 
 /// Annotation by which an existing Secret the controller does not own opts in to being taken over.
 pub const MANAGED_ANNOTATION: &str = "sealgate.dev/managed";
@@ -207,7 +207,7 @@ mod tests {
     /// Secret, is not.
     #[test]
     fn the_cache_keeps_no_plaintext_and_cannot_be_told_a_secret_is_current() {
-        use crate::desired::for_cache;
+        use crate::reconcile::desired::for_cache;
         let (ss, ring) = setup();
         let created = applied(plan(&ss, S, None, &ring));
         let cached = for_cache(&created, &ring);
