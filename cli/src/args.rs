@@ -159,7 +159,9 @@ impl ControllerArgs {
     pub fn connect(&self) -> anyhow::Result<Option<crate::controller_client::Controller>> {
         self.controller
             .as_deref()
-            .map(|url| crate::controller_client::Controller::connect(url, self.kube_context.as_deref()))
+            .map(|url| {
+                crate::controller_client::Controller::connect(url, self.kube_context.as_deref())
+            })
             .transpose()
     }
 }

@@ -150,6 +150,56 @@ pub struct Condition {
     pub last_transition_time: Option<String>,
 }
 
+/// The `Synced` condition's reason, which is also the Event reason and the
+/// `sealgate_controller_unseal_errors_total` label: a fixed vocabulary, so alerts can match on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The Secret holds what the SealedSecret produces.
+    Unsealed,
+    /// A Secret of that name exists and is not the SealedSecret's: left unchanged.
+    SecretNotOwned,
+    /// The Secret is immutable and its data would change.
+    ImmutableSecret,
+    /// The SealedSecret is malformed (or not stored by the API server yet).
+    InvalidSealedSecret,
+    /// An item could not be opened with any of the controller's keys.
+    UnsealFailed,
+    /// The SealedSecret uses something sealgate does not implement (e.g. Go-template `data`).
+    Unsupported,
+    /// The template would make the Secret look like a sealing key.
+    RefusedTemplate,
+    /// A Kubernetes API call failed (retried).
+    ApiError,
+    /// There is no sealing key yet.
+    NoKeys,
+    /// The unsealing task itself failed.
+    InternalError,
+}
+
+impl Reason {
+    /// The reason as Kubernetes conditions and events spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Unsealed => "Unsealed",
+            Reason::SecretNotOwned => "SecretNotOwned",
+            Reason::ImmutableSecret => "ImmutableSecret",
+            Reason::InvalidSealedSecret => "InvalidSealedSecret",
+            Reason::UnsealFailed => "UnsealFailed",
+            Reason::Unsupported => "Unsupported",
+            Reason::RefusedTemplate => "RefusedTemplate",
+            Reason::ApiError => "ApiError",
+            Reason::NoKeys => "NoKeys",
+            Reason::InternalError => "InternalError",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 fn preserve_unknown_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
 }

@@ -122,7 +122,7 @@ fn decoded(secret: &Value, item: &str) -> String {
 /// The reconcile failed and left the SealedSecret not synced, for `reason`.
 fn assert_not_synced(r: &Result<Action, ReconcileError>, reason: &str) {
     assert!(
-        matches!(r, Err(ReconcileError::NotSynced { reason: got }) if *got == reason),
+        matches!(r, Err(ReconcileError::NotSynced { reason: got }) if got.as_str() == reason),
         "expected NotSynced({reason}), got {r:?}"
     );
 }

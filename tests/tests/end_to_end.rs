@@ -21,7 +21,10 @@ use sealgate_core::keys::{KeyGenOptions, KeyRing};
 use sealgate_core::policy::{BundleBuilder, Limits, NamespaceLabels};
 use sealgate_testkit::FakeApi;
 use sealgate_testkit::process::{bin_dir, repo};
-use sealgate_webhook::server::{AppState, Config, router};
+use sealgate_webhook::{
+    server::router,
+    state::{AppState, Config},
+};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 

@@ -47,13 +47,39 @@ pub fn parse(body: &[u8]) -> Result<(Value, String), BadReview> {
     Ok((review, uid))
 }
 
+/// How a review ended, as logs and the `decision` metric label say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Evaluated, nothing rejects it.
+    Allowed,
+    /// Evaluated, a constraint rejects it.
+    Denied,
+    /// In an exempt namespace: not evaluated.
+    Exempt,
+    /// The evaluation did not finish within the deadline.
+    Timeout,
+    /// Not evaluated: the queue ahead would take longer than the deadline.
+    Overloaded,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Denied => "denied",
+            Outcome::Exempt => "exempt",
+            Outcome::Timeout => "timeout",
+            Outcome::Overloaded => "overloaded",
+        }
+    }
+}
+
 /// What the webhook answers, plus what it logs and counts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     pub uid: String,
     pub allowed: bool,
-    /// `allowed`, `denied`, `exempt`, `timeout` or `overloaded`.
-    pub outcome: &'static str,
+    pub outcome: Outcome,
     /// The denial message: every deny violation as `[constraint] message`.
     pub message: Option<String>,
     pub warnings: Vec<String>,
@@ -121,7 +147,7 @@ pub fn decide(
     let mut d = Decision {
         uid,
         allowed: true,
-        outcome: "allowed",
+        outcome: Outcome::Allowed,
         message: None,
         warnings: Vec::new(),
         constraints: Vec::new(),
@@ -130,7 +156,7 @@ pub fn decide(
         request: info,
     };
     if settings.exempt_namespaces.contains(&d.request.namespace) {
-        d.outcome = "exempt";
+        d.outcome = Outcome::Exempt;
         return Ok(d);
     }
     let r = Review::from_admission_review(review, Point::Admission)
@@ -153,7 +179,7 @@ pub fn decide(
     }
     if !denials.is_empty() {
         d.allowed = false;
-        d.outcome = "denied";
+        d.outcome = Outcome::Denied;
         d.message = Some(denials.join("\n"));
     }
     Ok(d)
@@ -172,7 +198,7 @@ pub fn timed_out(
     allow: bool,
 ) -> Decision {
     let why = format!("policy evaluation did not finish within {deadline:?}");
-    unevaluated(uid, request, "timeout", &why, allow)
+    unevaluated(uid, request, Outcome::Timeout, &why, allow)
 }
 
 /// The decision for a request not evaluated because the reviews queued before it would take
@@ -188,14 +214,14 @@ pub fn overloaded(
         "the webhook is overloaded ({queued} reviews queued, about {} ms of evaluation, more than the deadline)",
         wait.as_millis()
     );
-    unevaluated(uid, request, "overloaded", &why, allow)
+    unevaluated(uid, request, Outcome::Overloaded, &why, allow)
 }
 
 /// No evaluation: the answer `--allow-on-timeout` chooses, saying why.
 fn unevaluated(
     uid: String,
     request: RequestInfo,
-    outcome: &'static str,
+    outcome: Outcome,
     why: &str,
     allow: bool,
 ) -> Decision {

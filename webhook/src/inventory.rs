@@ -20,7 +20,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use sealgate_core::policy::{Sources, SyncKind};
 use serde_json::Value;
 
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// One kind's objects by (namespace, name).
 type Objects = BTreeMap<(String, String), Value>;

@@ -4,6 +4,7 @@
 //! - [`admission`]: AdmissionReview parsing, decisions and responses, as pure functions.
 //! - [`audit`]: the background scan of existing objects.
 //! - [`server`]: the axum routers, decision logs.
+//! - [`state`]: the shared state (bundle, Namespace labels, inventory, metrics, pool) and its config.
 //! - [`pool`]: the evaluation threads (bounded concurrency, off the reactor).
 //! - [`metrics`]: Prometheus metrics.
 //! - [`reload`]: hot reload of the policy bundle and the TLS certificate.
@@ -21,3 +22,4 @@ pub mod pool;
 pub mod reload;
 pub mod self_tls;
 pub mod server;
+pub mod state;

@@ -11,7 +11,10 @@ use sealgate_core::policy::Sources;
 use sealgate_webhook::admission::Settings;
 use sealgate_webhook::reload;
 use sealgate_webhook::self_tls::{self, SelfTlsConfig};
-use sealgate_webhook::server::{self, AppState, Config};
+use sealgate_webhook::{
+    server,
+    state::{AppState, Config},
+};
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;

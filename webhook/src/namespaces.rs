@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::runtime::{WatchStreamExt, watcher};
 use sealgate_core::policy::NamespaceLabels;
 
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// A Namespace's name and labels, as the label cache holds them.
 pub(crate) fn labels(ns: &Namespace) -> Option<(String, BTreeMap<String, String>)> {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use sealgate_core::policy::{Bundle, NamespaceLabels, Sources};
 
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// Build the bundle from its sources with the current inventory (empty unless a sync
 /// configuration is watched), the one way the webhook and audit assemble it.

@@ -1,9 +1,8 @@
 //! The HTTP layer: `POST /validate`, `/healthz`, `/readyz` and, on another port, `/metrics`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Body;
 use axum::body::Bytes;
@@ -11,112 +10,11 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use sealgate_core::policy::{Bundle, NamespaceLabels};
 use serde_json::json;
 
-use crate::admission::{self, Decision, RequestInfo, Settings};
-use crate::metrics::{ConstraintLabels, Metrics, RequestLabels};
-use crate::pool::Pool;
-
-/// How the webhook evaluates.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub settings: Settings,
-    /// The whole evaluation of one request, below the ValidatingWebhookConfiguration's timeout.
-    pub deadline: Duration,
-    /// Admit (with a warning) instead of deny when the deadline passes.
-    pub allow_on_timeout: bool,
-    pub max_body_bytes: usize,
-    /// Evaluation threads: evaluations running at once (the rest wait, within the deadline).
-    pub concurrency: usize,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            settings: Settings::default(),
-            deadline: Duration::from_millis(2500),
-            allow_on_timeout: false,
-            max_body_bytes: 7 << 20,
-            // Evaluation is CPU-bound: more threads than cores would only take turns.
-            concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        }
-    }
-}
-
-/// The last policy reload that failed, shown by `/readyz`.
-#[derive(Debug, Clone, Default)]
-pub struct ReloadStatus {
-    pub loaded_at: Option<String>,
-    pub last_error: Option<String>,
-}
-
-pub struct AppState {
-    pub bundle: ArcSwap<Bundle>,
-    /// Labels of the cluster's Namespaces, for namespaceSelector.
-    pub namespaces: ArcSwap<NamespaceLabels>,
-    pub config: Config,
-    pub metrics: Metrics,
-    pub status: Mutex<ReloadStatus>,
-    /// False while the Namespace watch has not completed its first list (see `namespaces`).
-    pub namespaces_synced: std::sync::atomic::AtomicBool,
-    /// `data.inventory`: the kinds the sync configuration names (see `inventory`).
-    pub inventory: crate::inventory::Inventory,
-    /// The API, to read a Namespace the watch has not delivered yet (set when watching).
-    pub api: std::sync::OnceLock<kube::Client>,
-    pool: Pool,
-}
-
-impl AppState {
-    /// Fails only if the evaluation threads cannot be started.
-    pub fn new(
-        bundle: Bundle,
-        namespaces: NamespaceLabels,
-        config: Config,
-    ) -> std::io::Result<Arc<AppState>> {
-        let metrics = Metrics::default();
-        metrics.constraints.set(bundle.constraints().len() as i64);
-        Ok(Arc::new(AppState {
-            bundle: ArcSwap::from_pointee(bundle),
-            namespaces: ArcSwap::from_pointee(namespaces),
-            pool: Pool::new(config.concurrency)?,
-            config,
-            metrics,
-            status: Mutex::new(ReloadStatus {
-                loaded_at: Some(now()),
-                last_error: None,
-            }),
-            namespaces_synced: std::sync::atomic::AtomicBool::new(true),
-            inventory: crate::inventory::Inventory::new(),
-            api: std::sync::OnceLock::new(),
-        }))
-    }
-
-    /// Swap in a new bundle; in-flight requests finish with the one they started with.
-    pub fn set_bundle(&self, bundle: Bundle) {
-        self.metrics
-            .constraints
-            .set(bundle.constraints().len() as i64);
-        self.bundle.store(Arc::new(bundle));
-        let mut st = self.status.lock().unwrap_or_else(|e| e.into_inner());
-        st.loaded_at = Some(now());
-        st.last_error = None;
-    }
-
-    pub fn reload_failed(&self, error: String) {
-        self.status
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .last_error = Some(format!("{}: {error}", now()));
-    }
-}
-
-/// RFC 3339, as Kubernetes writes times.
-fn now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
+use crate::admission::{self, Decision, RequestInfo};
+use crate::metrics::{ConstraintLabels, RequestLabels};
+use crate::state::AppState;
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -427,7 +325,7 @@ fn record(state: &AppState, d: &Decision, elapsed: Duration) {
     let m = &state.metrics;
     m.requests
         .get_or_create(&RequestLabels {
-            decision: d.outcome.into(),
+            decision: d.outcome.as_str().into(),
             operation: d.request.operation.clone(),
             kind: d.request.kind.clone(),
         })
@@ -448,7 +346,7 @@ fn record(state: &AppState, d: &Decision, elapsed: Duration) {
     let r = &d.request;
     tracing::info!(
         target: "sealgate::decision",
-        uid = %d.uid, decision = d.outcome, allowed = d.allowed,
+        uid = %d.uid, decision = d.outcome.as_str(), allowed = d.allowed,
         operation = %r.operation, kind = %r.kind, namespace = %r.namespace, name = %r.name,
         sub_resource = %r.sub_resource, user = %r.user, dry_run = r.dry_run,
         constraints = ?d.constraints, warnings = d.warnings.len(), break_glass = d.break_glass,

@@ -12,7 +12,10 @@ use sealgate_core::policy::{Sources, SyncKind};
 use sealgate_testkit::fake_api::FakeApi;
 use sealgate_webhook::inventory::{self, Tracker};
 use sealgate_webhook::reload;
-use sealgate_webhook::server::{self, AppState, Config};
+use sealgate_webhook::{
+    server,
+    state::{AppState, Config},
+};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 

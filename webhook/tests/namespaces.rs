@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::{Request, Response};
 use kube::client::Body;
 use sealgate_core::policy::{BundleBuilder, Limits};
-use sealgate_webhook::server::{AppState, Config};
+use sealgate_webhook::state::{AppState, Config};
 use serde_json::{Value, json};
 
 fn ns(name: &str, governed: bool) -> Value {

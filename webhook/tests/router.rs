@@ -11,7 +11,10 @@ use sealgate_core::policy::Sources;
 use sealgate_core::policy::{BundleBuilder, Limits, NamespaceLabels};
 use sealgate_webhook::admission::Settings;
 use sealgate_webhook::reload;
-use sealgate_webhook::server::{self, AppState, Config};
+use sealgate_webhook::{
+    server,
+    state::{AppState, Config},
+};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 

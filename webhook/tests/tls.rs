@@ -8,7 +8,10 @@ use std::time::Duration;
 use sealgate_core::policy::{BundleBuilder, Limits};
 use sealgate_testkit::tls::pki;
 use sealgate_webhook::reload;
-use sealgate_webhook::server::{self, AppState, Config};
+use sealgate_webhook::{
+    server,
+    state::{AppState, Config},
+};
 
 fn agent(ca_pem: &str) -> ureq::Agent {
     use ureq::tls::{Certificate, RootCerts, TlsConfig};

@@ -13,7 +13,7 @@ use sealgate_core::keys::secret::{self, KeySecretKind};
 use sealgate_core::keys::{KeyRing, SealingKey};
 use sealgate_core::sealing::{self, ModelError, UnsealError};
 
-use crate::crd::{SealedSecret, Source};
+use crate::crd::{Reason, SealedSecret, Source};
 
 /// Annotation on the Secret: SHA-256 of everything in the SealedSecret that shapes the Secret.
 /// When it matches, a restart does not unseal again (zero private-key operations).
@@ -37,12 +37,12 @@ pub enum DesiredError {
 
 impl DesiredError {
     /// A short, bounded reason for the status condition and metrics.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            DesiredError::Model(_) | DesiredError::Missing(_) => "InvalidSealedSecret",
-            DesiredError::Unseal(UnsealError::Items { .. }) => "UnsealFailed",
-            DesiredError::Unseal(_) => "Unsupported",
-            DesiredError::KeyShaped(_) => "RefusedTemplate",
+            DesiredError::Model(_) | DesiredError::Missing(_) => Reason::InvalidSealedSecret,
+            DesiredError::Unseal(UnsealError::Items { .. }) => Reason::UnsealFailed,
+            DesiredError::Unseal(_) => Reason::Unsupported,
+            DesiredError::KeyShaped(_) => Reason::RefusedTemplate,
         }
     }
 }
@@ -351,7 +351,7 @@ mod tests {
             ),
         ] {
             let e = plant(name, labels);
-            assert_eq!(e.reason(), "RefusedTemplate");
+            assert_eq!(e.reason(), Reason::RefusedTemplate);
             let msg = e.to_string();
             assert!(msg.contains(what) && !msg.contains("attacker"), "{msg}");
         }
@@ -467,7 +467,7 @@ mod tests {
             .encrypted_data
             .insert("password".into(), "AgAAAA==".into());
         let e = desired_secret(&ss, S, &ring(key())).unwrap_err();
-        assert_eq!(e.reason(), "UnsealFailed");
+        assert_eq!(e.reason(), Reason::UnsealFailed);
         let msg = e.to_string();
         assert!(
             msg.contains("1 of 2 item(s) could not be unsealed") && !msg.contains("hunter2"),
@@ -477,7 +477,7 @@ mod tests {
         no_uid.metadata.uid = None;
         assert_eq!(
             desired_secret(&no_uid, S, &ring(k)).unwrap_err().reason(),
-            "InvalidSealedSecret"
+            Reason::InvalidSealedSecret
         );
     }
 }

@@ -26,7 +26,7 @@ use sealgate_core::keys::KeyRing;
 pub mod desired;
 pub mod plan;
 
-use crate::crd::SealedKind;
+use crate::crd::{Reason, SealedKind};
 use crate::metrics::{Metrics, OutcomeLabels, ReasonLabels};
 use desired::{UNSEALED_LABEL, for_cache};
 use plan::{Plan, cached_current, plan, status};
@@ -107,13 +107,22 @@ impl Context {
     }
 }
 
+/// A reconcile that left the SealedSecret synced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Synced {
+    /// The Secret already held what it produces.
+    UpToDate,
+    /// The Secret was written.
+    Applied,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
     #[error("Kubernetes API: {0}")]
     Api(#[from] kube::Error),
     /// Recorded in status and as an event; retried with backoff.
     #[error("not synced: {reason}")]
-    NotSynced { reason: &'static str },
+    NotSynced { reason: Reason },
     #[error("there is no sealing key yet")]
     NoKeys,
     #[error("the SealedSecret has no namespace")]
@@ -123,13 +132,13 @@ pub enum ReconcileError {
 }
 
 impl ReconcileError {
-    fn reason(&self) -> &'static str {
+    fn reason(&self) -> Reason {
         match self {
-            ReconcileError::Api(_) => "ApiError",
-            ReconcileError::NotSynced { reason } => reason,
-            ReconcileError::NoKeys => "NoKeys",
-            ReconcileError::NoNamespace => "InvalidSealedSecret",
-            ReconcileError::Task(_) => "InternalError",
+            ReconcileError::Api(_) => Reason::ApiError,
+            ReconcileError::NotSynced { reason } => *reason,
+            ReconcileError::NoKeys => Reason::NoKeys,
+            ReconcileError::NoNamespace => Reason::InvalidSealedSecret,
+            ReconcileError::Task(_) => Reason::InternalError,
         }
     }
 }
@@ -150,8 +159,11 @@ pub async fn reconcile<K: SealedKind>(
     let start = Instant::now();
     let result = reconcile_inner(&*obj, &ctx).await;
     let outcome = match &result {
-        Ok(o) => *o,
-        Err(ReconcileError::NotSynced { reason }) if *reason == "SecretNotOwned" => "refused",
+        Ok(Synced::UpToDate) => "up_to_date",
+        Ok(Synced::Applied) => "applied",
+        Err(ReconcileError::NotSynced {
+            reason: Reason::SecretNotOwned,
+        }) => "refused",
         Err(ReconcileError::NotSynced { .. }) => "failed",
         Err(_) => "error",
     };
@@ -165,7 +177,7 @@ pub async fn reconcile<K: SealedKind>(
         ctx.metrics
             .unseal_errors
             .get_or_create(&ReasonLabels {
-                reason: e.reason().into(),
+                reason: e.reason().to_string(),
             })
             .inc();
         return Err(e);
@@ -174,10 +186,7 @@ pub async fn reconcile<K: SealedKind>(
     Ok(Action::requeue(ctx.config.resync))
 }
 
-async fn reconcile_inner<K: SealedKind>(
-    obj: &K,
-    ctx: &Context,
-) -> Result<&'static str, ReconcileError> {
+async fn reconcile_inner<K: SealedKind>(obj: &K, ctx: &Context) -> Result<Synced, ReconcileError> {
     let ss = obj.to_sealgate();
     let ns = ss
         .metadata
@@ -243,14 +252,14 @@ async fn reconcile_inner<K: SealedKind>(
         Plan::UpToDate => None,
         Plan::Apply { .. } => Some(Event {
             type_: EventType::Normal,
-            reason: "Unsealed".into(),
+            reason: Reason::Unsealed.to_string(),
             note: Some("SealedSecret unsealed into its Secret".into()),
             action: "Unseal".into(),
             secondary: None,
         }),
         Plan::Refuse { reason, message } | Plan::Fail { reason, message } => Some(Event {
             type_: EventType::Warning,
-            reason: (*reason).into(),
+            reason: reason.to_string(),
             note: Some(message.clone()),
             action: "Unseal".into(),
             secondary: None,
@@ -263,8 +272,8 @@ async fn reconcile_inner<K: SealedKind>(
         }
     }
     match the_plan {
-        Plan::UpToDate => Ok("up_to_date"),
-        Plan::Apply { .. } => Ok("applied"),
+        Plan::UpToDate => Ok(Synced::UpToDate),
+        Plan::Apply { .. } => Ok(Synced::Applied),
         Plan::Refuse { reason, .. } | Plan::Fail { reason, .. } => {
             Err(ReconcileError::NotSynced { reason })
         }

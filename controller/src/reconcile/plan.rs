@@ -6,7 +6,7 @@ use kube::ResourceExt;
 use sealgate_core::keys::KeyRing;
 
 use super::desired::{cached_up_to_date, desired_secret, up_to_date};
-use crate::crd::{Condition, SealedSecret, SealedSecretStatus, Source};
+use crate::crd::{Condition, Reason, SealedSecret, SealedSecretStatus, Source};
 
 /// Annotation by which an existing Secret the controller does not own opts in to being taken over.
 pub const MANAGED_ANNOTATION: &str = "sealgate.dev/managed";
@@ -22,15 +22,9 @@ pub enum Plan {
         private_key_ops: usize,
     },
     /// Not written, by design (an existing Secret that is not ours).
-    Refuse {
-        reason: &'static str,
-        message: String,
-    },
+    Refuse { reason: Reason, message: String },
     /// Cannot be unsealed or written.
-    Fail {
-        reason: &'static str,
-        message: String,
-    },
+    Fail { reason: Reason, message: String },
 }
 
 fn owned_by(secret: &Secret, ss: &SealedSecret) -> bool {
@@ -65,7 +59,7 @@ pub fn plan(ss: &SealedSecret, source: Source, existing: Option<&Secret>, ring: 
             .is_some_and(|v| v == "true");
         if !owned_by(e, ss) && !opted_in {
             return Plan::Refuse {
-                reason: "SecretNotOwned",
+                reason: Reason::SecretNotOwned,
                 message: format!(
                     "Secret {id} exists and is not managed by this SealedSecret; it is left unchanged. To let sealgate take it over, annotate it {MANAGED_ANNOTATION}=true"
                 ),
@@ -89,7 +83,7 @@ pub fn plan(ss: &SealedSecret, source: Source, existing: Option<&Secret>, ring: 
         && e.data != desired.data
     {
         return Plan::Fail {
-            reason: "ImmutableSecret",
+            reason: Reason::ImmutableSecret,
             message: format!(
                 "Secret {id} is immutable and its data would change: delete it, and the controller recreates it"
             ),
@@ -123,7 +117,7 @@ pub fn bounded(message: String) -> String {
 /// would trigger another watch event and, through GitOps tools, needless refreshes.
 pub fn status(ss: &SealedSecret, plan: &Plan, now: &str) -> Option<SealedSecretStatus> {
     let (status, reason, message) = match plan {
-        Plan::UpToDate | Plan::Apply { .. } => ("True", "Unsealed", None),
+        Plan::UpToDate | Plan::Apply { .. } => ("True", Reason::Unsealed, None),
         Plan::Refuse { reason, message } | Plan::Fail { reason, message } => {
             ("False", *reason, Some(message.clone()))
         }
@@ -131,7 +125,7 @@ pub fn status(ss: &SealedSecret, plan: &Plan, now: &str) -> Option<SealedSecretS
     let old = ss.status.clone().unwrap_or_default();
     let previous = old.conditions.iter().find(|c| c.type_ == "Synced");
     let same = previous.is_some_and(|c| {
-        c.status == status && c.reason.as_deref() == Some(reason) && c.message == message
+        c.status == status && c.reason.as_deref() == Some(reason.as_str()) && c.message == message
     });
     if same && old.observed_generation == ss.metadata.generation {
         return None;
@@ -145,7 +139,7 @@ pub fn status(ss: &SealedSecret, plan: &Plan, now: &str) -> Option<SealedSecretS
         conditions: vec![Condition {
             type_: "Synced".into(),
             status: status.into(),
-            reason: Some(reason.into()),
+            reason: Some(reason.to_string()),
             message,
             last_transition_time,
         }],
@@ -272,7 +266,7 @@ mod tests {
         }]);
         match plan(&ss, S, Some(&foreign), &ring) {
             Plan::Refuse { reason, message } => {
-                assert_eq!(reason, "SecretNotOwned");
+                assert_eq!(reason, Reason::SecretNotOwned);
                 assert!(message.contains("sealgate.dev/managed=true"), "{message}");
             }
             other => panic!("{other:?}"),
@@ -295,7 +289,7 @@ mod tests {
             .unwrap()
             .insert("password".into(), k8s_openapi::ByteString(b"old".to_vec()));
         match plan(&ss, S, Some(&existing), &ring) {
-            Plan::Fail { reason, .. } => assert_eq!(reason, "ImmutableSecret"),
+            Plan::Fail { reason, .. } => assert_eq!(reason, Reason::ImmutableSecret),
             other => panic!("{other:?}"),
         }
     }
@@ -315,7 +309,7 @@ mod tests {
             "unchanged: no write"
         );
         let fail = Plan::Fail {
-            reason: "UnsealFailed",
+            reason: Reason::UnsealFailed,
             message: "1 of 1 item(s) could not be unsealed".into(),
         };
         let st2 = status(&ss, &fail, "t3").unwrap();

@@ -1,0 +1,113 @@
+//! The webhook's shared state: the bundle in force, Namespace labels, the inventory, metrics, the
+//! evaluation pool and how reviews are evaluated. The server, the watches and the reloaders all
+//! hold an `Arc<AppState>`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use sealgate_core::policy::{Bundle, NamespaceLabels};
+
+use crate::admission::Settings;
+use crate::metrics::Metrics;
+use crate::pool::Pool;
+
+/// How the webhook evaluates.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub settings: Settings,
+    /// The whole evaluation of one request, below the ValidatingWebhookConfiguration's timeout.
+    pub deadline: Duration,
+    /// Admit (with a warning) instead of deny when the deadline passes.
+    pub allow_on_timeout: bool,
+    pub max_body_bytes: usize,
+    /// Evaluation threads: evaluations running at once (the rest wait, within the deadline).
+    pub concurrency: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            settings: Settings::default(),
+            deadline: Duration::from_millis(2500),
+            allow_on_timeout: false,
+            max_body_bytes: 7 << 20,
+            // Evaluation is CPU-bound: more threads than cores would only take turns.
+            concurrency: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+/// The last policy reload that failed, shown by `/readyz`.
+#[derive(Debug, Clone, Default)]
+pub struct ReloadStatus {
+    pub loaded_at: Option<String>,
+    pub last_error: Option<String>,
+}
+
+pub struct AppState {
+    pub bundle: ArcSwap<Bundle>,
+    /// Labels of the cluster's Namespaces, for namespaceSelector.
+    pub namespaces: ArcSwap<NamespaceLabels>,
+    pub config: Config,
+    pub metrics: Metrics,
+    pub status: Mutex<ReloadStatus>,
+    /// False while the Namespace watch has not completed its first list (see `namespaces`).
+    pub namespaces_synced: std::sync::atomic::AtomicBool,
+    /// `data.inventory`: the kinds the sync configuration names (see `inventory`).
+    pub inventory: crate::inventory::Inventory,
+    /// The API, to read a Namespace the watch has not delivered yet (set when watching).
+    pub api: std::sync::OnceLock<kube::Client>,
+    pub(crate) pool: Pool,
+}
+
+impl AppState {
+    /// Fails only if the evaluation threads cannot be started.
+    pub fn new(
+        bundle: Bundle,
+        namespaces: NamespaceLabels,
+        config: Config,
+    ) -> std::io::Result<Arc<AppState>> {
+        let metrics = Metrics::default();
+        metrics.constraints.set(bundle.constraints().len() as i64);
+        Ok(Arc::new(AppState {
+            bundle: ArcSwap::from_pointee(bundle),
+            namespaces: ArcSwap::from_pointee(namespaces),
+            pool: Pool::new(config.concurrency)?,
+            config,
+            metrics,
+            status: Mutex::new(ReloadStatus {
+                loaded_at: Some(now()),
+                last_error: None,
+            }),
+            namespaces_synced: std::sync::atomic::AtomicBool::new(true),
+            inventory: crate::inventory::Inventory::new(),
+            api: std::sync::OnceLock::new(),
+        }))
+    }
+
+    /// Swap in a new bundle; in-flight requests finish with the one they started with.
+    pub fn set_bundle(&self, bundle: Bundle) {
+        self.metrics
+            .constraints
+            .set(bundle.constraints().len() as i64);
+        self.bundle.store(Arc::new(bundle));
+        let mut st = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        st.loaded_at = Some(now());
+        st.last_error = None;
+    }
+
+    pub fn reload_failed(&self, error: String) {
+        self.status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .last_error = Some(format!("{}: {error}", now()));
+    }
+}
+
+/// RFC 3339, as Kubernetes writes times.
+fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
