@@ -8,6 +8,7 @@
 //!   parts: the desired Secret ([`reconcile::desired`]) and the plan ([`reconcile::plan`]).
 //! - [`leader`]: leader election on a Lease.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`run`]: the process: its flags ([`run::Config`]) and [`run::run`], which wires the rest.
 //! - [`throttle`]: client-side QPS/burst limit for API requests.
 #![forbid(unsafe_code)]
 
@@ -17,4 +18,5 @@ pub mod keys;
 pub mod leader;
 pub mod metrics;
 pub mod reconcile;
+pub mod run;
 pub mod throttle;

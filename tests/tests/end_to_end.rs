@@ -23,7 +23,7 @@ use sealgate_testkit::FakeApi;
 use sealgate_testkit::process::{bin_dir, repo};
 use sealgate_webhook::{
     server::router,
-    state::{AppState, Config},
+    state::{AppState, EvalConfig},
 };
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -169,7 +169,7 @@ async fn keys_seal_unseal_admit_and_lint() {
         "shop".into(),
         [("sealgate.dev/governed".to_string(), "true".to_string())].into(),
     );
-    let state = AppState::new(b.build().unwrap(), governed, Config::default()).unwrap();
+    let state = AppState::new(b.build().unwrap(), governed, EvalConfig::default()).unwrap();
 
     let flux = admit(&state, &review("CREATE", FLUX, &[], &ss)).await;
     assert_eq!(flux["allowed"], true, "{flux}");

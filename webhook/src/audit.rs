@@ -5,8 +5,10 @@ use std::collections::BTreeSet;
 
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::discovery::{ApiResource, Discovery, verbs};
-use sealgate_core::policy::report::ObjectResult;
-use sealgate_core::policy::{ObjectRef, Point, Review, Sources, Violation, namespace_labels};
+use sealgate_core::policy::report::{ObjectResult, policy_reports, unix_now};
+use sealgate_core::policy::{
+    Action, ObjectRef, Point, Review, Sources, Violation, namespace_labels,
+};
 
 /// What an audit found.
 #[derive(Debug, Default)]
@@ -33,6 +35,62 @@ impl Report {
     /// Every violation found, object by object.
     pub fn violations(&self) -> impl Iterator<Item = &Violation> {
         self.results.iter().flat_map(|r| &r.violations)
+    }
+
+    /// Violations of deny constraints.
+    pub fn denies(&self) -> usize {
+        self.violations()
+            .filter(|v| v.action == Action::Deny)
+            .count()
+    }
+}
+
+/// `audit -o`: how the report is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuditFormat {
+    /// One line per violation, then a count.
+    Text,
+    /// `{"objects", "violations", "errors"}`.
+    Json,
+    /// wgpolicyk8s.io/v1alpha2 PolicyReport and ClusterPolicyReport objects, as YAML, for
+    /// `kubectl apply -f -` and Policy Reporter.
+    Policyreport,
+}
+
+/// The report as `format` prints it on stdout.
+pub fn render(report: &Report, format: AuditFormat) -> String {
+    let violations: Vec<&Violation> = report.violations().collect();
+    match format {
+        AuditFormat::Policyreport => {
+            let docs = policy_reports(&report.results, Point::Audit, unix_now());
+            sealgate_core::manifest::to_yaml_stream(&docs)
+        }
+        AuditFormat::Json => {
+            let doc = serde_json::json!({
+                "objects": report.objects, "violations": violations, "errors": report.errors,
+            });
+            format!("{doc:#}\n")
+        }
+        AuditFormat::Text => {
+            let mut out = String::new();
+            for v in &violations {
+                out += &format!(
+                    "{:<6} {}/{}: {} ({})\n",
+                    v.action.as_str(),
+                    v.policy,
+                    v.constraint,
+                    v.message,
+                    v.object
+                );
+            }
+            out += &format!(
+                "{} objects audited, {} violations ({} deny)\n",
+                report.objects,
+                violations.len(),
+                report.denies()
+            );
+            out
+        }
     }
 }
 
@@ -145,5 +203,76 @@ async fn list_all(
             Some(token) => params = params.continue_token(&token),
             None => return out,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> Report {
+        let object = ObjectRef {
+            api_version: "apps/v1".into(),
+            kind: "Deployment".into(),
+            namespace: "shop".into(),
+            name: "web".into(),
+        };
+        let violation = |constraint: &str, action| Violation {
+            policy: "K8sDisallowedTags".into(),
+            constraint: constraint.into(),
+            message: "container <app> uses a disallowed tag <nginx:latest>".into(),
+            details: serde_json::Value::Null,
+            action,
+            object: object.clone(),
+            path: None,
+            evaluation_error: false,
+        };
+        Report {
+            objects: 3,
+            results: vec![ObjectResult {
+                object: object.clone(),
+                uid: Some("0b3c".into()),
+                applied: vec![("K8sDisallowedTags".into(), "no-latest".into())],
+                violations: vec![
+                    violation("no-latest", Action::Deny),
+                    violation("no-latest-warn", Action::Warn),
+                ],
+                properties: Default::default(),
+            }],
+            errors: vec!["v1 Secret: forbidden".into()],
+        }
+    }
+
+    #[test]
+    fn text_lists_each_violation_then_the_counts() {
+        let r = report();
+        assert_eq!(r.denies(), 1);
+        let text = render(&r, AuditFormat::Text);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(
+            lines[0],
+            "deny   K8sDisallowedTags/no-latest: container <app> uses a disallowed tag <nginx:latest> (Deployment shop/web)"
+        );
+        assert!(lines[1].starts_with("warn   K8sDisallowedTags/no-latest-warn"));
+        assert_eq!(lines[2], "3 objects audited, 2 violations (1 deny)");
+    }
+
+    #[test]
+    fn json_and_policy_reports_carry_the_same_findings() {
+        let r = report();
+        let json: serde_json::Value = serde_json::from_str(&render(&r, AuditFormat::Json)).unwrap();
+        assert_eq!(json["objects"], 3);
+        assert_eq!(json["violations"].as_array().unwrap().len(), 2);
+        assert_eq!(json["errors"][0], "v1 Secret: forbidden");
+
+        let yaml = render(&r, AuditFormat::Policyreport);
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&yaml).unwrap();
+        assert_eq!(docs.len(), 1, "one namespace, one PolicyReport: {yaml}");
+        assert_eq!(docs[0]["apiVersion"], "wgpolicyk8s.io/v1alpha2");
+        assert_eq!(docs[0]["kind"], "PolicyReport");
+        assert_eq!(docs[0]["metadata"]["namespace"], "shop");
+        assert_eq!(docs[0]["summary"]["fail"], 1);
+        assert_eq!(docs[0]["summary"]["warn"], 1);
     }
 }

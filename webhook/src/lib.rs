@@ -10,6 +10,7 @@
 //! - [`reload`]: hot reload of the policy bundle and the TLS certificate.
 //! - [`namespaces`]: the cluster's Namespace labels, for `namespaceSelector`.
 //! - [`inventory`]: `data.inventory`, the kinds the sync configuration replicates.
+//! - [`run`]: the process: its flags ([`run::Config`]), [`run::run`] and [`run::audit`].
 //! - [`self_tls`]: self-contained TLS (own CA, serving certificate, caBundle).
 #![forbid(unsafe_code)]
 
@@ -20,6 +21,7 @@ pub mod metrics;
 pub mod namespaces;
 pub mod pool;
 pub mod reload;
+pub mod run;
 pub mod self_tls;
 pub mod server;
 pub mod state;

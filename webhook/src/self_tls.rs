@@ -316,6 +316,22 @@ async fn sync_ca_bundle(
     Ok(())
 }
 
+/// [`ensure`], retried with backoff (0.5 s doubling to 30 s) until it succeeds: the server cannot
+/// start without its certificate, and the API server may not answer yet.
+pub async fn ensure_until_ready(client: &kube::Client, cfg: &SelfTlsConfig) -> Material {
+    let mut delay = std::time::Duration::from_millis(500);
+    loop {
+        match ensure(client, cfg).await {
+            Ok(m) => return m,
+            Err(e) => {
+                tracing::warn!(error = %e, "self-contained TLS not ready; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(30));
+            }
+        }
+    }
+}
+
 /// Re-check every `every` until `shutdown` (renewal, a replaced Secret, a caBundle reset by a
 /// re-apply of the webhook configuration). Errors are logged and retried.
 pub async fn run(

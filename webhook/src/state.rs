@@ -14,7 +14,7 @@ use crate::pool::Pool;
 
 /// How the webhook evaluates.
 #[derive(Debug, Clone)]
-pub struct Config {
+pub struct EvalConfig {
     pub settings: Settings,
     /// The whole evaluation of one request, below the ValidatingWebhookConfiguration's timeout.
     pub deadline: Duration,
@@ -25,9 +25,9 @@ pub struct Config {
     pub concurrency: usize,
 }
 
-impl Default for Config {
+impl Default for EvalConfig {
     fn default() -> Self {
-        Config {
+        EvalConfig {
             settings: Settings::default(),
             deadline: Duration::from_millis(2500),
             allow_on_timeout: false,
@@ -49,7 +49,7 @@ pub struct AppState {
     pub bundle: ArcSwap<Bundle>,
     /// Labels of the cluster's Namespaces, for namespaceSelector.
     pub namespaces: ArcSwap<NamespaceLabels>,
-    pub config: Config,
+    pub config: EvalConfig,
     pub metrics: Metrics,
     pub status: Mutex<ReloadStatus>,
     /// False while the Namespace watch has not completed its first list (see `namespaces`).
@@ -66,7 +66,7 @@ impl AppState {
     pub fn new(
         bundle: Bundle,
         namespaces: NamespaceLabels,
-        config: Config,
+        config: EvalConfig,
     ) -> std::io::Result<Arc<AppState>> {
         let metrics = Metrics::default();
         metrics.constraints.set(bundle.constraints().len() as i64);

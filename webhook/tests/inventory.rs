@@ -14,7 +14,7 @@ use sealgate_webhook::inventory::{self, Tracker};
 use sealgate_webhook::reload;
 use sealgate_webhook::{
     server,
-    state::{AppState, Config},
+    state::{AppState, EvalConfig},
 };
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -129,7 +129,7 @@ fn setup() -> (tempfile::TempDir, Sources, Arc<AppState>) {
         ("blog".to_string(), Default::default()),
     ]
     .into();
-    let state = AppState::new(bundle, namespaces, Config::default()).unwrap();
+    let state = AppState::new(bundle, namespaces, EvalConfig::default()).unwrap();
     (dir, sources, state)
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::{Request, Response};
 use kube::client::Body;
 use sealgate_core::policy::{BundleBuilder, Limits};
-use sealgate_webhook::state::{AppState, Config};
+use sealgate_webhook::state::{AppState, EvalConfig};
 use serde_json::{Value, json};
 
 fn ns(name: &str, governed: bool) -> Value {
@@ -44,7 +44,12 @@ async fn namespace_labels_follow_the_cluster() {
     let client = kube::Client::new(service, "default");
     let mut b = BundleBuilder::new(Limits::default());
     b.add_builtin();
-    let state = AppState::new(b.build().unwrap(), Default::default(), Config::default()).unwrap();
+    let state = AppState::new(
+        b.build().unwrap(),
+        Default::default(),
+        EvalConfig::default(),
+    )
+    .unwrap();
     state.namespaces_synced.store(false, Ordering::Release);
     let watch = tokio::spawn(sealgate_webhook::namespaces::watch(client, state.clone()));
 
@@ -109,8 +114,12 @@ async fn readyz_is_503_until_the_namespaces_are_synced() {
     use tower::ServiceExt;
     let mut b = BundleBuilder::new(Limits::default());
     b.add_builtin();
-    let state: Arc<AppState> =
-        AppState::new(b.build().unwrap(), Default::default(), Config::default()).unwrap();
+    let state: Arc<AppState> = AppState::new(
+        b.build().unwrap(),
+        Default::default(),
+        EvalConfig::default(),
+    )
+    .unwrap();
     state.namespaces_synced.store(false, Ordering::Release);
     let get = |s: Arc<AppState>| async move {
         sealgate_webhook::server::router(s)
@@ -139,7 +148,12 @@ async fn a_namespace_missing_from_the_cache_is_read_from_the_api() {
     api.insert("/api/v1/namespaces", ns("new-team", true));
     let mut b = BundleBuilder::new(Limits::default());
     b.add_builtin();
-    let state = AppState::new(b.build().unwrap(), Default::default(), Config::default()).unwrap();
+    let state = AppState::new(
+        b.build().unwrap(),
+        Default::default(),
+        EvalConfig::default(),
+    )
+    .unwrap();
     let _ = state.api.set(api.client());
     let review = |ns: &str| {
         json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {

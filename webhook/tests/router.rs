@@ -13,7 +13,7 @@ use sealgate_webhook::admission::Settings;
 use sealgate_webhook::reload;
 use sealgate_webhook::{
     server,
-    state::{AppState, Config},
+    state::{AppState, EvalConfig},
 };
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -29,14 +29,14 @@ fn governed() -> NamespaceLabels {
     ns
 }
 
-fn state_with(config: Config) -> Arc<AppState> {
+fn state_with(config: EvalConfig) -> Arc<AppState> {
     let mut b = BundleBuilder::new(Limits::default());
     b.add_builtin();
     AppState::new(b.build().unwrap(), governed(), config).unwrap()
 }
 
 fn state() -> Arc<AppState> {
-    state_with(Config::default())
+    state_with(EvalConfig::default())
 }
 
 const FLUX: &str = "system:serviceaccount:flux-system:kustomize-controller";
@@ -445,9 +445,9 @@ async fn bad_requests_are_400_with_a_clear_body() {
 
 #[tokio::test]
 async fn oversized_bodies_are_413() {
-    let s = state_with(Config {
+    let s = state_with(EvalConfig {
         max_body_bytes: 64 << 10,
-        ..Config::default()
+        ..EvalConfig::default()
     });
     let big = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "x", "object": {"data": "x".repeat(100 << 10)}}});
     let (st, _) = post(&s, serde_json::to_vec(&big).unwrap()).await;
@@ -478,10 +478,10 @@ async fn a_policy_past_the_deadline_gets_the_configured_answer_not_a_hang() {
     let d = deployment("web", "registry.example.com/web:1.2.3", json!({}));
     let rv = review("uid-slow", "CREATE", FLUX, &[], d, Value::Null);
     for allow in [false, true] {
-        let cfg = Config {
+        let cfg = EvalConfig {
             deadline: Duration::from_millis(200),
             allow_on_timeout: allow,
-            ..Config::default()
+            ..EvalConfig::default()
         };
         let s = AppState::new(sources.build([]).unwrap(), governed(), cfg).unwrap();
         let start = std::time::Instant::now();
@@ -517,10 +517,10 @@ async fn an_overloaded_webhook_answers_at_once_not_after_the_deadline() {
     let dir = tempfile::tempdir().unwrap();
     let d = deployment("web", "registry.example.com/web:1.2.3", json!({}));
     let rv = |uid: &str| review(uid, "CREATE", FLUX, &[], d.clone(), Value::Null);
-    let cfg = Config {
+    let cfg = EvalConfig {
         deadline: Duration::from_millis(200),
         concurrency: 1,
-        ..Config::default()
+        ..EvalConfig::default()
     };
     let s = AppState::new(slow_bundle(dir.path()).build([]).unwrap(), governed(), cfg).unwrap();
     // One evaluation teaches the pool what this policy costs: ~500 ms, until the engine's timer.
@@ -581,11 +581,11 @@ async fn a_broken_bundle_on_reload_keeps_the_old_one_serving() {
     let s = AppState::new(
         reload::build(&sources, Vec::new()).unwrap(),
         governed(),
-        Config {
+        EvalConfig {
             settings: Settings {
                 exempt_namespaces: vec![],
             },
-            ..Config::default()
+            ..EvalConfig::default()
         },
     )
     .unwrap();

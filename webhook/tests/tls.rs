@@ -10,7 +10,7 @@ use sealgate_testkit::tls::pki;
 use sealgate_webhook::reload;
 use sealgate_webhook::{
     server,
-    state::{AppState, Config},
+    state::{AppState, EvalConfig},
 };
 
 fn agent(ca_pem: &str) -> ureq::Agent {
@@ -57,7 +57,7 @@ async fn serve() -> (
     b.add_builtin();
     // The review's namespace, as the Namespace watch would know it (without the governed label).
     let namespaces = [("shop".to_string(), Default::default())].into();
-    let state = AppState::new(b.build().unwrap(), namespaces, Config::default()).unwrap();
+    let state = AppState::new(b.build().unwrap(), namespaces, EvalConfig::default()).unwrap();
     let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
         .await
         .unwrap();
