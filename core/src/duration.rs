@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+/// Parses `500ms`, `30s`, `10m`, `2h`, `30d` (one number, one unit), as the flags take them.
 pub fn parse(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());

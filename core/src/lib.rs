@@ -12,6 +12,7 @@
 //! - [`policy`]: the Rego policy engine (Gatekeeper templates and constraints, conftest modules).
 //! - [`fsutil`]: atomic file writes; [`duration`]: `30s`, `10m`, `30d` as flags take them.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod duration;
 pub mod envelope;

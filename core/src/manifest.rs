@@ -17,9 +17,13 @@ use serde_json::Value;
 /// itself), so the node and event budgets are set from `max_bytes`, not guessed.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// Bytes in one stream or file.
     pub max_bytes: usize,
+    /// Documents in one stream (`--max-documents`).
     pub max_documents: usize,
+    /// Nesting depth of one document.
     pub max_depth: usize,
+    /// YAML nodes in one stream (derived from `max_bytes`).
     pub max_nodes: usize,
 }
 
@@ -53,19 +57,27 @@ pub struct Document {
     pub index: usize,
     /// 1-based line where the document's content starts.
     pub line: usize,
+    /// The document, as JSON.
     pub value: Value,
 }
 
+/// Why a stream could not be read. Messages name the position, never a value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ManifestError {
+    /// Not valid YAML or JSON.
     #[error("{line}:{column}: {reason}")]
     Syntax {
+        /// 1-based line.
         line: usize,
+        /// 1-based column.
         column: usize,
+        /// What the parser says is wrong.
         reason: String,
     },
+    /// A limit of [`Limits`] was passed; the message says which and how to raise it.
     #[error("{0}")]
     Limit(String),
+    /// The input is not UTF-8; the offset of the first bad byte.
     #[error("not UTF-8 text (invalid byte at offset {0}); is this a binary file?")]
     NotUtf8(usize),
 }
@@ -396,6 +408,7 @@ pub fn to_yaml_stream<'a>(values: impl IntoIterator<Item = &'a Value>) -> String
     out
 }
 
+/// One document as YAML (block style, keys in their order).
 pub fn to_yaml(value: &Value) -> String {
     // Plain scalars: kubectl-style output, and no `>-` folding of long base64 values.
     let opts = serde_saphyr::ser_options! { prefer_block_scalars: false };

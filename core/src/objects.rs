@@ -12,14 +12,18 @@ use serde_json::{Map, Value};
 use crate::SecretBytes;
 use crate::envelope::Scope;
 
+/// The apiVersion of sealgate's SealedSecrets.
 pub const SEALGATE_API_VERSION: &str = "sealgate.dev/v1alpha1";
+/// The apiVersion of Bitnami's SealedSecrets.
 pub const BITNAMI_API_VERSION: &str = "bitnami.com/v1alpha1";
 /// Scope annotation of sealgate SealedSecrets (DESIGN §3.3).
 pub const SCOPE_ANNOTATION: &str = "sealgate.dev/scope";
 /// Short id of the key a SealedSecret was sealed with. Unauthenticated: only a hint for which key
 /// to try first (the kubeseal format carries no key id) and for `validate`.
 pub const KEY_ID_ANNOTATION: &str = "sealgate.dev/key-id";
+/// Bitnami's annotation for the namespace-wide scope (`"true"`).
 pub const BITNAMI_NAMESPACE_WIDE: &str = "sealedsecrets.bitnami.com/namespace-wide";
+/// Bitnami's annotation for the cluster-wide scope (`"true"`).
 pub const BITNAMI_CLUSTER_WIDE: &str = "sealedsecrets.bitnami.com/cluster-wide";
 /// Annotations that carry a copy of the whole object, plaintext included (sealed-secrets #227).
 pub const LAST_APPLIED_ANNOTATIONS: [&str; 2] = [
@@ -44,13 +48,22 @@ pub const MAX_ITEMS: usize = 4096;
 /// A problem with an object's shape. The message names the field; it never quotes a value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ModelError {
+    /// The object is not of the expected kind.
     #[error("expected {expected}, found {found}")]
     WrongKind {
+        /// The kind that was expected.
         expected: &'static str,
+        /// The kind found (`apiVersion kind`).
         found: String,
     },
+    /// A field is missing or malformed; `field` is its path (`data.password`).
     #[error("{field}: {problem}")]
-    Field { field: String, problem: String },
+    Field {
+        /// The field's path.
+        field: String,
+        /// What is wrong with it.
+        problem: String,
+    },
 }
 
 fn field_err(field: impl Into<String>, problem: impl Into<String>) -> ModelError {
@@ -164,14 +177,20 @@ pub fn check_item_key(key: &str) -> Result<(), String> {
 /// `metadata` of an object. Unknown fields are kept in `extra`.
 #[derive(Clone, Default, PartialEq)]
 pub struct ObjectMeta {
+    /// `metadata.name`.
     pub name: Option<String>,
+    /// `metadata.namespace`.
     pub namespace: Option<String>,
+    /// `metadata.labels`.
     pub labels: BTreeMap<String, String>,
+    /// `metadata.annotations`.
     pub annotations: BTreeMap<String, String>,
+    /// Every other metadata field, kept as it was.
     pub extra: Map<String, Value>,
 }
 
 impl ObjectMeta {
+    /// Reads `metadata` (at `field`, for messages); absent or null is empty.
     pub fn parse(v: Option<&Value>, field: &str) -> Result<ObjectMeta, ModelError> {
         let Some(v) = v.filter(|v| !v.is_null()) else {
             return Ok(ObjectMeta::default());
@@ -190,6 +209,7 @@ impl ObjectMeta {
         })
     }
 
+    /// `metadata` as JSON, empty maps left out.
     pub fn to_value(&self) -> Value {
         let mut m = Map::new();
         if let Some(n) = &self.name {
@@ -220,6 +240,7 @@ impl ObjectMeta {
         }
     }
 
+    /// Whether no field is set.
     pub fn is_empty(&self) -> bool {
         self.to_value().as_object().is_none_or(Map::is_empty)
     }
@@ -274,9 +295,13 @@ fn check_kind(
 /// A Kubernetes `v1 Secret` with decoded values.
 #[derive(Clone, Default, PartialEq)]
 pub struct Secret {
+    /// `metadata`.
     pub meta: ObjectMeta,
+    /// `type`.
     pub type_: Option<String>,
+    /// `immutable`.
     pub immutable: Option<bool>,
+    /// `data` and `stringData` merged, decoded; wiped on drop.
     pub data: BTreeMap<String, SecretBytes>,
 }
 
@@ -391,12 +416,15 @@ pub(crate) fn decode_b64_lenient(s: &str) -> Result<Vec<u8>, base64::DecodeError
 /// Which API group a SealedSecret belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ApiGroup {
+    /// `sealgate.dev/v1alpha1`.
     #[default]
     Sealgate,
+    /// `bitnami.com/v1alpha1` (Bitnami Sealed Secrets).
     Bitnami,
 }
 
 impl ApiGroup {
+    /// The group's SealedSecret apiVersion.
     pub fn api_version(self) -> &'static str {
         match self {
             ApiGroup::Sealgate => SEALGATE_API_VERSION,
@@ -408,8 +436,11 @@ impl ApiGroup {
 /// `spec.template` of a SealedSecret: what the unsealed Secret looks like besides its values.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SecretTemplate {
+    /// The Secret's metadata.
     pub meta: ObjectMeta,
+    /// The Secret's `type`.
     pub type_: Option<String>,
+    /// The Secret's `immutable`.
     pub immutable: Option<bool>,
     /// Bitnami's Go-template `data`. Not rendered by sealgate (see `sealing::unseal`).
     pub data: BTreeMap<String, String>,
@@ -418,15 +449,20 @@ pub struct SecretTemplate {
 /// A SealedSecret of either API group.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SealedSecret {
+    /// Which SealedSecret API the object is.
     pub api: ApiGroup,
+    /// The SealedSecret's metadata.
     pub meta: ObjectMeta,
+    /// `spec.encryptedData`: item key to sealed value (base64).
     pub encrypted_data: BTreeMap<String, String>,
+    /// `spec.template`: what the Secret gets besides its data.
     pub template: SecretTemplate,
     /// Bitnami's deprecated v1 `spec.data` blob is present.
     pub has_legacy_data: bool,
 }
 
 impl SealedSecret {
+    /// Reads a SealedSecret of either API group; errors name the field.
     pub fn from_value(v: &Value) -> Result<SealedSecret, ModelError> {
         let obj = v.as_object().ok_or_else(|| ModelError::WrongKind {
             expected: "a SealedSecret",
@@ -468,6 +504,7 @@ impl SealedSecret {
         })
     }
 
+    /// The SealedSecret as JSON, in its API group's shape.
     pub fn to_value(&self) -> Value {
         let mut template = Map::new();
         if !self.template.meta.is_empty() {
@@ -498,10 +535,12 @@ impl SealedSecret {
         Value::Object(m)
     }
 
+    /// `metadata.name`, or empty.
     pub fn name(&self) -> &str {
         self.meta.name.as_deref().unwrap_or("")
     }
 
+    /// `metadata.namespace`, or empty.
     pub fn namespace(&self) -> &str {
         self.meta.namespace.as_deref().unwrap_or("")
     }

@@ -9,18 +9,22 @@ use zeroize::Zeroizing;
 pub struct SecretBytes(Zeroizing<Vec<u8>>);
 
 impl SecretBytes {
+    /// Takes ownership of `bytes`; they are wiped when dropped.
     pub fn new(bytes: Vec<u8>) -> Self {
         Self(Zeroizing::new(bytes))
     }
 
+    /// The bytes. Callers must not log or format them.
     pub fn expose(&self) -> &[u8] {
         &self.0
     }
 
+    /// The length (safe to show).
     pub fn len(&self) -> usize {
         self.0.len()
     }
 
+    /// Whether it is empty.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -58,7 +58,9 @@ pub fn seal(
 /// The two parts of a kubeseal value, checked for length but not decrypted.
 #[derive(Debug, Clone, Copy)]
 pub struct Parts<'a> {
+    /// The RSA-OAEP-wrapped AES session key.
     pub rsa: &'a [u8],
+    /// The AES-256-GCM ciphertext and tag of the value.
     pub aead: &'a [u8],
 }
 

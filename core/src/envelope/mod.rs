@@ -27,8 +27,10 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// Every scope, strictest first.
     pub const ALL: [Scope; 3] = [Scope::Strict, Scope::NamespaceWide, Scope::ClusterWide];
 
+    /// The scope as annotations and flags spell it (`strict`, `namespace-wide`, `cluster-wide`).
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Strict => "strict",
@@ -61,11 +63,14 @@ impl FromStr for Scope {
 /// The two envelope formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Format {
+    /// sealgate's age format: X25519 recipients, the binding in the header.
     Age,
+    /// Bitnami's format: RSA-OAEP-SHA256 + AES-256-GCM, the binding in the OAEP label.
     Kubeseal,
 }
 
 impl Format {
+    /// The format as `--format` spells it (`age`, `kubeseal`).
     pub fn as_str(self) -> &'static str {
         match self {
             Format::Age => "age",
@@ -92,9 +97,13 @@ impl fmt::Display for Format {
 /// What a sealed value is bound to: the object it lives in and its item name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Binding<'a> {
+    /// Where the value may be opened.
     pub scope: Scope,
+    /// The object's namespace (bound unless the scope is cluster-wide).
     pub namespace: &'a str,
+    /// The object's name (bound in strict scope).
     pub name: &'a str,
+    /// The item key in `encryptedData`.
     pub item: &'a str,
 }
 
@@ -142,30 +151,50 @@ pub(crate) const AGE_LINE_PREFIX: &str = "sealgate/v1";
 /// Errors from sealing or opening one value. None of them carries plaintext.
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
+    /// The value is not base64.
     #[error("not valid base64 ({0})")]
     Base64(#[from] base64::DecodeError),
+    /// The bytes do not have the kubeseal layout (lengths, parts).
     #[error("malformed kubeseal value: {0}")]
     Malformed(String),
+    /// The bytes are not a binary age file sealgate can read.
     #[error("malformed age value: {0}")]
     MalformedAge(String),
     /// No key in the ring opened the value. For the kubeseal format a wrong key and a wrong
     /// namespace/name/scope are indistinguishable (both fail the OAEP label check).
     #[error("no sealing key could decrypt this value (tried {tried} key(s)): {hint}")]
-    NoKey { tried: usize, hint: &'static str },
+    NoKey {
+        /// Keys tried.
+        tried: usize,
+        /// What usually causes it, for this format.
+        hint: &'static str,
+    },
+    /// The ciphertext was changed: AES-GCM or ChaCha20-Poly1305 authentication failed.
     #[error("the value was altered after sealing (authentication tag mismatch)")]
     Tampered,
+    /// The value opened but was sealed for another place (age: the header binding differs).
     #[error(
         "this value is sealed for {sealed}, but it sits in {expected}: sealed values cannot be moved between objects, namespaces or items; seal it again for its new place"
     )]
-    BindingMismatch { sealed: String, expected: String },
+    BindingMismatch {
+        /// The place the value was sealed for.
+        sealed: String,
+        /// The place it sits in.
+        expected: String,
+    },
     /// The object would cost more private-key operations than its budget
     /// ([`crate::keys::ring::KeyBudget`]): its values were not sealed with this ring's keys.
     #[error(
         "opening it needs more than {limit} private-key operations (one per item plus two searches of the key ring): its values were not sealed with these keys"
     )]
-    Budget { limit: usize },
+    Budget {
+        /// The object's budget.
+        limit: usize,
+    },
+    /// There is nothing to seal to (no RSA key for kubeseal, no age recipient for age).
     #[error("no recipient to seal to: {0}")]
     NoRecipient(String),
+    /// The encryption library failed.
     #[error("encryption failed: {0}")]
     Encrypt(String),
 }

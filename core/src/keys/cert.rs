@@ -57,12 +57,17 @@ pub fn self_signed(
 
 /// What sealgate needs from a certificate.
 pub struct CertInfo {
+    /// The certificate's SubjectPublicKeyInfo, DER: what key ids are computed from.
     pub spki_der: Vec<u8>,
+    /// Start of validity.
     pub not_before: OffsetDateTime,
+    /// End of validity.
     pub not_after: OffsetDateTime,
+    /// The age recipient the certificate carries in its extension, if any.
     pub age_recipient: Option<x25519::Recipient>,
 }
 
+/// Reads a DER certificate: an RSA public key, validity and the optional age recipient.
 pub fn parse(der: &[u8]) -> Result<CertInfo, KeyError> {
     let (rest, cert) = X509Certificate::from_der(der)
         .map_err(|e| KeyError::Certificate(format!("not an X.509 certificate ({e})")))?;

@@ -23,13 +23,18 @@ use crate::envelope::{
 /// A value opened by the ring.
 #[derive(Debug)]
 pub struct Opened {
+    /// The plaintext.
     pub value: SecretBytes,
+    /// The key that opened it.
     pub key: KeyId,
+    /// The envelope it was in.
     pub format: Format,
     /// Private-key operations spent (RSA decryptions or X25519 agreements).
     pub attempts: usize,
 }
 
+/// Every sealing key a process holds, newest first. The newest seals; any opens, so values sealed
+/// before a rotation stay readable.
 #[derive(Clone, Default)]
 pub struct KeyRing {
     /// Newest first (by creation time).
@@ -43,6 +48,7 @@ impl std::fmt::Debug for KeyRing {
 }
 
 impl KeyRing {
+    /// A ring of `keys`, sorted newest first.
     pub fn new(keys: impl IntoIterator<Item = SealingKey>) -> KeyRing {
         let mut ring = KeyRing::default();
         for k in keys {
@@ -65,18 +71,22 @@ impl KeyRing {
         true
     }
 
+    /// The number of keys.
     pub fn len(&self) -> usize {
         self.keys.len()
     }
 
+    /// Whether the ring has no key.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
 
+    /// The keys, newest first.
     pub fn iter(&self) -> impl Iterator<Item = &SealingKey> {
         self.keys.iter().map(|k| k.as_ref())
     }
 
+    /// The key with this id.
     pub fn get(&self, id: KeyId) -> Option<&SealingKey> {
         self.iter().find(|k| k.id() == id)
     }
@@ -91,6 +101,7 @@ impl KeyRing {
         self.keys.first().map(|k| k.as_ref())
     }
 
+    /// Every key's public parts, newest first.
     pub fn public_keys(&self) -> Vec<PublicKey> {
         self.iter().map(|k| k.public().clone()).collect()
     }
@@ -214,6 +225,7 @@ impl KeyBudget {
         KeyBudget::new(items + 2 * ring.len())
     }
 
+    /// A budget of `limit` private-key operations.
     pub fn new(limit: usize) -> KeyBudget {
         KeyBudget {
             limit,

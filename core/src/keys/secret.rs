@@ -25,8 +25,11 @@ pub const KEY_LABEL: &str = "sealgate.dev/sealing-key";
 pub const BITNAMI_KEY_LABEL: &str = "sealedsecrets.bitnami.com/sealed-secrets-key";
 /// Name of Bitnami's pre-0.9 key Secret, loaded even without the label.
 pub const BITNAMI_LEGACY_NAME: &str = "sealed-secrets-key";
+/// Annotation carrying a key Secret's id, so a reader can tell keys apart without parsing them.
 pub const KEY_ID_ANNOTATION: &str = "sealgate.dev/key-id";
+/// Annotation carrying a key's creation time (RFC 3339): the newest key seals.
 pub const CREATED_ANNOTATION: &str = "sealgate.dev/created-at";
+/// Item holding the age (X25519) identity next to `tls.key`/`tls.crt`.
 pub const AGE_KEY_ITEM: &str = "age.key";
 
 /// The Secret name of a key: `sealgate-key-<short id>`.
@@ -78,9 +81,12 @@ pub enum KeySecretKind {
     Active(KeyOrigin),
     /// Labelled as a key but not `active` (e.g. `compromised`): not loaded.
     Inactive(String),
+    /// Any other Secret.
     NotAKey,
 }
 
+/// Whether `secret` is a sealing key, by its labels (sealgate's or Bitnami's) or Bitnami's legacy
+/// key name.
 pub fn classify(secret: &Secret) -> KeySecretKind {
     let labels = &secret.meta.labels;
     for (label, origin) in [

@@ -9,21 +9,27 @@ use super::{KeyError, KeyRing, SealingKey};
 use crate::manifest::{self, Limits};
 use crate::objects::Secret;
 
+/// The local key store: one key Secret per file in a directory (the shape the controller keeps
+/// in the cluster), for `sealgate keys` and offline `unseal`.
 pub struct KeyStore {
     dir: PathBuf,
 }
 
 /// A loaded store: the ring and what was skipped (with the reason).
 pub struct Loaded {
+    /// The keys that loaded.
     pub ring: KeyRing,
+    /// Files that are not keys or could not be read, each with why.
     pub skipped: Vec<String>,
 }
 
 impl KeyStore {
+    /// The store in `dir` (not read until used).
     pub fn new(dir: impl Into<PathBuf>) -> KeyStore {
         KeyStore { dir: dir.into() }
     }
 
+    /// The store's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

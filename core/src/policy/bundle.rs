@@ -18,11 +18,17 @@ use super::{
 /// A Constraint: an instance of a template with its match, parameters and enforcement.
 #[derive(Debug, Clone)]
 pub struct Constraint {
+    /// The template kind it instantiates (`K8sRequiredLabels`).
     pub kind: String,
+    /// `metadata.name`.
     pub name: String,
+    /// The file it was loaded from.
     pub source: String,
+    /// `spec.match`.
     pub matcher: Match,
+    /// `spec.parameters`, as the template's `input.parameters`.
     pub parameters: RValue,
+    /// `spec.enforcementAction` (and `scopedEnforcementActions`).
     pub enforcement: Enforcement,
 }
 
@@ -37,7 +43,9 @@ pub struct Sources {
     pub policies: Vec<std::path::PathBuf>,
     /// `--namespaced-kinds` / `--cluster-kinds` lists.
     pub namespaced_kinds: Vec<String>,
+    /// Kinds to treat as cluster-scoped (`Kind` or `group/Kind`).
     pub cluster_kinds: Vec<String>,
+    /// Per-evaluation limits.
     pub limits: Limits,
     /// Evaluate on regorus's register VM (else its interpreter).
     pub use_vm: bool,
@@ -85,8 +93,11 @@ impl Sources {
 /// `SyncSet` `spec.gvks[]` entries.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SyncKind {
+    /// API group (empty for the core group).
     pub group: String,
+    /// API version (empty: any).
     pub version: String,
+    /// Kind.
     pub kind: String,
 }
 
@@ -148,6 +159,7 @@ pub struct BundleBuilder {
 const SKIPPED_DIRS: &[&str] = &["samples", "testdata", "tests"];
 
 impl BundleBuilder {
+    /// An empty builder; add policies, then [`BundleBuilder::build`].
     pub fn new(limits: Limits) -> BundleBuilder {
         BundleBuilder {
             limits,

@@ -28,7 +28,9 @@ impl Default for Limits {
 /// A compiled ConstraintTemplate.
 #[derive(Clone)]
 pub struct Template {
+    /// The constraint kind it defines (`spec.crd.spec.names.kind`).
     pub kind: String,
+    /// The file it was loaded from.
     pub source: String,
     entry: String,
     engine: regorus::Engine,

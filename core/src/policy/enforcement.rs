@@ -14,6 +14,7 @@ pub enum Point {
 }
 
 impl Point {
+    /// The point as sealgate names it (`ci`, `admission`, `audit`).
     pub fn as_str(self) -> &'static str {
         match self {
             Point::Ci => "ci",
@@ -47,6 +48,7 @@ pub enum Action {
 }
 
 impl Action {
+    /// The action as `enforcementAction` spells it (`deny`, `warn`, `dryrun`).
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Deny => "deny",
@@ -100,6 +102,7 @@ impl serde::Serialize for Action {
 /// How a constraint is enforced.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Enforcement {
+    /// One action at every point.
     Action(Action),
     /// `enforcementAction: scoped`: actions per enforcement point.
     Scoped(Vec<(Action, Vec<String>)>),

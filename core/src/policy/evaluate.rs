@@ -42,10 +42,12 @@ impl std::fmt::Debug for Bundle {
 }
 
 impl Bundle {
+    /// The compiled templates.
     pub fn templates(&self) -> impl Iterator<Item = &Template> {
         self.templates.values().map(|t| t.as_ref())
     }
 
+    /// The constraints, in load order.
     pub fn constraints(&self) -> &[Constraint] {
         &self.constraints
     }
@@ -238,6 +240,7 @@ impl Bundle {
 /// What evaluating one review found.
 #[derive(Debug, Clone, Default)]
 pub struct Evaluation {
+    /// Every violation, in constraint order.
     pub violations: Vec<Violation>,
     /// (policy, constraint) of every constraint (and conftest rule) that applied to the review,
     /// violated or not, in bundle order.

@@ -19,13 +19,18 @@ use super::{Point, PolicyError};
 /// What a constraint's `match` needs to know about an object.
 #[derive(Debug, Clone, Default)]
 pub struct ObjectInfo {
+    /// API group (empty for the core group).
     pub group: String,
+    /// Kind.
     pub kind: String,
     /// The namespace the object is (or will be) in, when known. Never set for cluster-scoped
     /// kinds: the API server drops their `metadata.namespace` before admission.
     pub namespace: Option<String>,
+    /// `metadata.name` (empty when only `generateName` is set).
     pub name: String,
+    /// `metadata.generateName`.
     pub generate_name: Option<String>,
+    /// `metadata.labels`.
     pub labels: BTreeMap<String, String>,
     /// Gatekeeper's `hasNamespace`: namespaced, with or without a namespace yet.
     pub namespaced: bool,
@@ -97,6 +102,7 @@ impl ObjectInfo {
 )]
 pub struct UnknownNamespace(pub String);
 
+/// A Kubernetes label selector (`matchLabels` and `matchExpressions`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LabelSelector {
     match_labels: BTreeMap<String, String>,
@@ -112,6 +118,8 @@ enum Op {
 }
 
 impl LabelSelector {
+    /// Reads a selector at `field` (for messages); operators with missing or extra values are
+    /// refused here, where Gatekeeper would fail every review.
     pub fn parse(v: &Value, field: &str) -> Result<LabelSelector, PolicyError> {
         let bad = |m: &str| PolicyError::Invalid(format!("{field}: {m}"));
         let mut sel = LabelSelector::default();
@@ -173,6 +181,7 @@ impl LabelSelector {
         Ok(sel)
     }
 
+    /// Whether `labels` satisfy the selector (all terms; an empty selector matches everything).
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         self.match_labels
             .iter()
@@ -212,6 +221,7 @@ enum Source {
 pub struct Wildcard(String);
 
 impl Wildcard {
+    /// Reads a pattern at `field`, refusing what the Constraint CRD refuses.
     pub fn parse(s: &str, field: &str) -> Result<Wildcard, PolicyError> {
         let inner = s.strip_prefix('*').unwrap_or(s);
         let inner = inner.strip_suffix('*').unwrap_or(inner);
@@ -285,6 +295,7 @@ fn wildcards(v: Option<&Value>, field: &str) -> Result<Vec<Wildcard>, PolicyErro
 }
 
 impl Match {
+    /// Reads a constraint's `spec.match` (absent: matches everything).
     pub fn parse(v: Option<&Value>) -> Result<Match, PolicyError> {
         let Some(v) = v.filter(|v| !v.is_null()) else {
             return Ok(Match::default());

@@ -40,18 +40,27 @@ pub use review::{ObjectRef, Review, Violation, pod_spec_path};
 /// Errors that make a bundle unusable. Each names the file and the object.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
+    /// The bundle as a whole is unusable (the message says why).
     #[error("{0}")]
     Invalid(String),
+    /// A template's Rego does not compile.
     #[error("{file}: ConstraintTemplate {template}: Rego error: {message}")]
     Rego {
+        /// The template's file.
         file: String,
+        /// The template's kind.
         template: String,
+        /// regorus's message, with the Rego line.
         message: String,
     },
+    /// An object in a policy file is malformed.
     #[error("{file}: {what}: {problem}")]
     At {
+        /// The file.
         file: String,
+        /// The object (`Constraint K8sRequiredLabels/must-have-owner`).
         what: String,
+        /// What is wrong.
         problem: String,
     },
 }

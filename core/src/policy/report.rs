@@ -19,11 +19,13 @@ pub const MAX_RESULTS: usize = 1000;
 /// What was found for one object.
 #[derive(Debug, Clone, Default)]
 pub struct ObjectResult {
+    /// The object.
     pub object: ObjectRef,
     /// `metadata.uid`, when the object came from a cluster.
     pub uid: Option<String>,
     /// (policy, constraint) of every constraint that applied ([`super::evaluate::Evaluation`]).
     pub applied: Vec<(String, String)>,
+    /// What it violated.
     pub violations: Vec<Violation>,
     /// Added to every result's `properties` (lint: `file`, `line`).
     pub properties: BTreeMap<String, String>,

@@ -13,9 +13,13 @@ use super::{Action, Point};
 /// What is evaluated: an AdmissionRequest-shaped review, as Gatekeeper builds it.
 #[derive(Debug, Clone)]
 pub struct Review {
+    /// The AdmissionRequest: `object`, `oldObject`, `operation`, `userInfo`, `namespace`, ….
     pub request: Value,
+    /// Where it is evaluated: decides which constraints' actions apply.
     pub point: Point,
+    /// The file it came from (lint), for reports.
     pub file: Option<String>,
+    /// The line its document starts on (lint).
     pub line: Option<usize>,
 }
 
@@ -96,6 +100,7 @@ impl Review {
         }
     }
 
+    /// Whether `v` is an AdmissionReview (`admission.k8s.io/*`), not an object.
     pub fn is_admission_review(v: &Value) -> bool {
         v.get("kind").and_then(Value::as_str) == Some("AdmissionReview")
             && v.get("apiVersion")
@@ -103,12 +108,14 @@ impl Review {
                 .is_some_and(|a| a.starts_with("admission.k8s.io/"))
     }
 
+    /// The review with the file and line its document came from.
     pub fn at(mut self, file: impl Into<String>, line: usize) -> Review {
         self.file = Some(file.into());
         self.line = Some(line);
         self
     }
 
+    /// `request.object`.
     pub fn object(&self) -> &Value {
         &self.request["object"]
     }
@@ -118,14 +125,19 @@ impl Review {
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectRef {
+    /// `apiVersion`.
     pub api_version: String,
+    /// `kind`.
     pub kind: String,
+    /// `metadata.namespace`, or empty.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub namespace: String,
+    /// `metadata.name` (or `generateName`), or empty.
     pub name: String,
 }
 
 impl ObjectRef {
+    /// The reference of an object (JSON).
     pub fn of(object: &Value) -> ObjectRef {
         let s = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_string();
         let meta = object.get("metadata");
@@ -157,9 +169,13 @@ pub struct Violation {
     pub policy: String,
     /// The constraint name (or the conftest rule).
     pub constraint: String,
+    /// The policy's message.
     pub message: String,
+    /// The violation's `details`, as the policy returned them.
     pub details: Value,
+    /// The constraint's action at the review's point.
     pub action: Action,
+    /// The object that violates it.
     pub object: ObjectRef,
     /// The offending field, when the policy reports one (`path` in the violation or its details).
     #[serde(skip_serializing_if = "Option::is_none")]

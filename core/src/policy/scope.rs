@@ -14,7 +14,9 @@ use serde_json::Value;
 /// A kind's scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
+    /// Objects live in a namespace (Deployment, Secret, …).
     Namespaced,
+    /// Objects live outside namespaces (Namespace, ClusterRole, …).
     Cluster,
 }
 

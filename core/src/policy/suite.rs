@@ -11,16 +11,24 @@ use crate::manifest;
 /// The outcome of one case (or of a test that failed before its cases ran).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaseResult {
+    /// The suite file.
     pub suite: String,
+    /// The test's name.
     pub test: String,
+    /// The case's name.
     pub case: String,
+    /// What happened.
     pub outcome: Outcome,
 }
 
+/// A case's outcome.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
+    /// The case's assertions hold.
     Pass,
+    /// They do not; why.
     Fail(String),
+    /// The test is marked `skip`.
     Skip,
 }
 

@@ -63,10 +63,13 @@ impl Target {
 /// How to seal a Secret.
 #[derive(Debug, Clone)]
 pub struct SealOptions {
+    /// The envelope for every value.
     pub format: Format,
     /// `None`: from the input's scope annotations, else strict (kubeseal's behaviour).
     pub scope: Option<Scope>,
+    /// The SealedSecret's API group.
     pub api: ApiGroup,
+    /// Seal a Secret without data (`--allow-empty-data`; refused otherwise, as kubeseal does).
     pub allow_empty_data: bool,
     /// `-n`: used when the Secret has none; an error when it has another.
     pub namespace: Option<String>,
@@ -87,14 +90,23 @@ impl Default for SealOptions {
     }
 }
 
+/// Why a Secret could not be sealed. Never carries a value.
 #[derive(Debug, thiserror::Error)]
 pub enum SealSecretError {
+    /// The Secret is malformed.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// The Secret cannot be sealed as asked (the message says why).
     #[error("{0}")]
     Invalid(String),
+    /// One item could not be sealed.
     #[error("item {item:?}: {source}")]
-    Value { item: String, source: SealError },
+    Value {
+        /// The item key.
+        item: String,
+        /// Why.
+        source: SealError,
+    },
 }
 
 fn invalid(s: impl Into<String>) -> SealSecretError {
@@ -276,22 +288,31 @@ pub fn merge_into(
 /// The result of unsealing one SealedSecret.
 #[derive(Debug)]
 pub struct Unsealed {
+    /// The Secret, with every value opened.
     pub secret: Secret,
+    /// The keys that opened the values.
     pub keys_used: BTreeSet<KeyId>,
+    /// The envelopes the values were in (`age`, `kubeseal`).
     pub formats: BTreeSet<&'static str>,
     /// Private-key operations spent.
     pub attempts: usize,
 }
 
+/// Why a SealedSecret could not be unsealed. Never carries a value.
 #[derive(Debug, thiserror::Error)]
 pub enum UnsealError {
+    /// The SealedSecret is malformed.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// It uses something sealgate does not implement (Bitnami's Go-template `data`).
     #[error("{0}")]
     Unsupported(String),
+    /// Items could not be opened; the object is all or nothing.
     #[error("{}", describe_item_errors(.failed, *.total, *.untried))]
     Items {
+        /// The items that failed, each with why.
         failed: Vec<(String, SealError)>,
+        /// The object's item count.
         total: usize,
         /// Items left untried after the first failure (the object is all or nothing).
         untried: usize,
@@ -456,6 +477,7 @@ pub fn reseal(
 /// What `validate` found wrong with one SealedSecret. Empty means valid.
 #[derive(Debug, Default)]
 pub struct Validation {
+    /// Each problem, for a person (names fields, never values).
     pub problems: Vec<String>,
     /// Whether every value was decrypted (private keys were given).
     pub decrypted: bool,
