@@ -379,35 +379,6 @@ fn public_target_unpinned(store_dir: Option<&Path>, src: &PublicKeySource) -> Re
     target(store_dir, src.cert.as_deref(), extra)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::plain_http_remote_host as remote;
-
-    #[test]
-    fn plain_http_to_another_host_is_flagged_loopback_and_https_are_not() {
-        assert_eq!(
-            remote("http://sealgate.example.com/v1/cert.pem"),
-            Some("sealgate.example.com")
-        );
-        assert_eq!(remote("http://10.0.0.7:8080"), Some("10.0.0.7"));
-        assert_eq!(
-            remote("http://user@evil.example:80/x"),
-            Some("evil.example")
-        );
-        assert_eq!(remote("http://[2001:db8::1]:8080/"), Some("2001:db8::1"));
-        for quiet in [
-            "http://localhost:8080/v1/cert.pem",
-            "http://127.0.0.1:8080",
-            "http://[::1]:8080",
-            "https://sealgate.example.com/v1/cert.pem",
-            "kube://",
-            "cert.pem",
-        ] {
-            assert_eq!(remote(quiet), None, "{quiet}");
-        }
-    }
-}
-
 /// Manifests under `paths`: files named explicitly, and *.yaml/*.yml/*.json found in directories.
 pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
@@ -453,4 +424,33 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 fn is_chart_templates(p: &Path) -> bool {
     p.file_name().is_some_and(|n| n == "templates")
         && p.parent().is_some_and(|d| d.join("Chart.yaml").is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_http_remote_host as remote;
+
+    #[test]
+    fn plain_http_to_another_host_is_flagged_loopback_and_https_are_not() {
+        assert_eq!(
+            remote("http://sealgate.example.com/v1/cert.pem"),
+            Some("sealgate.example.com")
+        );
+        assert_eq!(remote("http://10.0.0.7:8080"), Some("10.0.0.7"));
+        assert_eq!(
+            remote("http://user@evil.example:80/x"),
+            Some("evil.example")
+        );
+        assert_eq!(remote("http://[2001:db8::1]:8080/"), Some("2001:db8::1"));
+        for quiet in [
+            "http://localhost:8080/v1/cert.pem",
+            "http://127.0.0.1:8080",
+            "http://[::1]:8080",
+            "https://sealgate.example.com/v1/cert.pem",
+            "kube://",
+            "cert.pem",
+        ] {
+            assert_eq!(remote(quiet), None, "{quiet}");
+        }
+    }
 }

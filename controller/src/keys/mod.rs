@@ -1,9 +1,7 @@
-//! Sealing keys in the cluster.
-//!
-//! - [`plan`]: when to generate a key, and which keys the controller's Secrets hold (pure).
-//! - This module: the key manager. It loads the sealing keys from the controller namespace's Secrets, generates the
-//! first one and renews on schedule (leader only), and picks up keys created elsewhere (another
-//! replica, an import, a restore) on the next poll, without a restart. It never deletes a key.
+//! Sealing keys in the cluster: the key manager. It loads the sealing keys from the controller
+//! namespace's Secrets, generates the first one and renews on schedule (leader only), and picks up
+//! keys created elsewhere (another replica, an import, a restore) on the next poll, without a
+//! restart. It never deletes a key. Its decisions are pure functions in [`plan`].
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};

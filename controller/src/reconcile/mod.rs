@@ -1,12 +1,11 @@
-//! Reconciling SealedSecrets into Secrets.
+//! Reconciling SealedSecrets into Secrets: the kube adapter. Its decisions are pure functions:
+//! [`desired`] (the Secret a SealedSecret should produce) and [`plan`] (what to do given the
+//! Secret that exists, and the status condition).
 //!
-//! - [`desired`]: the Secret a SealedSecret should produce (pure).
-//! - [`plan`]: what to do given the Secret that exists, and the status condition (pure).
-//! - This module: the kube adapter that carries the plan out against the API server. One GET of
-//! the Secret per reconcile (live, as Bitnami does, so an unowned Secret is always seen), then at
-//! most a server-side apply, a status merge patch and an event. Errors are retried with capped
-//! exponential backoff that never gives up; synced objects are resynced periodically so a hand
-//! edit of their Secret is repaired (detected by the data MAC, without unsealing).
+//! One GET of the Secret per reconcile (live, as Bitnami does, so an unowned Secret is always
+//! seen), then at most a server-side apply, a status merge patch and an event. Errors are retried
+//! with capped exponential backoff that never gives up; synced objects are resynced periodically
+//! so a hand edit of their Secret is repaired (detected by the data MAC, without unsealing).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
