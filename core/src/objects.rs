@@ -413,6 +413,30 @@ pub(crate) fn decode_b64_lenient(s: &str) -> Result<Vec<u8>, base64::DecodeError
     }
 }
 
+/// Go's `base64.StdEncoding` (what Bitnami's controller decodes values with): standard alphabet,
+/// padding required, non-zero trailing bits accepted.
+const GO_STD_ENCODING: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireCanonical),
+);
+
+/// A sealed value (`spec.encryptedData.*`) decoded exactly as Go's `base64.StdEncoding` decodes
+/// it: line breaks are skipped anywhere, anything else outside the alphabet (a space around the
+/// value) is refused. `validate` then passes only what the controller will accept.
+pub(crate) fn decode_sealed_value(s: &str) -> Result<Vec<u8>, crate::envelope::SealError> {
+    if let Some(at) = s.find([' ', '\t']) {
+        return Err(crate::envelope::SealError::Whitespace { at });
+    }
+    Ok(if s.contains(['\n', '\r']) {
+        let joined: String = s.chars().filter(|c| *c != '\n' && *c != '\r').collect();
+        GO_STD_ENCODING.decode(joined)?
+    } else {
+        GO_STD_ENCODING.decode(s)?
+    })
+}
+
 /// Which API group a SealedSecret belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ApiGroup {

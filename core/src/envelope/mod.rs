@@ -154,6 +154,15 @@ pub enum SealError {
     /// The value is not base64.
     #[error("not valid base64 ({0})")]
     Base64(#[from] base64::DecodeError),
+    /// The value has a space or tab, which the controllers' base64 decoder (Go's
+    /// `base64.StdEncoding`, as Bitnami's) refuses, so the cluster would refuse it too.
+    #[error(
+        "not valid base64: a space or tab at byte {at}, which the controller's decoder refuses (as Bitnami's does: `illegal base64 data`); remove it"
+    )]
+    Whitespace {
+        /// Byte offset of the first space or tab.
+        at: usize,
+    },
     /// The bytes do not have the kubeseal layout (lengths, parts).
     #[error("malformed kubeseal value: {0}")]
     Malformed(String),

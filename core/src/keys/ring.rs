@@ -115,7 +115,7 @@ impl KeyRing {
         hint: &mut Option<KeyId>,
         budget: &mut KeyBudget,
     ) -> Result<Opened, SealError> {
-        let raw = crate::objects::decode_b64_lenient(value_b64)?;
+        let raw = crate::objects::decode_sealed_value(value_b64)?;
         match Format::detect(&raw) {
             Format::Kubeseal => self.open_kubeseal(&raw, binding, hint, budget),
             Format::Age => self.open_age(&raw, binding, hint, budget),

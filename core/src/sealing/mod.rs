@@ -11,7 +11,7 @@ use crate::keys::{KeyId, KeyRing, PublicKey};
 pub use crate::objects::{ApiGroup, ModelError, ObjectMeta, SealedSecret, Secret, SecretTemplate};
 use crate::objects::{
     BITNAMI_CLUSTER_WIDE, BITNAMI_NAMESPACE_WIDE, KEY_ID_ANNOTATION, SCOPE_ANNOTATION,
-    check_item_key, decode_b64_lenient, scope_from_annotations,
+    check_item_key, decode_sealed_value, scope_from_annotations,
 };
 
 /// The public keys values are sealed to.
@@ -560,7 +560,7 @@ pub fn validate(ss: &SealedSecret, known: &[PublicKey], ring: Option<&KeyRing>) 
 }
 
 fn check_value_shape(api: ApiGroup, value: &str, known: &[PublicKey]) -> Result<(), String> {
-    let raw = decode_b64_lenient(value).map_err(|e| format!("not valid base64 ({e})"))?;
+    let raw = decode_sealed_value(value).map_err(|e| e.to_string())?;
     match Format::detect(&raw) {
         Format::Kubeseal => {
             let parts = kubeseal::parse(&raw).map_err(|e| e.to_string())?;

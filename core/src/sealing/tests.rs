@@ -725,3 +725,57 @@ proptest! {
         prop_assert!(unseal(&with_raw(&ss, "v", &raw), &ring).is_err());
     }
 }
+
+/// Sealed values are decoded as Go's `base64.StdEncoding` decodes them (Bitnami's controller):
+/// `validate` and `unseal` accept exactly what the cluster will.
+#[test]
+fn sealed_values_are_base64_as_go_decodes_it() {
+    let k = k2048();
+    let ring = ring_of(&[k]);
+    let publics = vec![k.public().clone()];
+    let s = secret(Some("prod"), "db", &[("a", b"1")]);
+    let mut opts = opts(Format::Kubeseal, Scope::Strict);
+    opts.api = ApiGroup::Bitnami;
+    let ss = seal_secret(&s, &target(k), &opts).unwrap();
+    let value = ss.encrypted_data["a"].clone();
+
+    // Spaces around the value: Go says `illegal base64 data at input byte 0`; so do we.
+    let mut spaced = ss.clone();
+    spaced
+        .encrypted_data
+        .insert("a".into(), format!("  {value}  "));
+    let problems = validate(&spaced, &publics, None).problems.join("\n");
+    assert!(
+        problems.contains("spec.encryptedData.a: not valid base64: a space or tab at byte 0"),
+        "{problems}"
+    );
+    let e = item_error(unseal(&spaced, &ring));
+    assert!(matches!(e, SealError::Whitespace { at: 0 }), "{e:?}");
+
+    // Line breaks anywhere are skipped, as Go skips them.
+    let mut wrapped = ss.clone();
+    let folded: Vec<String> = value
+        .as_bytes()
+        .chunks(76)
+        .map(|c| String::from_utf8(c.to_vec()).unwrap())
+        .collect();
+    wrapped
+        .encrypted_data
+        .insert("a".into(), folded.join("\r\n") + "\n");
+    assert!(validate(&wrapped, &publics, Some(&ring)).problems.is_empty());
+    assert_eq!(unseal(&wrapped, &ring).unwrap().secret.data["a"].expose(), b"1");
+
+    // Missing padding is refused (Go's StdEncoding requires it).
+    let mut unpadded = ss.clone();
+    unpadded
+        .encrypted_data
+        .insert("a".into(), value.trim_end_matches('=').to_string());
+    assert_ne!(unpadded.encrypted_data["a"], value, "a 275-byte value is padded");
+    assert!(!validate(&unpadded, &publics, None).problems.is_empty());
+
+    // Non-zero trailing bits: Go accepts them, and so do we ("QR==" and "QQ==" are both "A").
+    assert_eq!(crate::objects::decode_sealed_value("QR==").unwrap(), b"A");
+    assert_eq!(crate::objects::decode_sealed_value("QQ==").unwrap(), b"A");
+    assert!(crate::objects::decode_sealed_value("QQ").is_err());
+    assert!(crate::objects::decode_sealed_value("QQ==\t").is_err());
+}
