@@ -160,12 +160,20 @@ pub fn load_store(store: &KeyStore) -> Result<KeyRing> {
 
 /// Keys from a file: PEM (a private key, optionally with its certificate) or key Secrets.
 pub fn keys_from_file(path: &Path) -> Result<Vec<SealingKey>> {
-    let input = read_file(path)?;
-    // Kubernetes objects have a kind; anything else (PEM text parses as a YAML string) is PEM.
-    let docs = parse_docs(&input)
+    keys_from_input(&read_file(path)?)
+}
+
+/// The documents of `input` if it holds Kubernetes objects (they have a kind); `None` for anything
+/// else, such as PEM text (which parses as a YAML string).
+pub fn manifest_docs(input: &Input) -> Option<Vec<Document>> {
+    parse_docs(input)
         .ok()
-        .filter(|d| d.iter().any(|d| d.value.get("kind").is_some()));
-    let Some(docs) = docs else {
+        .filter(|d| d.iter().any(|d| d.value.get("kind").is_some()))
+}
+
+/// [`keys_from_file`] of an input already read.
+pub fn keys_from_input(input: &Input) -> Result<Vec<SealingKey>> {
+    let Some(docs) = manifest_docs(input) else {
         let key = secret::from_pem(&input.bytes, time::OffsetDateTime::now_utc())
             .with_context(|| input.name.clone())?;
         return Ok(vec![key]);
@@ -173,7 +181,7 @@ pub fn keys_from_file(path: &Path) -> Result<Vec<SealingKey>> {
     let mut keys = Vec::new();
     for doc in docs {
         for s in secret::secrets_in(&doc.value) {
-            let s = s.map_err(|e| anyhow!("{}: {e}", at(&input, &doc)))?;
+            let s = s.map_err(|e| anyhow!("{}: {e}", at(input, &doc)))?;
             match secret::classify(&s) {
                 secret::KeySecretKind::Inactive(state) => {
                     eprintln!(
@@ -189,7 +197,7 @@ pub fn keys_from_file(path: &Path) -> Result<Vec<SealingKey>> {
             let key = secret::from_secret(&s).map_err(|e| {
                 anyhow!(
                     "{}: Secret {}: {e}",
-                    at(&input, &doc),
+                    at(input, &doc),
                     s.meta.name.as_deref().unwrap_or("?")
                 )
             })?;

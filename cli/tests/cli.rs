@@ -682,7 +682,9 @@ fn bitnami_keys_import_and_their_sealed_secrets_unseal() {
         .arg(&input)
         .assert()
         .code(2)
-        .stderr(contains("X25519 recipient"));
+        .stderr(contains("has no age identity (keys imported from Bitnami"))
+        .stderr(contains("sealgate keys rotate"))
+        .stderr(contains("--format kubeseal"));
     let a = env
         .cmd()
         .args(["seal", "--bitnami", "-f"])
@@ -713,6 +715,76 @@ fn bitnami_keys_import_and_their_sealed_secrets_unseal() {
         .assert()
         .code(2)
         .stderr(contains("no sealing key found"));
+}
+
+/// `keys import KEY.pem CERT.pem`, in either order, keeps the cluster's certificate; a key
+/// without one gets a new certificate and says so; a failing import writes nothing.
+#[test]
+fn pem_keys_import_with_their_certificate_and_all_or_nothing() {
+    let cluster_cert = std::fs::read(bitnami("tls.crt")).unwrap();
+    let store_files = |env: &Env| -> Vec<PathBuf> {
+        std::fs::read_dir(env.keys())
+            .map(|d| d.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default()
+    };
+    for order in [["tls.key", "tls.crt"], ["tls.crt", "tls.key"]] {
+        let env = Env::new();
+        env.cmd()
+            .args(["keys", "import"])
+            .arg(bitnami(order[0]))
+            .arg(bitnami(order[1]))
+            .assert()
+            .success()
+            .stdout(contains("(pem)"))
+            .stdout(contains("with the certificate in"));
+        let a = env.cmd().arg("cert").assert().success();
+        assert_eq!(
+            sealgate_core::keys::PublicKey::from_pem_bundle(stdout(&a).as_bytes()).unwrap()[0]
+                .cert_der(),
+            sealgate_core::keys::PublicKey::from_pem_bundle(&cluster_cert).unwrap()[0].cert_der(),
+            "`sealgate cert` publishes the cluster's certificate"
+        );
+        // The origin survives the store: `keys list` says pem, as the import did.
+        env.cmd()
+            .args(["keys", "list"])
+            .assert()
+            .success()
+            .stdout(contains(" pem "));
+    }
+
+    // A key alone: a new certificate, said plainly.
+    let env = Env::new();
+    env.cmd()
+        .args(["keys", "import"])
+        .arg(bitnami("tls.key"))
+        .assert()
+        .success()
+        .stderr(contains("no certificate for key"))
+        .stderr(contains("a new self-signed one was made"));
+    // The same key with its real certificate would replace the published one: refused.
+    env.cmd()
+        .args(["keys", "import"])
+        .arg(bitnami("tls.key"))
+        .arg(bitnami("tls.crt"))
+        .assert()
+        .code(2)
+        .stderr(contains("already in the store with another certificate"));
+
+    // A certificate that belongs to no key given: nothing is imported, not even the key before it.
+    let env = Env::new();
+    env.init();
+    let before = store_files(&env);
+    let own_cert = stdout(&env.cmd().arg("cert").assert().success());
+    let other_cert = env.write("other.crt", &own_cert);
+    env.cmd()
+        .args(["keys", "import"])
+        .arg(bitnami("key-secret.yaml"))
+        .arg(&other_cert)
+        .assert()
+        .code(2)
+        .stderr(contains("belongs to none of the private keys given"))
+        .stderr(contains("Nothing was imported"));
+    assert_eq!(store_files(&env), before, "nothing was written");
 }
 
 #[test]

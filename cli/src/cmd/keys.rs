@@ -1,11 +1,12 @@
 //! `sealgate keys …`: the local key store.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use sealgate_core::keys::cert::fmt_time;
-use sealgate_core::keys::{KeyGenOptions, KeyOrigin, PublicKey, SealingKey};
+use sealgate_core::keys::secret::{self, CertSource};
+use sealgate_core::keys::{KeyGenOptions, KeyRing, PublicKey, SealingKey};
 use serde_json::json;
 
 use crate::args::{CertArgs, KeyGenArgs, KeysCommand, ListFormat};
@@ -69,7 +70,7 @@ pub fn run(store_dir: Option<&Path>, cmd: &KeysCommand) -> Result<ExitCode> {
                             } else {
                                 "no"
                             },
-                            origin(k.origin()),
+                            k.origin().as_str(),
                             if i == 0 {
                                 " (newest: used for sealing)"
                             } else {
@@ -105,29 +106,29 @@ pub fn run(store_dir: Option<&Path>, cmd: &KeysCommand) -> Result<ExitCode> {
         }
         KeysCommand::Import { files } => {
             let mut ring = io::load_store(&store)?;
-            let mut added = 0;
-            for f in files {
-                for key in io::keys_from_file(f)? {
-                    let id = key.id();
-                    if ring.get(id).is_some() {
-                        outln!(
-                            "key {} from {} is already in the store",
-                            id.short(),
-                            f.display()
-                        )?;
-                        continue;
+            let imports = keys_to_import(files, &ring)?;
+            // All or nothing: a failed write takes back what this command wrote before it.
+            let mut written = Vec::new();
+            for (key, _) in &imports {
+                match store.add(key) {
+                    Ok(path) => written.push(path),
+                    Err(e) => {
+                        for p in &written {
+                            let _ = std::fs::remove_file(p);
+                        }
+                        return Err(e.into());
                     }
-                    let path = store.add(&key)?;
-                    outln!(
-                        "imported key {} ({}) from {} into {}",
-                        id.short(),
-                        origin(key.origin()),
-                        f.display(),
-                        path.display()
-                    )?;
-                    ring.insert(key);
-                    added += 1;
                 }
+            }
+            let added = imports.len();
+            for ((key, from), path) in imports.into_iter().zip(written) {
+                outln!(
+                    "imported key {} ({}) from {from} into {}",
+                    key.id().short(),
+                    key.origin().as_str(),
+                    path.display()
+                )?;
+                ring.insert(key);
             }
             if added > 0 {
                 outln!(
@@ -139,6 +140,87 @@ pub fn run(store_dir: Option<&Path>, cmd: &KeysCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// What `keys import FILE…` would add, checked whole before anything is written: key Secrets,
+/// PEM private keys paired with the certificate files given beside them (in any order), and each
+/// key's source for the report. Keys already in the store are reported and left out; a key whose
+/// certificate differs from the stored one, or a certificate that belongs to no key given, is an
+/// error.
+fn keys_to_import(files: &[PathBuf], ring: &KeyRing) -> Result<Vec<(SealingKey, String)>> {
+    let mut inputs = Vec::new();
+    let mut certs: Vec<(String, Vec<u8>)> = Vec::new();
+    for f in files {
+        let input = io::read_file(f)?;
+        let pem = io::manifest_docs(&input).is_none();
+        if pem && !secret::pem_has_private_key(&input.bytes) {
+            let found = secret::pem_certificates(&input.bytes);
+            if found.is_empty() {
+                bail!(
+                    "{}: neither key Secrets nor a PEM private key or certificate",
+                    input.name
+                );
+            }
+            certs.extend(found.into_iter().map(|der| (input.name.clone(), der)));
+            continue;
+        }
+        inputs.push((input, pem));
+    }
+    let cert_ders: Vec<Vec<u8>> = certs.iter().map(|(_, der)| der.clone()).collect();
+    let mut used = vec![false; certs.len()];
+    let mut out: Vec<(SealingKey, String)> = Vec::new();
+    for (input, pem) in &inputs {
+        // (key, where it came from, whether its certificate was made here)
+        let keys: Vec<(SealingKey, String, bool)> = if *pem {
+            let (key, source) =
+                secret::from_pem_with(&input.bytes, &cert_ders, time::OffsetDateTime::now_utc())
+                    .with_context(|| input.name.clone())?;
+            let from = match source {
+                CertSource::File | CertSource::Generated => input.name.clone(),
+                CertSource::Paired(i) => {
+                    used[i] = true;
+                    format!("{} with the certificate in {}", input.name, certs[i].0)
+                }
+            };
+            vec![(key, from, source == CertSource::Generated)]
+        } else {
+            io::keys_from_input(input)?
+                .into_iter()
+                .map(|k| (k, input.name.clone(), false))
+                .collect()
+        };
+        for (key, from, made_cert) in keys {
+            let id = key.id();
+            let known = ring
+                .get(id)
+                .or_else(|| out.iter().map(|(k, _)| k).find(|k| k.id() == id));
+            match known {
+                // A certificate made here is no claim about the cluster's: keep the stored one.
+                Some(k) if !made_cert && k.public().cert_der() != key.public().cert_der() => bail!(
+                    "{from}: key {} is already in the store with another certificate; importing it would replace the certificate `sealgate cert` publishes. Nothing was imported (to replace it on purpose, remove sealgate-key-{}.yaml from the key store first)",
+                    id.short(),
+                    id.short()
+                ),
+                Some(_) => outln!("key {} from {from} is already in the store", id.short())?,
+                None if made_cert => {
+                    eprintln!(
+                        "warning: {from}: no certificate for key {} was given, so a new self-signed one was made (CN=sealgate, valid 10 years). No cluster has it, and `sealgate cert` will publish it. To keep the cluster's certificate, import the key with it: `sealgate keys import {from} CERT.pem`",
+                        id.short()
+                    );
+                    out.push((key, format!("{from} (with a new certificate)")));
+                }
+                None => out.push((key, from)),
+            }
+        }
+    }
+    if let Some(i) = used.iter().position(|u| !u) {
+        bail!(
+            "{}: this certificate belongs to none of the private keys given; pass it with its key (`sealgate keys import KEY.pem {}`). Nothing was imported",
+            certs[i].0,
+            certs[i].0
+        );
+    }
+    Ok(out)
 }
 
 fn generate(store: &sealgate_core::keys::store::KeyStore, args: &KeyGenArgs) -> Result<ExitCode> {
@@ -162,14 +244,6 @@ fn generate(store: &sealgate_core::keys::store::KeyStore, args: &KeyGenArgs) -> 
     Ok(ExitCode::SUCCESS)
 }
 
-fn origin(o: KeyOrigin) -> &'static str {
-    match o {
-        KeyOrigin::Generated => "sealgate",
-        KeyOrigin::Bitnami => "bitnami",
-        KeyOrigin::Pem => "pem",
-    }
-}
-
 fn describe_json(k: &SealingKey, newest: bool) -> serde_json::Value {
     json!({
         "id": k.id().to_string(),
@@ -177,7 +251,7 @@ fn describe_json(k: &SealingKey, newest: bool) -> serde_json::Value {
         "notAfter": fmt_time(k.public().not_after()),
         "rsaBits": k.public().rsa_bits(),
         "ageRecipient": k.public().age_recipient().map(|r| r.to_string()),
-        "origin": origin(k.origin()),
+        "origin": k.origin().as_str(),
         "newest": newest,
     })
 }

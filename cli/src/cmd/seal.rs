@@ -24,6 +24,16 @@ pub fn run(store_dir: Option<&Path>, args: &SealArgs) -> Result<ExitCode> {
         Format::Age
     });
     let target = io::public_target(store_dir, &args.keys)?;
+    if format == Format::Age && target.age.is_empty() {
+        let key = target
+            .rsa
+            .as_ref()
+            .map(|k| format!("key {}", k.id().short()))
+            .unwrap_or_else(|| "the key".into());
+        bail!(
+            "{key} has no age identity (keys imported from Bitnami Sealed Secrets are RSA only), so there is no age recipient to seal to. Seal with `--format kubeseal` (Bitnami's format), or add a key that has one: `sealgate keys rotate` in a local key store, or the controller's next renewal in a cluster (docs/migrating-from-bitnami.md, \"Keys\")"
+        );
+    }
     if args.raw {
         return raw(args, &target, format);
     }

@@ -12,10 +12,12 @@ use super::{AGE_LINE_PREFIX, Binding, Scope, SealError};
 use crate::SecretBytes;
 
 const MAGIC: &[u8] = b"age-encryption.org/v1\n";
+/// `age -a` output: PEM-style armor around the binary file.
+const ARMOR: &[u8] = b"-----BEGIN AGE ENCRYPTED FILE-----";
 
-/// Whether decoded bytes are an age file (by its header).
+/// Whether decoded bytes are an age file (by its header), binary or armored (`age -a`).
 pub fn is_age(decoded: &[u8]) -> bool {
-    decoded.starts_with(MAGIC)
+    decoded.starts_with(MAGIC) || decoded.trim_ascii_start().starts_with(ARMOR)
 }
 
 /// Seal `value` for every recipient, bound to `binding`. Returns the raw age file.
@@ -56,10 +58,12 @@ pub enum OpenFailure {
 /// Decrypt an age value with one identity. Returns the whole plaintext (binding line included).
 pub fn decrypt(identity: &x25519::Identity, raw: &[u8]) -> Result<SecretBytes, OpenFailure> {
     use age::DecryptError as E;
-    let decryptor = age::Decryptor::new_buffered(raw).map_err(|e| match e {
-        E::InvalidMac | E::DecryptionFailed => OpenFailure::Tampered,
-        other => OpenFailure::Malformed(other.to_string()),
-    })?;
+    // ArmoredReader passes binary files through unchanged and strips `age -a` armor.
+    let decryptor =
+        age::Decryptor::new_buffered(age::armor::ArmoredReader::new(raw)).map_err(|e| match e {
+            E::InvalidMac | E::DecryptionFailed => OpenFailure::Tampered,
+            other => OpenFailure::Malformed(other.to_string()),
+        })?;
     if decryptor.is_scrypt() {
         return Err(OpenFailure::Malformed(
             "passphrase-encrypted age files are not sealed values".into(),

@@ -239,6 +239,24 @@ pub enum KeyOrigin {
     Pem,
 }
 
+impl KeyOrigin {
+    /// How `keys list` and the key Secret's `sealgate.dev/key-origin` annotation spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyOrigin::Generated => "sealgate",
+            KeyOrigin::Bitnami => "bitnami",
+            KeyOrigin::Pem => "pem",
+        }
+    }
+
+    /// The origin an annotation names, if it names one.
+    pub fn parse(s: &str) -> Option<KeyOrigin> {
+        [KeyOrigin::Generated, KeyOrigin::Bitnami, KeyOrigin::Pem]
+            .into_iter()
+            .find(|o| o.as_str() == s)
+    }
+}
+
 /// A complete sealing key: private RSA key, certificate and optional X25519 identity.
 pub struct SealingKey {
     public: PublicKey,

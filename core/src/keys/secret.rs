@@ -29,6 +29,9 @@ pub const BITNAMI_LEGACY_NAME: &str = "sealed-secrets-key";
 pub const KEY_ID_ANNOTATION: &str = "sealgate.dev/key-id";
 /// Annotation carrying a key's creation time (RFC 3339): the newest key seals.
 pub const CREATED_ANNOTATION: &str = "sealgate.dev/created-at";
+/// Annotation recording where a key came from (sealgate, bitnami, pem): a stored key Secret
+/// carries sealgate's label whatever its origin, so the label alone cannot say.
+pub const ORIGIN_ANNOTATION: &str = "sealgate.dev/key-origin";
 /// Item holding the age (X25519) identity next to `tls.key`/`tls.crt`.
 pub const AGE_KEY_ITEM: &str = "age.key";
 
@@ -66,6 +69,8 @@ pub fn to_secret(key: &SealingKey, namespace: Option<&str>) -> Secret {
         .insert(KEY_ID_ANNOTATION.into(), key.id().to_string());
     meta.annotations
         .insert(CREATED_ANNOTATION.into(), cert::fmt_time(key.created()));
+    meta.annotations
+        .insert(ORIGIN_ANNOTATION.into(), key.origin().as_str().into());
     Secret {
         meta,
         type_: Some("kubernetes.io/tls".into()),
@@ -108,6 +113,13 @@ pub fn classify(secret: &Secret) -> KeySecretKind {
 /// Read a key from its Secret (sealgate's or Bitnami's).
 pub fn from_secret(secret: &Secret) -> Result<SealingKey, KeyError> {
     let origin = match classify(secret) {
+        // A sealgate key Secret records the origin of what it stores.
+        KeySecretKind::Active(KeyOrigin::Generated) => secret
+            .meta
+            .annotations
+            .get(ORIGIN_ANNOTATION)
+            .and_then(|o| KeyOrigin::parse(o))
+            .unwrap_or(KeyOrigin::Generated),
         KeySecretKind::Active(o) => o,
         _ => KeyOrigin::Pem,
     };
@@ -153,6 +165,27 @@ pub fn secrets_in(value: &Value) -> Vec<Result<Secret, String>> {
 /// A key from a PEM file: a private key (PKCS#8 or PKCS#1), optionally its certificate (else a
 /// self-signed one is made) and optionally an `AGE-SECRET-KEY-1…` line.
 pub fn from_pem(text: &[u8], now: OffsetDateTime) -> Result<SealingKey, KeyError> {
+    from_pem_with(text, &[], now).map(|(key, _)| key)
+}
+
+/// Where the certificate of a key read from PEM came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertSource {
+    /// The key's own file.
+    File,
+    /// `certs[i]` of [`from_pem_with`]: the one whose public key is the key's.
+    Paired(usize),
+    /// None was given: a self-signed one was made (CN=sealgate, 10 years). No cluster has it.
+    Generated,
+}
+
+/// [`from_pem`], with certificates from other files to pair the key with: the key's own file
+/// first, then the one of `certs` whose public key is the key's, else a new self-signed one.
+pub fn from_pem_with(
+    text: &[u8],
+    certs: &[Vec<u8>],
+    now: OffsetDateTime,
+) -> Result<(SealingKey, CertSource), KeyError> {
     let pkcs8 = private_key_from_pem(text)?;
     let age = String::from_utf8_lossy(text)
         .lines()
@@ -160,21 +193,49 @@ pub fn from_pem(text: &[u8], now: OffsetDateTime) -> Result<SealingKey, KeyError
         .find(|l| l.starts_with("AGE-SECRET-KEY-1"))
         .map(|l| parse_identity(l.as_bytes()))
         .transpose()?;
-    let cert_der = match first_cert(text) {
-        Ok(der) => der,
-        Err(_) => {
-            let now = now.replace_nanosecond(0).unwrap_or(now);
-            cert::self_signed(
-                &pkcs8,
-                "sealgate",
-                now,
-                now + time::Duration::days(3650),
-                age.as_ref().map(|i| i.to_public()).as_ref(),
-            )?
-        }
+    let with_cert = |der: &[u8]| {
+        let created = cert::parse(der)?.not_before;
+        SealingKey::from_parts(pkcs8.clone(), der, age.clone(), created, KeyOrigin::Pem)
     };
-    let created = cert::parse(&cert_der)?.not_before;
-    SealingKey::from_parts(pkcs8, &cert_der, age, created, KeyOrigin::Pem)
+    if let Ok(der) = first_cert(text) {
+        return Ok((with_cert(&der)?, CertSource::File));
+    }
+    for (i, der) in certs.iter().enumerate() {
+        match with_cert(der) {
+            Ok(key) => return Ok((key, CertSource::Paired(i))),
+            // Another key's certificate (or not an RSA one): not this key's pair.
+            Err(KeyError::Mismatch | KeyError::Certificate(_)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    let now = now.replace_nanosecond(0).unwrap_or(now);
+    let der = cert::self_signed(
+        &pkcs8,
+        "sealgate",
+        now,
+        now + time::Duration::days(3650),
+        age.as_ref().map(|i| i.to_public()).as_ref(),
+    )?;
+    Ok((with_cert(&der)?, CertSource::Generated))
+}
+
+/// Whether PEM text holds a private key block (of any kind, encrypted included).
+pub fn pem_has_private_key(text: &[u8]) -> bool {
+    pem::parse_many(text)
+        .is_ok_and(|blocks| blocks.iter().any(|b| b.tag().ends_with("PRIVATE KEY")))
+}
+
+/// The certificates (DER) in PEM text.
+pub fn pem_certificates(text: &[u8]) -> Vec<Vec<u8>> {
+    pem::parse_many(text)
+        .map(|blocks| {
+            blocks
+                .into_iter()
+                .filter(|b| b.tag() == "CERTIFICATE")
+                .map(pem::Pem::into_contents)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn private_key_from_pem(text: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {

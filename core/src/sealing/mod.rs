@@ -576,7 +576,7 @@ fn check_value_shape(api: ApiGroup, value: &str, known: &[PublicKey]) -> Result<
             if api == ApiGroup::Bitnami {
                 return Err("an age value in a bitnami.com SealedSecret, which Bitnami's controller cannot open".into());
             }
-            age::Decryptor::new_buffered(&raw[..])
+            age::Decryptor::new_buffered(age::armor::ArmoredReader::new(&raw[..]))
                 .map(|_| ())
                 .map_err(|e| format!("malformed age value ({e})"))
         }

@@ -762,15 +762,25 @@ fn sealed_values_are_base64_as_go_decodes_it() {
     wrapped
         .encrypted_data
         .insert("a".into(), folded.join("\r\n") + "\n");
-    assert!(validate(&wrapped, &publics, Some(&ring)).problems.is_empty());
-    assert_eq!(unseal(&wrapped, &ring).unwrap().secret.data["a"].expose(), b"1");
+    assert!(
+        validate(&wrapped, &publics, Some(&ring))
+            .problems
+            .is_empty()
+    );
+    assert_eq!(
+        unseal(&wrapped, &ring).unwrap().secret.data["a"].expose(),
+        b"1"
+    );
 
     // Missing padding is refused (Go's StdEncoding requires it).
     let mut unpadded = ss.clone();
     unpadded
         .encrypted_data
         .insert("a".into(), value.trim_end_matches('=').to_string());
-    assert_ne!(unpadded.encrypted_data["a"], value, "a 275-byte value is padded");
+    assert_ne!(
+        unpadded.encrypted_data["a"], value,
+        "a 275-byte value is padded"
+    );
     assert!(!validate(&unpadded, &publics, None).problems.is_empty());
 
     // Non-zero trailing bits: Go accepts them, and so do we ("QR==" and "QQ==" are both "A").
@@ -778,4 +788,29 @@ fn sealed_values_are_base64_as_go_decodes_it() {
     assert_eq!(crate::objects::decode_sealed_value("QQ==").unwrap(), b"A");
     assert!(crate::objects::decode_sealed_value("QQ").is_err());
     assert!(crate::objects::decode_sealed_value("QQ==\t").is_err());
+}
+
+/// An armored age value (`age -a`, base64-encoded like any value) opens as the binary one does;
+/// it used to be taken for a malformed kubeseal value.
+#[test]
+fn armored_age_values_open() {
+    use std::io::Write as _;
+    let k = k2048();
+    let ring = ring_of(&[k]);
+    let s = secret(Some("prod"), "db", &[("a", b"armored")]);
+    let ss = seal_secret(&s, &target(k), &opts(Format::Age, Scope::Strict)).unwrap();
+    let binary = raw_value(&ss, "a");
+    let mut armored = Vec::new();
+    let mut w =
+        age::armor::ArmoredWriter::wrap_output(&mut armored, age::armor::Format::AsciiArmor)
+            .unwrap();
+    w.write_all(&binary).unwrap();
+    w.finish().unwrap();
+    assert!(armored.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----"));
+    let ss = with_raw(&ss, "a", &armored);
+    let v = validate(&ss, &[k.public().clone()], Some(&ring));
+    assert!(v.problems.is_empty() && v.decrypted, "{:?}", v.problems);
+    let out = unseal(&ss, &ring).unwrap();
+    assert_eq!(out.secret.data["a"].expose(), b"armored");
+    assert!(out.formats.contains("age"));
 }
