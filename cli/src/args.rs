@@ -195,9 +195,15 @@ pub struct PublicKeySource {
     /// key when it is fetched over a network
     #[arg(long, env = "SEALGATE_EXPECT_KEY_ID", value_name = "ID", value_parser = key_id_prefix)]
     pub expect_key_id: Option<String>,
-    /// Extra age recipient (age1…), e.g. another cluster or an offline recovery key (repeatable)
+    /// Extra age recipient (age1pq1… post-quantum, or age1… with --pq=false), e.g. another
+    /// cluster or an offline recovery key (repeatable)
     #[arg(long = "recipient", short = 'r', value_name = "AGE1…")]
     pub recipients: Vec<String>,
+    /// Seal age values to the cluster key's hybrid post-quantum recipient (ML-KEM-768 + X25519)
+    /// when it has one; --pq=false seals to its X25519 recipient, for readers without the
+    /// hybrid type (age before 1.3)
+    #[arg(long, env = "SEALGATE_PQ", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub pq: bool,
     /// File with extra age recipients, one per line, '#' comments (repeatable; e.g. an
     /// organisation-wide recovery key)
     #[arg(
@@ -301,6 +307,9 @@ pub struct ResealArgs {
     /// Extra age recipients, as for seal
     #[arg(long = "recipient", short = 'r', value_name = "AGE1…")]
     pub recipients: Vec<String>,
+    /// Seal age values post-quantum where the key has a post-quantum recipient, as for seal
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub pq: bool,
     #[command(flatten)]
     pub private: PrivateKeySource,
     // --controller: the cluster re-encrypts (POST /v1/rotate); no private key leaves it.

@@ -4,6 +4,7 @@ use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
+use sealgate_core::envelope::age::AgeRecipient;
 use sealgate_core::keys::store::KeyStore;
 use sealgate_core::keys::{KeyRing, PublicKey, SealingKey, secret};
 use sealgate_core::manifest::{self, Document, Limits};
@@ -272,10 +273,7 @@ fn http_get(url: &str) -> Result<Vec<u8>> {
 }
 
 /// Extra age recipients from `--recipient` and `--recipients-file`.
-pub fn extra_recipients(
-    values: &[String],
-    files: &[PathBuf],
-) -> Result<Vec<age::x25519::Recipient>> {
+pub fn extra_recipients(values: &[String], files: &[PathBuf]) -> Result<Vec<AgeRecipient>> {
     let mut out = Vec::new();
     for v in values {
         out.push(sealgate_core::envelope::age::parse_recipient(v).context("--recipient")?);
@@ -301,7 +299,8 @@ pub fn extra_recipients(
 pub fn target(
     store_dir: Option<&Path>,
     cert: Option<&str>,
-    extra: Vec<age::x25519::Recipient>,
+    extra: Vec<AgeRecipient>,
+    pq: bool,
 ) -> Result<Target> {
     let key = match cert {
         Some(src) => {
@@ -321,7 +320,7 @@ pub fn target(
         }
     };
     key.check_valid_at(time::OffsetDateTime::now_utc())?;
-    Ok(Target::new(&key, &extra))
+    Ok(Target::with(&key, &extra, pq))
 }
 
 pub fn public_target(store_dir: Option<&Path>, src: &PublicKeySource) -> Result<Target> {
@@ -382,9 +381,9 @@ fn public_target_unpinned(store_dir: Option<&Path>, src: &PublicKeySource) -> Re
             })?
             .swap_remove(0);
         key.check_valid_at(time::OffsetDateTime::now_utc())?;
-        return Ok(Target::new(&key, &extra));
+        return Ok(Target::with(&key, &extra, src.pq));
     }
-    target(store_dir, src.cert.as_deref(), extra)
+    target(store_dir, src.cert.as_deref(), extra, src.pq)
 }
 
 /// Manifests under `paths`: files named explicitly, and *.yaml/*.yml/*.json found in directories.

@@ -990,6 +990,38 @@ fn extra_recipients_can_unseal() {
         .assert()
         .code(2)
         .stderr(contains("--recipient"));
+
+    // Post-quantum by default: the recovery key's age1pq1… line was used. Its X25519 recipient
+    // (commented in the export) cannot join a post-quantum value, and says so; with --pq=false
+    // it can.
+    let x25519 = rec
+        .lines()
+        .find_map(|l| {
+            l.split_once("(`seal --pq=false`): ")
+                .map(|(_, r)| r.to_string())
+        })
+        .expect("the export names the X25519 recipient");
+    assert!(rec.lines().any(|l| l.starts_with("age1pq1")), "{rec}");
+    cluster
+        .cmd()
+        .args(["seal", "-r", &x25519, "-f"])
+        .arg(&input)
+        .assert()
+        .code(2)
+        .stderr(contains("does not mix post-quantum"));
+    cluster
+        .cmd()
+        .args(["seal", "--pq=false", "-r", &x25519, "-f"])
+        .arg(&input)
+        .args(["-w", "classical.yaml"])
+        .assert()
+        .success();
+    recovery
+        .cmd()
+        .args(["unseal", "-f"])
+        .arg(cluster.path("classical.yaml"))
+        .assert()
+        .success();
 }
 
 #[test]

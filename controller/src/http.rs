@@ -163,6 +163,7 @@ async fn keys(State(s): State<Arc<ApiState>>) -> Response {
                 "rsaBits": k.public().rsa_bits(),
                 "certificate": k.public().cert_pem(),
                 "ageRecipient": k.public().age_recipient().map(|r| r.to_string()),
+                "agePqRecipient": k.public().pq_recipient().map(|r| r.to_string()),
                 "newest": Some(k.id()) == newest,
             })
         })

@@ -50,7 +50,7 @@ pub fn run(store_dir: Option<&Path>, cmd: &KeysCommand) -> Result<ExitCode> {
                         return Ok(ExitCode::SUCCESS);
                     }
                     outln!(
-                        "{:<18} {:<21} {:<21} {:<5} {:<4} {:<9}",
+                        "{:<18} {:<21} {:<21} {:<5} {:<7} {:<9}",
                         "ID",
                         "CREATED",
                         "EXPIRES",
@@ -60,15 +60,15 @@ pub fn run(store_dir: Option<&Path>, cmd: &KeysCommand) -> Result<ExitCode> {
                     )?;
                     for (i, k) in rows.iter().enumerate() {
                         outln!(
-                            "{:<18} {:<21} {:<21} {:<5} {:<4} {:<9}{}",
+                            "{:<18} {:<21} {:<21} {:<5} {:<7} {:<9}{}",
                             k.id().short(),
                             fmt_time(k.created()),
                             fmt_time(k.public().not_after()),
                             k.public().rsa_bits(),
-                            if k.age_identity().is_some() {
-                                "yes"
-                            } else {
-                                "no"
+                            match (k.pq_identity(), k.age_identity()) {
+                                (Some(_), _) => "pq",
+                                (None, Some(_)) => "x25519",
+                                (None, None) => "no",
                             },
                             k.origin().as_str(),
                             if i == 0 {
@@ -232,7 +232,7 @@ fn generate(store: &sealgate_core::keys::store::KeyStore, args: &KeyGenArgs) -> 
     })?;
     let path = store.add(&key)?;
     outln!(
-        "created sealing key {} (RSA-{}, age {}) in {}",
+        "created sealing key {} (RSA-{}, age {} and a post-quantum recipient) in {}",
         key.id().short(),
         key.public().rsa_bits(),
         key.public()
@@ -251,6 +251,7 @@ fn describe_json(k: &SealingKey, newest: bool) -> serde_json::Value {
         "notAfter": fmt_time(k.public().not_after()),
         "rsaBits": k.public().rsa_bits(),
         "ageRecipient": k.public().age_recipient().map(|r| r.to_string()),
+        "agePqRecipient": k.public().pq_recipient().map(|r| r.to_string()),
         "origin": k.origin().as_str(),
         "newest": newest,
     })
@@ -261,7 +262,18 @@ fn print_public(keys: &[PublicKey], age: bool, output_file: Option<&Path>) -> Re
     let mut out = String::new();
     for k in keys {
         if age {
+            if let Some(r) = k.pq_recipient() {
+                out.push_str(&format!(
+                    "# key {} (post-quantum: ML-KEM-768 + X25519; what `seal` uses)\n{r}\n",
+                    k.id().short()
+                ));
+            }
             match k.age_recipient() {
+                // Commented out, so the output works as a recipients file (-R) for post-quantum
+                // sealing: age does not mix the two types in one value.
+                Some(r) if k.pq_recipient().is_some() => out.push_str(&format!(
+                    "# X25519, for readers without the post-quantum type (`seal --pq=false`): {r}\n"
+                )),
                 Some(r) => out.push_str(&format!("# key {}\n{r}\n", k.id().short())),
                 None => eprintln!(
                     "note: key {} has no age identity (imported from Bitnami)",

@@ -78,7 +78,7 @@ pub fn run(store_dir: Option<&Path>, args: &ResealArgs) -> Result<ExitCode> {
             let extra = io::extra_recipients(&args.recipients, &[])?;
             Resealer::Offline {
                 ring,
-                target: io::target(store_dir, args.cert.as_deref(), extra)?,
+                target: io::target(store_dir, args.cert.as_deref(), extra, args.pq)?,
                 format: args.format.map(Format::from),
             }
         }

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use age::x25519;
 use zeroize::Zeroizing;
 
-use super::{AGE_LINE_PREFIX, Binding, Scope, SealError};
+use super::{AGE_LINE_PREFIX, Binding, Scope, SealError, pq};
 use crate::SecretBytes;
 
 const MAGIC: &[u8] = b"age-encryption.org/v1\n";
@@ -20,20 +20,62 @@ pub fn is_age(decoded: &[u8]) -> bool {
     decoded.starts_with(MAGIC) || decoded.trim_ascii_start().starts_with(ARMOR)
 }
 
+/// An age recipient sealgate seals to.
+#[derive(Clone, Debug)]
+pub enum AgeRecipient {
+    /// Classical X25519 (`age1…`).
+    X25519(x25519::Recipient),
+    /// Hybrid post-quantum, ML-KEM-768 + X25519 (`age1pq1…`).
+    Pq(pq::Recipient),
+}
+
+impl AgeRecipient {
+    /// Whether it is the hybrid post-quantum type.
+    pub fn is_pq(&self) -> bool {
+        matches!(self, AgeRecipient::Pq(_))
+    }
+
+    fn as_dyn(&self) -> &dyn age::Recipient {
+        match self {
+            AgeRecipient::X25519(r) => r,
+            AgeRecipient::Pq(r) => r,
+        }
+    }
+}
+
+impl PartialEq for AgeRecipient {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string()
+    }
+}
+
+impl std::fmt::Display for AgeRecipient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AgeRecipient::X25519(r) => write!(f, "{r}"),
+            AgeRecipient::Pq(r) => write!(f, "{r}"),
+        }
+    }
+}
+
 /// Seal `value` for every recipient, bound to `binding`. Returns the raw age file.
 pub fn seal(
-    recipients: &[x25519::Recipient],
+    recipients: &[AgeRecipient],
     binding: &Binding<'_>,
     value: &[u8],
 ) -> Result<Vec<u8>, SealError> {
     if recipients.is_empty() {
         return Err(SealError::NoRecipient(
-            "the age format needs at least one X25519 recipient".into(),
+            "the age format needs at least one age recipient".into(),
         ));
     }
-    let encryptor =
-        age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
-            .map_err(|e| SealError::Encrypt(e.to_string()))?;
+    if recipients.iter().any(AgeRecipient::is_pq) && !recipients.iter().all(AgeRecipient::is_pq) {
+        return Err(SealError::NoRecipient(
+            "age does not mix post-quantum (age1pq1…) and classical (age1…) recipients in one value: a classical one would undo the post-quantum protection. Give the other recipients' post-quantum form (age1pq1…), or seal classically (`--pq=false`)".into(),
+        ));
+    }
+    let encryptor = age::Encryptor::with_recipients(recipients.iter().map(AgeRecipient::as_dyn))
+        .map_err(|e| SealError::Encrypt(e.to_string()))?;
     let line = binding.age_line();
     let mut out = Vec::with_capacity(200 * recipients.len() + line.len() + value.len() + 64);
     let io = |e: std::io::Error| SealError::Encrypt(e.to_string());
@@ -55,13 +97,22 @@ pub enum OpenFailure {
     Tampered,
 }
 
-/// Decrypt an age value with one identity. Returns the whole plaintext (binding line included).
-pub fn decrypt(identity: &x25519::Identity, raw: &[u8]) -> Result<SecretBytes, OpenFailure> {
+/// Decrypt an age value with one key's identities (X25519, post-quantum, or both). Returns the
+/// whole plaintext (binding line included).
+pub fn decrypt(identities: &[&dyn age::Identity], raw: &[u8]) -> Result<SecretBytes, OpenFailure> {
     use age::DecryptError as E;
-    // ArmoredReader passes binary files through unchanged and strips `age -a` armor.
+    // ArmoredReader passes binary files through unchanged and strips `age -a` armor, which may
+    // have whitespace before it (age's rule).
+    let trimmed = raw.trim_ascii_start();
+    let raw = if trimmed.starts_with(ARMOR) {
+        trimmed
+    } else {
+        raw
+    };
     let decryptor =
         age::Decryptor::new_buffered(age::armor::ArmoredReader::new(raw)).map_err(|e| match e {
             E::InvalidMac | E::DecryptionFailed => OpenFailure::Tampered,
+            // The header is read whole here: any read error means it is malformed.
             other => OpenFailure::Malformed(other.to_string()),
         })?;
     if decryptor.is_scrypt() {
@@ -70,17 +121,31 @@ pub fn decrypt(identity: &x25519::Identity, raw: &[u8]) -> Result<SecretBytes, O
         ));
     }
     let mut reader = decryptor
-        .decrypt(std::iter::once(identity as &dyn age::Identity))
+        .decrypt(identities.iter().copied())
         .map_err(|e| match e {
             E::NoMatchingKeys => OpenFailure::NotARecipient,
             E::InvalidMac | E::DecryptionFailed | E::KeyDecryptionFailed => OpenFailure::Tampered,
             other => OpenFailure::Malformed(other.to_string()),
         })?;
     let mut plain = Zeroizing::new(Vec::with_capacity(raw.len()));
-    reader
-        .read_to_end(&mut plain)
-        .map_err(|_| OpenFailure::Tampered)?;
+    reader.read_to_end(&mut plain).map_err(read_failure)?;
     Ok(SecretBytes::from(&plain[..]))
+}
+
+/// A payload read error: malformed armor, a truncated file, or a chunk that does not decrypt.
+fn read_failure(e: std::io::Error) -> OpenFailure {
+    if let Some(armor) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<age::armor::ArmoredReadError>())
+    {
+        return OpenFailure::Malformed(format!("bad armor: {armor}"));
+    }
+    match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => {
+            OpenFailure::Malformed("the value is truncated".into())
+        }
+        _ => OpenFailure::Tampered,
+    }
 }
 
 /// Check the binding line of a decrypted age plaintext against where the value was found and
@@ -152,12 +217,21 @@ impl SealedFor {
     }
 }
 
-/// Parse an age recipient (`age1…`). Only X25519 recipients are supported.
-pub fn parse_recipient(s: &str) -> Result<x25519::Recipient, SealError> {
-    s.trim().parse::<x25519::Recipient>().map_err(|e| {
+/// Parse an age recipient: X25519 (`age1…`) or hybrid post-quantum (`age1pq1…`).
+pub fn parse_recipient(s: &str) -> Result<AgeRecipient, SealError> {
+    let s = s.trim();
+    let bad = |e: String| {
         SealError::NoRecipient(format!(
-            "{:?} is not an age X25519 recipient (age1…): {e}",
-            s.trim()
+            "{s:?} is not an age recipient (age1… or age1pq1…): {e}"
         ))
-    })
+    };
+    if s.starts_with("age1pq1") {
+        s.parse::<pq::Recipient>()
+            .map(AgeRecipient::Pq)
+            .map_err(bad)
+    } else {
+        s.parse::<x25519::Recipient>()
+            .map(AgeRecipient::X25519)
+            .map_err(|e| bad(e.to_string()))
+    }
 }

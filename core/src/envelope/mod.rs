@@ -10,6 +10,7 @@
 
 pub mod age;
 pub mod kubeseal;
+pub mod pq;
 
 use std::fmt;
 use std::str::FromStr;

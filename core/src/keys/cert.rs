@@ -1,9 +1,9 @@
 //! Self-signed certificates for sealing keys, and reading certificates back.
 //!
 //! Like Bitnami's, the certificate is only a carrier for the public key: self-signed, CA=true,
-//! with explicit validity. sealgate adds one URI subject-alternative-name, `sealgate:age:<age1…>`,
-//! carrying the key's age recipient, so that a single `cert.pem` lets `seal` produce either format;
-//! kubeseal ignores it.
+//! with explicit validity. sealgate adds URI subject-alternative-names, `sealgate:age:<age1…>` and
+//! `sealgate:age:<age1pq1…>`, carrying the key's age recipients (X25519 and hybrid post-quantum),
+//! so that a single `cert.pem` lets `seal` produce either format; kubeseal ignores them.
 
 use ::time::OffsetDateTime;
 use age::x25519;
@@ -13,6 +13,7 @@ use rcgen::{
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use super::KeyError;
+use crate::envelope::pq;
 
 const AGE_SAN_PREFIX: &str = "sealgate:age:";
 
@@ -23,6 +24,7 @@ pub fn self_signed(
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
     age: Option<&x25519::Recipient>,
+    pq: Option<&pq::Recipient>,
 ) -> Result<Vec<u8>, KeyError> {
     let key_pair = rcgen::KeyPair::try_from(pkcs8)
         .map_err(|e| KeyError::PrivateKey(format!("cannot sign with it: {e}")))?;
@@ -42,12 +44,17 @@ pub fn self_signed(
         .map_err(|_| KeyError::Generate("the system RNG failed".into()))?;
     serial[0] &= 0x7f; // positive
     params.serial_number = Some(serial.to_vec().into());
-    if let Some(r) = age {
+    let recipients = age
+        .map(|r| r.to_string())
+        .into_iter()
+        .chain(pq.map(|r| r.to_string()));
+    for r in recipients {
         let uri = format!("{AGE_SAN_PREFIX}{r}");
-        params.subject_alt_names =
-            vec![SanType::URI(uri.try_into().map_err(|_| {
+        params
+            .subject_alt_names
+            .push(SanType::URI(uri.try_into().map_err(|_| {
                 KeyError::Generate("age recipient is not ASCII".into())
-            })?)];
+            })?));
     }
     let cert = params
         .self_signed(&key_pair)
@@ -65,6 +72,8 @@ pub struct CertInfo {
     pub not_after: OffsetDateTime,
     /// The age recipient the certificate carries in its extension, if any.
     pub age_recipient: Option<x25519::Recipient>,
+    /// The hybrid post-quantum age recipient it carries, if any.
+    pub pq_recipient: Option<pq::Recipient>,
 }
 
 /// Reads a DER certificate: an RSA public key, validity and the optional age recipient.
@@ -77,14 +86,24 @@ pub fn parse(der: &[u8]) -> Result<CertInfo, KeyError> {
         ));
     }
     let mut age_recipient = None;
+    let mut pq_recipient = None;
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for name in &san.value.general_names {
-            if let GeneralName::URI(uri) = name
-                && let Some(r) = uri.strip_prefix(AGE_SAN_PREFIX)
-            {
-                age_recipient = Some(r.parse::<x25519::Recipient>().map_err(|e| {
-                    KeyError::Certificate(format!("bad age recipient in its SAN: {e}"))
-                })?);
+            let GeneralName::URI(uri) = name else {
+                continue;
+            };
+            let Some(r) = uri.strip_prefix(AGE_SAN_PREFIX) else {
+                continue;
+            };
+            let bad =
+                |e: String| KeyError::Certificate(format!("bad age recipient in its SAN: {e}"));
+            if r.starts_with("age1pq1") {
+                pq_recipient = Some(r.parse::<pq::Recipient>().map_err(bad)?);
+            } else {
+                age_recipient = Some(
+                    r.parse::<x25519::Recipient>()
+                        .map_err(|e| bad(e.to_string()))?,
+                );
             }
         }
     }
@@ -94,6 +113,7 @@ pub fn parse(der: &[u8]) -> Result<CertInfo, KeyError> {
         not_before: validity.not_before.to_datetime(),
         not_after: validity.not_after.to_datetime(),
         age_recipient,
+        pq_recipient,
     })
 }
 

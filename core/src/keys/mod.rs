@@ -21,6 +21,8 @@ use aws_lc_rs::rsa::{
     PublicEncryptingKey,
 };
 use time::OffsetDateTime;
+
+use crate::envelope::pq;
 use zeroize::Zeroizing;
 
 pub use ring::KeyRing;
@@ -125,6 +127,7 @@ pub struct PublicKey {
     rsa: PublicEncryptingKey,
     cert_der: Vec<u8>,
     age: Option<x25519::Recipient>,
+    pq: Option<pq::Recipient>,
     not_before: OffsetDateTime,
     not_after: OffsetDateTime,
 }
@@ -141,6 +144,7 @@ impl PublicKey {
             rsa,
             cert_der: der.to_vec(),
             age: info.age_recipient,
+            pq: info.pq_recipient,
             not_before: info.not_before,
             not_after: info.not_after,
         })
@@ -182,6 +186,12 @@ impl PublicKey {
     /// The age recipient that travels with the certificate, if the key has one.
     pub fn age_recipient(&self) -> Option<&x25519::Recipient> {
         self.age.as_ref()
+    }
+
+    /// The hybrid post-quantum age recipient that travels with the certificate, if the key has
+    /// one (keys made before sealgate sealed post-quantum have none).
+    pub fn pq_recipient(&self) -> Option<&pq::Recipient> {
+        self.pq.as_ref()
     }
 
     /// The certificate, DER.
@@ -264,8 +274,18 @@ pub struct SealingKey {
     /// The private key as PKCS#8 DER, kept for serialisation; wiped on drop.
     pkcs8: Zeroizing<Vec<u8>>,
     age: Option<x25519::Identity>,
+    pq: Option<pq::Identity>,
     created: OffsetDateTime,
     origin: KeyOrigin,
+}
+
+/// A key's age identities, as [`SealingKey::from_parts`] takes them.
+#[derive(Default)]
+pub struct AgeIdentities {
+    /// The X25519 identity (`AGE-SECRET-KEY-1…`).
+    pub x25519: Option<x25519::Identity>,
+    /// The hybrid post-quantum identity (`AGE-SECRET-KEY-PQ-1…`).
+    pub pq: Option<pq::Identity>,
 }
 
 /// Options for [`SealingKey::generate`].
@@ -318,6 +338,7 @@ impl SealingKey {
                 .to_vec(),
         );
         let identity = x25519::Identity::generate();
+        let pq_identity = pq::Identity::generate();
         // Second precision: certificates cannot hold more, and the key's creation time must
         // survive a round trip through its Secret.
         let now = opts.now.replace_nanosecond(0).unwrap_or(opts.now);
@@ -327,15 +348,25 @@ impl SealingKey {
             now,
             now + opts.validity,
             Some(&identity.to_public()),
+            Some(&pq_identity.to_public()),
         )?;
-        SealingKey::from_parts(pkcs8, &cert_der, Some(identity), now, KeyOrigin::Generated)
+        SealingKey::from_parts(
+            pkcs8,
+            &cert_der,
+            AgeIdentities {
+                x25519: Some(identity),
+                pq: Some(pq_identity),
+            },
+            now,
+            KeyOrigin::Generated,
+        )
     }
 
     /// Assemble a key from a PKCS#8 RSA key and its certificate, checking that they match.
     pub fn from_parts(
         pkcs8: Zeroizing<Vec<u8>>,
         cert_der: &[u8],
-        age: Option<x25519::Identity>,
+        identities: AgeIdentities,
         created: OffsetDateTime,
         origin: KeyOrigin,
     ) -> Result<SealingKey, KeyError> {
@@ -349,11 +380,20 @@ impl SealingKey {
         if KeyId::of_spki(own_spki.as_ref()) != public.id {
             return Err(KeyError::Mismatch);
         }
+        let AgeIdentities { x25519: age, pq } = identities;
         if let (Some(id), Some(r)) = (&age, public.age_recipient())
             && id.to_public().to_string() != r.to_string()
         {
             return Err(KeyError::Secret(
                 "the age identity does not match the age recipient in the certificate".into(),
+            ));
+        }
+        if let (Some(id), Some(r)) = (&pq, public.pq_recipient())
+            && id.to_public() != *r
+        {
+            return Err(KeyError::Secret(
+                "the post-quantum age identity does not match the recipient in the certificate"
+                    .into(),
             ));
         }
         let rsa = OaepPrivateDecryptingKey::new(private)
@@ -363,6 +403,7 @@ impl SealingKey {
             rsa,
             pkcs8,
             age,
+            pq,
             created,
             origin,
         })
@@ -386,6 +427,24 @@ impl SealingKey {
     /// The X25519 identity, for opening age values (keys imported from Bitnami have none).
     pub fn age_identity(&self) -> Option<&x25519::Identity> {
         self.age.as_ref()
+    }
+
+    /// The hybrid post-quantum identity (keys made before sealgate sealed post-quantum, and
+    /// Bitnami's, have none).
+    pub fn pq_identity(&self) -> Option<&pq::Identity> {
+        self.pq.as_ref()
+    }
+
+    /// Every age identity of the key, to open a value with whichever it was sealed to.
+    pub fn age_identities(&self) -> Vec<&dyn age::Identity> {
+        let mut out: Vec<&dyn age::Identity> = Vec::with_capacity(2);
+        if let Some(id) = &self.age {
+            out.push(id);
+        }
+        if let Some(id) = &self.pq {
+            out.push(id);
+        }
+        out
     }
 
     /// Bring a creation time from the future back to `latest`: the time comes from a writable
@@ -514,7 +573,7 @@ mod tests {
         let e = SealingKey::from_parts(
             Zeroizing::new(a.pkcs8().to_vec()),
             b.public().cert_der(),
-            None,
+            AgeIdentities::default(),
             a.created(),
             KeyOrigin::Pem,
         )

@@ -181,12 +181,13 @@ impl KeyRing {
     ) -> Result<Opened, SealError> {
         let mut attempts = 0;
         for key in self.candidates(*hint) {
-            let Some(identity) = key.age_identity() else {
+            let identities = key.age_identities();
+            if identities.is_empty() {
                 continue;
-            };
+            }
             budget.spend()?;
             attempts += 1;
-            match private_key_work(|| age::decrypt(identity, raw)) {
+            match private_key_work(|| age::decrypt(&identities, raw)) {
                 Ok(plain) => {
                     *hint = Some(key.id());
                     let value = age::check_binding(&plain, binding)?;

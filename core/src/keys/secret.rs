@@ -15,8 +15,9 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-use super::{KeyError, KeyOrigin, SealingKey, cert};
+use super::{AgeIdentities, KeyError, KeyOrigin, SealingKey, cert};
 use crate::SecretBytes;
+use crate::envelope::pq;
 use crate::objects::{ObjectMeta, Secret};
 
 /// Label on sealgate key Secrets; value `active` while the key is in use.
@@ -34,6 +35,8 @@ pub const CREATED_ANNOTATION: &str = "sealgate.dev/created-at";
 pub const ORIGIN_ANNOTATION: &str = "sealgate.dev/key-origin";
 /// Item holding the age (X25519) identity next to `tls.key`/`tls.crt`.
 pub const AGE_KEY_ITEM: &str = "age.key";
+/// Item holding the hybrid post-quantum age identity (`AGE-SECRET-KEY-PQ-1…`).
+pub const AGE_PQ_KEY_ITEM: &str = "age-pq.key";
 
 /// The Secret name of a key: `sealgate-key-<short id>`.
 pub fn secret_name(key: &SealingKey) -> String {
@@ -57,6 +60,12 @@ pub fn to_secret(key: &SealingKey, namespace: Option<&str>) -> Secret {
         data.insert(
             AGE_KEY_ITEM.to_string(),
             SecretBytes::from(s.expose_secret().as_bytes()),
+        );
+    }
+    if let Some(id) = key.pq_identity() {
+        data.insert(
+            AGE_PQ_KEY_ITEM.to_string(),
+            SecretBytes::from(id.to_secret_string().as_bytes()),
         );
     }
     let mut meta = ObjectMeta {
@@ -132,9 +141,15 @@ pub fn from_secret(secret: &Secret) -> Result<SealingKey, KeyError> {
     };
     let pkcs8 = private_key_from_pem(item("tls.key")?.expose())?;
     let cert_der = first_cert(item("tls.crt")?.expose())?;
-    let age = match secret.data.get(AGE_KEY_ITEM) {
-        Some(v) => Some(parse_identity(v.expose())?),
-        None => None,
+    let age = AgeIdentities {
+        x25519: match secret.data.get(AGE_KEY_ITEM) {
+            Some(v) => Some(parse_identity(v.expose())?),
+            None => None,
+        },
+        pq: match secret.data.get(AGE_PQ_KEY_ITEM) {
+            Some(v) => Some(parse_pq_identity(v.expose())?),
+            None => None,
+        },
     };
     let created = match secret.meta.annotations.get(CREATED_ANNOTATION) {
         Some(t) => OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
@@ -187,15 +202,26 @@ pub fn from_pem_with(
     now: OffsetDateTime,
 ) -> Result<(SealingKey, CertSource), KeyError> {
     let pkcs8 = private_key_from_pem(text)?;
-    let age = String::from_utf8_lossy(text)
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("AGE-SECRET-KEY-1"))
+    let line = |prefix: &str| {
+        String::from_utf8_lossy(text)
+            .lines()
+            .map(str::trim)
+            .find(|l| l.starts_with(prefix))
+            .map(|l| Zeroizing::new(l.to_string()))
+    };
+    let age = line("AGE-SECRET-KEY-1")
         .map(|l| parse_identity(l.as_bytes()))
+        .transpose()?;
+    let pq = line("AGE-SECRET-KEY-PQ-1")
+        .map(|l| parse_pq_identity(l.as_bytes()))
         .transpose()?;
     let with_cert = |der: &[u8]| {
         let created = cert::parse(der)?.not_before;
-        SealingKey::from_parts(pkcs8.clone(), der, age.clone(), created, KeyOrigin::Pem)
+        let identities = AgeIdentities {
+            x25519: age.clone(),
+            pq: pq.clone(),
+        };
+        SealingKey::from_parts(pkcs8.clone(), der, identities, created, KeyOrigin::Pem)
     };
     if let Ok(der) = first_cert(text) {
         return Ok((with_cert(&der)?, CertSource::File));
@@ -215,6 +241,7 @@ pub fn from_pem_with(
         now,
         now + time::Duration::days(3650),
         age.as_ref().map(|i| i.to_public()).as_ref(),
+        pq.as_ref().map(|i| i.to_public()).as_ref(),
     )?;
     Ok((with_cert(&der)?, CertSource::Generated))
 }
@@ -274,6 +301,16 @@ fn first_cert(text: &[u8]) -> Result<Vec<u8>, KeyError> {
         .find(|b| b.tag() == "CERTIFICATE")
         .map(pem::Pem::into_contents)
         .ok_or_else(|| KeyError::Certificate("no PEM CERTIFICATE block found".into()))
+}
+
+fn parse_pq_identity(bytes: &[u8]) -> Result<pq::Identity, KeyError> {
+    let s = std::str::from_utf8(bytes)
+        .map_err(|_| KeyError::Secret("age-pq.key is not UTF-8".into()))?;
+    s.parse::<pq::Identity>().map_err(|_| {
+        KeyError::Secret(
+            "age-pq.key is not a post-quantum age identity (AGE-SECRET-KEY-PQ-1…)".into(),
+        )
+    })
 }
 
 fn parse_identity(bytes: &[u8]) -> Result<x25519::Identity, KeyError> {

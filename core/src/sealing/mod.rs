@@ -2,9 +2,9 @@
 
 use std::collections::BTreeSet;
 
-use age::x25519;
 use base64::Engine as _;
 
+use crate::envelope::age::AgeRecipient;
 use crate::envelope::{Binding, Format, Scope, SealError, kubeseal};
 use crate::keys::ring::KeyBudget;
 use crate::keys::{KeyId, KeyRing, PublicKey};
@@ -20,15 +20,27 @@ pub struct Target {
     /// The RSA key for the kubeseal format.
     pub rsa: Option<PublicKey>,
     /// Every age recipient (the cluster's and any extra ones).
-    pub age: Vec<x25519::Recipient>,
+    pub age: Vec<AgeRecipient>,
 }
 
 impl Target {
-    /// A cluster's public key plus extra age recipients (other clusters, a recovery key).
-    pub fn new(key: &PublicKey, extra_age: &[x25519::Recipient]) -> Target {
-        let mut age: Vec<x25519::Recipient> = key.age_recipient().cloned().into_iter().collect();
+    /// A cluster's public key plus extra age recipients (other clusters, a recovery key). The
+    /// cluster's hybrid post-quantum recipient when its key has one, else its X25519 one.
+    pub fn new(key: &PublicKey, extra_age: &[AgeRecipient]) -> Target {
+        Target::with(key, extra_age, true)
+    }
+
+    /// [`Target::new`], choosing the cluster's recipient type: post-quantum when `pq` and the key
+    /// has one, else X25519 (`seal --pq=false`, for readers without the hybrid type).
+    pub fn with(key: &PublicKey, extra_age: &[AgeRecipient], pq: bool) -> Target {
+        let own = match (pq, key.pq_recipient(), key.age_recipient()) {
+            (true, Some(r), _) => Some(AgeRecipient::Pq(r.clone())),
+            (_, _, Some(r)) => Some(AgeRecipient::X25519(r.clone())),
+            (false, Some(_), None) | (_, None, None) => None,
+        };
+        let mut age: Vec<AgeRecipient> = own.into_iter().collect();
         for r in extra_age {
-            if !age.iter().any(|a| a.to_string() == r.to_string()) {
+            if !age.contains(r) {
                 age.push(r.clone());
             }
         }

@@ -435,7 +435,7 @@ fn seal_input_errors() {
     let e = seal_secret(&secret(Some("y"), "db", &[("a", b"1")]), &rsa_only, &o)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("at least one X25519 recipient"), "{e}");
+    assert!(e.contains("at least one age recipient"), "{e}");
 }
 
 #[test]
@@ -473,12 +473,84 @@ fn seal_strips_server_fields_and_scope_from_template() {
 
 #[test]
 fn multi_recipient_age_opens_with_each_key() {
+    use crate::envelope::age::AgeRecipient;
     let (a, b) = (k2048(), k2048_b());
-    let t = Target::new(a.public(), &[b.age_identity().unwrap().to_public()]);
     let s = secret(Some("prod"), "db", &[("a", b"1")]);
+    // Post-quantum by default: the extra recipient in its post-quantum form.
+    let b_pq = AgeRecipient::Pq(b.public().pq_recipient().unwrap().clone());
+    let t = Target::new(a.public(), &[b_pq]);
     let ss = seal_secret(&s, &t, &opts(Format::Age, Scope::Strict)).unwrap();
+    assert_eq!(stanza_types(&ss), ["mlkem768x25519", "mlkem768x25519"]);
     assert!(unseal(&ss, &ring_of(&[a])).is_ok());
     assert!(unseal(&ss, &ring_of(&[b])).is_ok());
+    // Classical (`--pq=false`), with a classical extra recipient.
+    let b_x = AgeRecipient::X25519(b.public().age_recipient().unwrap().clone());
+    let t = Target::with(a.public(), std::slice::from_ref(&b_x), false);
+    let ss = seal_secret(&s, &t, &opts(Format::Age, Scope::Strict)).unwrap();
+    assert_eq!(stanza_types(&ss), ["X25519", "X25519"]);
+    assert!(unseal(&ss, &ring_of(&[a])).is_ok());
+    assert!(unseal(&ss, &ring_of(&[b])).is_ok());
+    // Mixing the two would undo the protection: refused, saying how to choose.
+    let t = Target::new(a.public(), &[b_x]);
+    let e = seal_secret(&s, &t, &opts(Format::Age, Scope::Strict)).unwrap_err();
+    assert!(e.to_string().contains("does not mix post-quantum"), "{e}");
+}
+
+/// The recipient stanza types of item `a`'s age header.
+fn stanza_types(ss: &SealedSecret) -> Vec<String> {
+    let raw = raw_value(ss, "a");
+    String::from_utf8_lossy(&raw)
+        .lines()
+        .take_while(|l| !l.starts_with("---"))
+        .filter_map(|l| l.strip_prefix("-> "))
+        .map(|l| l.split(' ').next().unwrap_or_default().to_string())
+        .filter(|t| !t.ends_with("-grease")) // age adds a random stanza to keep parsers honest
+        .collect()
+}
+
+/// Keys made before sealgate sealed post-quantum (no PQ recipient in the certificate, no
+/// `age-pq.key`) keep sealing and opening classically; a new key seals post-quantum; a ring with
+/// both opens both.
+#[test]
+fn keys_without_a_post_quantum_identity_keep_working() {
+    use crate::keys::{AgeIdentities, KeyOrigin, SealingKey, cert};
+    let new = k2048();
+    let donor = k2048_b();
+    let x25519 = age::x25519::Identity::generate();
+    let now = donor.created();
+    let old_cert = cert::self_signed(
+        donor.pkcs8(),
+        "old",
+        now,
+        now + time::Duration::days(365),
+        Some(&x25519.to_public()),
+        None,
+    )
+    .unwrap();
+    let old = SealingKey::from_parts(
+        zeroize::Zeroizing::new(donor.pkcs8().to_vec()),
+        &old_cert,
+        AgeIdentities {
+            x25519: Some(x25519),
+            pq: None,
+        },
+        now,
+        KeyOrigin::Generated,
+    )
+    .unwrap();
+    let old =
+        crate::keys::secret::from_secret(&crate::keys::secret::to_secret(&old, None)).unwrap();
+    assert!(old.pq_identity().is_none() && old.public().pq_recipient().is_none());
+
+    let s = secret(Some("prod"), "db", &[("a", b"1")]);
+    let by_old = seal_secret(&s, &target(&old), &opts(Format::Age, Scope::Strict)).unwrap();
+    assert_eq!(stanza_types(&by_old), ["X25519"]);
+    let by_new = seal_secret(&s, &target(new), &opts(Format::Age, Scope::Strict)).unwrap();
+    assert_eq!(stanza_types(&by_new), ["mlkem768x25519"]);
+    let ring = ring_of(&[new, &old]);
+    for ss in [&by_old, &by_new] {
+        assert_eq!(unseal(ss, &ring).unwrap().secret.data["a"].expose(), b"1");
+    }
 }
 
 #[test]
