@@ -49,6 +49,11 @@ fn sealed_with(k: &SealingKey, api_version: &str, name: &str, password: &str) ->
         "type": "Opaque", "stringData": {"password": password, "user": "shop"}
     });
     let mut v = sealgate_testkit::sealed::seal(k, secret, Some(Scope::Strict)).to_value();
+    // Every value the controller unseals in these tests is post-quantum age (the default).
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(v["spec"]["encryptedData"]["password"].as_str().unwrap())
+        .unwrap();
+    assert!(String::from_utf8_lossy(&raw[..200]).contains("-> mlkem768x25519 "));
     v["apiVersion"] = api_version.into();
     v["metadata"]["generation"] = 1.into();
     v
