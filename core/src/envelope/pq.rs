@@ -383,11 +383,7 @@ mod xwing {
             let ct_x: [u8; 32] = ct[x_wing::CIPHERTEXT_SIZE - 32..]
                 .try_into()
                 .expect("32 bytes");
-            if !sk
-                .x25519
-                .diffie_hellman(&x25519_dalek::PublicKey::from(ct_x))
-                .was_contributory()
-            {
+            if low_order(ct_x, &sk.x25519) {
                 return Err(HpkeError::DecapError);
             }
             let ss = sk
@@ -415,6 +411,19 @@ mod xwing {
         }
     }
 
+    /// Whether X25519 with `sk` and the share `u` gives the all-zero secret: `u` is of small order.
+    /// Decided by curve25519-dalek on the curve's Edwards form (three doublings), and by the
+    /// Diffie-Hellman itself for a `u` that is not on the curve (a twist point) or is -1: an
+    /// honest share is on the curve, so the common case costs no second scalar multiplication.
+    fn low_order(u: [u8; 32], sk: &x25519_dalek::StaticSecret) -> bool {
+        match curve25519_dalek::montgomery::MontgomeryPoint(u).to_edwards(0) {
+            Some(p) => p.is_small_order(),
+            None => !sk
+                .diffie_hellman(&x25519_dalek::PublicKey::from(u))
+                .was_contributory(),
+        }
+    }
+
     /// The system's random source (aws-lc-rs) in the shape `hpke` takes.
     pub struct SystemRng;
 
@@ -435,6 +444,51 @@ mod xwing {
     }
 
     impl CryptoRng for SystemRng {}
+
+    #[cfg(test)]
+    mod tests {
+        use super::low_order;
+
+        /// The cheap check says what the Diffie-Hellman itself would: for the special points
+        /// (0, 1, -1, p, p+1, the top bit set) and for random shares, half of them twist points.
+        #[test]
+        fn low_order_agrees_with_the_diffie_hellman() {
+            let sk = x25519_dalek::StaticSecret::random_from_rng(super::SystemRng);
+            let mut special: Vec<[u8; 32]> = Vec::new();
+            for low in [0u8, 1, 0xec, 0xed, 0xee] {
+                let mut u = [0u8; 32];
+                u[0] = low;
+                if low >= 0xec {
+                    // p - 1, p and p + 1: 0x7fff…ff{ec,ed,ee}.
+                    u[1..31].fill(0xff);
+                    u[31] = 0x7f;
+                }
+                special.push(u);
+                let mut top = u;
+                top[31] |= 0x80; // X25519 ignores the top bit
+                special.push(top);
+            }
+            let mut random = Vec::new();
+            for i in 0..200u8 {
+                let mut u = [0u8; 32];
+                aws_lc_rs::rand::fill(&mut u).unwrap();
+                u[0] ^= i;
+                random.push(u);
+            }
+            let mut small = 0;
+            for u in special.iter().chain(&random) {
+                let dh_zero = !sk
+                    .diffie_hellman(&x25519_dalek::PublicKey::from(*u))
+                    .was_contributory();
+                assert_eq!(low_order(*u, &sk), dh_zero, "{u:02x?}");
+                small += usize::from(dh_zero);
+            }
+            assert!(
+                small >= 6,
+                "the special points include small-order ones: {small}"
+            );
+        }
+    }
 }
 
 #[cfg(test)]
