@@ -10,10 +10,12 @@
 //! - [`sealing`]: `seal`, `unseal`, `reseal` and `validate` of whole objects, as pure functions.
 //! - [`manifest`]: bounded multi-document YAML/JSON loading with file:line for every document.
 //! - [`policy`]: the Rego policy engine (Gatekeeper templates and constraints, conftest modules).
+//! - [`attest`]: signed provenance attestations (DSSE, in-toto) and their admission checks.
 //! - [`fsutil`]: atomic file writes; [`duration`]: `30s`, `10m`, `30d` as flags take them.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod attest;
 pub mod duration;
 pub mod envelope;
 pub mod fsutil;

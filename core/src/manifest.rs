@@ -408,6 +408,44 @@ pub fn to_yaml_stream<'a>(values: impl IntoIterator<Item = &'a Value>) -> String
     out
 }
 
+/// `value` as canonical JSON: object keys sorted by their UTF-8 bytes, no whitespace, strings
+/// and numbers as serde_json writes them. Two renderings of the same manifest (YAML or JSON, any
+/// key order) give the same bytes, so their digest identifies the object's content.
+pub fn canonical_json(value: &Value) -> Vec<u8> {
+    fn write(v: &Value, out: &mut Vec<u8>) {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                out.push(b'{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    serde_json::to_writer(&mut *out, k).expect("a string serializes");
+                    out.push(b':');
+                    write(&m[k], out);
+                }
+                out.push(b'}');
+            }
+            Value::Array(items) => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write(item, out);
+                }
+                out.push(b']');
+            }
+            scalar => serde_json::to_writer(&mut *out, scalar).expect("a scalar serializes"),
+        }
+    }
+    let mut out = Vec::new();
+    write(value, &mut out);
+    out
+}
+
 /// One document as YAML (block style, keys in their order).
 pub fn to_yaml(value: &Value) -> String {
     // Plain scalars: kubectl-style output, and no `>-` folding of long base64 values.

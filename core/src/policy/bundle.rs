@@ -159,6 +159,33 @@ pub struct BundleBuilder {
 const SKIPPED_DIRS: &[&str] = &["samples", "testdata", "tests"];
 
 impl BundleBuilder {
+    /// SHA-256 (hex) of the policies' content: every template, constraint and conftest module,
+    /// whatever their files and order. The inventory and kind declarations are not policy.
+    fn digest(&self) -> String {
+        let mut parts: Vec<Vec<u8>> = self
+            .templates
+            .iter()
+            .chain(&self.constraints)
+            .map(|(_, v)| crate::manifest::canonical_json(v))
+            .chain(
+                self.modules
+                    .iter()
+                    .map(|(_, text)| text.as_bytes().to_vec()),
+            )
+            .collect();
+        parts.sort();
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        for p in &parts {
+            ctx.update(&(p.len() as u64).to_be_bytes());
+            ctx.update(p);
+        }
+        ctx.finish()
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// An empty builder; add policies, then [`BundleBuilder::build`].
     pub fn new(limits: Limits) -> BundleBuilder {
         BundleBuilder {
@@ -289,6 +316,7 @@ impl BundleBuilder {
 
     /// Compile everything. Every problem is reported, not only the first.
     pub fn build(self) -> Result<Bundle, Vec<PolicyError>> {
+        let digest = self.digest();
         let mut errors = self.errors;
         let mut scopes = self.scopes;
         scopes.add_crds(self.crds.iter().chain(&self.inventory));
@@ -368,6 +396,7 @@ impl BundleBuilder {
             return Err(errors);
         }
         Ok(Bundle {
+            digest,
             templates,
             constraints,
             conftest,

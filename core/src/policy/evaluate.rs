@@ -20,6 +20,8 @@ pub type NamespaceLabels = BTreeMap<String, BTreeMap<String, String>>;
 /// A compiled policy bundle.
 #[derive(Clone, Default)]
 pub struct Bundle {
+    /// SHA-256 of the policies' content (see `BundleBuilder`).
+    pub(super) digest: String,
     pub(super) templates: HashMap<String, Arc<Template>>,
     pub(super) constraints: Vec<Constraint>,
     pub(super) conftest: Option<Arc<Conftest>>,
@@ -45,6 +47,12 @@ impl Bundle {
     /// The compiled templates.
     pub fn templates(&self) -> impl Iterator<Item = &Template> {
         self.templates.values().map(|t| t.as_ref())
+    }
+
+    /// SHA-256 (hex) of the policies' content: what an attestation records as the bundle it
+    /// passed. The same files give the same digest wherever they are loaded.
+    pub fn digest(&self) -> &str {
+        &self.digest
     }
 
     /// The constraints, in load order.
