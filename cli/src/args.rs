@@ -45,6 +45,12 @@ pub enum Command {
     /// Policy bundle tools
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Attestation keys (`sealgate lint --attest` signs with them)
+    #[command(subcommand)]
+    Attest(AttestCommand),
+    /// Check Attestation files offline: signed by a trusted key, verdict pass, recent enough;
+    /// with --object, whether live objects still match what was attested
+    VerifyAttestation(VerifyAttestationArgs),
     /// Print a shell completion script
     Completions {
         #[arg(value_enum)]
@@ -463,6 +469,22 @@ pub struct LintArgs {
     /// limit for repositories)
     #[arg(long, value_name = "N", default_value_t = sealgate_core::manifest::Limits::default().max_documents)]
     pub max_documents: usize,
+    /// When the lint passes, write signed Attestations of the linted objects to FILE (in CI,
+    /// after review, on the merge commit); the agent applies them with the manifests
+    #[arg(long, value_name = "FILE", requires = "attest_key")]
+    pub attest: Option<PathBuf>,
+    /// Private key to sign Attestations with: `cosign generate-key-pair`'s cosign.key (its
+    /// password in COSIGN_PASSWORD) or `sealgate attest keygen`'s
+    #[arg(long, env = "SEALGATE_ATTEST_KEY", value_name = "FILE")]
+    pub attest_key: Option<PathBuf>,
+    /// Git revision the manifests were rendered from [default: $GITHUB_SHA, $CI_COMMIT_SHA, or
+    /// `git rev-parse HEAD`]
+    #[arg(long, env = "SEALGATE_REVISION", value_name = "REV")]
+    pub revision: Option<String>,
+    /// Repository the manifests come from [default: GitHub's or GitLab's CI variables, or `git
+    /// remote get-url origin`]
+    #[arg(long, env = "SEALGATE_REPOSITORY", value_name = "URL")]
+    pub repository: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -489,4 +511,46 @@ fn key_id_prefix(s: &str) -> Result<String, String> {
     } else {
         Err("give at least 8 hex digits of the key id (64 at most)".into())
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AttestCommand {
+    /// Write a new attestation key pair, as `cosign generate-key-pair` does: PREFIX.key
+    /// (encrypted with COSIGN_PASSWORD, cosign's format) and PREFIX.pub
+    Keygen {
+        /// Signature algorithm
+        #[arg(long, value_enum, default_value_t = AttestAlgorithm::EcdsaP256)]
+        algorithm: AttestAlgorithm,
+        /// Path prefix of the two files
+        #[arg(long, default_value = "cosign", value_name = "PREFIX")]
+        output_key_prefix: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AttestAlgorithm {
+    /// ECDSA P-256 with SHA-256 (cosign's default)
+    EcdsaP256,
+    /// Ed25519
+    Ed25519,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyAttestationArgs {
+    /// Attestation files (YAML or JSON: Attestation resources or bare DSSE envelopes)
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Trusted public key (PEM; repeatable), e.g. cosign.pub
+    #[arg(long = "key", required = true, value_name = "FILE")]
+    pub keys: Vec<PathBuf>,
+    /// Refuse attestations linted longer ago than this (e.g. 30d)
+    #[arg(long, value_parser = sealgate_core::duration::parse, value_name = "DURATION")]
+    pub max_age: Option<std::time::Duration>,
+    /// Objects to check against the attestations (e.g. `kubectl get deploy -A -o yaml`): each
+    /// must be covered and still hold what was attested (repeatable)
+    #[arg(long = "object", value_name = "FILE")]
+    pub objects: Vec<PathBuf>,
+    /// Field to leave out of that check: `[KIND[,KIND]:]PATH`, `*` for any key (repeatable)
+    #[arg(long = "ignore-field", value_name = "FIELD")]
+    pub ignore_fields: Vec<String>,
 }

@@ -66,6 +66,8 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
         Command::Cert(args) => cmd::keys::cert(keys, args),
         Command::Lint(args) => cmd::lint::run(args),
         Command::Policy(cmd) => cmd::policy::run(cmd),
+        Command::Attest(cmd) => cmd::attest::run(cmd),
+        Command::VerifyAttestation(args) => cmd::attest::verify(args),
         Command::Completions { shell } => {
             clap_complete::generate(
                 *shell,

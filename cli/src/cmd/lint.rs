@@ -26,10 +26,21 @@ pub fn run(args: &LintArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
     let limits = Limits::default().with_max_documents(args.max_documents);
+    let bundle_digest = bundle.digest().to_string();
     let reports = lint_files(bundle, &files, args.point.into(), jobs, &limits);
     let summary = report::Summary::of(&reports, args.fail_on_warn);
     let text = report::render(&reports, &summary, args.format);
     io::emit(&text, args.output_file.as_deref(), None)?;
+    if let Some(out) = &args.attest {
+        if summary.errors > 0 || summary.failed > 0 {
+            eprintln!(
+                "not attested: the lint did not pass (nothing written to {})",
+                out.display()
+            );
+        } else {
+            super::attest::attest_lint(args, &files, &bundle_digest)?;
+        }
+    }
     Ok(if summary.errors > 0 {
         ExitCode::from(2)
     } else if summary.failed > 0 {

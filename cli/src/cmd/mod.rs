@@ -1,3 +1,4 @@
+pub mod attest;
 pub mod keys;
 pub mod lint;
 pub mod policy;

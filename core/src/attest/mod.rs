@@ -8,6 +8,7 @@
 //! - [`keys`]: ECDSA P-256 and Ed25519 keys in the formats cosign users hold (`cosign
 //!   generate-key-pair`: an encrypted `SIGSTORE PRIVATE KEY` and a PEM public key), through
 //!   aws-lc-rs.
+//! - [`resource`]: the `Attestation` resource that carries envelopes into the cluster, sharded.
 //! - [`subset`]: whether an object as admitted still holds everything its manifest declared.
 //! - [`verify`]: trusting an attestation (key, verdict, age) and admitting an object with one.
 //!
@@ -17,6 +18,7 @@
 
 pub mod dsse;
 pub mod keys;
+pub mod resource;
 pub mod statement;
 pub mod subset;
 pub mod verify;

@@ -163,7 +163,8 @@ fn scalars_equal(d: &Value, a: &Value) -> bool {
     match (d, a) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
         // A quantity may be declared as a number or a string and is stored canonicalised.
-        (Value::Number(_) | Value::String(_), Value::String(_)) => {
+        (Value::Number(_) | Value::String(_), Value::String(_))
+        | (Value::String(_), Value::Number(_)) => {
             let text = |v: &Value| match v {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),

@@ -1,0 +1,201 @@
+//! `sealgate attest keygen`, `sealgate lint --attest` and `sealgate verify-attestation`, end to
+//! end with the real binary: a passing lint is attested and verifies, a failing one writes
+//! nothing, an untrusted key or a changed object is refused, and messages name what differs.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use predicates::str::contains;
+
+fn sealgate(dir: &Path) -> Command {
+    let mut c = Command::cargo_bin("sealgate").unwrap();
+    c.current_dir(dir)
+        .env("COSIGN_PASSWORD", "correct horse")
+        .env_remove("SEALGATE_ATTEST_KEY");
+    c
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+const DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop, labels: {app: web}}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
+      containers:
+        - name: app
+          image: registry.example.com/shop/web:1.4.2
+          resources: {requests: {cpu: 0.1, memory: 128Mi}, limits: {cpu: 500m, memory: 256Mi}}
+          securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}
+";
+
+#[test]
+fn a_passing_lint_is_attested_and_the_attestation_verifies_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    sealgate(d)
+        .args(["attest", "keygen"])
+        .assert()
+        .success()
+        .stdout(contains("wrote cosign.key"));
+    let key = std::fs::read_to_string(d.join("cosign.key")).unwrap();
+    assert!(key.starts_with("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----"));
+    sealgate(d)
+        .args(["attest", "keygen"])
+        .assert()
+        .code(2)
+        .stderr(contains("refusing to overwrite"));
+
+    write(d, "app.yaml", DEPLOYMENT);
+    sealgate(d)
+        .args([
+            "lint",
+            "app.yaml",
+            "--attest",
+            "att.yaml",
+            "--attest-key",
+            "cosign.key",
+        ])
+        .args([
+            "--revision",
+            "4f2c9e1",
+            "--repository",
+            "https://git.example.com/apps",
+        ])
+        .assert()
+        .success()
+        .stderr(contains("attested 1 object(s) of revision 4f2c9e1"));
+    sealgate(d)
+        .args([
+            "verify-attestation",
+            "att.yaml",
+            "--key",
+            "cosign.pub",
+            "--max-age",
+            "1d",
+        ])
+        .args(["--object", "app.yaml"])
+        .assert()
+        .success()
+        .stdout(contains("revision 4f2c9e1 of https://git.example.com/apps"))
+        .stdout(contains(
+            "ok     apps/Deployment/shop/web: as attested at revision 4f2c9e1",
+        ));
+
+    // What the API server stores: defaults added, a quantity rewritten. Still as attested.
+    write(
+        d,
+        "live.yaml",
+        &DEPLOYMENT
+            .replace("replicas: 2", "replicas: 2\n  revisionHistoryLimit: 10")
+            .replace("cpu: 0.1", "cpu: 100m"),
+    );
+    sealgate(d)
+        .args([
+            "verify-attestation",
+            "att.yaml",
+            "--key",
+            "cosign.pub",
+            "--object",
+            "live.yaml",
+        ])
+        .assert()
+        .success();
+    // A declared field changed after review: refused, naming the field.
+    write(
+        d,
+        "tampered.yaml",
+        &DEPLOYMENT.replace("web:1.4.2", "web:6.6.6"),
+    );
+    sealgate(d)
+        .args(["verify-attestation", "att.yaml", "--key", "cosign.pub", "--object", "tampered.yaml"])
+        .assert()
+        .code(1)
+        .stdout(contains(
+            "denied apps/Deployment/shop/web: spec.template.spec.containers.app.image is changed from what was attested at revision 4f2c9e1",
+        ));
+    // Another key does not vouch for it.
+    sealgate(d)
+        .args([
+            "attest",
+            "keygen",
+            "--output-key-prefix",
+            "other",
+            "--algorithm",
+            "ed25519",
+        ])
+        .assert()
+        .success();
+    sealgate(d)
+        .args(["verify-attestation", "att.yaml", "--key", "other.pub"])
+        .assert()
+        .code(1)
+        .stdout(contains("its signature is by no trusted key"));
+    // The wrong password opens nothing.
+    sealgate(d)
+        .env("COSIGN_PASSWORD", "wrong")
+        .args([
+            "lint",
+            "app.yaml",
+            "--attest",
+            "again.yaml",
+            "--attest-key",
+            "cosign.key",
+        ])
+        .args(["--revision", "4f2c9e1", "--repository", "r"])
+        .assert()
+        .code(2)
+        .stderr(contains("wrong password"));
+    assert!(!d.join("again.yaml").exists());
+}
+
+#[test]
+fn a_failing_lint_is_not_attested() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    sealgate(d).args(["attest", "keygen"]).assert().success();
+    write(
+        d,
+        "bad.yaml",
+        &DEPLOYMENT.replace("registry.example.com/shop/web:1.4.2", "nginx:latest"),
+    );
+    sealgate(d)
+        .args([
+            "lint",
+            "bad.yaml",
+            "--attest",
+            "att.yaml",
+            "--attest-key",
+            "cosign.key",
+        ])
+        .args(["--revision", "4f2c9e1", "--repository", "r"])
+        .assert()
+        .code(1)
+        .stderr(contains("not attested: the lint did not pass"));
+    assert!(!d.join("att.yaml").exists());
+    // Without COSIGN_PASSWORD the key is not guessed at.
+    write(d, "app.yaml", DEPLOYMENT);
+    sealgate(d)
+        .env_remove("COSIGN_PASSWORD")
+        .args([
+            "lint",
+            "app.yaml",
+            "--attest",
+            "att.yaml",
+            "--attest-key",
+            "cosign.key",
+        ])
+        .args(["--revision", "4f2c9e1", "--repository", "r"])
+        .assert()
+        .code(2)
+        .stderr(contains("set COSIGN_PASSWORD"));
+}
