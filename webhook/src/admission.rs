@@ -124,12 +124,15 @@ pub struct Settings {
     /// Namespaces always admitted: the webhook's own and kube-system, so it can never deadlock
     /// the cluster.
     pub exempt_namespaces: Vec<String>,
+    /// Provenance checks (attestations), when trusted keys are configured.
+    pub provenance: Option<std::sync::Arc<crate::provenance::Provenance>>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             exempt_namespaces: vec!["kube-system".into(), "sealgate-system".into()],
+            provenance: None,
         }
     }
 }
@@ -176,6 +179,19 @@ pub fn decide(
         }
         d.break_glass |= is_break_glass(v);
         d.evaluation_errors += usize::from(v.evaluation_error);
+    }
+    // Provenance: only where the policies admit (a denial already says no), and never for a
+    // break-glass change, which is admitted and reported instead.
+    if let Some(p) = &settings.provenance
+        && denials.is_empty()
+    {
+        match p.check(&r.request, namespaces) {
+            Ok(()) => {}
+            Err(why) if d.break_glass => {
+                d.warnings.push(format!("{why} (admitted: break-glass)"));
+            }
+            Err(why) => denials.push(why),
+        }
     }
     if !denials.is_empty() {
         d.allowed = false;

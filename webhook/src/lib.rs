@@ -7,6 +7,7 @@
 //! - [`state`]: the shared state (bundle, Namespace labels, inventory, metrics, pool) and its config.
 //! - [`pool`]: the evaluation threads (bounded concurrency, off the reactor).
 //! - [`metrics`]: Prometheus metrics.
+//! - [`provenance`]: admission only of attested objects, from watched Attestations.
 //! - [`reload`]: hot reload of the policy bundle and the TLS certificate.
 //! - [`namespaces`]: the cluster's Namespace labels, for `namespaceSelector`.
 //! - [`inventory`]: `data.inventory`, the kinds the sync configuration replicates.
@@ -20,6 +21,7 @@ pub mod inventory;
 pub mod metrics;
 pub mod namespaces;
 pub mod pool;
+pub mod provenance;
 pub mod reload;
 pub mod run;
 pub mod self_tls;

@@ -11,9 +11,13 @@ use sealgate_service::LogFormat;
 
 use crate::admission::Settings;
 use crate::audit::{self, AuditError, AuditFormat};
+use crate::provenance::{self, ProvenanceConfig};
 use crate::self_tls::{self, SelfTlsConfig};
 use crate::state::{AppState, EvalConfig};
 use crate::{inventory, namespaces, reload, server};
+use sealgate_core::attest::keys::VerifyingKey;
+use sealgate_core::attest::subset::IgnoredField;
+use sealgate_core::attest::verify::{Rules, TrustedKey};
 
 /// How the webhook runs: every flag of `sealgate-webhook` (those marked global also apply to
 /// `audit`).
@@ -133,6 +137,29 @@ pub struct Config {
     /// Log format
     #[arg(long, value_enum, default_value = "json")]
     pub log_format: LogFormat,
+    /// Public key attestations may be signed with (PEM, e.g. cosign.pub; repeatable).
+    /// `FILE@TIME` refuses its signatures after TIME (RFC 3339). Turns provenance checks on
+    #[arg(
+        long = "attestation-key",
+        env = "SEALGATE_ATTESTATION_KEYS",
+        value_delimiter = ',',
+        value_name = "FILE[@TIME]"
+    )]
+    pub attestation_keys: Vec<String>,
+    /// A withdrawn attestation key (repeatable): attestations it signed are refused, saying so
+    #[arg(long = "attestation-revoked-key", value_name = "FILE")]
+    pub attestation_revoked_keys: Vec<PathBuf>,
+    /// Refuse attestations linted longer ago than this (e.g. 30d)
+    #[arg(long, value_parser = sealgate_core::duration::parse, value_name = "DURATION")]
+    pub attestation_max_age: Option<Duration>,
+    /// Field left out of the attested-manifest check: `[KIND[,KIND]:]PATH`, `*` for any key
+    /// (repeatable; e.g. `Deployment:spec.replicas` with an autoscaler)
+    #[arg(long = "attestation-ignore-field", value_name = "FIELD")]
+    pub attestation_ignore_fields: Vec<String>,
+    /// Require provenance for every object, not only in namespaces labelled
+    /// sealgate.dev/provenance=required
+    #[arg(long, requires = "attestation_keys")]
+    pub provenance_required: bool,
     /// Rego engine: regorus's register VM (vm), or its interpreter (slower; for a policy that
     /// meets a VM gap)
     #[arg(long, global = true, env = "SEALGATE_REGO_ENGINE", default_value = "vm", value_parser = ["vm", "interpreter"])]
@@ -163,9 +190,75 @@ pub enum RunError {
     Serve(#[source] std::io::Error),
     #[error(transparent)]
     Audit(#[from] AuditError),
+    #[error("{0}")]
+    Provenance(String),
 }
 
 impl Config {
+    /// The provenance configuration, when attestation keys are given.
+    pub fn provenance(&self) -> Result<Option<ProvenanceConfig>, RunError> {
+        if self.attestation_keys.is_empty() {
+            return Ok(None);
+        }
+        let bad = |what: String| RunError::Provenance(what);
+        let read = |path: &std::path::Path| -> Result<VerifyingKey, RunError> {
+            let text = std::fs::read(path)
+                .map_err(|e| bad(format!("--attestation-key {}: {e}", path.display())))?;
+            VerifyingKey::from_pem(&text)
+                .map_err(|e| bad(format!("--attestation-key {}: {e}", path.display())))
+        };
+        let mut keys = Vec::new();
+        for spec in &self.attestation_keys {
+            let (file, until) = match spec.rsplit_once('@') {
+                Some((f, t)) => (f, Some(t)),
+                None => (spec.as_str(), None),
+            };
+            let not_after = until
+                .map(|t| {
+                    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                        .map_err(|_| {
+                            bad(format!(
+                                "--attestation-key {spec}: {t:?} is not an RFC 3339 time"
+                            ))
+                        })
+                })
+                .transpose()?;
+            keys.push(TrustedKey {
+                name: file.to_string(),
+                key: read(std::path::Path::new(file))?,
+                not_after,
+                revoked: false,
+            });
+        }
+        for path in &self.attestation_revoked_keys {
+            keys.push(TrustedKey {
+                name: path.display().to_string(),
+                key: read(path)?,
+                not_after: None,
+                revoked: true,
+            });
+        }
+        let ignored = self
+            .attestation_ignore_fields
+            .iter()
+            .map(|f| {
+                IgnoredField::parse(f).map_err(|e| bad(format!("--attestation-ignore-field: {e}")))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Some(ProvenanceConfig {
+            keys,
+            rules: Rules {
+                max_age: self
+                    .attestation_max_age
+                    .map(time::Duration::try_from)
+                    .transpose()
+                    .map_err(|_| bad("--attestation-max-age is too long".into()))?,
+                ignored,
+            },
+            required_everywhere: self.provenance_required,
+        }))
+    }
+
     /// The bundle's sources, as `sealgate lint` describes them; the engine's per-evaluation timer
     /// is the request deadline.
     pub fn sources(&self) -> Sources {
@@ -231,6 +324,9 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let eval = EvalConfig {
         settings: Settings {
             exempt_namespaces: exempt,
+            provenance: config
+                .provenance()?
+                .map(|c| Arc::new(provenance::Provenance::new(c))),
         },
         deadline: config.deadline,
         allow_on_timeout: config.allow_on_timeout,
@@ -246,12 +342,21 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             .store(false, std::sync::atomic::Ordering::Release);
         let _ = state.api.set(client.clone());
         tokio::spawn(namespaces::watch(client.clone(), state.clone()));
+        if let Some(p) = &state.config.settings.provenance {
+            tokio::spawn(provenance::watch(client.clone(), p.clone()));
+        }
         tokio::spawn(inventory::run(
             client,
             state.clone(),
             sources.clone(),
             config.inventory_debounce,
         ));
+    } else if let Some(p) = &state.config.settings.provenance {
+        // Attestations are read from the cluster only: without it, none is trusted.
+        tracing::warn!(
+            "attestation keys are set, but --namespace-labels is not `cluster`: no Attestation is watched, so provenance admits nothing it requires"
+        );
+        p.replace_all(&[], time::OffsetDateTime::now_utc());
     } else if !state.bundle.load().sync_kinds().is_empty() {
         tracing::warn!(
             "the policies sync kinds into data.inventory, but --namespace-labels is not `cluster`: nothing is watched, the inventory stays empty"

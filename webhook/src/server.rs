@@ -48,11 +48,15 @@ async fn readyz(State(s): State<Arc<AppState>>) -> Response {
         .namespaces_synced
         .load(std::sync::atomic::Ordering::Acquire);
     let inventory = s.inventory.is_ready();
-    let synced = namespaces && inventory;
+    let provenance = s.config.settings.provenance.as_ref();
+    let attestations = provenance.is_none_or(|p| p.is_synced());
+    let synced = namespaces && inventory && attestations;
     let body = json!({
         "ready": synced,
         "namespacesSynced": namespaces,
         "inventorySynced": inventory,
+        "attestationsSynced": attestations,
+        "trustedAttestations": provenance.map(|p| p.trusted()),
         "inventoryObjects": s.inventory.len(),
         "syncedKinds": bundle.sync_kinds().iter().map(|k| format!("{}/{}", k.api_version(), k.kind)).collect::<Vec<_>>(),
         "constraints": bundle.constraints().len(),

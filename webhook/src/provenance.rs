@@ -1,0 +1,203 @@
+//! Provenance at admission: in a namespace labelled `sealgate.dev/provenance=required` (or
+//! everywhere, with `--provenance-required`), an object is admitted only if a trusted
+//! `Attestation` covers it (same kind, namespace and name) and it still holds what the attested
+//! manifest declared. Attestations are watched (cluster-scoped `sealgate.dev/v1alpha1`
+//! `Attestation`); each is verified once, when it arrives or changes, so a review costs a lookup
+//! and a subset check, never a signature check.
+//!
+//! Break-glass (the identity policy's group and annotation) is admitted without provenance and
+//! reported, as it is for identity.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use futures::StreamExt;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+use kube::runtime::{WatchStreamExt, watcher};
+use sealgate_core::attest::resource;
+use sealgate_core::attest::statement::subject_name;
+use sealgate_core::attest::verify::{self, Rejection, Rules, TrustedKey, Verified};
+use sealgate_core::policy::NamespaceLabels;
+use serde_json::Value;
+
+/// The Namespace label that requires provenance in that namespace.
+pub const REQUIRED_LABEL: &str = "sealgate.dev/provenance";
+
+/// How provenance is checked.
+#[derive(Debug, Clone, Default)]
+pub struct ProvenanceConfig {
+    /// Keys attestations may be signed with (revoked ones included, to say so).
+    pub keys: Vec<TrustedKey>,
+    /// Age window and ignored fields.
+    pub rules: Rules,
+    /// Require provenance in every namespace (and for cluster-scoped objects), not only in
+    /// labelled namespaces.
+    pub required_everywhere: bool,
+}
+
+/// The attestations in the cluster, verified, and the decision for one review.
+#[derive(Debug)]
+pub struct Provenance {
+    config: ProvenanceConfig,
+    /// Every trusted attestation, rebuilt when one changes.
+    verified: ArcSwap<Vec<Verified>>,
+    /// Per Attestation name: the envelope's content and what verifying it gave.
+    seen: Mutex<HashMap<String, (String, Result<Verified, Rejection>)>>,
+    /// False until the watch's first list is in: until then nothing is attested yet, and
+    /// admitting nothing would be right but alarming, so `/readyz` says not ready.
+    synced: AtomicBool,
+}
+
+impl Provenance {
+    /// Provenance with no attestation seen yet.
+    pub fn new(config: ProvenanceConfig) -> Provenance {
+        Provenance {
+            config,
+            verified: ArcSwap::from_pointee(Vec::new()),
+            seen: Mutex::default(),
+            synced: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the first list of Attestations is in.
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    /// How many trusted attestations there are.
+    pub fn trusted(&self) -> usize {
+        self.verified.load().len()
+    }
+
+    /// Take in an Attestation (added or changed). Verified once per content.
+    pub fn upsert(&self, name: &str, doc: &Value, now: time::OffsetDateTime) {
+        let content = doc
+            .pointer("/spec/envelope")
+            .map(Value::to_string)
+            .unwrap_or_default();
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if seen.get(name).is_some_and(|(c, _)| *c == content) {
+            return;
+        }
+        let result = resource::envelope_of(doc)
+            .map_err(|e| Rejection::Malformed(e.to_string()))
+            .and_then(|env| verify::verify(&env, &self.config.keys, &self.config.rules, now));
+        if let Err(e) = &result {
+            tracing::warn!(target: "sealgate::provenance", attestation = name, reason = %e, "attestation not trusted");
+        }
+        seen.insert(name.to_string(), (content, result));
+        self.rebuild(&seen);
+    }
+
+    /// Forget a deleted Attestation.
+    pub fn remove(&self, name: &str) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.remove(name);
+        self.rebuild(&seen);
+    }
+
+    /// A fresh list (a relist): replaces everything seen before.
+    pub fn replace_all(&self, docs: &[(String, Value)], now: time::OffsetDateTime) {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        for (name, doc) in docs {
+            self.upsert(name, doc, now);
+        }
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        self.rebuild(&seen);
+        self.synced.store(true, Ordering::Release);
+    }
+
+    fn rebuild(&self, seen: &HashMap<String, (String, Result<Verified, Rejection>)>) {
+        let trusted: Vec<Verified> = seen
+            .values()
+            .filter_map(|(_, r)| r.as_ref().ok().cloned())
+            .collect();
+        self.verified.store(Arc::new(trusted));
+    }
+
+    /// Why an Attestation is not trusted, if it is not.
+    pub fn rejection(&self, name: &str) -> Option<Rejection> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .and_then(|(_, r)| r.as_ref().err().cloned())
+    }
+
+    /// The provenance decision for an admission request: `Ok` when it is not required here or
+    /// a trusted attestation covers the object as it is; `Err` says why not.
+    pub fn check(&self, request: &Value, namespaces: &NamespaceLabels) -> Result<(), String> {
+        let s = |p: &str| request.pointer(p).and_then(Value::as_str).unwrap_or("");
+        let namespace = s("/namespace");
+        let required = self.config.required_everywhere
+            || namespaces
+                .get(namespace)
+                .and_then(|l| l.get(REQUIRED_LABEL))
+                .is_some_and(|v| v == "required");
+        // Deletes leave nothing to prove; subresources (status, scale) are not manifests.
+        if !required
+            || !matches!(s("/operation"), "CREATE" | "UPDATE")
+            || !s("/subResource").is_empty()
+        {
+            return Ok(());
+        }
+        let Some(object) = request.get("object").filter(|o| o.is_object()) else {
+            return Ok(());
+        };
+        let name = object
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or(s("/name"));
+        let subject = subject_name(s("/kind/group"), s("/kind/kind"), namespace, name);
+        let verified = self.verified.load();
+        verify::admit(&verified, &subject, object, &self.config.rules)
+            .map(|_| ())
+            .map_err(|e| format!("[sealgate-provenance] {e}"))
+    }
+}
+
+/// The Attestation resource, for the dynamic API.
+pub fn api_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("sealgate.dev", "v1alpha1", resource::KIND),
+        "attestations",
+    )
+}
+
+/// Watch Attestations for as long as the process runs (errors back off and retry).
+pub async fn watch(client: kube::Client, provenance: Arc<Provenance>) {
+    let api: kube::Api<DynamicObject> = kube::Api::all_with(client, &api_resource());
+    let stream = watcher(api, watcher::Config::default()).default_backoff();
+    futures::pin_mut!(stream);
+    let mut pending: Option<Vec<(String, Value)>> = None;
+    while let Some(event) = stream.next().await {
+        let now = time::OffsetDateTime::now_utc();
+        let named = |o: &DynamicObject| {
+            let name = o.metadata.name.clone().unwrap_or_default();
+            (name, serde_json::to_value(o).unwrap_or_default())
+        };
+        match event {
+            Ok(watcher::Event::Init) => pending = Some(Vec::new()),
+            Ok(watcher::Event::InitApply(o)) => {
+                if let Some(p) = pending.as_mut() {
+                    p.push(named(&o));
+                }
+            }
+            Ok(watcher::Event::InitDone) => {
+                let docs = pending.take().unwrap_or_default();
+                provenance.replace_all(&docs, now);
+                tracing::info!(target: "sealgate::provenance", attestations = docs.len(), trusted = provenance.trusted(), "attestations synced");
+            }
+            Ok(watcher::Event::Apply(o)) => {
+                let (name, doc) = named(&o);
+                provenance.upsert(&name, &doc, now);
+            }
+            Ok(watcher::Event::Delete(o)) => provenance.remove(&named(&o).0),
+            Err(e) => {
+                tracing::warn!(target: "sealgate::provenance", error = %e, "attestation watch failed; retrying")
+            }
+        }
+    }
+}

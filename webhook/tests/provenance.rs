@@ -1,0 +1,271 @@
+//! Provenance at admission, through the webhook's router: AdmissionReviews shaped as
+//! kube-apiserver sends them after defaulting, against Attestations made by `lint --attest`'s
+//! code with a trusted key (and one with a stranger's).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use sealgate_core::attest::keys::{Algorithm, SigningKey};
+use sealgate_core::attest::resource;
+use sealgate_core::attest::statement::{PredicateInfo, Verdict};
+use sealgate_core::attest::verify::{Rules, TrustedKey};
+use sealgate_core::policy::{BundleBuilder, Limits, NamespaceLabels};
+use sealgate_webhook::admission::Settings;
+use sealgate_webhook::provenance::{Provenance, ProvenanceConfig};
+use sealgate_webhook::{
+    server,
+    state::{AppState, EvalConfig},
+};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const FLUX: &str = "system:serviceaccount:flux-system:kustomize-controller";
+
+/// The manifest as it is in Git.
+fn manifest(image: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "shop", "labels": {"app": "web"}},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}, "template": {
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {
+                "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+                "containers": [{"name": "web", "image": image,
+                    "resources": {"requests": {"cpu": 0.1}, "limits": {"cpu": "500m", "memory": "256Mi"}},
+                    "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]}}}
+    })
+}
+
+/// What kube-apiserver puts in the review: the manifest after defaulting, with server fields
+/// and Flux's labels.
+fn as_sent(manifest: &Value) -> Value {
+    let mut o = manifest.clone();
+    let m = &mut o["metadata"];
+    m["uid"] = "b1e6".into();
+    m["generation"] = 1.into();
+    m["creationTimestamp"] = "2026-12-03T08:00:00Z".into();
+    m["labels"]["kustomize.toolkit.fluxcd.io/name"] = "apps".into();
+    m["labels"]["kustomize.toolkit.fluxcd.io/namespace"] = "flux-system".into();
+    m["managedFields"] = json!([{"manager": "kustomize-controller", "operation": "Apply"}]);
+    let spec = &mut o["spec"];
+    spec["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}});
+    spec["revisionHistoryLimit"] = 10.into();
+    spec["progressDeadlineSeconds"] = 600.into();
+    let pod = &mut spec["template"]["spec"];
+    pod["restartPolicy"] = "Always".into();
+    pod["dnsPolicy"] = "ClusterFirst".into();
+    pod["schedulerName"] = "default-scheduler".into();
+    pod["terminationGracePeriodSeconds"] = 30.into();
+    let c = &mut pod["containers"][0];
+    c["imagePullPolicy"] = "IfNotPresent".into();
+    c["terminationMessagePath"] = "/dev/termination-log".into();
+    c["resources"]["requests"]["cpu"] = "100m".into();
+    o
+}
+
+fn review(uid: &str, user: &str, groups: &[&str], object: Value) -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+            "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
+            "name": "web", "namespace": "shop", "operation": "CREATE",
+            "userInfo": {"username": user, "groups": groups},
+            "object": object, "oldObject": null, "dryRun": false,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}
+        }
+    })
+}
+
+fn attestation(key: &SigningKey, manifests: Vec<Value>, revision: &str) -> Vec<(String, Value)> {
+    let info = PredicateInfo {
+        repository: "https://git.example.com/apps".into(),
+        revision: revision.into(),
+        linted_at: "2026-12-03T07:00:00Z".into(),
+        bundle_digest: "00".repeat(32),
+        verdict: Verdict::Pass,
+    };
+    resource::sign(manifests, &info, key)
+        .unwrap()
+        .into_iter()
+        .map(|d| (d["metadata"]["name"].as_str().unwrap().to_string(), d))
+        .collect()
+}
+
+struct Cluster {
+    state: Arc<AppState>,
+    provenance: Arc<Provenance>,
+}
+
+fn cluster(ci: &SigningKey) -> Cluster {
+    let mut ns = NamespaceLabels::new();
+    ns.insert(
+        "shop".into(),
+        [
+            ("sealgate.dev/governed".to_string(), "true".to_string()),
+            (
+                "sealgate.dev/provenance".to_string(),
+                "required".to_string(),
+            ),
+        ]
+        .into(),
+    );
+    ns.insert("sandbox".into(), Default::default());
+    let provenance = Arc::new(Provenance::new(ProvenanceConfig {
+        keys: vec![TrustedKey {
+            name: "ci".into(),
+            key: ci.verifying_key(),
+            not_after: None,
+            revoked: false,
+        }],
+        rules: Rules::default(),
+        required_everywhere: false,
+    }));
+    let mut b = BundleBuilder::new(Limits::default());
+    b.add_builtin();
+    let config = EvalConfig {
+        settings: Settings {
+            provenance: Some(provenance.clone()),
+            ..Settings::default()
+        },
+        ..EvalConfig::default()
+    };
+    Cluster {
+        state: AppState::new(b.build().unwrap(), ns, config).unwrap(),
+        provenance,
+    }
+}
+
+async fn decide(state: &Arc<AppState>, review: &Value) -> Value {
+    let resp = server::router(state.clone())
+        .oneshot(
+            Request::post("/validate")
+                .header("content-type", "application/json")
+                .body(Body::from(serde_json::to_vec(review).unwrap()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice::<Value>(&bytes).unwrap()["response"].clone()
+}
+
+async fn metrics(state: &Arc<AppState>) -> String {
+    let resp = server::metrics_router(state.clone())
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    String::from_utf8(
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap()
+}
+
+fn now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
+
+#[tokio::test]
+async fn an_attested_deployment_is_admitted_as_the_api_server_sends_it() {
+    let ci = SigningKey::generate(Algorithm::EcdsaP256).unwrap();
+    let c = cluster(&ci);
+    let good = manifest("registry.example.com/shop/web:1.4.2");
+    c.provenance
+        .replace_all(&attestation(&ci, vec![good.clone()], "4f2c9e1"), now());
+    assert_eq!(c.provenance.trusted(), 1);
+    let r = decide(&c.state, &review("u1", FLUX, &[], as_sent(&good))).await;
+    assert_eq!(r["allowed"], true, "{r}");
+}
+
+#[tokio::test]
+async fn a_changed_declared_field_is_denied_naming_it() {
+    let ci = SigningKey::generate(Algorithm::EcdsaP256).unwrap();
+    let c = cluster(&ci);
+    let good = manifest("registry.example.com/shop/web:1.4.2");
+    c.provenance
+        .replace_all(&attestation(&ci, vec![good.clone()], "4f2c9e1"), now());
+    let tampered = as_sent(&manifest("registry.example.com/shop/web:6.6.6"));
+    let r = decide(&c.state, &review("u2", FLUX, &[], tampered)).await;
+    assert_eq!(r["allowed"], false, "{r}");
+    let msg = r["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("[sealgate-provenance] apps/Deployment/shop/web: spec.template.spec.containers.web.image is changed from what was attested at revision 4f2c9e1"),
+        "{msg}"
+    );
+    assert!(!msg.contains("6.6.6"), "values are not quoted: {msg}");
+}
+
+#[tokio::test]
+async fn an_unattested_object_is_denied_and_other_namespaces_are_not_governed() {
+    let ci = SigningKey::generate(Algorithm::EcdsaP256).unwrap();
+    let c = cluster(&ci);
+    c.provenance.replace_all(&[], now());
+    let d = as_sent(&manifest("registry.example.com/shop/web:1.4.2"));
+    let r = decide(&c.state, &review("u3", FLUX, &[], d.clone())).await;
+    assert_eq!(r["allowed"], false, "{r}");
+    assert!(
+        r["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no attestation covers apps/Deployment/shop/web"),
+        "{r}"
+    );
+    // `sandbox` has no provenance label: not required there.
+    let mut elsewhere = review("u4", FLUX, &[], d);
+    elsewhere["request"]["namespace"] = "sandbox".into();
+    elsewhere["request"]["object"]["metadata"]["namespace"] = "sandbox".into();
+    let r = decide(&c.state, &elsewhere).await;
+    assert_eq!(r["allowed"], true, "{r}");
+}
+
+#[tokio::test]
+async fn an_attestation_by_an_untrusted_key_covers_nothing() {
+    let ci = SigningKey::generate(Algorithm::EcdsaP256).unwrap();
+    let stranger = SigningKey::generate(Algorithm::EcdsaP256).unwrap();
+    let c = cluster(&ci);
+    let good = manifest("registry.example.com/shop/web:1.4.2");
+    let forged = attestation(&stranger, vec![good.clone()], "4f2c9e1");
+    c.provenance.replace_all(&forged, now());
+    assert_eq!(c.provenance.trusted(), 0);
+    let why = c.provenance.rejection(&forged[0].0).unwrap();
+    assert!(why.to_string().contains("no trusted key"), "{why}");
+    let r = decide(&c.state, &review("u5", FLUX, &[], as_sent(&good))).await;
+    assert_eq!(r["allowed"], false, "{r}");
+}
+
+#[tokio::test]
+async fn break_glass_is_admitted_without_provenance_and_reported() {
+    let ci = SigningKey::generate(Algorithm::EcdsaP256).unwrap();
+    let c = cluster(&ci);
+    c.provenance.replace_all(&[], now());
+    let mut d = as_sent(&manifest("registry.example.com/shop/web:1.4.3-hotfix"));
+    d["metadata"]["annotations"] =
+        json!({"sealgate.dev/break-glass": "INC-4711: roll forward the fix"});
+    let r = decide(
+        &c.state,
+        &review("u6", "bob@example.com", &["sealgate:break-glass"], d),
+    )
+    .await;
+    assert_eq!(r["allowed"], true, "{r}");
+    let warnings = r["warnings"].to_string();
+    assert!(
+        warnings.contains("no attestation covers apps/Deployment/shop/web")
+            && warnings.contains("(admitted: break-glass)"),
+        "{warnings}"
+    );
+    assert!(
+        metrics(&c.state)
+            .await
+            .contains("sealgate_webhook_break_glass_total 1"),
+        "break-glass is counted"
+    );
+}
