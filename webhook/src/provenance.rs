@@ -25,6 +25,9 @@ use serde_json::Value;
 /// The Namespace label that requires provenance in that namespace.
 pub const REQUIRED_LABEL: &str = "sealgate.dev/provenance";
 
+/// Per Attestation name: the envelope's content and what verifying it gave.
+type Seen = HashMap<String, (String, Result<Verified, Rejection>)>;
+
 /// How provenance is checked.
 #[derive(Debug, Clone, Default)]
 pub struct ProvenanceConfig {
@@ -43,8 +46,7 @@ pub struct Provenance {
     config: ProvenanceConfig,
     /// Every trusted attestation, rebuilt when one changes.
     verified: ArcSwap<Vec<Verified>>,
-    /// Per Attestation name: the envelope's content and what verifying it gave.
-    seen: Mutex<HashMap<String, (String, Result<Verified, Rejection>)>>,
+    seen: Mutex<Seen>,
     /// False until the watch's first list is in: until then nothing is attested yet, and
     /// admitting nothing would be right but alarming, so `/readyz` says not ready.
     synced: AtomicBool,
@@ -109,7 +111,7 @@ impl Provenance {
         self.synced.store(true, Ordering::Release);
     }
 
-    fn rebuild(&self, seen: &HashMap<String, (String, Result<Verified, Rejection>)>) {
+    fn rebuild(&self, seen: &Seen) {
         let trusted: Vec<Verified> = seen
             .values()
             .filter_map(|(_, r)| r.as_ref().ok().cloned())
