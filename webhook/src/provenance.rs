@@ -38,6 +38,19 @@ pub struct ProvenanceConfig {
     /// Require provenance in every namespace (and for cluster-scoped objects), not only in
     /// labelled namespaces.
     pub required_everywhere: bool,
+    /// Users whose changes are not manifests from Git (operators that create objects, e.g.
+    /// cert-manager's service account), besides Kubernetes' own controllers.
+    pub exempt_users: Vec<String>,
+}
+
+/// Kubernetes' own controllers: the Pods of a ReplicaSet, the ReplicaSets of a Deployment and
+/// the Jobs of a CronJob are derived objects, never in Git.
+fn is_cluster_controller(user: &str) -> bool {
+    user.starts_with("system:serviceaccount:kube-system:")
+        || matches!(
+            user,
+            "system:kube-controller-manager" | "system:kube-scheduler"
+        )
 }
 
 /// The attestations in the cluster, verified, and the decision for one review.
@@ -138,10 +151,14 @@ impl Provenance {
                 .get(namespace)
                 .and_then(|l| l.get(REQUIRED_LABEL))
                 .is_some_and(|v| v == "required");
-        // Deletes leave nothing to prove; subresources (status, scale) are not manifests.
+        // Deletes leave nothing to prove; subresources (status, scale) are not manifests; nor
+        // is what controllers derive from manifests.
+        let user = s("/userInfo/username");
         if !required
             || !matches!(s("/operation"), "CREATE" | "UPDATE")
             || !s("/subResource").is_empty()
+            || is_cluster_controller(user)
+            || self.config.exempt_users.iter().any(|u| u == user)
         {
             return Ok(());
         }

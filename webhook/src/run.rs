@@ -160,6 +160,10 @@ pub struct Config {
     /// sealgate.dev/provenance=required
     #[arg(long, requires = "attestation_keys")]
     pub provenance_required: bool,
+    /// A user whose changes need no attestation: an operator that creates objects (e.g.
+    /// system:serviceaccount:cert-manager:cert-manager). Kubernetes' controllers always are
+    #[arg(long = "provenance-exempt-user", value_name = "USER")]
+    pub provenance_exempt_users: Vec<String>,
     /// Rego engine: regorus's register VM (vm), or its interpreter (slower; for a policy that
     /// meets a VM gap)
     #[arg(long, global = true, env = "SEALGATE_REGO_ENGINE", default_value = "vm", value_parser = ["vm", "interpreter"])]
@@ -256,6 +260,7 @@ impl Config {
                 ignored,
             },
             required_everywhere: self.provenance_required,
+            exempt_users: self.provenance_exempt_users.clone(),
         }))
     }
 

@@ -123,6 +123,7 @@ fn cluster(ci: &SigningKey) -> Cluster {
         }],
         rules: Rules::default(),
         required_everywhere: false,
+        exempt_users: vec!["system:serviceaccount:cert-manager:cert-manager".into()],
     }));
     let mut b = BundleBuilder::new(Limits::default());
     b.add_builtin();
@@ -268,4 +269,65 @@ async fn break_glass_is_admitted_without_provenance_and_reported() {
             .contains("sealgate_webhook_break_glass_total 1"),
         "break-glass is counted"
     );
+}
+
+#[tokio::test]
+async fn what_controllers_derive_needs_no_attestation() {
+    let ci = SigningKey::generate(Algorithm::EcdsaP256).unwrap();
+    let c = cluster(&ci);
+    c.provenance.replace_all(&[], now());
+    let d = as_sent(&manifest("registry.example.com/shop/web:1.4.2"));
+    for user in [
+        "system:serviceaccount:kube-system:replicaset-controller",
+        "system:serviceaccount:cert-manager:cert-manager",
+    ] {
+        let r = decide(
+            &c.state,
+            &review("u7", user, &["system:serviceaccounts"], d.clone()),
+        )
+        .await;
+        assert!(
+            !r["status"]["message"]
+                .to_string()
+                .contains("sealgate-provenance"),
+            "{user}: {r}"
+        );
+    }
+}
+
+/// The hand-written CRD in deploy/crds is the resource the webhook watches, and what `lint
+/// --attest` writes fits its schema's required fields.
+#[test]
+fn the_attestation_crd_is_what_the_webhook_reads() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/crds/attestations.sealgate.dev.yaml"
+    );
+    let crd: Value = serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let ar = sealgate_webhook::provenance::api_resource();
+    assert_eq!(crd["spec"]["group"], ar.group);
+    assert_eq!(crd["spec"]["names"]["kind"], ar.kind);
+    assert_eq!(crd["spec"]["names"]["plural"], ar.plural);
+    assert_eq!(crd["spec"]["scope"], "Cluster");
+    let version = &crd["spec"]["versions"][0];
+    assert_eq!(version["name"], ar.version);
+    let ci = SigningKey::generate(Algorithm::Ed25519).unwrap();
+    let (_, doc) = attestation(&ci, vec![manifest("a:1")], "r").remove(0);
+    assert_eq!(doc["apiVersion"], format!("{}/{}", ar.group, ar.version));
+    let schema = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    for field in schema["required"].as_array().unwrap() {
+        assert!(
+            doc["spec"].get(field.as_str().unwrap()).is_some(),
+            "{field}"
+        );
+    }
+    let envelope = &schema["properties"]["envelope"];
+    for field in envelope["required"].as_array().unwrap() {
+        assert!(
+            doc["spec"]["envelope"]
+                .get(field.as_str().unwrap())
+                .is_some(),
+            "{field}"
+        );
+    }
 }
