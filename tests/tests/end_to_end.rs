@@ -4,7 +4,8 @@
 //! namespace and loaded by the key manager → controller reconcile against the in-memory API server
 //! → the resulting Secret holds the original values → the webhook, configured as `deploy/` ships it,
 //! judges the same objects for the GitOps agent, a human, and a human through break-glass →
-//! `sealgate lint examples/` gives exactly the expected findings.
+//! `sealgate lint examples/` gives exactly the expected findings; and provenance: `lint --attest`,
+//! the Attestations applied and watched, the agent's apply admitted and a tampered object denied.
 
 use std::sync::Arc;
 
@@ -218,4 +219,118 @@ async fn keys_seal_unseal_admit_and_lint() {
     let expected =
         std::fs::read_to_string(repo().join("cli/tests/golden/lint-examples-all.txt")).unwrap();
     assert_eq!(String::from_utf8(lint.stdout).unwrap(), expected);
+}
+
+/// Provenance end to end: `sealgate lint --attest` on the example repository's `shop` app (with
+/// a key made by `sealgate attest keygen`), the Attestations applied to the in-memory API
+/// server, the webhook watching them: the agent's apply of the reviewed Deployment (as the API
+/// server sends it, defaulted and labelled by Flux) is admitted, and the same Deployment with a
+/// changed image is denied.
+#[tokio::test]
+async fn lint_attest_then_admit_only_what_was_attested() {
+    use sealgate_core::attest::keys::VerifyingKey;
+    use sealgate_core::attest::verify::{Rules, TrustedKey};
+    use sealgate_webhook::admission::Settings;
+    use sealgate_webhook::provenance::{self, Provenance, ProvenanceConfig};
+
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("ci");
+    sealgate()
+        .env("COSIGN_PASSWORD", "ci-secret")
+        .args(["attest", "keygen", "--output-key-prefix"])
+        .arg(&prefix)
+        .assert()
+        .success();
+    let attestations = dir.path().join("attestations.yaml");
+    sealgate()
+        .env("COSIGN_PASSWORD", "ci-secret")
+        .args(["lint", "examples/gitops/apps/shop", "--attest"])
+        .arg(&attestations)
+        .arg("--attest-key")
+        .arg(dir.path().join("ci.key"))
+        .args([
+            "--revision",
+            "9b1d4e2",
+            "--repository",
+            "https://git.example.com/platform/apps",
+        ])
+        .assert()
+        .success();
+
+    // The agent applies the Attestations with the manifests.
+    let api = FakeApi::new();
+    for doc in yaml_docs(&std::fs::read(&attestations).unwrap()) {
+        assert_eq!(doc["kind"], "Attestation");
+        api.insert("/apis/sealgate.dev/v1alpha1/attestations", doc);
+    }
+    let ci = VerifyingKey::from_pem(&std::fs::read(dir.path().join("ci.pub")).unwrap()).unwrap();
+    let prov = Arc::new(Provenance::new(ProvenanceConfig {
+        keys: vec![TrustedKey {
+            name: "ci".into(),
+            key: ci,
+            not_after: None,
+            revoked: false,
+        }],
+        rules: Rules::default(),
+        required_everywhere: false,
+        exempt_users: Vec::new(),
+    }));
+    tokio::spawn(provenance::watch(api.client(), prov.clone()));
+    for _ in 0..200 {
+        if prov.is_synced() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(
+        prov.is_synced() && prov.trusted() == 1,
+        "the watch lists and verifies them"
+    );
+
+    let mut b = BundleBuilder::new(Limits::default());
+    b.add_path(&repo().join("deploy/base/webhook/policies"));
+    let mut labels = NamespaceLabels::new();
+    labels.insert(
+        "shop".into(),
+        [
+            ("sealgate.dev/governed".to_string(), "true".to_string()),
+            (
+                "sealgate.dev/provenance".to_string(),
+                "required".to_string(),
+            ),
+        ]
+        .into(),
+    );
+    let config = EvalConfig {
+        settings: Settings {
+            provenance: Some(prov),
+            ..Settings::default()
+        },
+        ..EvalConfig::default()
+    };
+    let state = AppState::new(b.build().unwrap(), labels, config).unwrap();
+
+    let manifest = yaml_docs(
+        &std::fs::read(repo().join("examples/gitops/apps/shop/deployment.yaml")).unwrap(),
+    )
+    .remove(0);
+    let mut applied = manifest.clone();
+    applied["metadata"]["uid"] = "0d1f".into();
+    applied["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/name"] = "apps".into();
+    applied["spec"]["revisionHistoryLimit"] = 10.into();
+    applied["spec"]["template"]["spec"]["dnsPolicy"] = "ClusterFirst".into();
+    let ok = admit(&state, &review("CREATE", FLUX, &[], &applied)).await;
+    assert_eq!(ok["allowed"], true, "{ok}");
+
+    let mut tampered = applied.clone();
+    tampered["spec"]["template"]["spec"]["containers"][0]["image"] =
+        "registry.example.com/shop/web:9.9.9".into();
+    let denied = admit(&state, &review("UPDATE", FLUX, &[], &tampered)).await;
+    assert_eq!(denied["allowed"], false, "{denied}");
+    let msg = denied["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("[sealgate-provenance]")
+            && msg.contains("is changed from what was attested at revision 9b1d4e2"),
+        "{msg}"
+    );
 }
