@@ -28,6 +28,26 @@ pub const REQUIRED_LABEL: &str = "sealgate.dev/provenance";
 /// Per Attestation name: the envelope's content and what verifying it gave.
 type Seen = HashMap<String, (String, Result<Verified, Rejection>)>;
 
+/// The trusted attestations, and where each subject's manifests are in them.
+#[derive(Debug, Default)]
+struct Trusted {
+    list: Vec<Verified>,
+    /// Subject name → (attestation, manifest) indexes.
+    by_subject: HashMap<String, Vec<(usize, usize)>>,
+}
+
+impl Trusted {
+    fn new(list: Vec<Verified>) -> Trusted {
+        let mut by_subject: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
+        for (i, v) in list.iter().enumerate() {
+            for (j, s) in v.statement.subject.iter().enumerate() {
+                by_subject.entry(s.name.clone()).or_default().push((i, j));
+            }
+        }
+        Trusted { list, by_subject }
+    }
+}
+
 /// How provenance is checked.
 #[derive(Debug, Clone, Default)]
 pub struct ProvenanceConfig {
@@ -57,8 +77,8 @@ fn is_cluster_controller(user: &str) -> bool {
 #[derive(Debug)]
 pub struct Provenance {
     config: ProvenanceConfig,
-    /// Every trusted attestation, rebuilt when one changes.
-    verified: ArcSwap<Vec<Verified>>,
+    /// Every trusted attestation and an index by subject, rebuilt when one changes.
+    verified: ArcSwap<Trusted>,
     seen: Mutex<Seen>,
     /// False until the watch's first list is in: until then nothing is attested yet, and
     /// admitting nothing would be right but alarming, so `/readyz` says not ready.
@@ -70,7 +90,7 @@ impl Provenance {
     pub fn new(config: ProvenanceConfig) -> Provenance {
         Provenance {
             config,
-            verified: ArcSwap::from_pointee(Vec::new()),
+            verified: ArcSwap::from_pointee(Trusted::default()),
             seen: Mutex::default(),
             synced: AtomicBool::new(false),
         }
@@ -83,7 +103,7 @@ impl Provenance {
 
     /// How many trusted attestations there are.
     pub fn trusted(&self) -> usize {
-        self.verified.load().len()
+        self.verified.load().list.len()
     }
 
     /// Take in an Attestation (added or changed). Verified once per content.
@@ -129,7 +149,7 @@ impl Provenance {
             .values()
             .filter_map(|(_, r)| r.as_ref().ok().cloned())
             .collect();
-        self.verified.store(Arc::new(trusted));
+        self.verified.store(Arc::new(Trusted::new(trusted)));
     }
 
     /// Why an Attestation is not trusted, if it is not.
@@ -170,8 +190,17 @@ impl Provenance {
             .and_then(Value::as_str)
             .unwrap_or(s("/name"));
         let subject = subject_name(s("/kind/group"), s("/kind/kind"), namespace, name);
-        let verified = self.verified.load();
-        verify::admit(&verified, &subject, object, &self.config.rules)
+        let trusted = self.verified.load();
+        let covering = trusted
+            .by_subject
+            .get(&subject)
+            .into_iter()
+            .flatten()
+            .map(|&(i, j)| {
+                let v = &trusted.list[i];
+                (v, &v.statement.predicate.manifests[j])
+            });
+        verify::admit_among(covering, &subject, object, &self.config.rules)
             .map(|_| ())
             .map_err(|e| format!("[sealgate-provenance] {e}"))
     }

@@ -162,10 +162,21 @@ pub fn admit<'a>(
     object: &Value,
     rules: &Rules,
 ) -> Result<&'a Verified, Rejection> {
-    let mut covering: Vec<(&Verified, &Value)> = verified
+    let covering = verified
         .iter()
-        .filter_map(|v| v.statement.manifest_for(subject).map(|m| (v, m)))
-        .collect();
+        .filter_map(|v| v.statement.manifest_for(subject).map(|m| (v, m)));
+    admit_among(covering, subject, object, rules)
+}
+
+/// [`admit`] among the attestations already known to cover `subject`, each with its manifest
+/// (the webhook keeps an index from subject to them).
+pub fn admit_among<'a>(
+    covering: impl IntoIterator<Item = (&'a Verified, &'a Value)>,
+    subject: &str,
+    object: &Value,
+    rules: &Rules,
+) -> Result<&'a Verified, Rejection> {
+    let mut covering: Vec<(&Verified, &Value)> = covering.into_iter().collect();
     covering.sort_by_key(|(v, _)| std::cmp::Reverse(v.linted_at));
     let mut first_difference = None;
     for (v, manifest) in covering {
