@@ -17,7 +17,7 @@ use futures::StreamExt;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::runtime::{WatchStreamExt, watcher};
 use sealgate_core::attest::resource;
-use sealgate_core::attest::statement::subject_name;
+use sealgate_core::attest::statement::{Statement, subject_name};
 use sealgate_core::attest::verify::{self, Rejection, Rules, TrustedKey, Verified};
 use sealgate_core::policy::NamespaceLabels;
 use serde_json::Value;
@@ -25,8 +25,10 @@ use serde_json::Value;
 /// The Namespace label that requires provenance in that namespace.
 pub const REQUIRED_LABEL: &str = "sealgate.dev/provenance";
 
-/// Per Attestation name: the envelope's content and what verifying it gave.
-type Seen = HashMap<String, (String, Result<Verified, Rejection>)>;
+/// Per Attestation name: the envelope's content, what verifying it gave, and (for one a known key
+/// signed but that is refused: revoked, expired, failed, too old) the subjects it names, so a
+/// denial can say which attestation and why.
+type Seen = HashMap<String, (String, Result<Verified, Rejection>, Vec<String>)>;
 
 /// The trusted attestations, and where each subject's manifests are in them.
 #[derive(Debug, Default)]
@@ -34,17 +36,35 @@ struct Trusted {
     list: Vec<Verified>,
     /// Subject name → (attestation, manifest) indexes.
     by_subject: HashMap<String, Vec<(usize, usize)>>,
+    /// Subject name → a refused attestation that names it, and why.
+    refused: HashMap<String, (String, Rejection)>,
 }
 
 impl Trusted {
-    fn new(list: Vec<Verified>) -> Trusted {
+    fn new(seen: &Seen) -> Trusted {
+        let list: Vec<Verified> = seen
+            .values()
+            .filter_map(|(_, r, _)| r.as_ref().ok().cloned())
+            .collect();
         let mut by_subject: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
         for (i, v) in list.iter().enumerate() {
             for (j, s) in v.statement.subject.iter().enumerate() {
                 by_subject.entry(s.name.clone()).or_default().push((i, j));
             }
         }
-        Trusted { list, by_subject }
+        let mut refused = HashMap::new();
+        for (name, (_, r, subjects)) in seen {
+            if let Err(why) = r {
+                for s in subjects {
+                    refused.insert(s.clone(), (name.clone(), why.clone()));
+                }
+            }
+        }
+        Trusted {
+            list,
+            by_subject,
+            refused,
+        }
     }
 }
 
@@ -113,16 +133,35 @@ impl Provenance {
             .map(Value::to_string)
             .unwrap_or_default();
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.get(name).is_some_and(|(c, _)| *c == content) {
+        if seen.get(name).is_some_and(|(c, _, _)| *c == content) {
             return;
         }
-        let result = resource::envelope_of(doc)
-            .map_err(|e| Rejection::Malformed(e.to_string()))
-            .and_then(|env| verify::verify(&env, &self.config.keys, &self.config.rules, now));
+        let envelope = resource::envelope_of(doc).map_err(|e| Rejection::Malformed(e.to_string()));
+        let result = envelope
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|env| verify::verify(env, &self.config.keys, &self.config.rules, now));
+        let mut subjects = Vec::new();
         if let Err(e) = &result {
             tracing::warn!(target: "sealgate::provenance", attestation = name, reason = %e, "attestation not trusted");
+            // Signed by a known key (the signature held): what it names can be said in denials.
+            let signed = matches!(
+                e,
+                Rejection::Revoked(_)
+                    | Rejection::KeyExpired { .. }
+                    | Rejection::Failed(_)
+                    | Rejection::TooOld { .. }
+            );
+            if let (true, Ok(env)) = (signed, &envelope) {
+                subjects = env
+                    .payload_unverified()
+                    .ok()
+                    .and_then(|b| Statement::parse(&b).ok())
+                    .map(|st| st.subject.into_iter().map(|s| s.name).collect())
+                    .unwrap_or_default();
+            }
         }
-        seen.insert(name.to_string(), (content, result));
+        seen.insert(name.to_string(), (content, result, subjects));
         self.rebuild(&seen);
     }
 
@@ -145,11 +184,7 @@ impl Provenance {
     }
 
     fn rebuild(&self, seen: &Seen) {
-        let trusted: Vec<Verified> = seen
-            .values()
-            .filter_map(|(_, r)| r.as_ref().ok().cloned())
-            .collect();
-        self.verified.store(Arc::new(Trusted::new(trusted)));
+        self.verified.store(Arc::new(Trusted::new(seen)));
     }
 
     /// Why an Attestation is not trusted, if it is not.
@@ -158,7 +193,7 @@ impl Provenance {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(name)
-            .and_then(|(_, r)| r.as_ref().err().cloned())
+            .and_then(|(_, r, _)| r.as_ref().err().cloned())
     }
 
     /// The provenance decision for an admission request: `Ok` when it is not required here or
@@ -200,9 +235,17 @@ impl Provenance {
                 let v = &trusted.list[i];
                 (v, &v.statement.predicate.manifests[j])
             });
-        verify::admit_among(covering, &subject, object, &self.config.rules)
-            .map(|_| ())
-            .map_err(|e| format!("[sealgate-provenance] {e}"))
+        match verify::admit_among(covering, &subject, object, &self.config.rules) {
+            Ok(_) => Ok(()),
+            // Say which attestation named it and why it is refused.
+            Err(Rejection::NotCovered(_)) if trusted.refused.contains_key(&subject) => {
+                let (name, why) = &trusted.refused[&subject];
+                Err(format!(
+                    "[sealgate-provenance] {subject}: Attestation {name} covers it but is refused: {why}"
+                ))
+            }
+            Err(e) => Err(format!("[sealgate-provenance] {e}")),
+        }
     }
 }
 

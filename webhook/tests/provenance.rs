@@ -81,12 +81,28 @@ fn review(uid: &str, user: &str, groups: &[&str], object: Value) -> Value {
 }
 
 fn attestation(key: &SigningKey, manifests: Vec<Value>, revision: &str) -> Vec<(String, Value)> {
+    attestation_with(
+        key,
+        manifests,
+        revision,
+        Verdict::Pass,
+        "2026-12-03T07:00:00Z",
+    )
+}
+
+fn attestation_with(
+    key: &SigningKey,
+    manifests: Vec<Value>,
+    revision: &str,
+    verdict: Verdict,
+    linted_at: &str,
+) -> Vec<(String, Value)> {
     let info = PredicateInfo {
         repository: "https://git.example.com/apps".into(),
         revision: revision.into(),
-        linted_at: "2026-12-03T07:00:00Z".into(),
+        linted_at: linted_at.into(),
         bundle_digest: "00".repeat(32),
-        verdict: Verdict::Pass,
+        verdict,
     };
     resource::sign(manifests, &info, key)
         .unwrap()
@@ -101,6 +117,10 @@ struct Cluster {
 }
 
 fn cluster(ci: &SigningKey) -> Cluster {
+    cluster_with(ci, |_| {})
+}
+
+fn cluster_with(ci: &SigningKey, tweak: impl FnOnce(&mut ProvenanceConfig)) -> Cluster {
     let mut ns = NamespaceLabels::new();
     ns.insert(
         "shop".into(),
@@ -114,7 +134,7 @@ fn cluster(ci: &SigningKey) -> Cluster {
         .into(),
     );
     ns.insert("sandbox".into(), Default::default());
-    let provenance = Arc::new(Provenance::new(ProvenanceConfig {
+    let mut config = ProvenanceConfig {
         keys: vec![TrustedKey {
             name: "ci".into(),
             key: ci.verifying_key(),
@@ -124,7 +144,9 @@ fn cluster(ci: &SigningKey) -> Cluster {
         rules: Rules::default(),
         required_everywhere: false,
         exempt_users: vec!["system:serviceaccount:cert-manager:cert-manager".into()],
-    }));
+    };
+    tweak(&mut config);
+    let provenance = Arc::new(Provenance::new(config));
     let mut b = BundleBuilder::new(Limits::default());
     b.add_builtin();
     let config = EvalConfig {
@@ -328,6 +350,57 @@ fn the_attestation_crd_is_what_the_webhook_reads() {
                 .get(field.as_str().unwrap())
                 .is_some(),
             "{field}"
+        );
+    }
+}
+
+/// A denial says which attestation named the object and why it is refused: a revoked key, an
+/// expired key, a failing verdict, a revision too old.
+#[tokio::test]
+async fn a_refused_attestation_is_named_with_its_reason() {
+    let ci = SigningKey::generate(Algorithm::EcdsaP256).unwrap();
+    let good = manifest("registry.example.com/shop/web:1.4.2");
+    let cases: [(&str, Box<dyn FnOnce(&mut ProvenanceConfig)>, Verdict, &str); 4] = [
+        (
+            "which is revoked",
+            Box::new(|c: &mut ProvenanceConfig| c.keys[0].revoked = true),
+            Verdict::Pass,
+            "2026-12-03T07:00:00Z",
+        ),
+        (
+            "which expired at 2026-01-01T00:00:00Z",
+            Box::new(|c: &mut ProvenanceConfig| {
+                c.keys[0].not_after = Some(time::macros::datetime!(2026-01-01 0:00 UTC))
+            }),
+            Verdict::Pass,
+            "2026-12-03T07:00:00Z",
+        ),
+        (
+            "failed its policy check (verdict: fail)",
+            Box::new(|_: &mut ProvenanceConfig| {}),
+            Verdict::Fail,
+            "2026-12-03T07:00:00Z",
+        ),
+        (
+            "was linted at 2020-01-01T00:00:00Z, more than 720h ago",
+            Box::new(|c: &mut ProvenanceConfig| c.rules.max_age = Some(time::Duration::days(30))),
+            Verdict::Pass,
+            "2020-01-01T00:00:00Z",
+        ),
+    ];
+    for (reason, tweak, verdict, at) in cases {
+        let c = cluster_with(&ci, tweak);
+        let docs = attestation_with(&ci, vec![good.clone()], "4f2c9e1", verdict, at);
+        c.provenance.replace_all(&docs, now());
+        let r = decide(&c.state, &review("u8", FLUX, &[], as_sent(&good))).await;
+        assert_eq!(r["allowed"], false, "{reason}: {r}");
+        let msg = r["status"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains(&format!(
+                "Attestation {} covers it but is refused",
+                docs[0].0
+            )) && msg.contains(reason),
+            "{reason}: {msg}"
         );
     }
 }

@@ -63,6 +63,13 @@ impl Envelope {
         })
     }
 
+    /// The payload, decoded, without checking any signature (for messages about an envelope
+    /// already verified, never for trusting one).
+    pub fn payload_unverified(&self) -> Result<Vec<u8>, AttestError> {
+        B64.decode(&self.payload)
+            .map_err(|_| AttestError::Malformed("the payload is not base64".into()))
+    }
+
     /// The payload, if one of `trusted` made one of the signatures; with the key that did.
     pub fn verify<'k>(
         &self,
