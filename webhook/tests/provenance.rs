@@ -360,7 +360,8 @@ fn the_attestation_crd_is_what_the_webhook_reads() {
 async fn a_refused_attestation_is_named_with_its_reason() {
     let ci = SigningKey::generate(Algorithm::EcdsaP256).unwrap();
     let good = manifest("registry.example.com/shop/web:1.4.2");
-    let cases: [(&str, Box<dyn FnOnce(&mut ProvenanceConfig)>, Verdict, &str); 4] = [
+    type Tweak = Box<dyn FnOnce(&mut ProvenanceConfig)>;
+    let cases: [(&str, Tweak, Verdict, &str); 4] = [
         (
             "which is revoked",
             Box::new(|c: &mut ProvenanceConfig| c.keys[0].revoked = true),
