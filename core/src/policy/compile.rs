@@ -58,6 +58,18 @@ pub(super) struct Conftest {
     pub(super) rules: Vec<(String, String, Action)>,
 }
 
+/// Refuse Rego nested deeper than [`compat::MAX_NESTING`] before regorus parses it.
+fn too_deep(text: &str) -> Result<(), String> {
+    let depth = compat::nesting_depth(text);
+    if depth > compat::MAX_NESTING {
+        return Err(format!(
+            "brackets nest {depth} levels deep; sealgate reads at most {} (the Rego parser's time doubles with each level): flatten the expression into helper rules",
+            compat::MAX_NESTING
+        ));
+    }
+    Ok(())
+}
+
 fn new_engine(v0: bool, data: &RValue, limits: Limits) -> Result<regorus::Engine, String> {
     let mut e = regorus::Engine::new();
     e.set_rego_v0(v0);
@@ -153,6 +165,9 @@ pub(super) fn compile_template(
         template: kind.clone(),
         message,
     };
+    for text in std::iter::once(&rego).chain(libs.iter()) {
+        too_deep(text).map_err(rego_err)?;
+    }
     let mut engine = new_engine(!v1, data, limits).map_err(rego_err)?;
     let file = format!("{kind}.rego");
     let edit = |text: &str| match compat {
@@ -332,6 +347,10 @@ pub(super) fn compile_conftest(
     let mut errors = Vec::new();
     let mut rules = Vec::new();
     for (source, text) in modules {
+        if let Err(e) = too_deep(text) {
+            errors.push(PolicyError::Invalid(format!("{source}: {e}")));
+            continue;
+        }
         // conftest reads Rego v1 by default (v0.60+); older modules are v0: accept both.
         engine.set_rego_v0(false);
         let package = engine

@@ -671,3 +671,58 @@ violation[{"msg": "glob"}] { glob.match("r.io/*", ["/"], input.review.object.spe
         ]
     );
 }
+
+/// Found by `cargo fuzz` (compat target): regorus's parser doubles its time with each level of
+/// `{`/`[` nesting. Deeper than `MAX_NESTING` is refused before it is parsed, with a message,
+/// for templates and conftest modules alike; the compat layer leaves such text alone.
+#[test]
+fn deeply_nested_rego_is_refused_before_it_is_parsed() {
+    use super::compat::{MAX_NESTING, nesting_depth, normalize};
+    let deep = format!(
+        "package k8sdeep\nx := {}1{}\nviolation[{{\"msg\": \"m\"}}] {{ false }}\n",
+        "{[".repeat(20),
+        "]}".repeat(20)
+    );
+    assert_eq!(nesting_depth(&deep), 40);
+    assert_eq!(
+        normalize(&deep, true),
+        deep,
+        "not parsed, returned as it came"
+    );
+
+    let mut b = BundleBuilder::new(Limits::default());
+    b.add_text("t.yaml", &template("Deep", &deep));
+    let errors = b.build().unwrap_err();
+    let all = errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        all.contains("brackets nest 40 levels deep; sealgate reads at most 12"),
+        "{all}"
+    );
+    let mut b = BundleBuilder::new(Limits::default());
+    b.add_module(
+        "deep.rego",
+        &deep.replace("package k8sdeep", "package main"),
+    );
+    let all = b
+        .build()
+        .unwrap_err()
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        all.contains("deep.rego: brackets nest 40 levels deep"),
+        "{all}"
+    );
+
+    // Strings, raw strings and comments do not count; real policies nest a few levels.
+    assert_eq!(
+        nesting_depth("x := \"{{{{[[[[\" # {{{{\ny := `[[[[`\nz := {\"a\": [1]}"),
+        2
+    );
+    assert!(nesting_depth(&deep[..deep.len() / 2]) > MAX_NESTING);
+}
