@@ -83,36 +83,36 @@ impl fmt::Debug for Identity {
     }
 }
 
+/// The data of a Bech32 string whose HRP is `hrp` (`what` names the expected kind in errors).
+/// Zeroizing: an identity's data is its seed.
+fn bech32_data(s: &str, hrp: bech32::Hrp, what: &str) -> Result<Zeroizing<Vec<u8>>, String> {
+    age_core::primitives::bech32_decode(
+        s.trim(),
+        |e| format!("not a Bech32 string ({e})"),
+        |found| {
+            (found == hrp)
+                .then_some(())
+                .ok_or_else(|| format!("not {what}"))
+        },
+        |_, bytes| Ok(Zeroizing::new(bytes.collect())),
+    )
+}
+
 impl FromStr for Identity {
     type Err = String;
 
     /// Parses `AGE-SECRET-KEY-PQ-1…` (age writes identities in upper case; Bech32 refuses
     /// mixed case).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        age_core::primitives::bech32_decode(
-            s.trim(),
-            |e| format!("not a Bech32 string ({e})"),
-            |hrp| {
-                (hrp == IDENTITY_HRP)
-                    .then_some(())
-                    .ok_or_else(|| "not a post-quantum age identity (AGE-SECRET-KEY-PQ-1…)".into())
-            },
-            |_, bytes| {
-                let mut seed = Zeroizing::new([0u8; SEED_BYTES]);
-                let mut n = 0;
-                for b in bytes {
-                    if n == SEED_BYTES {
-                        return Err("the identity is longer than 32 bytes".to_string());
-                    }
-                    seed[n] = b;
-                    n += 1;
-                }
-                if n != SEED_BYTES {
-                    return Err("the identity is shorter than 32 bytes".into());
-                }
-                Ok(Identity::from_seed(seed))
-            },
-        )
+        let data = bech32_data(
+            s,
+            IDENTITY_HRP,
+            "a post-quantum age identity (AGE-SECRET-KEY-PQ-1…)",
+        )?;
+        let seed: [u8; SEED_BYTES] = data[..]
+            .try_into()
+            .map_err(|_| "the identity is not 32 bytes".to_string())?;
+        Ok(Identity::from_seed(Zeroizing::new(seed)))
     }
 }
 
@@ -141,20 +141,10 @@ impl FromStr for Recipient {
 
     /// Parses `age1pq1…`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        age_core::primitives::bech32_decode(
-            s.trim(),
-            |e| format!("not a Bech32 string ({e})"),
-            |hrp| {
-                (hrp == RECIPIENT_HRP)
-                    .then_some(())
-                    .ok_or_else(|| "not a post-quantum age recipient (age1pq1…)".into())
-            },
-            |_, bytes| {
-                PublicKey::from_bytes(&bytes.collect::<Vec<u8>>())
-                    .map(|k| Recipient(Box::new(k)))
-                    .map_err(|_| "not an X-Wing encapsulation key (1,216 bytes)".into())
-            },
-        )
+        let data = bech32_data(s, RECIPIENT_HRP, "a post-quantum age recipient (age1pq1…)")?;
+        PublicKey::from_bytes(&data)
+            .map(|k| Recipient(Box::new(k)))
+            .map_err(|_| "not an X-Wing encapsulation key (1,216 bytes)".into())
     }
 }
 
