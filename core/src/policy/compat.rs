@@ -35,6 +35,82 @@ use regorus::unstable::{
 /// 3 s, 30 would take days). Policies in the wild nest a few levels.
 pub const MAX_NESTING: usize = 12;
 
+/// The largest exponent a number literal may have. regorus expands a literal's exponent
+/// (`0e20000000` took 2.8 s; larger ones run out of memory: found by fuzzing); a float's range
+/// ends at 308.
+pub const MAX_EXPONENT: u64 = 1000;
+
+/// Whether regorus can be given `src` safely: nesting within [`MAX_NESTING`], exponents within
+/// [`MAX_EXPONENT`]. The error says what, for a person.
+pub fn check_limits(src: &str) -> Result<(), String> {
+    let depth = nesting_depth(src);
+    if depth > MAX_NESTING {
+        return Err(format!(
+            "brackets nest {depth} levels deep; sealgate reads at most {MAX_NESTING} (the Rego parser's time doubles with each level): flatten the expression into helper rules"
+        ));
+    }
+    if let Some(e) = largest_exponent(src).filter(|e| *e > MAX_EXPONENT) {
+        return Err(format!(
+            "a number literal has exponent {e}; sealgate reads at most {MAX_EXPONENT}"
+        ));
+    }
+    Ok(())
+}
+
+/// The largest exponent of a number literal (`1e10`, `2.5E-3`) outside strings and comments.
+fn largest_exponent(src: &str) -> Option<u64> {
+    let b = src.as_bytes();
+    let mut max = None;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' && b[i] != b'\n' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'`' => {
+                i += 1;
+                while i < b.len() && b[i] != b'`' {
+                    i += 1;
+                }
+            }
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            c if c.is_ascii_digit()
+                && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_')) =>
+            {
+                while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'.') {
+                    i += 1;
+                }
+                if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
+                    i += 1;
+                    if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
+                        i += 1;
+                    }
+                    let start = i;
+                    while i < b.len() && b[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                    // Saturating: 30 digits of exponent are as refused as 4.
+                    let e = src[start..i].parse::<u64>().unwrap_or(u64::MAX);
+                    if i > start {
+                        max = max.max(Some(e));
+                    }
+                }
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    max
+}
+
 /// The deepest nesting of `{` and `[` in Rego text, outside strings, raw strings and comments.
 pub fn nesting_depth(src: &str) -> usize {
     let (mut depth, mut max) = (0usize, 0usize);
@@ -79,7 +155,7 @@ pub fn nesting_depth(src: &str) -> usize {
 
 /// Apply every edit. `v0` is the policy's Rego version (Gatekeeper templates are v0).
 pub fn normalize(src: &str, v0: bool) -> String {
-    if nesting_depth(src) > MAX_NESTING {
+    if check_limits(src).is_err() {
         // Never handed to the parser: compiling refuses it with a message.
         return src.to_string();
     }

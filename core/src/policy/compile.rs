@@ -58,18 +58,6 @@ pub(super) struct Conftest {
     pub(super) rules: Vec<(String, String, Action)>,
 }
 
-/// Refuse Rego nested deeper than [`compat::MAX_NESTING`] before regorus parses it.
-fn too_deep(text: &str) -> Result<(), String> {
-    let depth = compat::nesting_depth(text);
-    if depth > compat::MAX_NESTING {
-        return Err(format!(
-            "brackets nest {depth} levels deep; sealgate reads at most {} (the Rego parser's time doubles with each level): flatten the expression into helper rules",
-            compat::MAX_NESTING
-        ));
-    }
-    Ok(())
-}
-
 fn new_engine(v0: bool, data: &RValue, limits: Limits) -> Result<regorus::Engine, String> {
     let mut e = regorus::Engine::new();
     e.set_rego_v0(v0);
@@ -166,7 +154,7 @@ pub(super) fn compile_template(
         message,
     };
     for text in std::iter::once(&rego).chain(libs.iter()) {
-        too_deep(text).map_err(rego_err)?;
+        compat::check_limits(text).map_err(rego_err)?;
     }
     let mut engine = new_engine(!v1, data, limits).map_err(rego_err)?;
     let file = format!("{kind}.rego");
@@ -347,7 +335,7 @@ pub(super) fn compile_conftest(
     let mut errors = Vec::new();
     let mut rules = Vec::new();
     for (source, text) in modules {
-        if let Err(e) = too_deep(text) {
+        if let Err(e) = compat::check_limits(text) {
             errors.push(PolicyError::Invalid(format!("{source}: {e}")));
             continue;
         }

@@ -726,3 +726,41 @@ fn deeply_nested_rego_is_refused_before_it_is_parsed() {
     );
     assert!(nesting_depth(&deep[..deep.len() / 2]) > MAX_NESTING);
 }
+
+/// Found by `cargo fuzz` (compat target, an out-of-memory): regorus expands a number literal's
+/// exponent. A literal past `MAX_EXPONENT` is refused before it is parsed.
+#[test]
+fn huge_exponents_are_refused_before_they_are_parsed() {
+    use super::compat::{check_limits, normalize};
+    let fuzzed = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/fuzz/compat-oom-exponent"
+    ))
+    .unwrap();
+    let fuzzed = String::from_utf8_lossy(&fuzzed);
+    assert!(
+        check_limits(&fuzzed)
+            .unwrap_err()
+            .contains("exponent 20000000")
+    );
+    assert_eq!(normalize(&fuzzed, true), fuzzed);
+    let big = "package k8sbig\nx := 1e4000\nviolation[{\"msg\": \"m\"}] { false }\n";
+    let mut b = BundleBuilder::new(Limits::default());
+    b.add_text("t.yaml", &template("Big", big));
+    let all = b
+        .build()
+        .unwrap_err()
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        all.contains("a number literal has exponent 4000; sealgate reads at most 1000"),
+        "{all}"
+    );
+    // Ordinary numbers, names with digits and strings pass.
+    assert_eq!(
+        check_limits("x := 2.5e-3\ny := 1E10\nz := \"1e99999\"\nk8s1e99999 := 1"),
+        Ok(())
+    );
+}
