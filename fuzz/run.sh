@@ -34,6 +34,6 @@ cargo "${toolchain[@]}" fuzz build -O
 for target in ${FUZZ_TARGETS:-manifest kubeseal age_value admission compat}; do
   cargo "${toolchain[@]}" fuzz run -O "$target" "$corpus/$target" -- \
     -max_total_time="$seconds" -rss_limit_mb=2048 -print_final_stats=1 2>&1 \
-    | grep -E '^(stat::number_of_executed_units|Done|==[0-9]+==|SUMMARY)|panicked' \
+    | grep -a -E '^(stat::number_of_executed_units|Done|==[0-9]+==|SUMMARY)|panicked' \
     | sed "s/^/$target: /"
 done
