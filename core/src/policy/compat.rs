@@ -49,12 +49,65 @@ pub fn check_limits(src: &str) -> Result<(), String> {
             "brackets nest {depth} levels deep; sealgate reads at most {MAX_NESTING} (the Rego parser's time doubles with each level): flatten the expression into helper rules"
         ));
     }
+    let minus = longest_minus_run(src);
+    if minus > MAX_NESTING {
+        return Err(format!(
+            "{minus} minus signs in a row; sealgate reads at most {MAX_NESTING} (each is a level of the Rego parser's recursion)"
+        ));
+    }
     if let Some(e) = largest_exponent(src).filter(|e| *e > MAX_EXPONENT) {
         return Err(format!(
             "a number literal has exponent {e}; sealgate reads at most {MAX_EXPONENT}"
         ));
     }
     Ok(())
+}
+
+/// The longest run of `-` (whitespace between allowed) outside strings and comments: regorus
+/// parses each as a unary minus, one recursion level each (a thousand overflowed the stack:
+/// found by fuzzing).
+fn longest_minus_run(src: &str) -> usize {
+    let (mut run, mut max) = (0usize, 0usize);
+    let mut chars = src.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '-' => {
+                run += 1;
+                max = max.max(run);
+            }
+            c if c.is_whitespace() => {}
+            '"' => {
+                run = 0;
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => {
+                            chars.next();
+                        }
+                        '"' | '\n' => break,
+                        _ => {}
+                    }
+                }
+            }
+            '`' => {
+                run = 0;
+                for c in chars.by_ref() {
+                    if c == '`' {
+                        break;
+                    }
+                }
+            }
+            '#' => {
+                run = 0;
+                for c in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            _ => run = 0,
+        }
+    }
+    max
 }
 
 /// The largest exponent of a number literal (`1e10`, `2.5E-3`) outside strings and comments.
@@ -111,7 +164,8 @@ fn largest_exponent(src: &str) -> Option<u64> {
     max
 }
 
-/// The deepest nesting of `{` and `[` in Rego text, outside strings, raw strings and comments.
+/// The deepest nesting of `{`, `[` and `(` in Rego text, outside strings, raw strings and
+/// comments (parentheses recurse too, if more cheaply).
 pub fn nesting_depth(src: &str) -> usize {
     let (mut depth, mut max) = (0usize, 0usize);
     let mut chars = src.chars();
@@ -142,11 +196,11 @@ pub fn nesting_depth(src: &str) -> usize {
                     }
                 }
             }
-            '{' | '[' => {
+            '{' | '[' | '(' => {
                 depth += 1;
                 max = max.max(depth);
             }
-            '}' | ']' => depth = depth.saturating_sub(1),
+            '}' | ']' | ')' => depth = depth.saturating_sub(1),
             _ => {}
         }
     }

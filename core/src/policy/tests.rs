@@ -758,6 +758,23 @@ fn huge_exponents_are_refused_before_they_are_parsed() {
         all.contains("a number literal has exponent 4000; sealgate reads at most 1000"),
         "{all}"
     );
+    // The fuzzer's third find: a run of unary minus signs overflowed the parser's stack.
+    let minus = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/fuzz/compat-stack-overflow-minus"
+    ))
+    .unwrap();
+    let minus = String::from_utf8_lossy(&minus);
+    assert!(
+        check_limits(&minus)
+            .unwrap_err()
+            .contains("minus signs in a row")
+    );
+    assert_eq!(normalize(&minus, true), minus);
+    assert_eq!(
+        check_limits("x := -1\ny := 2 - -3 # -------------------\nz := \"-----------------\""),
+        Ok(())
+    );
     // Ordinary numbers, names with digits and strings pass.
     assert_eq!(
         check_limits("x := 2.5e-3\ny := 1E10\nz := \"1e99999\"\nk8s1e99999 := 1"),
