@@ -446,6 +446,16 @@ pub fn canonical_json(value: &Value) -> Vec<u8> {
     out
 }
 
+/// SHA-256 of `bytes`, lower-case hex: content identities (attestation subjects, bundle and
+/// SealedSecret digests, key ids).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// One document as YAML (block style, keys in their order).
 pub fn to_yaml(value: &Value) -> String {
     // Plain scalars: kubectl-style output, and no `>-` folding of long base64 values.

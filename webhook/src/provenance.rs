@@ -128,13 +128,20 @@ impl Provenance {
 
     /// Take in an Attestation (added or changed). Verified once per content.
     pub fn upsert(&self, name: &str, doc: &Value, now: time::OffsetDateTime) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        if self.take_in(&mut seen, name, doc, now) {
+            self.rebuild(&seen);
+        }
+    }
+
+    /// Verify `doc` into `seen` unless its envelope is unchanged; whether `seen` changed.
+    fn take_in(&self, seen: &mut Seen, name: &str, doc: &Value, now: time::OffsetDateTime) -> bool {
         let content = doc
             .pointer("/spec/envelope")
             .map(Value::to_string)
             .unwrap_or_default();
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         if seen.get(name).is_some_and(|(c, _, _)| *c == content) {
-            return;
+            return false;
         }
         let envelope = resource::envelope_of(doc).map_err(|e| Rejection::Malformed(e.to_string()));
         let result = envelope
@@ -162,7 +169,7 @@ impl Provenance {
             }
         }
         seen.insert(name.to_string(), (content, result, subjects));
-        self.rebuild(&seen);
+        true
     }
 
     /// Forget a deleted Attestation.
@@ -172,13 +179,18 @@ impl Provenance {
         self.rebuild(&seen);
     }
 
-    /// A fresh list (a relist): replaces everything seen before.
+    /// A fresh list (a relist): replaces everything seen before; the index is built once.
     pub fn replace_all(&self, docs: &[(String, Value)], now: time::OffsetDateTime) {
-        self.seen.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut fresh = Seen::new();
         for (name, doc) in docs {
-            self.upsert(name, doc, now);
+            // An unchanged envelope keeps its verdict: a relist costs no signature check.
+            if let Some(known) = seen.remove(name) {
+                fresh.insert(name.clone(), known);
+            }
+            self.take_in(&mut fresh, name, doc, now);
         }
-        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        *seen = fresh;
         self.rebuild(&seen);
         self.synced.store(true, Ordering::Release);
     }

@@ -134,6 +134,15 @@ fn cluster_with(ci: &SigningKey, tweak: impl FnOnce(&mut ProvenanceConfig)) -> C
         .into(),
     );
     ns.insert("sandbox".into(), Default::default());
+    // Provenance without the identity policy: only provenance decides there.
+    ns.insert(
+        "builds".into(),
+        [(
+            "sealgate.dev/provenance".to_string(),
+            "required".to_string(),
+        )]
+        .into(),
+    );
     let mut config = ProvenanceConfig {
         keys: vec![TrustedKey {
             name: "ci".into(),
@@ -298,22 +307,22 @@ async fn what_controllers_derive_needs_no_attestation() {
     let ci = SigningKey::generate(Algorithm::EcdsaP256).unwrap();
     let c = cluster(&ci);
     c.provenance.replace_all(&[], now());
-    let d = as_sent(&manifest("registry.example.com/shop/web:1.4.2"));
+    // In a namespace where only provenance decides.
+    let mut d = as_sent(&manifest("registry.example.com/shop/web:1.4.2"));
+    d["metadata"]["namespace"] = "builds".into();
+    let in_builds = |user: &str| {
+        let mut r = review("u7", user, &["system:serviceaccounts"], d.clone());
+        r["request"]["namespace"] = "builds".into();
+        r
+    };
+    let agent = decide(&c.state, &in_builds(FLUX)).await;
+    assert_eq!(agent["allowed"], false, "provenance applies here: {agent}");
     for user in [
         "system:serviceaccount:kube-system:replicaset-controller",
         "system:serviceaccount:cert-manager:cert-manager",
     ] {
-        let r = decide(
-            &c.state,
-            &review("u7", user, &["system:serviceaccounts"], d.clone()),
-        )
-        .await;
-        assert!(
-            !r["status"]["message"]
-                .to_string()
-                .contains("sealgate-provenance"),
-            "{user}: {r}"
-        );
+        let r = decide(&c.state, &in_builds(user)).await;
+        assert_eq!(r["allowed"], true, "{user}: {r}");
     }
 }
 

@@ -68,9 +68,7 @@ fn hash_of(m: &sealing::SealedSecret) -> String {
         "name": m.name(), "namespace": m.namespace(), "annotations": m.meta.annotations,
         "encryptedData": m.encrypted_data, "template": m.to_value()["spec"]["template"],
     });
-    let digest =
-        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.to_string().as_bytes());
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    sealgate_core::manifest::sha256_hex(canonical.to_string().as_bytes())
 }
 
 /// Label on every Secret the controller writes: the controller caches (watches) exactly these,

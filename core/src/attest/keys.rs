@@ -229,11 +229,7 @@ impl VerifyingKey {
 
     /// The key's id: SHA-256 of its SubjectPublicKeyInfo, hex.
     pub fn key_id(&self) -> String {
-        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &self.spki)
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::manifest::sha256_hex(&self.spki)
     }
 
     /// Whether `sig` is this key's signature of `message`.

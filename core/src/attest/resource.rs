@@ -118,6 +118,10 @@ mod tests {
                 format!("sealgate-0123456789ab-{i:03}")
             );
             assert!(serde_json::to_vec(d).unwrap().len() < 1024 * 1024);
+            assert_eq!(
+                d["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"],
+                "-1"
+            );
             let env = envelope_of(d).unwrap();
             let (body, _) = env.verify(&[key.verifying_key()]).unwrap();
             covered += Statement::parse(&body).unwrap().subject.len();

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::AttestError;
-use crate::manifest::canonical_json;
+use crate::manifest::{canonical_json, sha256_hex};
 
 /// in-toto's statement type.
 pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
@@ -68,15 +68,6 @@ pub struct Predicate {
     pub linter: String,
     /// The manifests, in subject order.
     pub manifests: Vec<Value>,
-}
-
-/// SHA-256, hex.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// An object's subject name: `GROUP/KIND/NAMESPACE/NAME` (`core` for the core group).

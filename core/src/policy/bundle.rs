@@ -174,16 +174,13 @@ impl BundleBuilder {
             )
             .collect();
         parts.sort();
-        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        // Length-prefixed, so parts cannot run into each other.
+        let mut all = Vec::new();
         for p in &parts {
-            ctx.update(&(p.len() as u64).to_be_bytes());
-            ctx.update(p);
+            all.extend_from_slice(&(p.len() as u64).to_be_bytes());
+            all.extend_from_slice(p);
         }
-        ctx.finish()
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::manifest::sha256_hex(&all)
     }
 
     /// An empty builder; add policies, then [`BundleBuilder::build`].

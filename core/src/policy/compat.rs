@@ -63,139 +63,83 @@ pub fn check_limits(src: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The longest run of `-` (whitespace between allowed) outside strings and comments: regorus
-/// parses each as a unary minus, one recursion level each (a thousand overflowed the stack:
-/// found by fuzzing).
+/// The characters of Rego text that are code: each string, raw string or comment is given as a
+/// single `"`, so what counts nesting, minus runs and exponents never looks inside one.
+fn code(src: &str) -> impl Iterator<Item = char> + '_ {
+    let mut chars = src.chars();
+    std::iter::from_fn(move || {
+        let c = chars.next()?;
+        let end = match c {
+            '"' => '"',
+            '`' => '`',
+            '#' => '\n',
+            other => return Some(other),
+        };
+        while let Some(x) = chars.next() {
+            if x == end || (c == '"' && x == '\n') {
+                break;
+            }
+            if c == '"' && x == '\\' {
+                chars.next();
+            }
+        }
+        Some('"')
+    })
+}
+
+/// The longest run of `-` (whitespace between allowed) in code: regorus parses each as a unary
+/// minus, one recursion level each (a thousand overflowed the stack: found by fuzzing).
 fn longest_minus_run(src: &str) -> usize {
     let (mut run, mut max) = (0usize, 0usize);
-    let mut chars = src.chars();
-    while let Some(c) = chars.next() {
+    for c in code(src) {
         match c {
             '-' => {
                 run += 1;
                 max = max.max(run);
             }
             c if c.is_whitespace() => {}
-            '"' => {
-                run = 0;
-                while let Some(c) = chars.next() {
-                    match c {
-                        '\\' => {
-                            chars.next();
-                        }
-                        '"' | '\n' => break,
-                        _ => {}
-                    }
-                }
-            }
-            '`' => {
-                run = 0;
-                for c in chars.by_ref() {
-                    if c == '`' {
-                        break;
-                    }
-                }
-            }
-            '#' => {
-                run = 0;
-                for c in chars.by_ref() {
-                    if c == '\n' {
-                        break;
-                    }
-                }
-            }
             _ => run = 0,
         }
     }
     max
 }
 
-/// The largest exponent of a number literal (`1e10`, `2.5E-3`) outside strings and comments.
+/// The largest exponent of a number literal (`1e10`, `2.5E-3`) in code.
 fn largest_exponent(src: &str) -> Option<u64> {
-    let b = src.as_bytes();
-    let mut max = None;
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'"' => {
-                i += 1;
-                while i < b.len() && b[i] != b'"' && b[i] != b'\n' {
-                    i += if b[i] == b'\\' { 2 } else { 1 };
-                }
-            }
-            b'`' => {
-                i += 1;
-                while i < b.len() && b[i] != b'`' {
-                    i += 1;
-                }
-            }
-            b'#' => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            c if c.is_ascii_digit()
-                && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_')) =>
-            {
-                while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'.') {
-                    i += 1;
-                }
-                if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
-                    i += 1;
-                    if i < b.len() && (b[i] == b'+' || b[i] == b'-') {
-                        i += 1;
-                    }
-                    let start = i;
-                    while i < b.len() && b[i].is_ascii_digit() {
-                        i += 1;
-                    }
-                    // Saturating: 30 digits of exponent are as refused as 4.
-                    let e = src[start..i].parse::<u64>().unwrap_or(u64::MAX);
-                    if i > start {
-                        max = max.max(Some(e));
-                    }
-                }
-                continue;
-            }
-            _ => {}
+    let mut chars = code(src).peekable();
+    let (mut max, mut prev) = (None, ' ');
+    while let Some(c) = chars.next() {
+        let starts_number = c.is_ascii_digit() && !(prev.is_ascii_alphanumeric() || prev == '_');
+        prev = c;
+        if !starts_number {
+            continue;
         }
-        i += 1;
+        while let Some(&d) = chars.peek().filter(|d| d.is_ascii_digit() || **d == '.') {
+            prev = d;
+            chars.next();
+        }
+        if chars.next_if(|e| matches!(e, 'e' | 'E')).is_none() {
+            continue;
+        }
+        chars.next_if(|s| matches!(s, '+' | '-'));
+        let mut digits = String::new();
+        while let Some(d) = chars.next_if(char::is_ascii_digit) {
+            digits.push(d);
+        }
+        prev = digits.chars().last().unwrap_or('e');
+        if !digits.is_empty() {
+            // Saturating: 30 digits of exponent are as refused as 4.
+            max = max.max(Some(digits.parse::<u64>().unwrap_or(u64::MAX)));
+        }
     }
     max
 }
 
-/// The deepest nesting of `{`, `[` and `(` in Rego text, outside strings, raw strings and
-/// comments (parentheses recurse too, if more cheaply).
+/// The deepest nesting of `{`, `[` and `(` in code (parentheses recurse too, if more cheaply).
 pub fn nesting_depth(src: &str) -> usize {
     let (mut depth, mut max) = (0usize, 0usize);
-    let mut chars = src.chars();
-    while let Some(c) = chars.next() {
+    for c in code(src) {
         match c {
-            '"' => {
-                while let Some(c) = chars.next() {
-                    match c {
-                        '\\' => {
-                            chars.next();
-                        }
-                        '"' | '\n' => break,
-                        _ => {}
-                    }
-                }
-            }
-            '`' => {
-                for c in chars.by_ref() {
-                    if c == '`' {
-                        break;
-                    }
-                }
-            }
-            '#' => {
-                for c in chars.by_ref() {
-                    if c == '\n' {
-                        break;
-                    }
-                }
-            }
             '{' | '[' | '(' => {
                 depth += 1;
                 max = max.max(depth);

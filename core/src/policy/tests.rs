@@ -672,6 +672,22 @@ violation[{"msg": "glob"}] { glob.match("r.io/*", ["/"], input.review.object.spe
     );
 }
 
+/// A build's errors, one per line.
+fn errors_of(built: Result<Bundle, Vec<PolicyError>>) -> String {
+    let errors = built.expect_err("the bundle should not build");
+    errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// An input `cargo fuzz` found, kept in tests/data/fuzz.
+fn fuzz_input(name: &str) -> String {
+    let path = format!("{}/tests/data/fuzz/{name}", env!("CARGO_MANIFEST_DIR"));
+    String::from_utf8_lossy(&std::fs::read(path).unwrap()).into_owned()
+}
+
 /// Found by `cargo fuzz` (compat target): regorus's parser doubles its time with each level of
 /// `{`/`[` nesting. Deeper than `MAX_NESTING` is refused before it is parsed, with a message,
 /// for templates and conftest modules alike; the compat layer leaves such text alone.
@@ -690,14 +706,7 @@ fn deeply_nested_rego_is_refused_before_it_is_parsed() {
         "not parsed, returned as it came"
     );
 
-    let mut b = BundleBuilder::new(Limits::default());
-    b.add_text("t.yaml", &template("Deep", &deep));
-    let errors = b.build().unwrap_err();
-    let all = errors
-        .iter()
-        .map(|e| e.to_string())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let all = errors_of(try_bundle(&[template("Deep", &deep)]));
     assert!(
         all.contains("brackets nest 40 levels deep; sealgate reads at most 12"),
         "{all}"
@@ -707,13 +716,7 @@ fn deeply_nested_rego_is_refused_before_it_is_parsed() {
         "deep.rego",
         &deep.replace("package k8sdeep", "package main"),
     );
-    let all = b
-        .build()
-        .unwrap_err()
-        .iter()
-        .map(|e| e.to_string())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let all = errors_of(b.build());
     assert!(
         all.contains("deep.rego: brackets nest 40 levels deep"),
         "{all}"
@@ -732,12 +735,7 @@ fn deeply_nested_rego_is_refused_before_it_is_parsed() {
 #[test]
 fn huge_exponents_are_refused_before_they_are_parsed() {
     use super::compat::{check_limits, normalize};
-    let fuzzed = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/fuzz/compat-oom-exponent"
-    ))
-    .unwrap();
-    let fuzzed = String::from_utf8_lossy(&fuzzed);
+    let fuzzed = fuzz_input("compat-oom-exponent");
     assert!(
         check_limits(&fuzzed)
             .unwrap_err()
@@ -745,26 +743,13 @@ fn huge_exponents_are_refused_before_they_are_parsed() {
     );
     assert_eq!(normalize(&fuzzed, true), fuzzed);
     let big = "package k8sbig\nx := 1e4000\nviolation[{\"msg\": \"m\"}] { false }\n";
-    let mut b = BundleBuilder::new(Limits::default());
-    b.add_text("t.yaml", &template("Big", big));
-    let all = b
-        .build()
-        .unwrap_err()
-        .iter()
-        .map(|e| e.to_string())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let all = errors_of(try_bundle(&[template("Big", big)]));
     assert!(
         all.contains("a number literal has exponent 4000; sealgate reads at most 1000"),
         "{all}"
     );
     // The fuzzer's third find: a run of unary minus signs overflowed the parser's stack.
-    let minus = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/fuzz/compat-stack-overflow-minus"
-    ))
-    .unwrap();
-    let minus = String::from_utf8_lossy(&minus);
+    let minus = fuzz_input("compat-stack-overflow-minus");
     assert!(
         check_limits(&minus)
             .unwrap_err()

@@ -33,10 +33,9 @@ impl Target {
     /// [`Target::new`], choosing the cluster's recipient type: post-quantum when `pq` and the key
     /// has one, else X25519 (`seal --pq=false`, for readers without the hybrid type).
     pub fn with(key: &PublicKey, extra_age: &[AgeRecipient], pq: bool) -> Target {
-        let own = match (pq, key.pq_recipient(), key.age_recipient()) {
-            (true, Some(r), _) => Some(AgeRecipient::Pq(r.clone())),
-            (_, _, Some(r)) => Some(AgeRecipient::X25519(r.clone())),
-            (false, Some(_), None) | (_, None, None) => None,
+        let own = match key.pq_recipient() {
+            Some(r) if pq => Some(AgeRecipient::Pq(r.clone())),
+            _ => key.age_recipient().cloned().map(AgeRecipient::X25519),
         };
         let mut age: Vec<AgeRecipient> = own.into_iter().collect();
         for r in extra_age {
