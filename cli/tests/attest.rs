@@ -21,6 +21,14 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
+/// `sealgate lint FILE --attest OUT --attest-key cosign.key` for revision 4f2c9e1 of `repo`.
+fn lint_attest(dir: &Path, file: &str, out: &str, repo: &str) -> Command {
+    let mut c = sealgate(dir);
+    c.args(["lint", file, "--attest", out, "--attest-key", "cosign.key"])
+        .args(["--revision", "4f2c9e1", "--repository", repo]);
+    c
+}
+
 const DEPLOYMENT: &str = "apiVersion: apps/v1
 kind: Deployment
 metadata: {name: web, namespace: shop, labels: {app: web}}
@@ -56,21 +64,7 @@ fn a_passing_lint_is_attested_and_the_attestation_verifies_offline() {
         .stderr(contains("refusing to overwrite"));
 
     write(d, "app.yaml", DEPLOYMENT);
-    sealgate(d)
-        .args([
-            "lint",
-            "app.yaml",
-            "--attest",
-            "att.yaml",
-            "--attest-key",
-            "cosign.key",
-        ])
-        .args([
-            "--revision",
-            "4f2c9e1",
-            "--repository",
-            "https://git.example.com/apps",
-        ])
+    lint_attest(d, "app.yaml", "att.yaml", "https://git.example.com/apps")
         .assert()
         .success()
         .stderr(contains("attested 1 object(s) of revision 4f2c9e1"));
@@ -141,17 +135,8 @@ fn a_passing_lint_is_attested_and_the_attestation_verifies_offline() {
         .code(1)
         .stdout(contains("its signature is by no trusted key"));
     // The wrong password opens nothing.
-    sealgate(d)
+    lint_attest(d, "app.yaml", "again.yaml", "r")
         .env("COSIGN_PASSWORD", "wrong")
-        .args([
-            "lint",
-            "app.yaml",
-            "--attest",
-            "again.yaml",
-            "--attest-key",
-            "cosign.key",
-        ])
-        .args(["--revision", "4f2c9e1", "--repository", "r"])
         .assert()
         .code(2)
         .stderr(contains("wrong password"));
@@ -168,33 +153,15 @@ fn a_failing_lint_is_not_attested() {
         "bad.yaml",
         &DEPLOYMENT.replace("registry.example.com/shop/web:1.4.2", "nginx:latest"),
     );
-    sealgate(d)
-        .args([
-            "lint",
-            "bad.yaml",
-            "--attest",
-            "att.yaml",
-            "--attest-key",
-            "cosign.key",
-        ])
-        .args(["--revision", "4f2c9e1", "--repository", "r"])
+    lint_attest(d, "bad.yaml", "att.yaml", "r")
         .assert()
         .code(1)
         .stderr(contains("not attested: the lint did not pass"));
     assert!(!d.join("att.yaml").exists());
     // Without COSIGN_PASSWORD the key is not guessed at.
     write(d, "app.yaml", DEPLOYMENT);
-    sealgate(d)
+    lint_attest(d, "app.yaml", "att.yaml", "r")
         .env_remove("COSIGN_PASSWORD")
-        .args([
-            "lint",
-            "app.yaml",
-            "--attest",
-            "att.yaml",
-            "--attest-key",
-            "cosign.key",
-        ])
-        .args(["--revision", "4f2c9e1", "--repository", "r"])
         .assert()
         .code(2)
         .stderr(contains("set COSIGN_PASSWORD"));
