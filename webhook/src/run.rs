@@ -67,6 +67,11 @@ pub struct Config {
     /// Service the API server calls (the certificate's DNS names) for --self-signed-tls
     #[arg(long, default_value = "sealgate-webhook")]
     pub service_name: String,
+    /// Another name for the --self-signed-tls certificate, an IP address or a DNS name
+    /// (repeatable): for a webhook the API server reaches by `url:`, e.g. one run outside the
+    /// cluster
+    #[arg(long = "tls-san", value_name = "IP|DNS", value_parser = crate::self_tls::parse_san, requires = "self_signed_tls")]
+    pub tls_sans: Vec<String>,
     /// Policy directory (mounted ConfigMap), reloaded when it changes (repeatable)
     #[arg(
         global = true,
@@ -380,13 +385,15 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             secret: config.tls_secret.clone(),
             webhook_config: config.webhook_config.clone(),
             service: config.service_name.clone(),
+            extra_names: config.tls_sans.clone(),
             cert_path: config.tls_cert.clone(),
             key_path: config.tls_key.clone(),
         };
-        self_tls::ensure_until_ready(&client, &cfg).await;
+        let material = self_tls::ensure_until_ready(&client, &cfg).await;
         tokio::spawn(self_tls::run(
             client,
             cfg,
+            material.ca_cert,
             Duration::from_secs(60),
             std::future::pending(),
         ));

@@ -4,8 +4,14 @@
 //!
 //! Every replica runs the same loop. The first to find no Secret creates it (another replica's
 //! create then gets 409 and reads the winner's). The serving certificate is renewed, under the
-//! same CA, when it has less than a third of its life left; a CA change would break admission
-//! until the caBundle follows, so the CA (10 years) is never replaced automatically.
+//! same CA, when it has less than a third of its life left or its names changed; a CA change
+//! would break admission until the caBundle follows, so the CA (10 years) is never replaced
+//! automatically.
+//!
+//! The webhook configuration is watched, not polled: a `kubectl delete` + `apply`, a Helm
+//! reinstall or a replace sync re-creates it without a caBundle, and every admission it governs
+//! fails (`x509: certificate signed by unknown authority`) until the caBundle is back. A poll
+//! left that window open for up to its period; the watch closes it within one round trip.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +37,9 @@ pub struct SelfTlsConfig {
     pub webhook_config: String,
     /// The Service the API server calls: the certificate's DNS names derive from it.
     pub service: String,
+    /// More names for the certificate (`--tls-san`): IP addresses or DNS names, for a webhook the
+    /// API server reaches by `url:` (outside the cluster, or on loopback in the test tier).
+    pub extra_names: Vec<String>,
     pub cert_path: PathBuf,
     pub key_path: PathBuf,
 }
@@ -79,6 +88,41 @@ pub fn dns_names(service: &str, namespace: &str) -> Vec<String> {
     ]
 }
 
+impl SelfTlsConfig {
+    /// Every name the serving certificate holds: the Service's, then `--tls-san`'s.
+    pub fn names(&self) -> Vec<String> {
+        let mut names = dns_names(&self.service, &self.namespace);
+        for n in &self.extra_names {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+        }
+        names
+    }
+}
+
+/// `--tls-san`: an IP address or a DNS name (RFC 1123 labels, optionally a leading `*.`).
+pub fn parse_san(s: &str) -> Result<String, String> {
+    if s.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(s.to_string());
+    }
+    let host = s.strip_prefix("*.").unwrap_or(s);
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    };
+    if s.len() <= 253 && host.split('.').all(label_ok) {
+        Ok(s.to_ascii_lowercase())
+    } else {
+        Err(format!(
+            "{s:?} is neither an IP address nor a DNS name (e.g. 10.0.0.5 or webhook.example.com)"
+        ))
+    }
+}
+
 fn serving(
     issuer: &Issuer<'_, KeyPair>,
     names: Vec<String>,
@@ -119,12 +163,12 @@ pub fn generate(names: Vec<String>, now: OffsetDateTime) -> Result<Material, Sel
     })
 }
 
-/// The serving certificate's validity and DNS names.
+/// The serving certificate's validity and names (DNS names and IP addresses), sorted.
 fn inspect(cert_pem: &str) -> Option<(OffsetDateTime, OffsetDateTime, Vec<String>)> {
     use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
     let der = pem::parse(cert_pem).ok()?;
     let (_, cert) = X509Certificate::from_der(der.contents()).ok()?;
-    let names = cert
+    let mut names: Vec<String> = cert
         .subject_alternative_name()
         .ok()
         .flatten()
@@ -134,11 +178,13 @@ fn inspect(cert_pem: &str) -> Option<(OffsetDateTime, OffsetDateTime, Vec<String
                 .iter()
                 .filter_map(|n| match n {
                     GeneralName::DNSName(d) => Some(d.to_string()),
+                    GeneralName::IPAddress(b) => ip_string(b),
                     _ => None,
                 })
                 .collect()
         })
         .unwrap_or_default();
+    names.sort();
     Some((
         cert.validity().not_before.to_datetime(),
         cert.validity().not_after.to_datetime(),
@@ -146,11 +192,21 @@ fn inspect(cert_pem: &str) -> Option<(OffsetDateTime, OffsetDateTime, Vec<String
     ))
 }
 
+fn ip_string(b: &[u8]) -> Option<String> {
+    match b.len() {
+        4 => Some(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(b).ok()?).to_string()),
+        16 => Some(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(b).ok()?).to_string()),
+        _ => None,
+    }
+}
+
 /// Whether the serving certificate must be reissued: unreadable, other names, or less than a
 /// third of its validity left.
 pub fn needs_renewal(m: &Material, names: &[String], now: OffsetDateTime) -> bool {
+    let mut want: Vec<String> = names.to_vec();
+    want.sort();
     match inspect(&m.cert) {
-        Some((from, until, have)) => have != names || now >= until - (until - from) / 3,
+        Some((from, until, have)) => have != want || now >= until - (until - from) / 3,
         None => true,
     }
 }
@@ -224,7 +280,7 @@ fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> SelfTlsError 
 /// its CA. Returns the material in use.
 pub async fn ensure(client: &kube::Client, cfg: &SelfTlsConfig) -> Result<Material, SelfTlsError> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &cfg.namespace);
-    let names = dns_names(&cfg.service, &cfg.namespace);
+    let names = cfg.names();
     let now = OffsetDateTime::now_utc();
     let what = format!("Secret {}/{}", cfg.namespace, cfg.secret);
     let material = match secrets.get_opt(&cfg.secret).await.map_err(api_err(&what))? {
@@ -332,24 +388,60 @@ pub async fn ensure_until_ready(client: &kube::Client, cfg: &SelfTlsConfig) -> M
     }
 }
 
-/// Re-check every `every` until `shutdown` (renewal, a replaced Secret, a caBundle reset by a
-/// re-apply of the webhook configuration). Errors are logged and retried.
+/// Re-check every `every` (renewal, a replaced Secret) and whenever the webhook configuration
+/// changes in a way that leaves a caBundle other than `ca_pem`, the CA in use (a re-create is
+/// repaired at once), until `shutdown`. Errors are logged and retried.
 pub async fn run(
     client: kube::Client,
     cfg: SelfTlsConfig,
+    ca_pem: String,
     every: Duration,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    use futures::StreamExt as _;
+    use kube::runtime::{WatchStreamExt as _, watcher};
     tokio::pin!(shutdown);
+    // Only this configuration: RBAC grants list/watch on it by name, which a list or watch may
+    // use with this field selector.
+    let api: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    let changes = watcher(
+        api,
+        watcher::Config::default().fields(&format!("metadata.name={}", cfg.webhook_config)),
+    )
+    .default_backoff()
+    .applied_objects();
+    tokio::pin!(changes);
+    let mut ca = ByteString(ca_pem.into_bytes());
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
+            change = changes.next() => match change {
+                // Our own caBundle patch comes back as a change too: nothing to do for it.
+                Some(Ok(vwc)) if has_ca_bundle(&vwc, &ca) => continue,
+                Some(Ok(_)) => {
+                    tracing::info!(webhook_config = %cfg.webhook_config, "the webhook configuration changed and lacks the CA; restoring the caBundle");
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, webhook_config = %cfg.webhook_config, "cannot watch the webhook configuration; retrying");
+                    continue;
+                }
+                None => {}
+            },
             _ = &mut shutdown => return,
         }
-        if let Err(e) = ensure(&client, &cfg).await {
-            tracing::warn!(error = %e, "self-contained TLS check failed; retrying");
+        match ensure(&client, &cfg).await {
+            Ok(m) => ca = ByteString(m.ca_cert.into_bytes()),
+            Err(e) => tracing::warn!(error = %e, "self-contained TLS check failed; retrying"),
         }
     }
+}
+
+/// Whether every webhook of `vwc` trusts `ca`.
+fn has_ca_bundle(vwc: &ValidatingWebhookConfiguration, ca: &ByteString) -> bool {
+    vwc.webhooks
+        .iter()
+        .flatten()
+        .all(|w| w.client_config.ca_bundle.as_ref() == Some(ca))
 }
 
 #[cfg(test)]
@@ -377,5 +469,41 @@ mod tests {
         assert_ne!(r.cert, m.cert);
         assert!(!needs_renewal(&r, &names, now + time::Duration::days(250)));
         assert!(!format!("{m:?}").contains("PRIVATE KEY"));
+    }
+
+    /// `--tls-san`: IP addresses and DNS names join the Service's names, and a certificate that
+    /// holds them is not reissued at every pass (IP SANs were not read back before).
+    #[test]
+    fn extra_names() {
+        let cfg = SelfTlsConfig {
+            namespace: "sealgate-system".into(),
+            secret: "s".into(),
+            webhook_config: "w".into(),
+            service: "sealgate-webhook".into(),
+            extra_names: vec!["127.0.0.1".into(), "::1".into(), "webhook.example.com".into()],
+            cert_path: "c".into(),
+            key_path: "k".into(),
+        };
+        let names = cfg.names();
+        assert_eq!(names.len(), 7);
+        let now = OffsetDateTime::now_utc();
+        let m = generate(names.clone(), now).unwrap();
+        assert!(!needs_renewal(&m, &names, now), "{:?}", inspect(&m.cert));
+        let (_, _, have) = inspect(&m.cert).unwrap();
+        assert!(have.contains(&"127.0.0.1".to_string()) && have.contains(&"::1".to_string()));
+        let fewer = dns_names("sealgate-webhook", "sealgate-system");
+        assert!(needs_renewal(&m, &fewer, now), "a name was dropped");
+    }
+
+    #[test]
+    fn san_flag() {
+        assert_eq!(parse_san("10.0.0.5").unwrap(), "10.0.0.5");
+        assert_eq!(parse_san("fd00::1").unwrap(), "fd00::1");
+        assert_eq!(parse_san("Webhook.Example.com").unwrap(), "webhook.example.com");
+        assert_eq!(parse_san("*.example.com").unwrap(), "*.example.com");
+        for bad in ["", "a..b", "-a.com", "a b", "http://x", "x".repeat(64).as_str()] {
+            let e = parse_san(bad).unwrap_err();
+            assert!(e.contains("neither an IP address nor a DNS name"), "{e}");
+        }
     }
 }

@@ -22,6 +22,7 @@ fn cfg(dir: &Path) -> SelfTlsConfig {
         secret: "sealgate-webhook-tls".into(),
         webhook_config: "sealgate-webhook".into(),
         service: "sealgate-webhook".into(),
+        extra_names: Vec::new(),
         cert_path: dir.join("tls.crt"),
         key_path: dir.join("tls.key"),
     }
