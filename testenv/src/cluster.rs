@@ -48,7 +48,13 @@ pub struct Proc {
 
 impl Proc {
     /// Start `cmd` with its output in `log`.
-    pub fn spawn(name: &str, program: &Path, args: &[String], log: &Path, env: &[(&str, &str)]) -> Proc {
+    pub fn spawn(
+        name: &str,
+        program: &Path,
+        args: &[String],
+        log: &Path,
+        env: &[(&str, &str)],
+    ) -> Proc {
         let out = File::create(log).expect("a log file");
         let err = out.try_clone().expect("a log file");
         let mut cmd = if have_setpriv() {
@@ -234,7 +240,9 @@ impl ControlPlane {
                 format!("--service-account-signing-key-file={sa_key}"),
                 s("--service-cluster-ip-range=10.96.0.0/16"),
                 s("--allow-privileged=true"),
-                s("--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,DefaultStorageClass,ResourceQuota,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy"),
+                s(
+                    "--enable-admission-plugins=NamespaceLifecycle,ServiceAccount,DefaultStorageClass,ResourceQuota,MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ValidatingAdmissionPolicy",
+                ),
                 s("--v=1"),
             ],
             &path("kube-apiserver.log"),
@@ -252,22 +260,36 @@ impl ControlPlane {
         };
         let admin = cp.ca.client("sealgate-testenv-admin", &["system:masters"]);
         let admin = cp.write_kubeconfig("admin", Creds::Cert(&admin));
-        cp.kubeconfigs.lock().unwrap().insert(Identity::Admin, admin);
+        cp.kubeconfigs
+            .lock()
+            .unwrap()
+            .insert(Identity::Admin, admin);
         let human = cp.ca.client(HUMAN, &["developers"]);
         let human = cp.write_kubeconfig("human", Creds::Cert(&human));
-        cp.kubeconfigs.lock().unwrap().insert(Identity::Human, human);
+        cp.kubeconfigs
+            .lock()
+            .unwrap()
+            .insert(Identity::Human, human);
 
-        cp.wait_for("the API server to be ready", Duration::from_secs(120), || {
-            cp.kubectl(&Identity::Admin)
-                .args(["get", "--raw", "/readyz"])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        });
+        cp.wait_for(
+            "the API server to be ready",
+            Duration::from_secs(120),
+            || {
+                cp.kubectl(&Identity::Admin)
+                    .args(["get", "--raw", "/readyz"])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            },
+        );
         // The controller manager exits when RBAC's bootstrap roles are not there yet.
         cp.wait_for("RBAC's bootstrap policy", Duration::from_secs(60), || {
             cp.try_kubectl(
                 &Identity::Admin,
-                &["get", "clusterrolebinding", "system:kube-controller-manager"],
+                &[
+                    "get",
+                    "clusterrolebinding",
+                    "system:kube-controller-manager",
+                ],
             )
             .is_ok()
         });
@@ -297,8 +319,11 @@ impl ControlPlane {
         cp.procs.lock().unwrap().push(kcm);
         // The service-account controllers work: the default namespace has its account.
         cp.wait_for("kube-controller-manager", Duration::from_secs(60), || {
-            cp.try_kubectl(&Identity::Admin, &["-n", "default", "get", "serviceaccount", "default"])
-                .is_ok()
+            cp.try_kubectl(
+                &Identity::Admin,
+                &["-n", "default", "get", "serviceaccount", "default"],
+            )
+            .is_ok()
         });
 
         // The identities: the human and the agent may do anything RBAC allows a cluster admin;
@@ -432,7 +457,12 @@ subjects:
     }
 
     /// `kubectl ARGS` as `who` with `stdin` as its input.
-    pub fn try_kubectl_stdin(&self, who: &Identity, args: &[&str], stdin: &str) -> Result<String, String> {
+    pub fn try_kubectl_stdin(
+        &self,
+        who: &Identity,
+        args: &[&str],
+        stdin: &str,
+    ) -> Result<String, String> {
         use std::io::Write as _;
         let mut child = self
             .kubectl(who)
@@ -465,11 +495,18 @@ subjects:
                 return;
             }
             if Instant::now() > until {
-                panic!("timed out after {limit:?} waiting for {what}\n{}", self.logs());
+                panic!(
+                    "timed out after {limit:?} waiting for {what}\n{}",
+                    self.logs()
+                );
             }
             for p in self.procs.lock().unwrap().iter_mut() {
                 if let Some(status) = p.exited() {
-                    panic!("{} exited ({status}) while waiting for {what}:\n{}", p.name, p.log_tail(40));
+                    panic!(
+                        "{} exited ({status}) while waiting for {what}:\n{}",
+                        p.name,
+                        p.log_tail(40)
+                    );
                 }
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -497,7 +534,9 @@ subjects:
             .collect();
         self.apply(
             &Identity::Admin,
-            &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels:{labels}\n"),
+            &format!(
+                "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n  labels:{labels}\n"
+            ),
         );
         name
     }

@@ -12,13 +12,13 @@
 //! `SEALGATE_REQUIRE_CLUSTER=1` (set by `.ci/run`) that skip is a failure instead.
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod crds;
 pub mod go;
-pub mod cluster;
 pub mod pki;
 
-pub use go::{GoModule, Unavailable};
 pub use cluster::{ControlPlane, Identity};
+pub use go::{GoModule, Unavailable};
 
 /// The variable that turns the tier's skip into a failure (`.ci/run` sets it).
 pub const REQUIRE_VAR: &str = "SEALGATE_REQUIRE_CLUSTER";

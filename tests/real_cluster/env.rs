@@ -113,7 +113,12 @@ impl Env {
     }
 
     /// Wait up to `limit` for `ok`, failing the test (with the components' logs) after.
-    pub fn wait(&self, what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Result<(), Failed> {
+    pub fn wait(
+        &self,
+        what: &str,
+        limit: Duration,
+        mut ok: impl FnMut() -> bool,
+    ) -> Result<(), Failed> {
         let until = Instant::now() + limit;
         while Instant::now() < until {
             if ok() {
@@ -121,7 +126,10 @@ impl Env {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        Err(fail(format!("timed out after {limit:?} waiting for {what}\n{}", self.component_logs())))
+        Err(fail(format!(
+            "timed out after {limit:?} waiting for {what}\n{}",
+            self.component_logs()
+        )))
     }
 
     pub fn component_logs(&self) -> String {
@@ -183,7 +191,14 @@ impl Env {
             .cp
             .try_kubectl(
                 &Identity::Admin,
-                &["create", "--dry-run=client", "-o", "json", "-f", &file.to_string_lossy()],
+                &[
+                    "create",
+                    "--dry-run=client",
+                    "-o",
+                    "json",
+                    "-f",
+                    &file.to_string_lossy(),
+                ],
             )
             .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
         let mut vwc: Value = serde_json::from_str(&json).map_err(|e| e.to_string())?;
@@ -218,6 +233,9 @@ impl Env {
             "--self-signed-tls",
             "--tls-san=127.0.0.1",
             "--log-format=json",
+            // The certificate and policy checks every 5 s (10 s by default): a rotation happens
+            // within a test, and a caBundle restored faster than that shows the watch at work.
+            "--reload-interval=5s",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -279,10 +297,19 @@ impl Env {
     pub fn wait_webhook_serving(&self) -> Result<(), Failed> {
         let ns = self.governed_namespace("probe");
         let mut last = String::new();
-        let r = self.wait("the API server to reach the webhook", Duration::from_secs(60), || {
-            match self.cp.try_kubectl(
+        let r = self.wait(
+            "the API server to reach the webhook",
+            Duration::from_secs(60),
+            || match self.cp.try_kubectl(
                 &Identity::Human,
-                &["-n", &ns, "create", "configmap", "probe", "--dry-run=server"],
+                &[
+                    "-n",
+                    &ns,
+                    "create",
+                    "configmap",
+                    "probe",
+                    "--dry-run=server",
+                ],
             ) {
                 Err(e) if e.contains("gitops-identity") => true,
                 Err(e) => {
@@ -293,9 +320,14 @@ impl Env {
                     last = "a human's change was admitted".into();
                     false
                 }
-            }
-        });
-        r.map_err(|f| fail(format!("{}\nlast answer: {last}", f.message().unwrap_or_default())))
+            },
+        );
+        r.map_err(|f| {
+            fail(format!(
+                "{}\nlast answer: {last}",
+                f.message().unwrap_or_default()
+            ))
+        })
     }
 
     /// A fresh namespace labelled `sealgate.dev/governed=true`.
@@ -340,14 +372,22 @@ impl Env {
         let until = started + Duration::from_secs(120);
         while Instant::now() < until {
             if let Some(status) = c.proc.exited() {
-                return Err(fail(format!("{} exited ({status}):\n{}", c.proc.name, c.proc.log_tail(30))));
+                return Err(fail(format!(
+                    "{} exited ({status}):\n{}",
+                    c.proc.name,
+                    c.proc.log_tail(30)
+                )));
             }
             if http_get(c.port, "/readyz").is_some() {
                 return Ok(started.elapsed());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Err(fail(format!("{} never became ready:\n{}", c.proc.name, c.proc.log_tail(30))))
+        Err(fail(format!(
+            "{} never became ready:\n{}",
+            c.proc.name,
+            c.proc.log_tail(30)
+        )))
     }
 
     /// The shared controller is running and ready; `f` gets it.
@@ -384,7 +424,9 @@ impl Env {
         let mut child = cmd.spawn().map_err(|e| fail(format!("sealgate: {e}")))?;
         let mut input = child.stdin.take().expect("stdin");
         if let Some(s) = stdin {
-            input.write_all(s.as_bytes()).map_err(|e| fail(e.to_string()))?;
+            input
+                .write_all(s.as_bytes())
+                .map_err(|e| fail(e.to_string()))?;
         }
         drop(input);
         let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;

@@ -9,7 +9,10 @@ use crate::env::{Env, ensure, fail};
 
 pub const TESTS: &[(&str, Test)] = &[
     ("install::deploy_is_accepted", deploy_is_accepted),
-    ("install::network_policy_overlay_is_accepted", network_policy_overlay),
+    (
+        "install::network_policy_overlay_is_accepted",
+        network_policy_overlay,
+    ),
     ("install::examples_pass_server_dry_run", examples_dry_run),
 ];
 
@@ -37,7 +40,9 @@ fn deploy_is_accepted(env: &Env) -> Result<(), Failed> {
             || format!("{crd} has a non-structural schema"),
         )?;
     }
-    let crd = env.get_json(&["crd", "sealedsecrets.sealgate.dev"]).unwrap();
+    let crd = env
+        .get_json(&["crd", "sealedsecrets.sealgate.dev"])
+        .unwrap();
     let version = &crd["spec"]["versions"][0];
     ensure(version["subresources"]["status"].is_object(), || {
         "the SealedSecret CRD has no status subresource".into()
@@ -46,10 +51,22 @@ fn deploy_is_accepted(env: &Env) -> Result<(), Failed> {
     for (kind, name, ns) in [
         ("deployment", "sealgate-controller", Some("sealgate-system")),
         ("deployment", "sealgate-webhook", Some("sealgate-system")),
-        ("serviceaccount", "sealgate-controller", Some("sealgate-system")),
-        ("serviceaccount", "sealgate-webhook", Some("sealgate-system")),
+        (
+            "serviceaccount",
+            "sealgate-controller",
+            Some("sealgate-system"),
+        ),
+        (
+            "serviceaccount",
+            "sealgate-webhook",
+            Some("sealgate-system"),
+        ),
         ("configmap", "sealgate-policies", Some("sealgate-system")),
-        ("poddisruptionbudget", "sealgate-webhook", Some("sealgate-system")),
+        (
+            "poddisruptionbudget",
+            "sealgate-webhook",
+            Some("sealgate-system"),
+        ),
         ("clusterrole", "sealgate-controller", None),
         ("clusterrole", "sealgate-webhook", None),
         ("validatingwebhookconfiguration", "sealgate-webhook", None),
@@ -90,14 +107,19 @@ fn examples_dry_run(env: &Env) -> Result<(), Failed> {
     env.webhook()?;
     let rendered = env.kubectl_ok(
         &Identity::Admin,
-        &["kustomize", &env.file("examples/gitops/apps").to_string_lossy()],
+        &[
+            "kustomize",
+            &env.file("examples/gitops/apps").to_string_lossy(),
+        ],
     );
     let docs = sealgate_core::manifest::parse(rendered.as_bytes(), &Default::default())
         .map_err(|e| fail(format!("kubectl kustomize's output: {e}")))?;
     // Namespaces the app does not declare exist already, as Flux's targetNamespace expects.
     for d in &docs {
         if let Some(ns) = d.value["metadata"]["namespace"].as_str()
-            && !docs.iter().any(|n| n.value["kind"] == "Namespace" && n.value["metadata"]["name"] == ns)
+            && !docs
+                .iter()
+                .any(|n| n.value["kind"] == "Namespace" && n.value["metadata"]["name"] == ns)
         {
             let _ = env.try_kubectl(&Identity::Admin, &["create", "namespace", ns]);
         }
@@ -109,7 +131,10 @@ fn examples_dry_run(env: &Env) -> Result<(), Failed> {
         if api.contains("fluxcd.io") || api.contains("argoproj.io") {
             continue;
         }
-        let what = format!("{} {}/{}", v["kind"], v["metadata"]["namespace"], v["metadata"]["name"]);
+        let what = format!(
+            "{} {}/{}",
+            v["kind"], v["metadata"]["namespace"], v["metadata"]["name"]
+        );
         if v["kind"] == "Namespace" {
             // A dry-run namespace does not exist for the objects in it: create it for real.
             env.cp.apply(&Identity::Agent, &v.to_string());
@@ -131,6 +156,8 @@ fn examples_dry_run(env: &Env) -> Result<(), Failed> {
         }
     }
     ensure(admitted >= 5 && denied >= 1, || {
-        format!("{admitted} example objects admitted and {denied} denied: expected the shop app admitted and legacy denied")
+        format!(
+            "{admitted} example objects admitted and {denied} denied: expected the shop app admitted and legacy denied"
+        )
     })
 }

@@ -136,7 +136,8 @@ pub struct Config {
     /// least 1]
     #[arg(long, env = "SEALGATE_WEBHOOK_IO_THREADS")]
     pub io_threads: Option<usize>,
-    /// How often to check the policy directories and the certificate for changes
+    /// How often to check the policy directories and the certificate for changes (and, with
+    /// --self-signed-tls, whether the serving certificate needs renewal)
     #[arg(long, default_value = "10s", value_parser = sealgate_core::duration::parse)]
     pub reload_interval: Duration,
     /// Log format
@@ -394,7 +395,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
             client,
             cfg,
             material.ca_cert,
-            Duration::from_secs(60),
+            config.reload_interval,
             std::future::pending(),
         ));
     }

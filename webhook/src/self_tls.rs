@@ -480,7 +480,11 @@ mod tests {
             secret: "s".into(),
             webhook_config: "w".into(),
             service: "sealgate-webhook".into(),
-            extra_names: vec!["127.0.0.1".into(), "::1".into(), "webhook.example.com".into()],
+            extra_names: vec![
+                "127.0.0.1".into(),
+                "::1".into(),
+                "webhook.example.com".into(),
+            ],
             cert_path: "c".into(),
             key_path: "k".into(),
         };
@@ -499,9 +503,19 @@ mod tests {
     fn san_flag() {
         assert_eq!(parse_san("10.0.0.5").unwrap(), "10.0.0.5");
         assert_eq!(parse_san("fd00::1").unwrap(), "fd00::1");
-        assert_eq!(parse_san("Webhook.Example.com").unwrap(), "webhook.example.com");
+        assert_eq!(
+            parse_san("Webhook.Example.com").unwrap(),
+            "webhook.example.com"
+        );
         assert_eq!(parse_san("*.example.com").unwrap(), "*.example.com");
-        for bad in ["", "a..b", "-a.com", "a b", "http://x", "x".repeat(64).as_str()] {
+        for bad in [
+            "",
+            "a..b",
+            "-a.com",
+            "a b",
+            "http://x",
+            "x".repeat(64).as_str(),
+        ] {
             let e = parse_san(bad).unwrap_err();
             assert!(e.contains("neither an IP address nor a DNS name"), "{e}");
         }
