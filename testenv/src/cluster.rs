@@ -424,16 +424,23 @@ subjects:
             Identity::ServiceAccount(ns, name) => (ns.clone(), name.clone()),
             Identity::Admin | Identity::Human => unreachable!("written at start"),
         };
-        let token = self.kubectl_ok(
-            &Identity::Admin,
-            &["-n", &ns, "create", "token", &name, "--duration=24h"],
-        );
-        let path = self.write_kubeconfig(&format!("sa-{ns}-{name}"), Creds::Token(token.trim()));
+        let token = self.token(&ns, &name);
+        let path = self.write_kubeconfig(&format!("sa-{ns}-{name}"), Creds::Token(&token));
         self.kubeconfigs
             .lock()
             .unwrap()
             .insert(who.clone(), path.clone());
         path
+    }
+
+    /// A TokenRequest token of a service account, valid 24 h.
+    pub fn token(&self, ns: &str, name: &str) -> String {
+        self.kubectl_ok(
+            &Identity::Admin,
+            &["-n", ns, "create", "token", name, "--duration=24h"],
+        )
+        .trim()
+        .to_string()
     }
 
     /// `kubectl` as `who`.

@@ -68,7 +68,7 @@ fn decoded(s: &Value, key: &str) -> Option<String> {
     String::from_utf8(raw).ok()
 }
 
-fn wait_secret(env: &Env, ns: &str, name: &str, want: &str) -> Result<Value, Failed> {
+pub fn wait_secret(env: &Env, ns: &str, name: &str, want: &str) -> Result<Value, Failed> {
     let mut last = None;
     env.wait(
         &format!("Secret {ns}/{name} with the sealed value"),

@@ -14,6 +14,7 @@
 //! Without Go the tier skips, saying what to install; `SEALGATE_REQUIRE_CLUSTER=1` (`.ci/run`)
 //! makes that a failure.
 
+mod bitnami;
 mod controller;
 mod env;
 mod install;
@@ -33,6 +34,7 @@ fn tests() -> Vec<(&'static str, Test)> {
     all.extend(install::TESTS);
     all.extend(controller::TESTS);
     all.extend(webhook::TESTS);
+    all.extend(bitnami::TESTS);
     all
 }
 
