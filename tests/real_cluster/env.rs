@@ -281,6 +281,15 @@ impl Env {
         self.wait_webhook_serving()
     }
 
+    /// Replace the shared webhook by one with `extra` flags, until [`Env::stop_webhook`] (after
+    /// which [`Env::webhook`] starts the plain one again).
+    pub fn replace_webhook(&self, extra: &[&str]) -> Result<(), Failed> {
+        self.installed()?;
+        self.stop_webhook();
+        *self.webhook.lock().unwrap() = Some(self.spawn_webhook("webhook-custom", extra));
+        self.wait_webhook_serving()
+    }
+
     /// Stop the shared webhook (the next [`Env::webhook`] starts it again).
     pub fn stop_webhook(&self) {
         if let Some(mut c) = self.webhook.lock().unwrap().take() {

@@ -14,10 +14,13 @@
 //! Without Go the tier skips, saying what to install; `SEALGATE_REQUIRE_CLUSTER=1` (`.ci/run`)
 //! makes that a failure.
 
+mod audit;
 mod bitnami;
 mod controller;
 mod env;
 mod install;
+mod inventory;
+mod provenance;
 mod webhook;
 
 use std::sync::Arc;
@@ -34,6 +37,9 @@ fn tests() -> Vec<(&'static str, Test)> {
     all.extend(install::TESTS);
     all.extend(controller::TESTS);
     all.extend(webhook::TESTS);
+    all.extend(inventory::TESTS);
+    all.extend(audit::TESTS);
+    all.extend(provenance::TESTS);
     all.extend(bitnami::TESTS);
     all
 }

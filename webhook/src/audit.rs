@@ -114,8 +114,13 @@ pub async fn run(client: kube::Client, sources: &Sources) -> Result<Report, Audi
     } else {
         let mut inventory = Vec::new();
         for kind in first.sync_kinds() {
-            // Resolved as the webhook's watch resolves it; a failed list is reported below.
-            let ar = crate::inventory::resource(&client, kind).await;
+            // Resolved as the webhook's watch resolves it (a kind the cluster does not serve has
+            // no objects); a failed list is reported below.
+            use crate::inventory::Resolved;
+            let ar = match crate::inventory::resolve(&client, kind).await {
+                Resolved::Served(ar) | Resolved::Guessed(ar, _) => ar,
+                Resolved::NotServed(_) => continue,
+            };
             inventory.extend(list_all(&client, &ar, &mut report.errors).await);
         }
         crate::reload::build(sources, inventory).map_err(AuditError::Bundle)?

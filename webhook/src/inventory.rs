@@ -91,6 +91,15 @@ impl Inventory {
         self.ready.store(false, Ordering::Release);
     }
 
+    /// A kind the cluster does not serve: nothing to wait for.
+    fn not_served(&self, kind: &SyncKind) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(kind);
+        self.touch();
+    }
+
     /// Stop replicating a kind (no longer in the sync configuration).
     fn forget(&self, kind: &SyncKind) {
         self.pending
@@ -182,22 +191,68 @@ impl Tracker {
     }
 }
 
-/// The API resource of a synced kind: from discovery, or guessed from the kind's name (as kube
-/// does) when discovery cannot say.
-pub(crate) async fn resource(client: &kube::Client, kind: &SyncKind) -> ApiResource {
+/// What discovery says of a synced kind.
+pub(crate) enum Resolved {
+    /// Served: its resource.
+    Served(ApiResource),
+    /// This cluster does not serve that group, version or kind (the library's sync
+    /// configurations name Ingress in `extensions/v1beta1`, gone since Kubernetes 1.22).
+    NotServed(String),
+    /// Discovery failed otherwise: the resource guessed from the kind's name, as kube does.
+    Guessed(ApiResource, String),
+}
+
+/// The API resource of a synced kind, from discovery.
+pub(crate) async fn resolve(client: &kube::Client, kind: &SyncKind) -> Resolved {
     let gvk = GroupVersionKind::gvk(&kind.group, &kind.version, &kind.kind);
     match kube::discovery::pinned_kind(client, &gvk).await {
-        Ok((ar, _)) => ar,
-        Err(e) => {
-            tracing::debug!(target: "sealgate::inventory", kind = %kind.kind, error = %e, "discovery failed; guessing the resource name");
-            ApiResource::from_gvk(&gvk)
+        Ok((ar, _)) => Resolved::Served(ar),
+        Err(kube::Error::Api(s)) if s.code == 404 => {
+            Resolved::NotServed(format!("{} is not served", gvk.api_version()))
+        }
+        Err(kube::Error::Discovery(kube::error::DiscoveryError::MissingKind(_))) => {
+            Resolved::NotServed(format!("{} has no kind {}", gvk.api_version(), gvk.kind))
+        }
+        Err(e) => Resolved::Guessed(ApiResource::from_gvk(&gvk), e.to_string()),
+    }
+}
+
+/// How often a kind this cluster does not serve is looked up again (a CRD may add it).
+const NOT_SERVED_RECHECK: Duration = Duration::from_secs(60);
+
+/// The resource to watch for `kind`. A kind the cluster does not serve is not waited for (as
+/// Gatekeeper skips it): readiness would otherwise never come, and with it no admission at all,
+/// for a sync configuration copied from the library. It is looked up again now and then.
+async fn served_resource(client: &kube::Client, state: &AppState, kind: &SyncKind) -> ApiResource {
+    let mut warned = false;
+    loop {
+        match resolve(client, kind).await {
+            Resolved::Served(ar) => {
+                if warned {
+                    tracing::info!(target: "sealgate::inventory", kind = %kind.kind, group = %kind.group, version = %kind.version, "the synced kind is served now; replicating it");
+                    state.inventory.expect(kind);
+                }
+                return ar;
+            }
+            Resolved::Guessed(ar, error) => {
+                tracing::debug!(target: "sealgate::inventory", kind = %kind.kind, %error, "discovery failed; guessing the resource name");
+                return ar;
+            }
+            Resolved::NotServed(why) => {
+                if !warned {
+                    tracing::warn!(target: "sealgate::inventory", kind = %kind.kind, group = %kind.group, version = %kind.version, reason = %why, "a synced kind is not served by this cluster; not replicated, looked up again every minute");
+                    state.inventory.not_served(kind);
+                    warned = true;
+                }
+                tokio::time::sleep(NOT_SERVED_RECHECK).await;
+            }
         }
     }
 }
 
 /// Watch one kind for as long as it is synced (errors back off and retry).
 async fn watch_kind(client: kube::Client, state: Arc<AppState>, kind: SyncKind) {
-    let ar = resource(&client, &kind).await;
+    let ar = served_resource(&client, &state, &kind).await;
     let api: Api<DynamicObject> = Api::all_with(client, &ar);
     let mut tracker = Tracker::new(state, kind.clone());
     let mut events = watcher(api, watcher::Config::default())

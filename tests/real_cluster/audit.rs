@@ -1,0 +1,104 @@
+//! `sealgate-webhook audit` against the cluster: objects that predate the webhook are found, and
+//! its `-o policyreport` output is accepted by the API server with the wg-policy CRDs as Kyverno
+//! ships them.
+
+use std::time::Duration;
+
+use libtest_mimic::Failed;
+use sealgate_testenv::Identity;
+
+use crate::Test;
+use crate::env::{Env, ensure, fail};
+
+pub const TESTS: &[(&str, Test)] = &[("audit::policy_reports_are_accepted", policy_reports)];
+
+fn policy_reports(env: &Env) -> Result<(), Failed> {
+    env.webhook()?;
+    for crd in [
+        sealgate_testenv::crds::POLICY_REPORT,
+        sealgate_testenv::crds::CLUSTER_POLICY_REPORT,
+    ] {
+        let text = sealgate_testenv::crds::read(crd).map_err(|e| fail(e.to_string()))?;
+        env.cp.apply(&Identity::Admin, &text);
+    }
+    env.try_kubectl(
+        &Identity::Admin,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/policyreports.wgpolicyk8s.io",
+            "crd/clusterpolicyreports.wgpolicyk8s.io",
+        ],
+    )
+    .map_err(fail)?;
+
+    // A privileged Pod from before the webhook was installed: the configuration is removed, the
+    // Pod created, the configuration restored.
+    let ns = env.cp.namespace("audit", &[]);
+    env.kubectl_ok(
+        &Identity::Admin,
+        &[
+            "delete",
+            "validatingwebhookconfiguration",
+            "sealgate-webhook",
+        ],
+    );
+    let created = env.cp.try_kubectl_stdin(
+        &Identity::Admin,
+        &["apply", "-f", "-"],
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: legacy\n  namespace: {ns}\nspec:\n  containers:\n    - name: app\n      image: nginx:latest\n      securityContext:\n        privileged: true\n"
+        ),
+    );
+    let restored = env.point_webhook_at_loopback();
+    created.map_err(fail)?;
+    restored.map_err(fail)?;
+    env.wait_webhook_serving()?;
+
+    let out = std::process::Command::new(env.bin.join("sealgate-webhook"))
+        .args(["audit", "-o", "policyreport", "--no-builtin", "--policy"])
+        .arg(env.file("deploy/base/webhook/policies"))
+        .env("KUBECONFIG", env.cp.kubeconfig(&Identity::Admin))
+        .output()
+        .map_err(|e| fail(e.to_string()))?;
+    ensure(out.status.success(), || {
+        format!("audit failed: {}", String::from_utf8_lossy(&out.stderr))
+    })?;
+    let reports = String::from_utf8_lossy(&out.stdout).into_owned();
+    ensure(reports.contains("kind: PolicyReport"), || {
+        format!("no PolicyReport in the audit output:\n{reports}")
+    })?;
+    env.cp
+        .try_kubectl_stdin(
+            &Identity::Admin,
+            &["apply", "--server-side", "-f", "-"],
+            &reports,
+        )
+        .map_err(|e| fail(format!("the API server refused the reports: {e}")))?;
+    let mut report = serde_json::Value::Null;
+    env.wait(
+        "the namespace's PolicyReport",
+        Duration::from_secs(10),
+        || {
+            report = env
+                .get_json(&["-n", &ns, "policyreports.wgpolicyk8s.io"])
+                .unwrap_or_default();
+            report["items"].as_array().is_some_and(|i| !i.is_empty())
+        },
+    )?;
+    let results = report["items"][0]["results"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    ensure(
+        results.iter().any(|r| {
+            r["result"] == "fail"
+                && r["rule"]
+                    .as_str()
+                    .is_some_and(|p| p.contains("pod-security"))
+                && r["resources"][0]["name"] == "legacy"
+        }),
+        || format!("the report has no failure for the privileged Pod: {results:?}"),
+    )
+}
