@@ -224,6 +224,16 @@ impl Env {
     /// Start a `sealgate-webhook` as `deploy/` runs it (its policies, self-contained TLS) with
     /// its service account's token, plus `extra` flags; it listens on [`Env::webhook_port`].
     pub fn spawn_webhook(&self, name: &str, extra: &[&str]) -> Component {
+        self.spawn_webhook_from(&self.bin.join("sealgate-webhook"), name, extra)
+    }
+
+    /// [`Env::spawn_webhook`] with another build of the binary.
+    pub fn spawn_webhook_from(
+        &self,
+        binary: &std::path::Path,
+        name: &str,
+        extra: &[&str],
+    ) -> Component {
         let kubeconfig = self.cp.kubeconfig(&self.sa("sealgate-webhook"));
         let certs = self.path(&format!("{name}-certs"));
         std::fs::create_dir_all(&certs).unwrap();
@@ -251,7 +261,7 @@ impl Env {
         args.extend(extra.iter().map(|s| s.to_string()));
         let proc = Proc::spawn(
             name,
-            &self.bin.join("sealgate-webhook"),
+            binary,
             &args,
             &self.path(&format!("{name}.log")),
             &[
@@ -284,10 +294,41 @@ impl Env {
     /// Replace the shared webhook by one with `extra` flags, until [`Env::stop_webhook`] (after
     /// which [`Env::webhook`] starts the plain one again).
     pub fn replace_webhook(&self, extra: &[&str]) -> Result<(), Failed> {
+        self.replace_webhook_from(&self.bin.join("sealgate-webhook"), extra)
+    }
+
+    /// [`Env::replace_webhook`] with another build of the binary.
+    pub fn replace_webhook_from(
+        &self,
+        binary: &std::path::Path,
+        extra: &[&str],
+    ) -> Result<(), Failed> {
         self.installed()?;
         self.stop_webhook();
-        *self.webhook.lock().unwrap() = Some(self.spawn_webhook("webhook-custom", extra));
+        *self.webhook.lock().unwrap() =
+            Some(self.spawn_webhook_from(binary, "webhook-custom", extra));
         self.wait_webhook_serving()
+    }
+
+    /// A binary of this workspace built with the release profile (what users run), for
+    /// measurements: `cargo build --release -p PACKAGE`.
+    pub fn release_binary(&self, package: &str, name: &str) -> Result<PathBuf, Failed> {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--release", "-q", "-p", package])
+            .current_dir(&self.repo)
+            .status()
+            .map_err(|e| fail(e.to_string()))?;
+        if !status.success() {
+            return Err(fail(format!("cargo build --release -p {package} failed")));
+        }
+        // target/debug → target/release
+        let dir = self
+            .bin
+            .parent()
+            .map(|t| t.join("release"))
+            .ok_or_else(|| fail("no target directory"))?;
+        Ok(dir.join(name))
     }
 
     /// Stop the shared webhook (the next [`Env::webhook`] starts it again).

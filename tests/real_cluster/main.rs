@@ -20,6 +20,7 @@ mod controller;
 mod env;
 mod install;
 mod inventory;
+mod latency;
 mod provenance;
 mod webhook;
 
@@ -41,6 +42,7 @@ fn tests() -> Vec<(&'static str, Test)> {
     all.extend(audit::TESTS);
     all.extend(provenance::TESTS);
     all.extend(bitnami::TESTS);
+    all.extend(latency::TESTS);
     all
 }
 
