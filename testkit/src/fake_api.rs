@@ -2,11 +2,16 @@
 //! tower-test pattern, with a handler that answers like the API server instead of a script).
 //!
 //! It stores objects by resource path and records every request (verb, path, query, content type,
-//! body) so tests assert at the HTTP level. Supported: get, list (with `labelSelector` k=v),
-//! create (with `generateName`), server-side apply, merge and strategic merge patches (also on
-//! `/status`), replace with
-//! a resourceVersion check, delete. Watches stay open without events: tests drive reconciles
-//! directly, and a controller run sees the initial list.
+//! body) so tests assert at the HTTP level. Supported: get, list (with `labelSelector` k=v and
+//! `fieldSelector` on `metadata.name`/`metadata.namespace`), create (with `generateName`),
+//! server-side apply, merge and strategic merge patches (also on `/status`), replace with a
+//! resourceVersion check, delete, and discovery of a group version (`GET /apis/GROUP/VERSION`,
+//! `/api/v1`), which, as the real API server, answers 404 for one it does not serve. Watches
+//! stay open without events: tests drive reconciles directly, and a controller run sees the
+//! initial list.
+//!
+//! Where it and the real API server disagree, it is wrong: the real-cluster tier
+//! (`tests/real_cluster`) is the judge.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -161,6 +166,121 @@ fn merge(target: &mut Value, patch: &Value) {
     }
 }
 
+/// The kinds a Kubernetes 1.37 API server with sealgate's CRDs serves, as far as tests meet them:
+/// (group, version, resource, kind, namespaced). Kinds of stored objects are served too.
+const SERVED: &[(&str, &str, &str, &str, bool)] = &[
+    ("", "v1", "pods", "Pod", true),
+    ("", "v1", "services", "Service", true),
+    ("", "v1", "configmaps", "ConfigMap", true),
+    ("", "v1", "secrets", "Secret", true),
+    ("", "v1", "serviceaccounts", "ServiceAccount", true),
+    ("", "v1", "events", "Event", true),
+    ("", "v1", "namespaces", "Namespace", false),
+    ("apps", "v1", "deployments", "Deployment", true),
+    ("apps", "v1", "replicasets", "ReplicaSet", true),
+    ("apps", "v1", "statefulsets", "StatefulSet", true),
+    ("apps", "v1", "daemonsets", "DaemonSet", true),
+    ("batch", "v1", "jobs", "Job", true),
+    ("batch", "v1", "cronjobs", "CronJob", true),
+    ("networking.k8s.io", "v1", "ingresses", "Ingress", true),
+    (
+        "networking.k8s.io",
+        "v1",
+        "networkpolicies",
+        "NetworkPolicy",
+        true,
+    ),
+    ("rbac.authorization.k8s.io", "v1", "roles", "Role", true),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "rolebindings",
+        "RoleBinding",
+        true,
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterroles",
+        "ClusterRole",
+        false,
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterrolebindings",
+        "ClusterRoleBinding",
+        false,
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "v1",
+        "validatingwebhookconfigurations",
+        "ValidatingWebhookConfiguration",
+        false,
+    ),
+    ("coordination.k8s.io", "v1", "leases", "Lease", true),
+    ("events.k8s.io", "v1", "events", "Event", true),
+    (
+        "policy",
+        "v1",
+        "poddisruptionbudgets",
+        "PodDisruptionBudget",
+        true,
+    ),
+    (
+        "autoscaling",
+        "v2",
+        "horizontalpodautoscalers",
+        "HorizontalPodAutoscaler",
+        true,
+    ),
+    (
+        "sealgate.dev",
+        "v1alpha1",
+        "sealedsecrets",
+        "SealedSecret",
+        true,
+    ),
+    (
+        "sealgate.dev",
+        "v1alpha1",
+        "attestations",
+        "Attestation",
+        false,
+    ),
+    (
+        "bitnami.com",
+        "v1alpha1",
+        "sealedsecrets",
+        "SealedSecret",
+        true,
+    ),
+];
+
+/// `GET /api/v1` or `/apis/GROUP/VERSION`: the group version, if the path is discovery.
+fn discovery_path(path: &str) -> Option<(String, String)> {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match segs.as_slice() {
+        ["api", v] => Some((String::new(), v.to_string())),
+        ["apis", g, v] => Some((g.to_string(), v.to_string())),
+        _ => None,
+    }
+}
+
+/// `fieldSelector` terms on `metadata.name` and `metadata.namespace` (what the real server
+/// supports for every kind).
+fn fields_match(obj: &Value, selector: &str) -> bool {
+    selector.split(',').filter(|s| !s.is_empty()).all(|term| {
+        let term = term.replace("%3D", "=").replace("%2F", "/");
+        match term.split_once('=') {
+            Some(("metadata.name", v)) => obj["metadata"]["name"].as_str() == Some(v),
+            Some(("metadata.namespace", v)) => obj["metadata"]["namespace"].as_str() == Some(v),
+            _ => true,
+        }
+    })
+}
+
 fn labels_match(obj: &Value, selector: &str) -> bool {
     selector.split(',').filter(|s| !s.is_empty()).all(|term| {
         let term = term.replace("%3D", "=").replace("%2F", "/");
@@ -298,10 +418,98 @@ impl FakeApi {
             // A watch with nothing to report: stays open until the client goes away.
             std::future::pending::<()>().await;
         }
+        if method == "GET"
+            && let Some((group, version)) = discovery_path(&path)
+        {
+            return self.discovery(&group, &version);
+        }
         let Some(t) = parse_path(&path) else {
             return status_error(404, "NotFound", "unknown path");
         };
+        // A list of a kind the server does not serve is a 404, as on the real server.
+        if method == "GET" && t.name.is_none() && !self.serves(&path) {
+            return status_error(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            );
+        }
         self.serve(&method, &query, &content_type, t, body)
+    }
+
+    /// Whether a collection path (`/apis/G/V/[namespaces/NS/]RESOURCE`) names a served resource.
+    fn serves(&self, path: &str) -> bool {
+        let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let (group, version, rest) = match segs.as_slice() {
+            ["api", v, rest @ ..] => ("", *v, rest),
+            ["apis", g, v, rest @ ..] => (*g, *v, rest),
+            _ => return false,
+        };
+        let resource = match rest {
+            ["namespaces", _, r, ..] | [r, ..] => *r,
+            _ => return false,
+        };
+        SERVED
+            .iter()
+            .any(|(g, v, r, ..)| *g == group && *v == version && *r == resource)
+            || self.state.lock().unwrap().objects.keys().any(|c| {
+                c.starts_with(&format!("/{}", segs[..segs.len() - rest.len()].join("/")))
+                    && c.ends_with(&format!("/{resource}"))
+            })
+    }
+
+    /// An APIResourceList of the group version: the built-in table and the kinds of stored
+    /// objects; 404 when neither has it.
+    fn discovery(&self, group: &str, version: &str) -> Response<Full<Bytes>> {
+        let prefix = if group.is_empty() {
+            format!("/api/{version}/")
+        } else {
+            format!("/apis/{group}/{version}/")
+        };
+        let mut resources: BTreeMap<String, (String, bool)> = SERVED
+            .iter()
+            .filter(|(g, v, ..)| *g == group && *v == version)
+            .map(|(_, _, r, k, ns)| (r.to_string(), (k.to_string(), *ns)))
+            .collect();
+        let s = self.state.lock().unwrap();
+        for (collection, objects) in &s.objects {
+            let Some(rest) = collection.strip_prefix(&prefix) else {
+                continue;
+            };
+            let (resource, namespaced) = match rest.split('/').collect::<Vec<_>>().as_slice() {
+                ["namespaces", _, r] => (r.to_string(), true),
+                [r] => (r.to_string(), false),
+                _ => continue,
+            };
+            if let Some(kind) = objects.values().find_map(|o| o["kind"].as_str()) {
+                resources
+                    .entry(resource)
+                    .or_insert((kind.to_string(), namespaced));
+            }
+        }
+        if resources.is_empty() {
+            return status_error(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            );
+        }
+        let group_version = if group.is_empty() {
+            version.to_string()
+        } else {
+            format!("{group}/{version}")
+        };
+        let list: Vec<Value> = resources
+            .into_iter()
+            .map(|(name, (kind, namespaced))| {
+                json!({"name": name, "singularName": "", "namespaced": namespaced, "kind": kind,
+                       "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]})
+            })
+            .collect();
+        respond(
+            StatusCode::OK,
+            &json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": list}),
+        )
     }
 
     fn serve(
@@ -316,6 +524,7 @@ impl FakeApi {
         match (method, t.name.as_deref()) {
             ("GET", None) => {
                 let selector = query_param(query, "labelSelector").unwrap_or("");
+                let fields = query_param(query, "fieldSelector").unwrap_or("");
                 let items: Vec<Value> = s
                     .objects
                     .iter()
@@ -327,7 +536,7 @@ impl FakeApi {
                         None => **c == t.collection,
                     })
                     .flat_map(|(_, m)| m.values())
-                    .filter(|o| labels_match(o, selector))
+                    .filter(|o| labels_match(o, selector) && fields_match(o, fields))
                     .cloned()
                     .collect();
                 let rv = s.resource_version.to_string();

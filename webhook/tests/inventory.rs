@@ -263,3 +263,64 @@ async fn watch_events_keep_the_inventory_current() {
     t.apply(watcher::Event::InitDone);
     assert_eq!(state.inventory.len(), 1);
 }
+
+/// A sync configuration that names a kind the cluster does not serve (the library's names
+/// Ingress in extensions/v1beta1, gone since Kubernetes 1.22): it is not waited for, so the
+/// webhook becomes ready once the served kinds are listed. Found by the real-cluster tier, where
+/// /readyz answered 503 forever.
+#[tokio::test]
+async fn a_kind_the_cluster_does_not_serve_is_not_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = POLICY.replace(
+        "      - {group: networking.k8s.io, version: v1, kind: Ingress}",
+        "      - {group: extensions, version: v1beta1, kind: Ingress}\n      - {group: networking.k8s.io, version: v1, kind: Ingress}",
+    );
+    std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
+    let sources = Sources {
+        builtin: false,
+        policies: vec![dir.path().to_path_buf()],
+        ..Sources::default()
+    };
+    let bundle = reload::build(&sources, Vec::new()).unwrap();
+    assert_eq!(bundle.sync_kinds().len(), 2);
+    let state = AppState::new(bundle, Default::default(), EvalConfig::default()).unwrap();
+    let api = FakeApi::new();
+    api.insert(
+        "/apis/networking.k8s.io/v1/namespaces/shop/ingresses",
+        ingress("shop", "web", "shop.example.com"),
+    );
+    let task = tokio::spawn(inventory::run(
+        api.client(),
+        state.clone(),
+        sources,
+        Duration::from_millis(10),
+    ));
+    // Ready with the served kind's objects (the inventory starts out ready, before any watch).
+    let mut ready = false;
+    for _ in 0..500 {
+        let (code, body) = readyz(&state).await;
+        if code == 200 && body["inventoryObjects"] == 1 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, body) = readyz(&state).await;
+    assert!(ready, "never ready: {body}");
+    assert_eq!(body["inventoryObjects"], 1, "{body}");
+    // The unserved kind was looked up (discovery), never listed.
+    let requests = api.take_requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.line() == "GET /apis/extensions/v1beta1"),
+        "{requests:?}"
+    );
+    assert!(
+        !requests
+            .iter()
+            .any(|r| r.path.starts_with("/apis/extensions/v1beta1/")),
+        "{requests:?}"
+    );
+    task.abort();
+}
