@@ -98,8 +98,9 @@ pub(crate) fn go_version() -> Result<String, Unavailable> {
         .map_err(|_| {
             Unavailable(
                 "the real-cluster tier needs Go 1.26 or newer to build kube-apiserver, \
-                 kube-controller-manager and etcd from their modules: install it \
-                 (https://go.dev/doc/install, or Debian's golang package) and put `go` on PATH"
+                 kube-controller-manager and etcd from their modules: install it from \
+                 https://go.dev/doc/install (Debian 12's golang package is too old) and put \
+                 `go` on PATH"
                     .into(),
             )
         })?;

@@ -21,15 +21,16 @@ pub const TESTS: &[(&str, Test)] = &[
         unseals_client_side_apply,
     ),
     (
-        "controller::update_follows_and_delete_collects",
-        update_and_delete,
-    ),
-    (
         "controller::unowned_secret_is_never_overwritten",
         unowned_secret,
     ),
     ("controller::key_renewal_keeps_old_values", key_renewal),
     ("controller::leader_fails_over", leader_fails_over),
+    // After the others: the garbage collector learns a new CRD at its discovery refresh (30 s).
+    (
+        "controller::update_follows_and_delete_collects",
+        update_and_delete,
+    ),
     (
         "controller::unseal_latency_and_restart_at_scale",
         latency_and_restart,

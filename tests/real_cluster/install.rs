@@ -98,13 +98,44 @@ fn network_policy_overlay(env: &Env) -> Result<(), Failed> {
     Ok(())
 }
 
-/// Every example manifest whose kinds this cluster serves (Flux's and Argo CD's CRDs are not
-/// installed) passes `kubectl apply --server-side --dry-run=server` as the agent applies it:
-/// schemas, defaulting, our CRDs' own schema. The API server validates an object before it calls
-/// validating webhooks, so a denial by ours means the object itself was valid; `shop` (the
-/// compliant app) must be admitted whole, `legacy` (the broken one) denied by policy only.
+/// The CRDs of the GitOps agents the examples configure, from their own modules.
+fn install_gitops_crds(env: &Env) -> Result<(), Failed> {
+    use sealgate_testenv::crds;
+    for crd in [
+        crds::FLUX_GIT_REPOSITORY,
+        crds::FLUX_KUSTOMIZATION,
+        crds::ARGO_APPLICATION,
+    ] {
+        let text = crds::read(crd).map_err(|e| fail(e.to_string()))?;
+        env.cp.apply(&Identity::Admin, &text);
+    }
+    env.try_kubectl(
+        &Identity::Admin,
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/gitrepositories.source.toolkit.fluxcd.io",
+            "crd/kustomizations.kustomize.toolkit.fluxcd.io",
+            "crd/applications.argoproj.io",
+        ],
+    )
+    .map_err(fail)?;
+    Ok(())
+}
+
+/// Every example manifest passes `kubectl apply --server-side --dry-run=server` as the agent
+/// applies it: schemas (Flux's and Argo CD's CRDs installed from their modules), defaulting, our
+/// CRDs' own schema. The API server validates an object before it calls validating webhooks, so a
+/// denial by ours means the object itself was valid: `shop` (the compliant app) and the Flux
+/// configuration must be admitted whole, `legacy` (the broken app) is denied by policy only.
+/// Constraints (`constraints.gatekeeper.sh`) are left out: Gatekeeper generates their CRDs from
+/// templates, and sealgate reads them without serving them.
 fn examples_dry_run(env: &Env) -> Result<(), Failed> {
     env.webhook()?;
+    install_gitops_crds(env)?;
+    // (examples/gitops/infrastructure installs deploy/ from GitHub, checked above, and a
+    // constraint.)
     let rendered = env.kubectl_ok(
         &Identity::Admin,
         &[
@@ -112,8 +143,14 @@ fn examples_dry_run(env: &Env) -> Result<(), Failed> {
             &env.file("examples/gitops/apps").to_string_lossy(),
         ],
     );
-    let docs = sealgate_core::manifest::parse(rendered.as_bytes(), &Default::default())
-        .map_err(|e| fail(format!("kubectl kustomize's output: {e}")))?;
+    let mut docs = sealgate_core::manifest::parse(rendered.as_bytes(), &Default::default())
+        .map_err(|e| fail(format!("kubectl kustomize examples/gitops/apps: {e}")))?;
+    let flux = std::fs::read(env.file("examples/gitops/clusters/prod/flux-system/gotk-sync.yaml"))
+        .map_err(|e| fail(e.to_string()))?;
+    docs.extend(
+        sealgate_core::manifest::parse(&flux, &Default::default())
+            .map_err(|e| fail(e.to_string()))?,
+    );
     // Namespaces the app does not declare exist already, as Flux's targetNamespace expects.
     for d in &docs {
         if let Some(ns) = d.value["metadata"]["namespace"].as_str()
@@ -124,22 +161,24 @@ fn examples_dry_run(env: &Env) -> Result<(), Failed> {
             let _ = env.try_kubectl(&Identity::Admin, &["create", "namespace", ns]);
         }
     }
-    let (mut admitted, mut denied) = (0, 0);
+    let (mut admitted, mut denied, mut kinds) = (0, 0, std::collections::BTreeSet::new());
     for d in docs {
         let v = &d.value;
         let api = v["apiVersion"].as_str().unwrap_or_default();
-        if api.contains("fluxcd.io") || api.contains("argoproj.io") {
+        if api.starts_with("constraints.gatekeeper.sh/") {
             continue;
         }
         let what = format!(
             "{} {}/{}",
             v["kind"], v["metadata"]["namespace"], v["metadata"]["name"]
         );
+        kinds.insert(v["kind"].as_str().unwrap_or_default().to_string());
         if v["kind"] == "Namespace" {
             // A dry-run namespace does not exist for the objects in it: create it for real.
             env.cp.apply(&Identity::Agent, &v.to_string());
             continue;
         }
+        let legacy = v["metadata"]["namespace"] == "legacy" || v["metadata"]["name"] == "legacy";
         match env.cp.try_kubectl_stdin(
             &Identity::Agent,
             &["apply", "--server-side", "--dry-run=server", "-f", "-"],
@@ -147,17 +186,28 @@ fn examples_dry_run(env: &Env) -> Result<(), Failed> {
         ) {
             Ok(_) => admitted += 1,
             Err(e) if e.contains("admission webhook \"validate.sealgate.dev\" denied") => {
-                ensure(v["metadata"]["namespace"] == "legacy", || {
-                    format!("{what} of the compliant app was denied: {e}")
+                ensure(legacy, || {
+                    format!("{what} of a compliant example was denied: {e}")
                 })?;
                 denied += 1;
             }
             Err(e) => return Err(fail(format!("{what} was refused by the API server: {e}"))),
         }
     }
-    ensure(admitted >= 5 && denied >= 1, || {
+    for kind in [
+        "SealedSecret",
+        "Deployment",
+        "GitRepository",
+        "Kustomization",
+        "Application",
+    ] {
+        ensure(kinds.contains(kind), || {
+            format!("no {kind} among the examples checked: {kinds:?}")
+        })?;
+    }
+    ensure(admitted >= 8 && denied >= 1, || {
         format!(
-            "{admitted} example objects admitted and {denied} denied: expected the shop app admitted and legacy denied"
+            "{admitted} example objects admitted and {denied} denied: expected the compliant ones admitted and legacy denied"
         )
     })
 }
