@@ -27,10 +27,15 @@ fn unique_ingress_host(env: &Env) -> Result<(), Failed> {
         .repo
         .join("../shared/corpora/gatekeeper-library/library/general/uniqueingresshost");
     if !library.exists() {
-        return Err(fail(format!(
-            "the Gatekeeper library corpus is not at {} (see its SOURCE.md)",
+        let why = format!(
+            "the Gatekeeper library corpus is not at {}: git clone https://github.com/open-policy-agent/gatekeeper-library there and check out 5c441fb645f257b2c428fe9aea22da24a94b5bab (see SOURCE.md)",
             library.display()
-        )));
+        );
+        if sealgate_testenv::required() {
+            return Err(fail(why));
+        }
+        eprintln!("SKIPPED: {why}");
+        return Ok(());
     }
     // The library's files as they are: template, constraint, and its sync configuration (which
     // also names Ingress versions this API server no longer serves).
