@@ -609,3 +609,36 @@ fn a_closed_stdout_is_a_quiet_exit() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A `v1 List` (what `kubectl get secret -o yaml` writes, e.g. a key backup) and a `SecretList`
+/// are linted as their items, each at its own line: a plain Secret or a privileged Deployment in
+/// one fails as it does on its own (both passed as one unknown object before).
+#[test]
+fn lists_are_linted_as_their_items() {
+    let list = b"apiVersion: v1\nkind: List\nitems:\n  - apiVersion: v1\n    kind: Secret\n    metadata:\n      name: db\n      namespace: shop\n    data:\n      password: aHVudGVyMg==\n  - apiVersion: apps/v1\n    kind: Deployment\n    metadata:\n      name: web\n      namespace: shop\n    spec:\n      template:\n        spec:\n          containers:\n            - name: web\n              image: registry.example.com/web:1.0\n              securityContext:\n                privileged: true\nmetadata:\n  resourceVersion: \"\"\n";
+    let json = br#"{"apiVersion": "v1", "kind": "SecretList", "metadata": {},
+  "items": [
+    {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "api", "namespace": "shop"},
+     "stringData": {"token": "x"}}
+  ]}
+"#;
+    let dir = tmp_repo(&[("backup.yaml", list), ("secrets.json", json)]);
+    let a = sealgate()
+        .arg("lint")
+        .arg(dir.path())
+        .assert()
+        .code(1);
+    let out = stdout(&a);
+    // At the offending field's line, inside the list.
+    assert!(out.contains("backup.yaml:9: deny   SealgateNoPlaintextSecrets/no-plaintext-secrets"), "{out}");
+    assert!(out.contains("backup.yaml:23: deny   SealgatePodSecurityRestricted/pod-security-restricted: container \"web\" is privileged (Deployment shop/web)"), "{out}");
+    assert!(out.contains("secrets.json:") && out.contains("(Secret shop/api)"), "{out}");
+    assert!(out.ends_with("0 passed, 3 failed\n"), "{out}");
+    // The same through stdin.
+    let a = sealgate()
+        .args(["lint", "-"])
+        .write_stdin(&list[..])
+        .assert()
+        .code(1);
+    assert!(stdout(&a).ends_with("0 passed, 2 failed\n"));
+}

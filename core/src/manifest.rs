@@ -242,6 +242,64 @@ fn json_reason(e: &serde_json::Error) -> String {
     s
 }
 
+/// Whether `v` is a list of objects, as `kubectl get -o yaml` and the API server write them:
+/// `kind: List`, or a `…List` kind (`SecretList`, `DeploymentList`) with an `items` array and no
+/// `spec` (a custom resource whose kind happens to end in "List" has one).
+pub fn is_list(v: &Value) -> bool {
+    let Some(kind) = v.get("kind").and_then(Value::as_str) else {
+        return false;
+    };
+    let items = v.get("items").is_some_and(Value::is_array);
+    kind == "List" || (kind.ends_with("List") && items && v.get("spec").is_none())
+}
+
+/// One object of a document: the document itself, or an item of a list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    /// The object.
+    pub value: Value,
+    /// 1-based line where the object starts.
+    pub line: usize,
+    /// Where the object sits in its document: empty for the document itself, `["items", "N"]`
+    /// for a list's item (prefix a field path with it to find the field's line).
+    pub path: Vec<String>,
+}
+
+/// The objects of a document: itself, or, for a list ([`is_list`]), each item with its own line
+/// (found in `text`, the document's source, when it is given and parses).
+pub fn items(doc: Document, text: Option<&str>, next_line: Option<usize>) -> Vec<Item> {
+    if !is_list(&doc.value) {
+        return vec![Item {
+            value: doc.value,
+            line: doc.line,
+            path: Vec::new(),
+        }];
+    }
+    let Value::Object(mut list) = doc.value else {
+        return Vec::new();
+    };
+    let Some(Value::Array(objects)) = list.remove("items") else {
+        return Vec::new();
+    };
+    let positions = text.and_then(|t| {
+        Positions::of_document(t, doc.line, next_line)
+            .map(|p| (p, 1))
+            .or_else(|| Positions::parse(t).map(|p| (p, doc.index)))
+    });
+    objects
+        .into_iter()
+        .enumerate()
+        .map(|(i, value)| {
+            let path = vec!["items".to_string(), i.to_string()];
+            let line = positions
+                .as_ref()
+                .and_then(|(p, index)| p.line(*index, &path))
+                .unwrap_or(doc.line);
+            Item { value, line, path }
+        })
+        .collect()
+}
+
 /// Line numbers of every node of a YAML/JSON text, for reporting the line of a field.
 pub struct Positions {
     /// (line offset, document) per document; the offset is non-zero in a JSON stream.
@@ -552,6 +610,35 @@ mod tests {
             Err(ManifestError::NotUtf8(3))
         );
         assert!(p("").unwrap().is_empty());
+    }
+
+    /// `kubectl get secret -o yaml` writes a `v1 List`; the API server's own lists are `…List`
+    /// kinds. Each item is an object with its own line; other documents are themselves.
+    #[test]
+    fn lists_are_their_items() {
+        let text = "apiVersion: v1\nkind: List\nitems:\n  - apiVersion: v1\n    kind: Secret\n    metadata: {name: a}\n  - apiVersion: apps/v1\n    kind: Deployment\n    metadata: {name: b}\nmetadata:\n  resourceVersion: \"\"\n---\nkind: ConfigMap\n";
+        let docs = parse(text.as_bytes(), &Limits::default()).unwrap();
+        let next = docs.get(1).map(|d| d.line);
+        let mut it = docs.into_iter();
+        let list = items(it.next().unwrap(), Some(text), next);
+        assert_eq!(list.len(), 2);
+        assert_eq!((list[0].value["kind"].as_str(), list[0].line), (Some("Secret"), 4));
+        assert_eq!((list[1].value["kind"].as_str(), list[1].line), (Some("Deployment"), 7));
+        assert_eq!(list[1].path, ["items", "1"]);
+        let cm = items(it.next().unwrap(), Some(text), None);
+        assert_eq!((cm.len(), cm[0].line, cm[0].path.len()), (1, 13, 0));
+
+        let json = "{\"apiVersion\": \"v1\", \"kind\": \"SecretList\",\n \"items\": [\n  {\"kind\": \"Secret\"}]}\n";
+        let doc = parse(json.as_bytes(), &Limits::default()).unwrap().remove(0);
+        let secrets = items(doc, Some(json), None);
+        assert_eq!((secrets.len(), secrets[0].line), (1, 3));
+        // A custom resource whose kind ends in "List" is an object, and so is an empty List's
+        // absence of items.
+        let crd = serde_json::json!({"kind": "IPAllowList", "spec": {"items": []}, "items": []});
+        assert!(!is_list(&crd));
+        assert!(is_list(&serde_json::json!({"kind": "List"})));
+        let empty = Document { index: 1, line: 1, value: serde_json::json!({"kind": "List", "items": []}) };
+        assert!(items(empty, None, None).is_empty());
     }
 
     #[test]

@@ -230,13 +230,17 @@ pub fn lint_files(
                 p.docs
                     .iter()
                     .flatten()
-                    .filter(|d| {
+                    .flat_map(|d| match d.value.get("items").and_then(Value::as_array) {
+                        Some(items) if manifest::is_list(&d.value) => items.iter().collect(),
+                        _ => vec![&d.value],
+                    })
+                    .filter(|v| {
                         matches!(
-                            d.value.get("kind").and_then(Value::as_str),
+                            v.get("kind").and_then(Value::as_str),
                             Some("Namespace" | "CustomResourceDefinition")
                         )
                     })
-                    .map(|d| d.value.clone())
+                    .cloned()
                     .collect::<Vec<_>>(),
             ),
             _ => None,
@@ -283,61 +287,71 @@ fn lint_parsed(
     let next_lines: Vec<Option<usize>> = (0..docs.len())
         .map(|i| docs.get(i + 1).map(|d| d.line))
         .collect();
-    for (mut doc, next_line) in docs.into_iter().zip(next_lines) {
+    for (doc, next_line) in docs.into_iter().zip(next_lines) {
         let mut positions: Option<Option<(manifest::Positions, usize)>> = None;
-        // Only Kubernetes objects: other YAML (CI configs, Helm values) has no kind.
-        if doc
-            .value
-            .get("kind")
-            .and_then(|k| k.as_str())
-            .is_none_or(str::is_empty)
-        {
-            continue;
-        }
-        let object = sealgate_core::policy::ObjectRef::of(&doc.value);
-        let review = match Review::from_document(std::mem::take(&mut doc.value), point) {
-            Ok(r) => r,
-            Err(e) => {
-                objects.push(ObjectReport::invalid(doc.line, object, &e));
+        let (doc_line, doc_index) = (doc.line, doc.index);
+        // A List (`kubectl get -o yaml`, a key backup) is linted as its items, each at its line:
+        // a plain Secret in one must fail as it does on its own.
+        for item in manifest::items(doc, Some(&p.text), next_line) {
+            // Only Kubernetes objects: other YAML (CI configs, Helm values) has no kind.
+            if item
+                .value
+                .get("kind")
+                .and_then(|k| k.as_str())
+                .is_none_or(str::is_empty)
+            {
                 continue;
             }
-        };
-        let review = review.at(p.name.clone(), doc.line);
-        let evaluation = bundle.evaluate_with_matches(&review, namespaces);
-        let mut findings: Vec<Finding> = evaluation
-            .violations
-            .into_iter()
-            .map(|v| {
-                let line = match &v.path {
-                    Some(path) if !path.is_empty() => positions
-                        .get_or_insert_with(|| {
-                            manifest::Positions::of_document(&p.text, doc.line, next_line)
-                                .map(|pos| (pos, 1))
-                                .or_else(|| {
-                                    manifest::Positions::parse(&p.text).map(|pos| (pos, doc.index))
-                                })
-                        })
-                        .as_ref()
-                        .and_then(|(pos, index)| pos.line(*index, path))
-                        .unwrap_or(doc.line),
-                    _ => doc.line,
-                };
-                Finding { violation: v, line }
-            })
-            .collect();
-        findings.sort_by(|a, b| {
-            (a.line, &a.violation.policy, &a.violation.message).cmp(&(
-                b.line,
-                &b.violation.policy,
-                &b.violation.message,
-            ))
-        });
-        objects.push(ObjectReport {
-            line: doc.line,
-            object: sealgate_core::policy::ObjectRef::of(review.object()),
-            findings,
-            applied: evaluation.applied,
-        });
+            let object = sealgate_core::policy::ObjectRef::of(&item.value);
+            let review = match Review::from_document(item.value, point) {
+                Ok(r) => r,
+                Err(e) => {
+                    objects.push(ObjectReport::invalid(item.line, object, &e));
+                    continue;
+                }
+            };
+            let review = review.at(p.name.clone(), item.line);
+            let evaluation = bundle.evaluate_with_matches(&review, namespaces);
+            let mut findings: Vec<Finding> = evaluation
+                .violations
+                .into_iter()
+                .map(|v| {
+                    let line = match &v.path {
+                        Some(path) if !path.is_empty() => positions
+                            .get_or_insert_with(|| {
+                                manifest::Positions::of_document(&p.text, doc_line, next_line)
+                                    .map(|pos| (pos, 1))
+                                    .or_else(|| {
+                                        manifest::Positions::parse(&p.text)
+                                            .map(|pos| (pos, doc_index))
+                                    })
+                            })
+                            .as_ref()
+                            .and_then(|(pos, index)| {
+                                let full: Vec<String> =
+                                    item.path.iter().chain(path).cloned().collect();
+                                pos.line(*index, &full)
+                            })
+                            .unwrap_or(item.line),
+                        _ => item.line,
+                    };
+                    Finding { violation: v, line }
+                })
+                .collect();
+            findings.sort_by(|a, b| {
+                (a.line, &a.violation.policy, &a.violation.message).cmp(&(
+                    b.line,
+                    &b.violation.policy,
+                    &b.violation.message,
+                ))
+            });
+            objects.push(ObjectReport {
+                line: item.line,
+                object: sealgate_core::policy::ObjectRef::of(review.object()),
+                findings,
+                applied: evaluation.applied,
+            });
+        }
     }
     FileReport {
         file: p.name.clone(),

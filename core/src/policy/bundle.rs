@@ -291,11 +291,11 @@ impl BundleBuilder {
 
     /// Objects for `data.inventory` (and Namespace labels for `namespaceSelector`, and the
     /// scope of the kinds their CustomResourceDefinitions define).
-    /// A `List` (what `kubectl get -o yaml` prints) counts as its items.
+    /// A list (`kind: List` as `kubectl get -o yaml` prints it, or a `…List` kind) counts as
+    /// its items.
     pub fn add_inventory(&mut self, objects: impl IntoIterator<Item = Value>) {
         for mut o in objects {
-            let is_list = o.get("kind").and_then(Value::as_str) == Some("List")
-                && o.get("items").is_some_and(Value::is_array);
+            let is_list = crate::manifest::is_list(&o);
             match o.get_mut("items").filter(|_| is_list).map(Value::take) {
                 Some(Value::Array(items)) => self.inventory.extend(items),
                 _ => self.inventory.push(o),
