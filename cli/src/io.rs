@@ -88,6 +88,28 @@ pub fn parse_docs(input: &Input) -> Result<Vec<Document>> {
     })
 }
 
+/// The objects of parsed documents: each list (`kubectl get -o yaml`) replaced by its items, each
+/// item a document of its own at its line (the list's position in the stream kept as its index).
+pub fn objects(input: &Input, docs: Vec<Document>) -> Vec<Document> {
+    let text = std::str::from_utf8(&input.bytes).ok();
+    let next_lines: Vec<Option<usize>> = (0..docs.len())
+        .map(|i| docs.get(i + 1).map(|d| d.line))
+        .collect();
+    docs.into_iter()
+        .zip(next_lines)
+        .flat_map(|(doc, next)| {
+            let index = doc.index;
+            sealgate_core::manifest::items(doc, text, next)
+                .into_iter()
+                .map(move |item| Document {
+                    index,
+                    line: item.line,
+                    value: item.value,
+                })
+        })
+        .collect()
+}
+
 /// `FILE:LINE (document N, Kind ns/name)`, for messages about one document.
 pub fn at(input: &Input, doc: &Document) -> String {
     let object = match doc.value.get("kind").and_then(Value::as_str) {

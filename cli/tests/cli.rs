@@ -249,6 +249,69 @@ fn stdin_to_stdout_json_and_multi_document() {
     }
 }
 
+/// Lists, as `kubectl get secrets -o yaml` and `kubectl get sealedsecrets -o yaml` print them:
+/// `seal` seals each Secret of a `SecretList`, `validate` checks and `unseal` opens each
+/// SealedSecret of a `v1 List`, each at its own line (a List was one unknown document before:
+/// `validate` said "no SealedSecrets found").
+#[test]
+fn lists_are_their_items_for_seal_validate_and_unseal() {
+    let env = Env::new();
+    env.init();
+    let indent = |doc: &str| {
+        doc.lines()
+            .enumerate()
+            .map(|(i, l)| {
+                if i == 0 {
+                    format!("  - {l}\n")
+                } else {
+                    format!("    {l}\n")
+                }
+            })
+            .collect::<String>()
+    };
+    let second = SECRET.replace("name: db", "name: db2");
+    let secrets = format!(
+        "apiVersion: v1\nkind: SecretList\nitems:\n{}{}",
+        indent(SECRET),
+        indent(&second)
+    );
+    let sealed = stdout(
+        &env.cmd()
+            .arg("seal")
+            .write_stdin(secrets)
+            .assert()
+            .success(),
+    );
+    let docs: Vec<&str> = sealed.split("\n---\n").collect();
+    assert_eq!(docs.len(), 2, "{sealed}");
+    let list = format!(
+        "apiVersion: v1\nkind: List\nmetadata: {{resourceVersion: \"\"}}\nitems:\n{}{}",
+        indent(docs[0].trim_start_matches("---\n")),
+        indent(docs[1])
+    );
+    env.write("backup.yaml", &list);
+    let out = stdout(
+        &env.cmd()
+            .args(["validate", "backup.yaml"])
+            .assert()
+            .success(),
+    );
+    assert!(
+        out.contains("ok    backup.yaml:5 (document 1, SealedSecret shop/db)")
+            && out.contains("SealedSecret shop/db2")
+            && out.ends_with("2 passed, 0 failed\n"),
+        "{out}"
+    );
+    let plain = stdout(
+        &env.cmd()
+            .args(["unseal", "-f", "backup.yaml"])
+            .assert()
+            .success(),
+    );
+    assert_eq!(plain.matches("kind: Secret").count(), 2, "{plain}");
+    assert!(plain.contains("name: db2"), "{plain}");
+}
+
 /// Every bad input: exit 2, a message naming the place, no output file, and no plaintext echoed.
 #[test]
 fn bad_input_is_a_clear_error_with_exit_2_and_no_output_file() {

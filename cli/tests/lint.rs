@@ -623,16 +623,18 @@ fn lists_are_linted_as_their_items() {
   ]}
 "#;
     let dir = tmp_repo(&[("backup.yaml", list), ("secrets.json", json)]);
-    let a = sealgate()
-        .arg("lint")
-        .arg(dir.path())
-        .assert()
-        .code(1);
+    let a = sealgate().arg("lint").arg(dir.path()).assert().code(1);
     let out = stdout(&a);
     // At the offending field's line, inside the list.
-    assert!(out.contains("backup.yaml:9: deny   SealgateNoPlaintextSecrets/no-plaintext-secrets"), "{out}");
+    assert!(
+        out.contains("backup.yaml:9: deny   SealgateNoPlaintextSecrets/no-plaintext-secrets"),
+        "{out}"
+    );
     assert!(out.contains("backup.yaml:23: deny   SealgatePodSecurityRestricted/pod-security-restricted: container \"web\" is privileged (Deployment shop/web)"), "{out}");
-    assert!(out.contains("secrets.json:") && out.contains("(Secret shop/api)"), "{out}");
+    assert!(
+        out.contains("secrets.json:") && out.contains("(Secret shop/api)"),
+        "{out}"
+    );
     assert!(out.ends_with("0 passed, 3 failed\n"), "{out}");
     // The same through stdin.
     let a = sealgate()

@@ -622,14 +622,22 @@ mod tests {
         let mut it = docs.into_iter();
         let list = items(it.next().unwrap(), Some(text), next);
         assert_eq!(list.len(), 2);
-        assert_eq!((list[0].value["kind"].as_str(), list[0].line), (Some("Secret"), 4));
-        assert_eq!((list[1].value["kind"].as_str(), list[1].line), (Some("Deployment"), 7));
+        assert_eq!(
+            (list[0].value["kind"].as_str(), list[0].line),
+            (Some("Secret"), 4)
+        );
+        assert_eq!(
+            (list[1].value["kind"].as_str(), list[1].line),
+            (Some("Deployment"), 7)
+        );
         assert_eq!(list[1].path, ["items", "1"]);
         let cm = items(it.next().unwrap(), Some(text), None);
         assert_eq!((cm.len(), cm[0].line, cm[0].path.len()), (1, 13, 0));
 
         let json = "{\"apiVersion\": \"v1\", \"kind\": \"SecretList\",\n \"items\": [\n  {\"kind\": \"Secret\"}]}\n";
-        let doc = parse(json.as_bytes(), &Limits::default()).unwrap().remove(0);
+        let doc = parse(json.as_bytes(), &Limits::default())
+            .unwrap()
+            .remove(0);
         let secrets = items(doc, Some(json), None);
         assert_eq!((secrets.len(), secrets[0].line), (1, 3));
         // A custom resource whose kind ends in "List" is an object, and so is an empty List's
@@ -637,7 +645,11 @@ mod tests {
         let crd = serde_json::json!({"kind": "IPAllowList", "spec": {"items": []}, "items": []});
         assert!(!is_list(&crd));
         assert!(is_list(&serde_json::json!({"kind": "List"})));
-        let empty = Document { index: 1, line: 1, value: serde_json::json!({"kind": "List", "items": []}) };
+        let empty = Document {
+            index: 1,
+            line: 1,
+            value: serde_json::json!({"kind": "List", "items": []}),
+        };
         assert!(items(empty, None, None).is_empty());
     }
 

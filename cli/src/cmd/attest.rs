@@ -247,7 +247,7 @@ pub fn verify(args: &VerifyAttestationArgs) -> Result<ExitCode> {
 /// The objects of a document: itself, or the items of a `List` (`kubectl get -o yaml`).
 fn objects_in(v: Value) -> Vec<Value> {
     match v.get("kind").and_then(Value::as_str) {
-        Some(k) if k.ends_with("List") => match v {
+        Some(_) if sealgate_core::manifest::is_list(&v) => match v {
             Value::Object(mut m) => match m.remove("items") {
                 Some(Value::Array(items)) => items,
                 _ => Vec::new(),

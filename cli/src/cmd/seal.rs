@@ -38,7 +38,8 @@ pub fn run(store_dir: Option<&Path>, args: &SealArgs) -> Result<ExitCode> {
         return raw(args, &target, format);
     }
     let input = io::read_input(args.file.as_deref(), "a Secret")?;
-    let docs = io::parse_docs(&input)?;
+    // A List (`kubectl get secrets -o yaml`) is its items: each Secret is sealed.
+    let docs = io::objects(&input, io::parse_docs(&input)?);
     if docs.is_empty() {
         bail!(
             "no Secrets found in {}: expected v1 Secrets as YAML or JSON (UTF-8)",

@@ -14,7 +14,8 @@ use crate::io;
 pub fn run(store_dir: Option<&Path>, args: &UnsealArgs) -> Result<ExitCode> {
     let ring = io::load_ring(store_dir, &args.private)?;
     let input = io::read_input(args.file.as_deref(), "a SealedSecret")?;
-    let docs = io::parse_docs(&input)?;
+    // A List (`kubectl get sealedsecrets -o yaml`) is its items.
+    let docs = io::objects(&input, io::parse_docs(&input)?);
     let mut secrets = Vec::new();
     let (mut failed, mut objects) = (0, 0);
     for doc in &docs {

@@ -57,8 +57,9 @@ pub fn run(store_dir: Option<&Path>, args: &ValidateArgs) -> Result<ExitCode> {
                 continue;
             }
         };
+        // SealedSecrets in a List (`kubectl get sealedsecrets -o yaml`) are each validated.
         let docs = match io::parse_docs(&input) {
-            Ok(d) => d,
+            Ok(d) => io::objects(&input, d),
             Err(e) => {
                 unreadable += 1;
                 outln!("FAIL  {e:#}")?;
