@@ -462,6 +462,10 @@ pub struct LintArgs {
     /// Exit 1 on warn violations too
     #[arg(long)]
     pub fail_on_warn: bool,
+    /// Lint with a bundle that has no constraint and no conftest rule (every object passes);
+    /// without it, such a bundle is an error (exit 2), as conftest's "no policies found"
+    #[arg(long)]
+    pub allow_empty_bundle: bool,
     /// Worker threads [default: all cores]
     #[arg(short = 'j', long, value_name = "N")]
     pub jobs: Option<usize>,

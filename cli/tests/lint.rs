@@ -298,10 +298,28 @@ fn own_policies_conftest_and_overriding_a_builtin_constraint() {
         .arg(&file)
         .assert()
         .code(1);
-    // Only the user's policies.
+    // No policies at all is no check: an error (exit 2), as conftest's "no policies found",
+    // unless asked for (it passed with "1 passed" before).
     sealgate()
         .arg("lint")
         .arg("--no-builtin")
+        .arg(&file)
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(contains(
+            "no policies: the bundle has no constraint and no conftest rule",
+        ));
+    // A -p that points at manifests, not policies, is no check either.
+    sealgate()
+        .args(["lint", "--no-builtin", "-p"])
+        .arg(&file)
+        .arg(&file)
+        .assert()
+        .code(2)
+        .stderr(contains("loaded from -p"));
+    sealgate()
+        .args(["lint", "--no-builtin", "--allow-empty-bundle"])
         .arg(&file)
         .assert()
         .success()

@@ -15,6 +15,19 @@ use crate::report::{self, FileReport, Finding, ObjectReport, ParseError};
 
 pub fn run(args: &LintArgs) -> Result<ExitCode> {
     let bundle = build_bundle(&args.bundle)?;
+    if bundle.is_empty() && !args.allow_empty_bundle {
+        // A lint that checks nothing passes everything: CI would go green by accident.
+        anyhow::bail!(
+            "no policies: the bundle has no constraint and no conftest rule, so every object would pass ({}). \
+             Point -p at ConstraintTemplates and Constraints or Rego modules{}, or pass --allow-empty-bundle",
+            describe_sources(&args.bundle),
+            if args.bundle.no_builtin {
+                ", drop --no-builtin"
+            } else {
+                ""
+            }
+        );
+    }
     let paths = if args.paths.is_empty() {
         vec![PathBuf::from(".")]
     } else {
@@ -48,6 +61,22 @@ pub fn run(args: &LintArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The bundle's sources in words, for messages.
+fn describe_sources(args: &BundleArgs) -> String {
+    let mut parts = Vec::new();
+    if !args.no_builtin {
+        parts.push("the built-in policies".to_string());
+    }
+    for p in &args.policies {
+        parts.push(format!("-p {}", p.display()));
+    }
+    if parts.is_empty() {
+        "--no-builtin and no -p".to_string()
+    } else {
+        format!("loaded from {}", parts.join(", "))
+    }
 }
 
 /// Where the bundle comes from, as the webhook describes it too.

@@ -60,6 +60,16 @@ impl Bundle {
         &self.constraints
     }
 
+    /// The conftest rules (`deny`, `warn`, `violation`, suffixed or not) that will run.
+    pub fn conftest_rules(&self) -> usize {
+        self.conftest.as_ref().map_or(0, |c| c.rules.len())
+    }
+
+    /// Whether nothing would be checked: no constraint and no conftest rule.
+    pub fn is_empty(&self) -> bool {
+        self.constraints.is_empty() && self.conftest_rules() == 0
+    }
+
     /// The kinds to replicate into `data.inventory` (Gatekeeper `Config` / `SyncSet` documents
     /// among the policies), for the webhook's watch and audit.
     pub fn sync_kinds(&self) -> &[SyncKind] {
