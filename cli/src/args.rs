@@ -444,7 +444,8 @@ pub enum RegoEngine {
 
 #[derive(Debug, Args)]
 pub struct LintArgs {
-    /// Files or directories to check, or - for stdin [default: .]. Directories are searched for *.yaml, *.yml and
+    /// Files or directories to check, or - for stdin [default: stdin when it is a pipe or a
+    /// redirected file, else .]. Directories are searched for *.yaml, *.yml and
     /// *.json, honouring .gitignore and .sealgateignore, skipping hidden entries and Helm chart templates
     #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,

@@ -28,6 +28,28 @@ pub struct Input {
     pub bytes: Zeroizing<Vec<u8>>,
 }
 
+/// Whether stdin carries input: a pipe, a socket or a redirected file, as ripgrep decides (not a
+/// terminal, and not /dev/null or another character device, which CI runners often give).
+pub fn stdin_has_input() -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if std::io::stdin().is_terminal() {
+            return false;
+        }
+        std::fs::metadata("/dev/stdin")
+            .map(|m| {
+                let t = m.file_type();
+                t.is_fifo() || t.is_socket() || t.is_file()
+            })
+            .unwrap_or(false)
+    }
+    #[cfg(not(unix))]
+    {
+        false
+    }
+}
+
 /// Read `-f FILE`, or stdin when `file` is `None` or `-`.
 pub fn read_input(file: Option<&Path>, what: &str) -> Result<Input> {
     match file {

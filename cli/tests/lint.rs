@@ -662,3 +662,47 @@ fn lists_are_linted_as_their_items() {
         .code(1);
     assert!(stdout(&a).ends_with("0 passed, 2 failed\n"));
 }
+
+/// Forgetting the `-`: `kubectl kustomize apps | sealgate lint` reads the pipe, as ripgrep does
+/// (it linted `.` before); with nothing piped in (stdin /dev/null, as CI runners give), it lints
+/// the current directory.
+#[test]
+fn no_path_reads_piped_stdin_else_the_current_directory() {
+    let bad = b"apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: shop}\nstringData: {password: x}\n";
+    let dir = tmp_repo(&[("ok.yaml", CLEAN_CM)]);
+    let piped = sealgate()
+        .arg("lint")
+        .current_dir(dir.path())
+        .write_stdin(&bad[..])
+        .assert()
+        .code(1);
+    let out = stdout(&piped);
+    assert!(
+        out.contains("<stdin>:4: deny") && out.ends_with("0 passed, 1 failed\n"),
+        "{out}"
+    );
+    let cwd = std::process::Command::new(assert_cmd::cargo::cargo_bin("sealgate"))
+        .arg("lint")
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(cwd.status.success());
+    assert_eq!(String::from_utf8_lossy(&cwd.stdout), "1 passed, 0 failed\n");
+    // A pipe with nothing in it (`cat missing.yaml | sealgate lint`) is an error, not a clean
+    // lint of nothing; `-` asks for stdin on purpose.
+    sealgate()
+        .arg("lint")
+        .current_dir(dir.path())
+        .write_stdin("")
+        .assert()
+        .code(2)
+        .stderr(contains("stdin is empty: nothing to lint"));
+    sealgate()
+        .args(["lint", "-"])
+        .current_dir(dir.path())
+        .write_stdin("")
+        .assert()
+        .success()
+        .stdout("0 passed, 0 failed\n");
+}

@@ -28,10 +28,24 @@ pub fn run(args: &LintArgs) -> Result<ExitCode> {
             }
         );
     }
-    let paths = if args.paths.is_empty() {
-        vec![PathBuf::from(".")]
-    } else {
+    // No path: stdin when something is piped in (`kustomize build | sealgate lint`, forgetting
+    // the `-`), as ripgrep does; else the current directory.
+    let paths = if !args.paths.is_empty() {
         args.paths.clone()
+    } else if io::stdin_has_input() {
+        // Implicit stdin that holds nothing is a mistake (`cat missing.yaml | sealgate lint`),
+        // not a clean lint of zero objects.
+        if stdin_bytes()
+            .as_ref()
+            .is_ok_and(|b| b.iter().all(u8::is_ascii_whitespace))
+        {
+            anyhow::bail!(
+                "stdin is empty: nothing to lint (pass the files or directories to lint, or `-` to lint stdin even when empty)"
+            );
+        }
+        vec![PathBuf::from("-")]
+    } else {
+        vec![PathBuf::from(".")]
     };
     let files = io::discover(&paths)?;
     let jobs = args
@@ -124,13 +138,21 @@ struct Source {
     bytes: Result<Vec<u8>, String>,
 }
 
+/// Stdin, read once (the no-path check looks at it before it is linted).
+fn stdin_bytes() -> &'static Result<Vec<u8>, String> {
+    static STDIN: std::sync::OnceLock<Result<Vec<u8>, String>> = std::sync::OnceLock::new();
+    STDIN.get_or_init(|| {
+        io::read_input(None, "manifests")
+            .map(|i| i.bytes.to_vec())
+            .map_err(|e| format!("{e:#}"))
+    })
+}
+
 fn read_file(path: &Path, limits: &Limits) -> Source {
     if path.as_os_str() == "-" {
         return Source {
             name: "<stdin>".to_string(),
-            bytes: io::read_input(None, "manifests")
-                .map(|i| i.bytes.to_vec())
-                .map_err(|e| format!("{e:#}")),
+            bytes: stdin_bytes().clone(),
         };
     }
     let name = path.display().to_string();
