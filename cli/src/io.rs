@@ -172,8 +172,26 @@ pub fn render(values: &[Value], format: OutputFormat) -> String {
 /// Write to stdout, or atomically to `file` (a crash leaves the old file or the new one).
 pub fn emit(text: &str, file: Option<&Path>, mode: Option<u32>) -> Result<()> {
     match file {
-        Some(p) => sealgate_core::fsutil::write_atomic(p, text.as_bytes(), mode)
-            .with_context(|| format!("cannot write {}", p.display())),
+        Some(p) => {
+            // `-w reports/lint.sarif`, `--attest attestations/apps.yaml`: make the folder, as
+            // `sealgate man DIR` does. Private output (mode 0600) gets a private folder.
+            if let Some(dir) = p
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+            {
+                let mut b = std::fs::DirBuilder::new();
+                b.recursive(true);
+                #[cfg(unix)]
+                if mode.is_some_and(|m| m & 0o077 == 0) {
+                    use std::os::unix::fs::DirBuilderExt;
+                    b.mode(0o700);
+                }
+                b.create(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            sealgate_core::fsutil::write_atomic(p, text.as_bytes(), mode)
+                .with_context(|| format!("cannot write {}", p.display()))
+        }
         None => {
             use std::io::Write;
             let mut out = std::io::stdout().lock();

@@ -166,3 +166,70 @@ fn a_failing_lint_is_not_attested() {
         .code(2)
         .stderr(contains("set COSIGN_PASSWORD"));
 }
+
+/// `--attest attestations/apps.yaml` and `-w reports/lint.sarif` into folders that do not exist
+/// yet: they are made (exit 2, "No such file or directory", after the lint passed, before).
+#[test]
+fn output_folders_are_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    sealgate(d).args(["attest", "keygen"]).assert().success();
+    write(d, "deploy.yaml", DEPLOYMENT);
+    lint_attest(
+        d,
+        "deploy.yaml",
+        "attestations/apps.yaml",
+        "https://git.example.com/apps",
+    )
+    .args(["-o", "sarif", "-w", "reports/ci/lint.sarif"])
+    .assert()
+    .success();
+    assert!(d.join("attestations/apps.yaml").is_file());
+    assert!(d.join("reports/ci/lint.sarif").is_file());
+    // Private output gets a private folder.
+    write(
+        d,
+        "secret.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: shop}\nstringData: {password: x}\n",
+    );
+    let keys = d.join("keys");
+    sealgate(d)
+        .args(["keys", "init", "--key-size", "2048", "--keys"])
+        .arg(&keys)
+        .assert()
+        .success();
+    sealgate(d)
+        .args([
+            "seal",
+            "-f",
+            "secret.yaml",
+            "-w",
+            "sealed/db.yaml",
+            "--keys",
+        ])
+        .arg(&keys)
+        .assert()
+        .success();
+    sealgate(d)
+        .args([
+            "unseal",
+            "-f",
+            "sealed/db.yaml",
+            "-w",
+            "plain/db.yaml",
+            "--keys",
+        ])
+        .arg(&keys)
+        .assert()
+        .success();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(d.join("plain"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o700, "a folder made for plaintext is private");
+    }
+}
