@@ -434,6 +434,17 @@ pub struct BundleArgs {
     /// a VM gap)
     #[arg(long, value_enum, default_value_t = RegoEngine::Vm, env = "SEALGATE_REGO_ENGINE")]
     pub rego_engine: RegoEngine,
+    /// conftest modules: run the deny/warn/violation rules of this Rego package (repeatable;
+    /// conftest's --namespace) [default: main]
+    #[arg(
+        long = "namespace",
+        value_name = "PACKAGE",
+        conflicts_with = "all_namespaces"
+    )]
+    pub conftest_namespaces: Vec<String>,
+    /// conftest modules: run the rules of every package (conftest's --all-namespaces)
+    #[arg(long)]
+    pub all_namespaces: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

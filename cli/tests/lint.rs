@@ -706,3 +706,48 @@ fn no_path_reads_piped_stdin_else_the_current_directory() {
         .success()
         .stdout("0 passed, 0 failed\n");
 }
+
+/// conftest's namespaces: a module in `package kubernetes.deployments` runs with `--namespace
+/// kubernetes.deployments` or `--all-namespaces`; by default (package `main`, as conftest) it
+/// does not, and a warning names it (it was ignored silently before).
+#[test]
+fn conftest_namespaces() {
+    let dir = tmp_repo(&[
+        (
+            "policy/deployments.rego",
+            b"package kubernetes.deployments\n\nimport rego.v1\n\ndeny contains msg if {\n  input.kind == \"Deployment\"\n  not input.spec.replicas\n  msg := \"replicas must be set\"\n}\n",
+        ),
+        (
+            "deploy.yaml",
+            b"apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\nspec: {}\n",
+        ),
+    ]);
+    let lint = |extra: &[&str]| {
+        let mut c = sealgate();
+        c.current_dir(dir.path())
+            .args(["lint", "--no-builtin", "-p", "policy", "deploy.yaml"])
+            .args(extra);
+        c
+    };
+    // Default: package main only; the module's rules are skipped, saying so. Nothing else is in
+    // the bundle, so it is empty: an error.
+    lint(&[])
+        .assert()
+        .code(2)
+        .stderr(contains("the Rego package(s) kubernetes.deployments define deny/warn/violation rules that will not run"));
+    for flags in [
+        &["--namespace", "kubernetes.deployments"][..],
+        &["--all-namespaces"],
+    ] {
+        let a = lint(flags).assert().code(1);
+        let out = stdout(&a);
+        assert!(
+            out.contains("deny   conftest/kubernetes.deployments.deny: replicas must be set"),
+            "{flags:?}: {out}"
+        );
+    }
+    // --namespace and --all-namespaces together make no sense.
+    lint(&["--namespace", "main", "--all-namespaces"])
+        .assert()
+        .code(2);
+}

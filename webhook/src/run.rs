@@ -282,6 +282,7 @@ impl Config {
                 eval_timeout: self.deadline,
             },
             use_vm: self.rego_engine == "vm",
+            conftest_namespaces: Default::default(),
         }
     }
 

@@ -15,6 +15,13 @@ use crate::report::{self, FileReport, Finding, ObjectReport, ParseError};
 
 pub fn run(args: &LintArgs) -> Result<ExitCode> {
     let bundle = build_bundle(&args.bundle)?;
+    let skipped = bundle.skipped_conftest_packages();
+    if !skipped.is_empty() {
+        eprintln!(
+            "warning: the Rego package(s) {} define deny/warn/violation rules that will not run (conftest modules run in package main unless --namespace PACKAGE or --all-namespaces says otherwise)",
+            skipped.join(", ")
+        );
+    }
     if bundle.is_empty() && !args.allow_empty_bundle {
         // A lint that checks nothing passes everything: CI would go green by accident.
         anyhow::bail!(
@@ -104,6 +111,13 @@ pub fn sources(args: &BundleArgs) -> Sources {
             eval_timeout: args.eval_timeout,
         },
         use_vm: args.rego_engine == crate::args::RegoEngine::Vm,
+        conftest_namespaces: if args.all_namespaces {
+            sealgate_core::policy::ConftestNamespaces::All
+        } else if args.conftest_namespaces.is_empty() {
+            sealgate_core::policy::ConftestNamespaces::default()
+        } else {
+            sealgate_core::policy::ConftestNamespaces::Only(args.conftest_namespaces.clone())
+        },
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use regorus::Value as RValue;
 use serde_json::{Value, json};
 
-use super::compile::{Limits, Template, compile_conftest, compile_template};
+use super::compile::{ConftestNamespaces, Limits, Template, compile_conftest, compile_template};
 use super::matching::{Match, ObjectInfo};
 use super::scope::{self, KindScopes};
 use super::{
@@ -49,6 +49,8 @@ pub struct Sources {
     pub limits: Limits,
     /// Evaluate on regorus's register VM (else its interpreter).
     pub use_vm: bool,
+    /// Which packages' conftest rules run (`--namespace`, `--all-namespaces`).
+    pub conftest_namespaces: ConftestNamespaces,
 }
 
 impl Default for Sources {
@@ -60,6 +62,7 @@ impl Default for Sources {
             cluster_kinds: Vec::new(),
             limits: Limits::default(),
             use_vm: true,
+            conftest_namespaces: ConftestNamespaces::default(),
         }
     }
 }
@@ -72,6 +75,7 @@ impl Sources {
     ) -> Result<Bundle, Vec<PolicyError>> {
         let mut b = BundleBuilder::new(self.limits);
         b.use_vm(self.use_vm);
+        b.conftest_namespaces(self.conftest_namespaces.clone());
         if self.builtin {
             b.add_builtin();
         }
@@ -151,6 +155,7 @@ pub struct BundleBuilder {
     errors: Vec<PolicyError>,
     limits: Limits,
     use_vm: bool,
+    conftest_namespaces: ConftestNamespaces,
     /// Apply the OPA-compatibility edits (`compat`); off only to test the edits themselves.
     pub(super) compat: bool,
 }
@@ -191,6 +196,11 @@ impl BundleBuilder {
             compat: true,
             ..BundleBuilder::default()
         }
+    }
+
+    /// Which packages' conftest rules run (conftest's `--namespace`; `main` by default).
+    pub fn conftest_namespaces(&mut self, namespaces: ConftestNamespaces) {
+        self.conftest_namespaces = namespaces;
     }
 
     /// Evaluate on regorus's register VM (the default; ~1.9× faster) or only on its interpreter
@@ -382,13 +392,14 @@ impl BundleBuilder {
                 Err(e) => errors.push(e),
             }
         }
-        let conftest = match compile_conftest(&self.modules, &data, self.limits) {
-            Ok(c) => c.map(Arc::new),
-            Err(e) => {
-                errors.extend(e);
-                None
-            }
-        };
+        let conftest =
+            match compile_conftest(&self.modules, &self.conftest_namespaces, &data, self.limits) {
+                Ok(c) => c.map(Arc::new),
+                Err(e) => {
+                    errors.extend(e);
+                    None
+                }
+            };
         if !errors.is_empty() {
             return Err(errors);
         }

@@ -50,12 +50,40 @@ impl std::fmt::Debug for Template {
     }
 }
 
-/// conftest-style modules: `package main` with `deny`/`warn`/`violation` rules on the raw object.
+/// conftest-style modules: `deny`/`warn`/`violation` rules on the raw object, in the packages
+/// selected as conftest's `--namespace` selects them (`main` by default).
 #[derive(Clone)]
 pub(super) struct Conftest {
     pub(super) engine: regorus::Engine,
     /// (rule path, rule name, action)
     pub(super) rules: Vec<(String, String, Action)>,
+    /// Packages that define such rules but are not selected (for a warning).
+    pub(super) skipped: Vec<String>,
+}
+
+/// Which packages' conftest rules run: conftest's `--namespace NS` (repeatable; `main` when none
+/// is given) or `--all-namespaces`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConftestNamespaces {
+    /// These packages (without the `data.` prefix).
+    Only(Vec<String>),
+    /// Every package.
+    All,
+}
+
+impl Default for ConftestNamespaces {
+    fn default() -> Self {
+        ConftestNamespaces::Only(vec!["main".to_string()])
+    }
+}
+
+impl ConftestNamespaces {
+    fn selects(&self, package: &str) -> bool {
+        match self {
+            ConftestNamespaces::All => true,
+            ConftestNamespaces::Only(list) => list.iter().any(|n| n == package),
+        }
+    }
 }
 
 fn new_engine(v0: bool, data: &RValue, limits: Limits) -> Result<regorus::Engine, String> {
@@ -325,6 +353,7 @@ fn conftest_rules(text: &str) -> Vec<(String, Action)> {
 
 pub(super) fn compile_conftest(
     modules: &[(String, String)],
+    namespaces: &ConftestNamespaces,
     data: &RValue,
     limits: Limits,
 ) -> Result<Option<Conftest>, Vec<PolicyError>> {
@@ -334,6 +363,7 @@ pub(super) fn compile_conftest(
     let mut engine = new_engine(false, data, limits).map_err(|e| vec![PolicyError::Invalid(e)])?;
     let mut errors = Vec::new();
     let mut rules = Vec::new();
+    let mut skipped = Vec::new();
     for (source, text) in modules {
         if let Err(e) = compat::check_limits(text) {
             errors.push(PolicyError::Invalid(format!("{source}: {e}")));
@@ -350,18 +380,38 @@ pub(super) fn compile_conftest(
                     .map_err(|_| v1_err)
             });
         match package {
-            Ok(p) if p == "data.main" => {
-                for (rule, action) in conftest_rules(text) {
-                    rules.push((format!("data.main.{rule}"), rule, action));
+            Ok(p) => {
+                let found = conftest_rules(text);
+                let ns = p.strip_prefix("data.").unwrap_or(&p).to_string();
+                if found.is_empty() {
+                    // A helper package.
+                } else if namespaces.selects(&ns) {
+                    for (rule, action) in found {
+                        // Reported as conftest does: the rule, in its namespace unless `main`.
+                        let name = if ns == "main" {
+                            rule.clone()
+                        } else {
+                            format!("{ns}.{rule}")
+                        };
+                        rules.push((format!("{p}.{rule}"), name, action));
+                    }
+                } else {
+                    skipped.push(ns);
                 }
             }
-            Ok(_) => {} // a helper package
             Err(e) => errors.push(PolicyError::Invalid(format!("{source}: Rego error: {e}"))),
         }
     }
     if !errors.is_empty() {
         return Err(errors);
     }
+    rules.sort();
     rules.dedup_by(|a, b| a.0 == b.0);
-    Ok(Some(Conftest { engine, rules }))
+    skipped.sort();
+    skipped.dedup();
+    Ok(Some(Conftest {
+        engine,
+        rules,
+        skipped,
+    }))
 }

@@ -65,6 +65,12 @@ impl Bundle {
         self.conftest.as_ref().map_or(0, |c| c.rules.len())
     }
 
+    /// Packages whose `deny`/`warn`/`violation` rules do not run: not selected by the conftest
+    /// namespaces (`main` by default), as conftest skips them. Worth a warning.
+    pub fn skipped_conftest_packages(&self) -> &[String] {
+        self.conftest.as_ref().map_or(&[], |c| &c.skipped)
+    }
+
     /// Whether nothing would be checked: no constraint and no conftest rule.
     pub fn is_empty(&self) -> bool {
         self.constraints.is_empty() && self.conftest_rules() == 0

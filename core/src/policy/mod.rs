@@ -32,7 +32,7 @@ pub mod scope;
 pub mod suite;
 
 pub use bundle::{BundleBuilder, Constraint, Sources, SyncKind, inventory_data, namespace_labels};
-pub use compile::{Limits, Template};
+pub use compile::{ConftestNamespaces, Limits, Template};
 pub use enforcement::{Action, Effect, Enforcement, Point};
 pub use evaluate::{Bundle, Evaluation, NamespaceLabels};
 pub use review::{ObjectRef, Review, Violation, pod_spec_path};
