@@ -474,6 +474,10 @@ pub struct LintArgs {
     /// Exit 1 on warn violations too
     #[arg(long)]
     pub fail_on_warn: bool,
+    /// Say what the bundle holds and what it skipped (samples/, testdata/ and tests/ under a -p
+    /// directory), on stderr
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
     /// Lint with a bundle that has no constraint and no conftest rule (every object passes);
     /// without it, such a bundle is an error (exit 2), as conftest's "no policies found"
     #[arg(long)]

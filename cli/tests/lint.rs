@@ -751,3 +751,54 @@ fn conftest_namespaces() {
         .assert()
         .code(2);
 }
+
+/// `-p DIR` skips `samples/`, `testdata/` and `tests/` (the Gatekeeper library's examples and
+/// suites): `-v` says so, and what the bundle holds; naming the folder loads it.
+#[test]
+fn verbose_names_the_skipped_policy_folders() {
+    let template = std::fs::read(repo().join("policies/image-policy/template.yaml")).unwrap();
+    let constraint = std::fs::read(repo().join("policies/image-policy/constraint.yaml")).unwrap();
+    let dir = tmp_repo(&[
+        ("policy/template.yaml", &template),
+        ("policy/samples/constraint.yaml", &constraint),
+        ("app.yaml", CLEAN_CM),
+    ]);
+    let a = sealgate()
+        .current_dir(dir.path())
+        .args([
+            "lint",
+            "-v",
+            "--no-builtin",
+            "-p",
+            "policy",
+            "-p",
+            "policy/samples",
+            "app.yaml",
+        ])
+        .assert()
+        .success();
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains("policies: 1 template(s), 1 constraint(s), 0 conftest rule(s)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("policies: skipped policy/samples (samples/, testdata/ and tests/"),
+        "{err}"
+    );
+    // Without -v, nothing on stderr.
+    sealgate()
+        .current_dir(dir.path())
+        .args([
+            "lint",
+            "--no-builtin",
+            "-p",
+            "policy",
+            "-p",
+            "policy/samples",
+            "app.yaml",
+        ])
+        .assert()
+        .success()
+        .stderr("");
+}

@@ -15,6 +15,21 @@ use crate::report::{self, FileReport, Finding, ObjectReport, ParseError};
 
 pub fn run(args: &LintArgs) -> Result<ExitCode> {
     let bundle = build_bundle(&args.bundle)?;
+    if args.verbose {
+        eprintln!(
+            "policies: {} template(s), {} constraint(s), {} conftest rule(s) ({})",
+            bundle.templates().count(),
+            bundle.constraints().len(),
+            bundle.conftest_rules(),
+            describe_sources(&args.bundle)
+        );
+        for dir in bundle.skipped_dirs() {
+            eprintln!(
+                "policies: skipped {} (samples/, testdata/ and tests/ under a -p directory hold examples and suites, not policies; name it with -p to load it)",
+                dir.display()
+            );
+        }
+    }
     let skipped = bundle.skipped_conftest_packages();
     if !skipped.is_empty() {
         eprintln!(

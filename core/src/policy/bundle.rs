@@ -156,6 +156,8 @@ pub struct BundleBuilder {
     limits: Limits,
     use_vm: bool,
     conftest_namespaces: ConftestNamespaces,
+    /// Directories `add_path` skipped (`samples/`, `testdata/`, `tests/`).
+    skipped: Vec<std::path::PathBuf>,
     /// Apply the OPA-compatibility edits (`compat`); off only to test the edits themselves.
     pub(super) compat: bool,
 }
@@ -196,6 +198,13 @@ impl BundleBuilder {
             compat: true,
             ..BundleBuilder::default()
         }
+    }
+
+    /// The directories [`BundleBuilder::add_path`] skipped so far: `samples/`, `testdata/` and
+    /// `tests/` under a policy directory hold examples and suites (the Gatekeeper library's
+    /// layout), whose constraints would otherwise join the bundle.
+    pub fn skipped_dirs(&self) -> &[std::path::PathBuf] {
+        &self.skipped
     }
 
     /// Which packages' conftest rules run (conftest's `--namespace`; `main` by default).
@@ -244,7 +253,12 @@ impl BundleBuilder {
             entries.sort();
             for p in entries {
                 let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                if name.starts_with('.') || (p.is_dir() && SKIPPED_DIRS.contains(&name)) {
+                if name.starts_with('.') {
+                    continue;
+                }
+                if p.is_dir() && SKIPPED_DIRS.contains(&name) {
+                    // Gatekeeper library layout: examples and suites, not policy.
+                    self.skipped.push(p);
                     continue;
                 }
                 if p.is_dir() || is_policy_file(&p) {
@@ -417,6 +431,7 @@ impl BundleBuilder {
                 k
             },
             use_vm: self.use_vm,
+            skipped_dirs: self.skipped,
         })
     }
 }

@@ -32,6 +32,8 @@ pub struct Bundle {
     pub(super) use_vm: bool,
     /// The kinds the bundle's sync configuration replicates into `data.inventory`.
     pub(super) sync: Vec<SyncKind>,
+    /// Directories of the policy paths that were skipped (`samples/`, `testdata/`, `tests/`).
+    pub(super) skipped_dirs: Vec<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Bundle {
@@ -69,6 +71,12 @@ impl Bundle {
     /// namespaces (`main` by default), as conftest skips them. Worth a warning.
     pub fn skipped_conftest_packages(&self) -> &[String] {
         self.conftest.as_ref().map_or(&[], |c| &c.skipped)
+    }
+
+    /// Directories under the policy paths that were not read: `samples/`, `testdata/` and
+    /// `tests/` hold examples and suites in the Gatekeeper library's layout.
+    pub fn skipped_dirs(&self) -> &[std::path::PathBuf] {
+        &self.skipped_dirs
     }
 
     /// Whether nothing would be checked: no constraint and no conftest rule.
