@@ -474,6 +474,10 @@ pub struct LintArgs {
     /// Exit 1 on warn violations too
     #[arg(long)]
     pub fail_on_warn: bool,
+    /// Lint ConstraintTemplates and Constraints found among the inputs as objects, instead of
+    /// taking them into the bundle as `gator test` does
+    #[arg(long)]
+    pub no_policies_from_inputs: bool,
     /// Say what the bundle holds and what it skipped (samples/, testdata/ and tests/ under a -p
     /// directory), on stderr
     #[arg(short = 'v', long)]

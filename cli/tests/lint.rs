@@ -84,7 +84,15 @@ fn example_findings_and_lines() {
     ] {
         assert!(out.contains(want), "missing {want:?} in\n{out}");
     }
-    assert!(out.ends_with("15 passed, 4 failed\n"), "{out}");
+    // The repository's own gitops-sources constraint (infrastructure/) is a policy, as in gator
+    // test: it replaces the built-in one (its refs leave out `master`) and is not an object.
+    assert!(
+        out.contains(
+            "targetRevision \"HEAD\" is not an allowed ref (allowed: main, release-*, v*)"
+        ),
+        "{out}"
+    );
+    assert!(out.ends_with("14 passed, 4 failed\n"), "{out}");
     assert!(
         !out.contains("apps/shop"),
         "the compliant app has findings:\n{out}"
@@ -103,7 +111,7 @@ fn example_findings_and_lines() {
         ])
         .assert()
         .success()
-        .stdout(contains("13 passed, 0 failed"));
+        .stdout(contains("12 passed, 0 failed"));
 }
 
 #[test]
@@ -801,4 +809,44 @@ fn verbose_names_the_skipped_policy_folders() {
         .assert()
         .success()
         .stderr("");
+}
+
+/// gator test's habit: templates, constraints and objects in one folder, no `-p`. The template
+/// and constraint join the bundle (with a notice) instead of being linted as objects ("3
+/// passed" before); `--no-policies-from-inputs` keeps the old reading.
+#[test]
+fn templates_and_constraints_among_the_inputs_are_policies() {
+    let template = std::fs::read(repo().join("policies/image-policy/template.yaml")).unwrap();
+    let constraint = b"apiVersion: constraints.gatekeeper.sh/v1beta1\nkind: SealgateImagePolicy\nmetadata: {name: no-latest}\nspec:\n  match:\n    kinds: [{apiGroups: [\"\"], kinds: [Pod]}]\n";
+    let pod = b"apiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: shop}\nspec:\n  containers:\n    - name: web\n      image: nginx:latest\n";
+    let dir = tmp_repo(&[
+        ("suite/template.yaml", &template),
+        ("suite/constraint.yaml", constraint),
+        ("suite/pod.yaml", pod),
+    ]);
+    let a = sealgate()
+        .current_dir(dir.path())
+        .args(["lint", "--no-builtin", "suite"])
+        .assert()
+        .code(1);
+    let out = stdout(&a);
+    assert!(
+        out.contains("suite/pod.yaml:7: deny   SealgateImagePolicy/no-latest"),
+        "{out}"
+    );
+    assert!(out.ends_with("0 passed, 1 failed\n"), "{out}");
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(err.contains("note: took the ConstraintTemplates and Constraints in suite/constraint.yaml, suite/template.yaml as policies"), "{err}");
+    sealgate()
+        .current_dir(dir.path())
+        .args([
+            "lint",
+            "--no-builtin",
+            "--no-policies-from-inputs",
+            "--allow-empty-bundle",
+            "suite",
+        ])
+        .assert()
+        .success()
+        .stdout("3 passed, 0 failed\n");
 }

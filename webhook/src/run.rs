@@ -283,6 +283,7 @@ impl Config {
             },
             use_vm: self.rego_engine == "vm",
             conftest_namespaces: Default::default(),
+            from_inputs: Vec::new(),
         }
     }
 

@@ -14,7 +14,44 @@ use crate::io;
 use crate::report::{self, FileReport, Finding, ObjectReport, ParseError};
 
 pub fn run(args: &LintArgs) -> Result<ExitCode> {
-    let bundle = build_bundle(&args.bundle)?;
+    // No path: stdin when something is piped in (`kustomize build | sealgate lint`, forgetting
+    // the `-`), as ripgrep does; else the current directory.
+    let paths = if !args.paths.is_empty() {
+        args.paths.clone()
+    } else if io::stdin_has_input() {
+        // Implicit stdin that holds nothing is a mistake (`cat missing.yaml | sealgate lint`),
+        // not a clean lint of zero objects.
+        if stdin_bytes()
+            .as_ref()
+            .is_ok_and(|b| b.iter().all(u8::is_ascii_whitespace))
+        {
+            anyhow::bail!(
+                "stdin is empty: nothing to lint (pass the files or directories to lint, or `-` to lint stdin even when empty)"
+            );
+        }
+        vec![PathBuf::from("-")]
+    } else {
+        vec![PathBuf::from(".")]
+    };
+    let files = io::discover(&paths)?;
+    let limits = Limits::default().with_max_documents(args.max_documents);
+    // As `gator test`: templates and constraints among the inputs are policies, not objects.
+    let from_inputs = if args.no_policies_from_inputs {
+        Vec::new()
+    } else {
+        policies_among(&files, &limits)
+    };
+    if !from_inputs.is_empty() {
+        eprintln!(
+            "note: took the ConstraintTemplates and Constraints in {} as policies, as gator test does (--no-policies-from-inputs lints them as objects)",
+            from_inputs
+                .iter()
+                .map(|(name, _)| name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let bundle = build_bundle(&args.bundle, from_inputs)?;
     if args.verbose {
         eprintln!(
             "policies: {} template(s), {} constraint(s), {} conftest rule(s) ({})",
@@ -50,33 +87,19 @@ pub fn run(args: &LintArgs) -> Result<ExitCode> {
             }
         );
     }
-    // No path: stdin when something is piped in (`kustomize build | sealgate lint`, forgetting
-    // the `-`), as ripgrep does; else the current directory.
-    let paths = if !args.paths.is_empty() {
-        args.paths.clone()
-    } else if io::stdin_has_input() {
-        // Implicit stdin that holds nothing is a mistake (`cat missing.yaml | sealgate lint`),
-        // not a clean lint of zero objects.
-        if stdin_bytes()
-            .as_ref()
-            .is_ok_and(|b| b.iter().all(u8::is_ascii_whitespace))
-        {
-            anyhow::bail!(
-                "stdin is empty: nothing to lint (pass the files or directories to lint, or `-` to lint stdin even when empty)"
-            );
-        }
-        vec![PathBuf::from("-")]
-    } else {
-        vec![PathBuf::from(".")]
-    };
-    let files = io::discover(&paths)?;
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    let limits = Limits::default().with_max_documents(args.max_documents);
     let bundle_digest = bundle.digest().to_string();
-    let reports = lint_files(bundle, &files, args.point.into(), jobs, &limits);
+    let reports = lint_files(
+        bundle,
+        &files,
+        args.point.into(),
+        jobs,
+        &limits,
+        !args.no_policies_from_inputs,
+    );
     let summary = report::Summary::of(&reports, args.fail_on_warn);
     let text = report::render(&reports, &summary, args.format);
     io::emit(&text, args.output_file.as_deref(), None)?;
@@ -126,6 +149,7 @@ pub fn sources(args: &BundleArgs) -> Sources {
             eval_timeout: args.eval_timeout,
         },
         use_vm: args.rego_engine == crate::args::RegoEngine::Vm,
+        from_inputs: Vec::new(),
         conftest_namespaces: if args.all_namespaces {
             sealgate_core::policy::ConftestNamespaces::All
         } else if args.conftest_namespaces.is_empty() {
@@ -136,8 +160,40 @@ pub fn sources(args: &BundleArgs) -> Sources {
     }
 }
 
-/// The bundle: the sources, with the --inventory objects as `data.inventory`.
-pub fn build_bundle(args: &BundleArgs) -> Result<Bundle> {
+/// The files among `files` that hold ConstraintTemplates or Constraints: (name, text).
+fn policies_among(files: &[PathBuf], limits: &Limits) -> Vec<(String, String)> {
+    static POLICY: std::sync::LazyLock<regex::bytes::Regex> = std::sync::LazyLock::new(|| {
+        regex::bytes::Regex::new(r"(templates|constraints)\.gatekeeper\.sh/").expect("valid regex")
+    });
+    files
+        .iter()
+        .map(|f| read_file(f, limits))
+        .filter_map(|s| match s.bytes {
+            // The text may only mention them (a ConfigMap holding policies): parse to be sure.
+            Ok(b)
+                if POLICY.is_match(&b)
+                    && manifest::parse(&b, limits)
+                        .is_ok_and(|docs| docs.iter().any(|d| is_policy(&d.value))) =>
+            {
+                Some((s.name, String::from_utf8(b).ok()?))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether a document is a policy taken from the inputs (not linted as an object).
+fn is_policy(v: &Value) -> bool {
+    v.get("apiVersion")
+        .and_then(Value::as_str)
+        .is_some_and(|a| {
+            a.starts_with("templates.gatekeeper.sh/") || a.starts_with("constraints.gatekeeper.sh/")
+        })
+}
+
+/// The bundle: the sources and the policy documents found among the inputs, with the
+/// --inventory objects as `data.inventory`.
+fn build_bundle(args: &BundleArgs, from_inputs: Vec<(String, String)>) -> Result<Bundle> {
     let mut inventory = Vec::new();
     for p in &args.inventory {
         for f in io::discover(std::slice::from_ref(p))? {
@@ -145,7 +201,9 @@ pub fn build_bundle(args: &BundleArgs) -> Result<Bundle> {
             inventory.extend(io::parse_docs(&input)?.into_iter().map(|d| d.value));
         }
     }
-    sources(args).build(inventory).map_err(|errors| {
+    let mut sources = sources(args);
+    sources.from_inputs = from_inputs;
+    sources.build(inventory).map_err(|errors| {
         let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
         anyhow::anyhow!(
             "the policy bundle has {} problem(s):\n{}",
@@ -289,6 +347,7 @@ pub fn lint_files(
     point: Point,
     jobs: usize,
     limits: &Limits,
+    skip_policies: bool,
 ) -> Vec<FileReport> {
     enum Stage {
         Read(Source),
@@ -341,7 +400,7 @@ pub fn lint_files(
             Stage::Parsed(p) => p,
             Stage::Taken => unreachable!("each file is linted once"),
         };
-        lint_parsed(bundle, &mut p, point, &namespaces)
+        lint_parsed(bundle, &mut p, point, &namespaces, skip_policies)
     })
 }
 
@@ -350,6 +409,7 @@ fn lint_parsed(
     p: &mut Parsed,
     point: Point,
     namespaces: &NamespaceLabels,
+    skip_policies: bool,
 ) -> FileReport {
     let docs = match &mut p.docs {
         Ok(d) => std::mem::take(d),
@@ -373,12 +433,14 @@ fn lint_parsed(
         // A List (`kubectl get -o yaml`, a key backup) is linted as its items, each at its line:
         // a plain Secret in one must fail as it does on its own.
         for item in manifest::items(doc, Some(&p.text), next_line) {
-            // Only Kubernetes objects: other YAML (CI configs, Helm values) has no kind.
+            // Only Kubernetes objects: other YAML (CI configs, Helm values) has no kind. Policies
+            // taken into the bundle are not objects to lint.
             if item
                 .value
                 .get("kind")
                 .and_then(|k| k.as_str())
                 .is_none_or(str::is_empty)
+                || (skip_policies && is_policy(&item.value))
             {
                 continue;
             }

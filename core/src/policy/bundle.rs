@@ -51,6 +51,9 @@ pub struct Sources {
     pub use_vm: bool,
     /// Which packages' conftest rules run (`--namespace`, `--all-namespaces`).
     pub conftest_namespaces: ConftestNamespaces,
+    /// Policy documents found among the linted inputs, as gator test takes them: (source, YAML
+    /// or JSON text); only their templates, constraints and sync configuration are read.
+    pub from_inputs: Vec<(String, String)>,
 }
 
 impl Default for Sources {
@@ -63,6 +66,7 @@ impl Default for Sources {
             limits: Limits::default(),
             use_vm: true,
             conftest_namespaces: ConftestNamespaces::default(),
+            from_inputs: Vec::new(),
         }
     }
 }
@@ -81,6 +85,9 @@ impl Sources {
         }
         for p in &self.policies {
             b.add_path(p);
+        }
+        for (source, text) in &self.from_inputs {
+            b.add_text(source, text);
         }
         for list in &self.namespaced_kinds {
             b.declare_kinds(list, scope::Scope::Namespaced);
@@ -344,7 +351,23 @@ impl BundleBuilder {
         // Converted once: every template's engine (and VM program) holds the same data.
         let data = RValue::from(inventory_data(&self.inventory, &scopes));
         let mut templates: HashMap<String, Arc<Template>> = HashMap::new();
+        // The same template loaded twice (deploy/'s copy of a built-in, taken from the inputs
+        // or a -p) is one template; only a different one under the same kind is a conflict.
+        let mut seen: HashMap<String, Vec<u8>> = HashMap::new();
         for (source, v) in &self.templates {
+            if let Some(kind) = v
+                .pointer("/spec/crd/spec/names/kind")
+                .and_then(Value::as_str)
+            {
+                let spec = crate::manifest::canonical_json(&v["spec"]);
+                match seen.get(kind) {
+                    Some(prev) if *prev == spec => continue,
+                    Some(_) => {}
+                    None => {
+                        seen.insert(kind.to_string(), spec);
+                    }
+                }
+            }
             match compile_template(source, v, &data, self.limits, self.use_vm, self.compat) {
                 Ok(t) => {
                     if let Some(prev) = templates.get(&t.kind) {

@@ -766,3 +766,20 @@ fn huge_exponents_are_refused_before_they_are_parsed() {
         Ok(())
     );
 }
+
+/// The same template loaded twice (deploy/'s copy of a built-in among lint's inputs, or a -p of
+/// it) is one template; a different template under the same kind is still a conflict.
+#[test]
+fn a_template_loaded_twice_is_one_template() {
+    let t = template("K8sTwice", "violation[{\"msg\": \"x\"}] { false }");
+    let b = bundle(&[t.clone(), t.clone()]);
+    assert_eq!(b.templates().count(), 1);
+    let other = template("K8sTwice", "violation[{\"msg\": \"y\"}] { false }");
+    let errors = try_bundle(&[t, other]).unwrap_err();
+    assert!(
+        errors.iter().any(|e| e
+            .to_string()
+            .contains("kind K8sTwice is already defined by part0.yaml")),
+        "{errors:?}"
+    );
+}
