@@ -339,14 +339,15 @@ impl SealingKey {
         );
         let identity = x25519::Identity::generate();
         let pq_identity = pq::Identity::generate();
-        // Second precision: certificates cannot hold more, and the key's creation time must
-        // survive a round trip through its Secret.
-        let now = opts.now.replace_nanosecond(0).unwrap_or(opts.now);
+        // The certificate holds seconds; the key's creation time keeps its sub-second part (its
+        // Secret's annotation carries it), so two keys made in one second (`keys init` then
+        // `rotate`) are still ordered by when they were made.
+        let not_before = opts.now.replace_nanosecond(0).unwrap_or(opts.now);
         let cert_der = cert::self_signed(
             &pkcs8,
             &opts.common_name,
-            now,
-            now + opts.validity,
+            not_before,
+            not_before + opts.validity,
             Some(&identity.to_public()),
             Some(&pq_identity.to_public()),
         )?;
@@ -357,7 +358,7 @@ impl SealingKey {
                 x25519: Some(identity),
                 pq: Some(pq_identity),
             },
-            now,
+            opts.now,
             KeyOrigin::Generated,
         )
     }
@@ -543,7 +544,11 @@ mod tests {
             r.to_string(),
             k.age_identity().unwrap().to_public().to_string()
         );
-        assert_eq!(k.public().not_before(), k.created());
+        // The certificate starts in the second the key was made; the key keeps the sub-second.
+        assert_eq!(
+            k.public().not_before(),
+            k.created().replace_nanosecond(0).unwrap()
+        );
         let pem = k.public().cert_pem();
         let back = PublicKey::from_pem_bundle(pem.as_bytes()).unwrap();
         assert_eq!(back[0].id(), k.id());

@@ -57,15 +57,18 @@ impl KeyRing {
         ring
     }
 
-    /// Add a key, keeping newest-first order. A key already in the ring is not added twice.
+    /// Add a key, keeping newest-first order: by creation time (to the nanosecond where the key
+    /// Secret says so), then by key id, so the order never depends on the order keys were found
+    /// in (a directory listing, an API list). A key already in the ring is not added twice.
     pub fn insert(&mut self, key: SealingKey) -> bool {
         if self.get(key.id()).is_some() {
             return false;
         }
+        let rank = |k: &SealingKey| (k.created(), k.id());
         let pos = self
             .keys
             .iter()
-            .position(|k| k.created() < key.created())
+            .position(|k| rank(k) < rank(&key))
             .unwrap_or(self.keys.len());
         self.keys.insert(pos, Arc::new(key));
         true

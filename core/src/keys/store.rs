@@ -145,6 +145,35 @@ mod tests {
         assert_eq!(loaded.ring.newest().unwrap().id(), k2048_b().id());
     }
 
+    /// `keys init` then `keys rotate` within one second: the second key is the newest, whatever
+    /// the order of the files (key ids are random; the tie went to the lower id before, and
+    /// reseal then re-sealed to the old key). Sub-second creation times survive the store.
+    #[test]
+    fn keys_made_in_one_second_keep_their_order() {
+        use crate::keys::{KeyGenOptions, SealingKey};
+        let second = time::macros::datetime!(2026-12-01 10:00:00 UTC);
+        for round in 0..8 {
+            let make = |ms: i64| {
+                SealingKey::generate(&KeyGenOptions {
+                    rsa_bits: 2048,
+                    now: second + time::Duration::milliseconds(ms),
+                    ..KeyGenOptions::default()
+                })
+                .unwrap()
+            };
+            let (first, then) = (make(100 + round), make(900 - round));
+            let dir = tempfile::tempdir().unwrap();
+            let store = KeyStore::new(dir.path().join("keys"));
+            store.add(&first).unwrap();
+            store.add(&then).unwrap();
+            let ring = store.load().unwrap().ring;
+            assert_eq!(ring.newest().unwrap().id(), then.id(), "round {round}");
+            assert_eq!(ring.iter().nth(1).unwrap().id(), first.id());
+            // Both certificates start in the same second: only the Secret's annotation tells.
+            assert_eq!(ring.newest().unwrap().created(), then.created());
+        }
+    }
+
     #[test]
     fn corrupt_file_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
