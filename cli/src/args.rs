@@ -120,7 +120,8 @@ pub enum OutputFormat {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SealFormat {
-    /// age, to the cluster's X25519 key and any extra recipients; binds namespace, name and item
+    /// age, to the key's hybrid post-quantum recipient (ML-KEM-768 + X25519) by default, or its
+    /// X25519 one with --pq=false, and any extra recipients; binds namespace, name and item
     Age,
     /// Bitnami Sealed Secrets' RSA-OAEP + AES-GCM; readable by Bitnami's controller
     Kubeseal,
@@ -289,6 +290,7 @@ pub struct UnsealArgs {
     /// Write the Secrets to FILE, atomically, only if every object unseals [default: stdout]
     #[arg(short = 'w', long = "output-file", value_name = "FILE")]
     pub output_file: Option<PathBuf>,
+    /// Output format [default: yaml, or json when -w names a .json file]
     #[arg(short = 'o', long = "output", value_enum)]
     pub output: Option<OutputFormat>,
     #[command(flatten)]

@@ -1287,3 +1287,30 @@ fn man_pages_are_current() {
         );
     }
 }
+
+/// Help says what each flag does: `unseal -o` had no description, and `--format age` spoke of
+/// "the cluster's X25519 key" although the hybrid post-quantum recipient is the default.
+#[test]
+fn help_describes_unseal_output_and_the_post_quantum_default() {
+    let help = |args: &[&str]| {
+        let out = Command::cargo_bin("sealgate")
+            .unwrap()
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let unseal = help(&["unseal", "--help"]);
+    let described: String = unseal
+        .lines()
+        .skip_while(|l| !l.contains("--output <OUTPUT>"))
+        .take(2)
+        .collect();
+    assert!(described.contains("Output format"), "{unseal}");
+    let seal = help(&["seal", "--help"]);
+    assert!(
+        seal.contains("hybrid post-quantum recipient")
+            && !seal.contains("to the cluster's X25519 key"),
+        "{seal}"
+    );
+}
