@@ -443,10 +443,12 @@ subjects:
         .to_string()
     }
 
-    /// `kubectl` as `who`.
+    /// `kubectl` as `who`. Its discovery cache lives in the control plane's directory, not in
+    /// the user's ~/.kube.
     pub fn kubectl(&self, who: &Identity) -> Command {
         let mut c = Command::new(self.kube_bin.join("kubectl"));
         c.arg("--kubeconfig").arg(self.kubeconfig(who));
+        c.arg("--cache-dir").arg(self.dir.path().join("kube-cache"));
         c.stdin(Stdio::null());
         c
     }

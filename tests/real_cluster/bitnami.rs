@@ -84,7 +84,6 @@ fn kubectl_names(env: &Env) -> Result<(), Failed> {
         )
         .map_err(fail)
     };
-    // Discovery is cached by kubectl; a fresh cache per call is what a user's first call sees.
     let plain = names("sealedsecret")?;
     ensure(plain == "from-bitnami", || {
         format!(
