@@ -290,8 +290,9 @@ pub fn load_ring(store_dir: Option<&Path>, src: &PrivateKeySource) -> Result<Key
     let store = key_store(store_dir)?;
     let ring = load_store(&store)?;
     if ring.is_empty() {
+        // Only the keys that sealed the values can open them: a new key (`keys init`) never can.
         bail!(
-            "no private keys: the key store {} is empty; run `sealgate keys init` or `sealgate keys import`, or pass --private-key FILE",
+            "no private keys: the key store {} is empty. Only the keys the values were sealed with can open them: import the cluster's (`kubectl get secret -n sealgate-system -l sealgate.dev/sealing-key -o yaml > keys.yaml`, then `sealgate keys import keys.yaml`), or pass --private-key FILE",
             store.dir().display()
         );
     }

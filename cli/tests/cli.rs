@@ -1314,3 +1314,17 @@ fn help_describes_unseal_output_and_the_post_quantum_default() {
         "{seal}"
     );
 }
+
+/// `unseal` with an empty key store says how to get the keys that can open the values, not
+/// `keys init` (a new key never opens what is already sealed).
+#[test]
+fn unseal_with_an_empty_store_points_at_the_cluster_keys() {
+    let env = Env::new();
+    let sealed = env.write("sealed.yaml", "apiVersion: sealgate.dev/v1alpha1\nkind: SealedSecret\nmetadata: {name: db, namespace: shop}\nspec:\n  encryptedData: {k: AAAA}\n");
+    env.cmd()
+        .args(["unseal", "-f"])
+        .arg(&sealed)
+        .assert()
+        .code(2)
+        .stderr(contains("sealgate keys import").and(contains("keys init").not()));
+}
