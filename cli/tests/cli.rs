@@ -441,14 +441,15 @@ fn unseal_with_the_wrong_key_fails_with_exit_1_and_writes_nothing() {
         .assert()
         .code(1)
         .stdout(contains("0 passed, 1 failed"));
-    // An empty key store is a usage problem, with the fix in the message.
+    // An empty key store is a usage problem, with the fix in the message: the keys that sealed
+    // the values, never a new one (`keys init` was suggested before).
     let c = Env::new();
     c.cmd()
         .args(["unseal", "-f"])
         .arg(&sealed)
         .assert()
         .code(2)
-        .stderr(contains("sealgate keys init"));
+        .stderr(contains("sealgate keys import").and(contains("keys init").not()));
 }
 
 #[test]
@@ -1313,18 +1314,4 @@ fn help_describes_unseal_output_and_the_post_quantum_default() {
             && !seal.contains("to the cluster's X25519 key"),
         "{seal}"
     );
-}
-
-/// `unseal` with an empty key store says how to get the keys that can open the values, not
-/// `keys init` (a new key never opens what is already sealed).
-#[test]
-fn unseal_with_an_empty_store_points_at_the_cluster_keys() {
-    let env = Env::new();
-    let sealed = env.write("sealed.yaml", "apiVersion: sealgate.dev/v1alpha1\nkind: SealedSecret\nmetadata: {name: db, namespace: shop}\nspec:\n  encryptedData: {k: AAAA}\n");
-    env.cmd()
-        .args(["unseal", "-f"])
-        .arg(&sealed)
-        .assert()
-        .code(2)
-        .stderr(contains("sealgate keys import").and(contains("keys init").not()));
 }
