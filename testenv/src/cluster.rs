@@ -472,22 +472,9 @@ subjects:
         args: &[&str],
         stdin: &str,
     ) -> Result<String, String> {
-        use std::io::Write as _;
-        let mut child = self
-            .kubectl(who)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("kubectl runs");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(stdin.as_bytes())
-            .expect("write kubectl's input");
-        output_result(child.wait_with_output().expect("kubectl ends"))
+        let mut cmd = self.kubectl(who);
+        cmd.args(args);
+        run_with_stdin(&mut cmd, stdin)
     }
 
     /// `kubectl apply --server-side -f -` of `yaml` as `who`, which must succeed.
@@ -571,6 +558,30 @@ impl Drop for ControlPlane {
 enum Creds<'a> {
     Cert(&'a pki::Pair),
     Token(&'a str),
+}
+
+/// Run `cmd` with `stdin` as its input: its stdout, or its stderr (or why it could not run) as
+/// the error.
+pub fn run_with_stdin(cmd: &mut Command, stdin: &str) -> Result<String, String> {
+    use std::io::Write as _;
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    // A command that exits without reading its input closes the pipe: its output says why.
+    let _ = child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(stdin.as_bytes());
+    output_result(
+        child
+            .wait_with_output()
+            .map_err(|e| format!("{program}: {e}"))?,
+    )
 }
 
 fn output_result(out: Output) -> Result<String, String> {

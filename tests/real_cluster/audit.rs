@@ -14,24 +14,10 @@ pub const TESTS: &[(&str, Test)] = &[("audit::policy_reports_are_accepted", poli
 
 fn policy_reports(env: &Env) -> Result<(), Failed> {
     env.webhook()?;
-    for crd in [
+    env.install_crds(&[
         sealgate_testenv::crds::POLICY_REPORT,
         sealgate_testenv::crds::CLUSTER_POLICY_REPORT,
-    ] {
-        let text = sealgate_testenv::crds::read(crd).map_err(|e| fail(e.to_string()))?;
-        env.cp.apply(&Identity::Admin, &text);
-    }
-    env.try_kubectl(
-        &Identity::Admin,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/policyreports.wgpolicyk8s.io",
-            "crd/clusterpolicyreports.wgpolicyk8s.io",
-        ],
-    )
-    .map_err(fail)?;
+    ])?;
 
     // A privileged Pod from before the webhook was installed: the configuration is removed, the
     // Pod created, the configuration restored.

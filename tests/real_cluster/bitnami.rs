@@ -36,20 +36,7 @@ fn bitnami_bin() -> Result<PathBuf, Failed> {
 
 /// Bitnami's CRD, from its module (as `helm install sealed-secrets` installs it).
 fn install_bitnami_crd(env: &Env) -> Result<(), Failed> {
-    let crd = sealgate_testenv::crds::read(sealgate_testenv::crds::BITNAMI_SEALED_SECRETS)
-        .map_err(|e| fail(e.to_string()))?;
-    env.cp.apply(&Identity::Admin, &crd);
-    env.try_kubectl(
-        &Identity::Admin,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/sealedsecrets.bitnami.com",
-        ],
-    )
-    .map_err(fail)?;
-    Ok(())
+    env.install_crds(&[sealgate_testenv::crds::BITNAMI_SEALED_SECRETS])
 }
 
 /// Both CRDs installed, as during a migration: what `kubectl get sealedsecret` means. Both
@@ -243,30 +230,11 @@ fn ours_unseals_kubeseal(env: &Env) -> Result<(), Failed> {
     env.wait_ready(&mut ours)?;
     let url = format!("http://127.0.0.1:{}/v1/cert.pem", ours.port);
     let kubeseal = |args: &[&str], stdin: Option<&str>| -> Result<String, Failed> {
-        use std::io::Write as _;
-        let mut child = std::process::Command::new(bin.join("kubeseal"))
-            .args(args)
-            .env("KUBECONFIG", env.cp.kubeconfig(&Identity::Admin))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .map_err(|e| fail(format!("kubeseal: {e}")))?;
-        let mut input = child.stdin.take().expect("stdin");
-        input
-            .write_all(stdin.unwrap_or_default().as_bytes())
-            .map_err(|e| fail(e.to_string()))?;
-        drop(input);
-        let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(fail(format!(
-                "kubeseal {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            )))
-        }
+        let mut cmd = std::process::Command::new(bin.join("kubeseal"));
+        cmd.args(args)
+            .env("KUBECONFIG", env.cp.kubeconfig(&Identity::Admin));
+        sealgate_testenv::cluster::run_with_stdin(&mut cmd, stdin.unwrap_or_default())
+            .map_err(|e| fail(format!("kubeseal {}: {e}", args.join(" "))))
     };
     let fetched = kubeseal(&["--fetch-cert", "--cert", &url], None)?;
     let served = crate::env::http_get(ours.port, "/v1/cert.pem").unwrap_or_default();

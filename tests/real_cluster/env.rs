@@ -8,7 +8,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use libtest_mimic::Failed;
-use sealgate_testenv::cluster::Proc;
+use sealgate_testenv::cluster::{Proc, run_with_stdin};
 use sealgate_testenv::{ControlPlane, Identity, Unavailable};
 use serde_json::Value;
 
@@ -467,28 +467,31 @@ impl Env {
             .current_dir(&self.repo)
             .env_remove("SEALGATE_CERT")
             .env_remove("SEALGATE_CONTROLLER")
-            .env("KUBECONFIG", self.cp.kubeconfig(&Identity::Admin))
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        let mut child = cmd.spawn().map_err(|e| fail(format!("sealgate: {e}")))?;
-        let mut input = child.stdin.take().expect("stdin");
-        if let Some(s) = stdin {
-            input
-                .write_all(s.as_bytes())
-                .map_err(|e| fail(e.to_string()))?;
+            .env("KUBECONFIG", self.cp.kubeconfig(&Identity::Admin));
+        run_with_stdin(&mut cmd, stdin.unwrap_or_default())
+            .map_err(|e| fail(format!("sealgate {} failed: {e}", args.join(" "))))
+    }
+
+    /// Apply CRDs from their projects' modules and wait until the API server serves them.
+    pub fn install_crds(&self, files: &[sealgate_testenv::crds::CrdFile]) -> Result<(), Failed> {
+        for &file in files {
+            let text = sealgate_testenv::crds::read(file).map_err(|e| fail(e.to_string()))?;
+            self.cp.apply(&Identity::Admin, &text);
+            self.cp
+                .try_kubectl_stdin(
+                    &Identity::Admin,
+                    &[
+                        "wait",
+                        "--for=condition=Established",
+                        "--timeout=60s",
+                        "-f",
+                        "-",
+                    ],
+                    &text,
+                )
+                .map_err(|e| fail(format!("{} was not established: {e}", file.2)))?;
         }
-        drop(input);
-        let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(fail(format!(
-                "sealgate {} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr)
-            )))
-        }
+        Ok(())
     }
 
     pub fn file(&self, rel: &str) -> PathBuf {

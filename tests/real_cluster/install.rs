@@ -101,27 +101,11 @@ fn network_policy_overlay(env: &Env) -> Result<(), Failed> {
 /// The CRDs of the GitOps agents the examples configure, from their own modules.
 fn install_gitops_crds(env: &Env) -> Result<(), Failed> {
     use sealgate_testenv::crds;
-    for crd in [
+    env.install_crds(&[
         crds::FLUX_GIT_REPOSITORY,
         crds::FLUX_KUSTOMIZATION,
         crds::ARGO_APPLICATION,
-    ] {
-        let text = crds::read(crd).map_err(|e| fail(e.to_string()))?;
-        env.cp.apply(&Identity::Admin, &text);
-    }
-    env.try_kubectl(
-        &Identity::Admin,
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/gitrepositories.source.toolkit.fluxcd.io",
-            "crd/kustomizations.kustomize.toolkit.fluxcd.io",
-            "crd/applications.argoproj.io",
-        ],
-    )
-    .map_err(fail)?;
-    Ok(())
+    ])
 }
 
 /// Every example manifest passes `kubectl apply --server-side --dry-run=server` as the agent
