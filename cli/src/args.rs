@@ -34,8 +34,8 @@ pub enum Command {
     Unseal(UnsealArgs),
     /// Re-encrypt SealedSecret files in place to the newest key
     Reseal(ResealArgs),
-    /// Check SealedSecret files: well-formed, consistent scope, sealed to a known key (offline),
-    /// or decryptable by the cluster (--controller)
+    /// Check SealedSecret files: well-formed and consistent with the given public keys
+    /// (offline), decryptable with private keys (--decrypt), or by the cluster (--controller)
     Validate(ValidateArgs),
     /// Print the cluster's public keys (the controller's /v1/cert.pem, like `kubeseal
     /// --fetch-cert`), or the key store's with no --controller
@@ -333,7 +333,8 @@ pub struct ValidateArgs {
     /// SealedSecret files or directories (searched for *.yaml, *.yml, *.json); other kinds are skipped
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
-    /// Public key(s) the values must be sealed to (repeatable) [default: the key store's]
+    /// Public key(s) the values must fit: recipient type and RSA size, not proof of the key
+    /// (repeatable) [default: the key store's]
     #[arg(long = "cert", value_name = "FILE|URL")]
     pub certs: Vec<String>,
     /// Also decrypt every value with private keys (key store or --private-key), proving scope and binding
@@ -343,6 +344,10 @@ pub struct ValidateArgs {
     /// changed YAML file) instead of exiting 2
     #[arg(long)]
     pub allow_empty: bool,
+    /// With no --cert, no key store, no --decrypt and no --controller, check structure and scope
+    /// only and exit 0, instead of exiting 1 because nothing was checked against a key
+    #[arg(long)]
+    pub allow_unverified: bool,
     #[command(flatten)]
     pub private: PrivateKeySource,
     // --controller: the cluster checks that it can decrypt each SealedSecret (POST /v1/verify).

@@ -567,6 +567,95 @@ fn validate_reports_each_object_and_fails_bad_ones() {
         .stdout(contains("2048-bit RSA key"));
 }
 
+/// What `validate` proves in each mode (issue 24, item 8): with no key it does not pass unless
+/// told to; with public keys it says that it checked fit, not the key; a value with extra
+/// recipients fits any of them; `--decrypt` tells sealed-to-A from sealed-to-B.
+#[test]
+fn validate_says_what_it_proved() {
+    let (a, b) = (Env::new(), Env::new());
+    a.init();
+    b.init();
+    let input = a.write("secret.yaml", SECRET);
+    let cert_b = stdout(&b.cmd().arg("cert").assert().success());
+    a.write("b.pem", &cert_b);
+    let b_age = stdout(&b.cmd().args(["cert", "--age"]).assert().success());
+    a.write("b.age", &b_age);
+    a.cmd()
+        .args(["seal", "-f"])
+        .arg(&input)
+        .args(["-w", "to-a.yaml"])
+        .assert()
+        .success();
+    // No key anywhere: a structural check is not a pass.
+    let no_store = a.path("no-store");
+    a.cmd()
+        .env("SEALGATE_KEYS_DIR", &no_store)
+        .args(["validate", "to-a.yaml"])
+        .assert()
+        .code(1)
+        .stdout(contains("not checked against any key"))
+        .stderr(contains("--allow-unverified"));
+    a.cmd()
+        .env("SEALGATE_KEYS_DIR", &no_store)
+        .args(["validate", "--allow-unverified", "to-a.yaml"])
+        .assert()
+        .success();
+    // With the key-id annotation, a value for A is told apart from B's certificate.
+    a.cmd()
+        .args(["validate", "--cert", "b.pem", "to-a.yaml"])
+        .assert()
+        .code(1)
+        .stdout(contains("none of the given public keys"));
+    // Without it (kubeseal-made files have none), public keys cannot tell, and the output says
+    // that it checked fit, not the key; decrypting with B's keys finds the truth.
+    let text = std::fs::read_to_string(a.path("to-a.yaml")).unwrap();
+    let bare: String = text
+        .lines()
+        .filter(|l| !l.contains("sealgate.dev/key-id"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    a.write("bare.yaml", &bare);
+    let ok = a
+        .cmd()
+        .args(["validate", "--cert", "b.pem", "bare.yaml"])
+        .assert()
+        .success();
+    assert!(
+        stdout(&ok).contains("fit the given keys"),
+        "{}",
+        stdout(&ok)
+    );
+    let err = String::from_utf8_lossy(&ok.get_output().stderr).to_string();
+    assert!(
+        err.contains("cannot prove which key") && err.contains("--decrypt"),
+        "{err}"
+    );
+    assert!(!stdout(&ok).contains("sealed to"), "{}", stdout(&ok));
+    b.cmd()
+        .args(["validate", "--decrypt"])
+        .arg(a.path("bare.yaml"))
+        .assert()
+        .code(1);
+    // Sealed to A with B as an extra recipient: fits B (with a note), and B's key opens it.
+    a.cmd()
+        .args(["seal", "-R", "b.age", "-f"])
+        .arg(&input)
+        .args(["-w", "to-both.yaml"])
+        .assert()
+        .success();
+    a.cmd()
+        .args(["validate", "--cert", "b.pem", "to-both.yaml"])
+        .assert()
+        .success()
+        .stdout(contains("note:").and(contains("2 recipients")));
+    b.cmd()
+        .args(["validate", "--decrypt"])
+        .arg(a.path("to-both.yaml"))
+        .assert()
+        .success()
+        .stdout(contains("decrypted"));
+}
+
 #[test]
 fn reseal_moves_files_to_the_newest_key() {
     let env = Env::new();

@@ -11,6 +11,8 @@ use zeroize::Zeroizing;
 use super::{AGE_LINE_PREFIX, Binding, Scope, SealError, pq};
 use crate::SecretBytes;
 
+/// The stanza type of age's X25519 recipients.
+pub const X25519_STANZA_TAG: &str = "X25519";
 const MAGIC: &[u8] = b"age-encryption.org/v1\n";
 /// `age -a` output: PEM-style armor around the binary file.
 const ARMOR: &[u8] = b"-----BEGIN AGE ENCRYPTED FILE-----";
@@ -84,6 +86,44 @@ pub fn seal(
     w.write_all(value).map_err(io)?;
     w.finish().map_err(io)?;
     Ok(out)
+}
+
+/// The recipient stanza types of a well-formed age file (`X25519`, `mlkem768x25519`, …), in
+/// order, without the random `*-grease` stanzas age adds. A stanza names its type, never its
+/// recipient, so this is all a holder of public keys can learn about who can open a value.
+pub fn stanza_types(raw: &[u8]) -> Result<Vec<String>, String> {
+    use std::io::BufRead;
+    // A header is a few stanzas of under 2 KiB each; reading is bounded whatever the input.
+    const MAX_HEADER: u64 = 64 * 1024;
+    let trimmed = raw.trim_ascii_start();
+    let raw = if trimmed.starts_with(ARMOR) {
+        trimmed
+    } else {
+        raw
+    };
+    let mut header = std::io::BufReader::new(age::armor::ArmoredReader::new(raw).take(MAX_HEADER));
+    let mut line = Vec::new();
+    let mut types = Vec::new();
+    loop {
+        line.clear();
+        let n = header
+            .read_until(b'\n', &mut line)
+            .map_err(|e| format!("malformed age value ({e})"))?;
+        if n == 0 || line.starts_with(b"--- ") {
+            break;
+        }
+        if let Some(stanza) = line.strip_prefix(b"-> ") {
+            let tag = stanza
+                .split(|&b| b == b' ' || b == b'\n')
+                .next()
+                .unwrap_or_default();
+            let tag = String::from_utf8_lossy(tag);
+            if !tag.ends_with("-grease") {
+                types.push(tag.into_owned());
+            }
+        }
+    }
+    Ok(types)
 }
 
 /// Why one identity failed to open a value.

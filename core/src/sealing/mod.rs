@@ -490,16 +490,20 @@ pub fn reseal(
 pub struct Validation {
     /// Each problem, for a person (names fields, never values).
     pub problems: Vec<String>,
+    /// What public keys could not settle either way, for a person.
+    pub notes: Vec<String>,
     /// Whether every value was decrypted (private keys were given).
     pub decrypted: bool,
 }
 
 /// Offline checks of a SealedSecret: metadata consistent with its scope, every value well-formed,
-/// kubeseal values sized for one of `known` keys, and, given private keys, every value opened at
-/// its place (which also proves the scope, namespace, name and item binding).
+/// kubeseal values sized for one of `known` keys, age values with a recipient of a type one of
+/// them has, and, given private keys, every value opened at its place (which also proves the key,
+/// scope, namespace, name and item binding).
 ///
-/// Without private keys the binding cannot be checked: kubeseal's OAEP label and age's binding
-/// line are both inside the encryption, and age recipients are anonymous by design.
+/// Without private keys neither the key nor the binding can be proven: kubeseal's OAEP label and
+/// age's binding line are inside the encryption, age stanzas hold only an ephemeral share, and
+/// the key-id annotation is an unauthenticated hint. Passing means "fits", not "sealed to".
 pub fn validate(ss: &SealedSecret, known: &[PublicKey], ring: Option<&KeyRing>) -> Validation {
     let mut v = Validation::default();
     let p = &mut v.problems;
@@ -544,21 +548,32 @@ pub fn validate(ss: &SealedSecret, known: &[PublicKey], ring: Option<&KeyRing>) 
             ));
         }
     }
-    if let Some(id) = ss.meta.annotations.get(KEY_ID_ANNOTATION)
-        && !known.is_empty()
-        && !known.iter().any(|k| k.id().matches(id))
-    {
-        p.push(format!(
-            "sealed with key {id} ({KEY_ID_ANNOTATION}), which is none of the given public keys: it was sealed for another cluster or with a stale certificate"
-        ));
-    }
+    // How many recipients the value with the most has: above one, extra recipients (seal -r/-R)
+    // could be the given keys even where the key-id annotation names another.
+    let mut most_recipients = 0;
     for (item, value) in &ss.encrypted_data {
         if let Err(e) = check_item_key(item) {
             p.push(format!("spec.encryptedData.{item}: {e}"));
             continue;
         }
-        if let Err(e) = check_value_shape(ss.api, value, known) {
-            p.push(format!("spec.encryptedData.{item}: {e}"));
+        match check_value_shape(ss.api, value, known) {
+            Ok(n) => most_recipients = most_recipients.max(n),
+            Err(e) => p.push(format!("spec.encryptedData.{item}: {e}")),
+        }
+    }
+    // The annotation is an unauthenticated hint that names the primary key only.
+    if let Some(id) = ss.meta.annotations.get(KEY_ID_ANNOTATION)
+        && !known.is_empty()
+        && !known.iter().any(|k| k.id().matches(id))
+    {
+        if most_recipients > 1 {
+            v.notes.push(format!(
+                "{KEY_ID_ANNOTATION} names key {id}, none of the given keys; the values have {most_recipients} recipients, so a given key may be an extra one"
+            ));
+        } else {
+            p.push(format!(
+                "sealed with key {id} ({KEY_ID_ANNOTATION}), which is none of the given public keys: it was sealed for another cluster or with a stale certificate"
+            ));
         }
     }
     if let (Some(ring), true) = (ring, p.is_empty()) {
@@ -570,7 +585,8 @@ pub fn validate(ss: &SealedSecret, known: &[PublicKey], ring: Option<&KeyRing>) 
     v
 }
 
-fn check_value_shape(api: ApiGroup, value: &str, known: &[PublicKey]) -> Result<(), String> {
+/// Check one value's shape against the given keys; returns how many recipients it has.
+fn check_value_shape(api: ApiGroup, value: &str, known: &[PublicKey]) -> Result<usize, String> {
     let raw = decode_sealed_value(value).map_err(|e| e.to_string())?;
     match Format::detect(&raw) {
         Format::Kubeseal => {
@@ -581,15 +597,37 @@ fn check_value_shape(api: ApiGroup, value: &str, known: &[PublicKey]) -> Result<
                     "sealed with a {bits}-bit RSA key, but none of the given public keys is {bits}-bit: it was sealed for another cluster"
                 ));
             }
-            Ok(())
+            Ok(1)
         }
         Format::Age => {
             if api == ApiGroup::Bitnami {
                 return Err("an age value in a bitnami.com SealedSecret, which Bitnami's controller cannot open".into());
             }
             age::Decryptor::new_buffered(age::armor::ArmoredReader::new(&raw[..]))
-                .map(|_| ())
-                .map_err(|e| format!("malformed age value ({e})"))
+                .map_err(|e| format!("malformed age value ({e})"))?;
+            let types = crate::envelope::age::stanza_types(&raw)?;
+            if known.is_empty() {
+                return Ok(types.len());
+            }
+            // The stanza types the given keys' recipients would write.
+            let fits = |t: &str| {
+                known.iter().any(|k| {
+                    (t == crate::envelope::pq::STANZA_TAG && k.pq_recipient().is_some())
+                        || (t == crate::envelope::age::X25519_STANZA_TAG
+                            && k.age_recipient().is_some())
+                })
+            };
+            if !types.iter().any(|t| fits(t)) {
+                return Err(if known.iter().all(|k| k.age_recipient().is_none()) {
+                    "an age value, but none of the given public keys has an age recipient (keys imported from Bitnami open kubeseal values only)".to_string()
+                } else {
+                    format!(
+                        "its recipients are of type {}, which none of the given public keys has: it was sealed for another key",
+                        types.join(", ")
+                    )
+                });
+            }
+            Ok(types.len())
         }
     }
 }

@@ -498,14 +498,7 @@ fn multi_recipient_age_opens_with_each_key() {
 
 /// The recipient stanza types of item `a`'s age header.
 fn stanza_types(ss: &SealedSecret) -> Vec<String> {
-    let raw = raw_value(ss, "a");
-    String::from_utf8_lossy(&raw)
-        .lines()
-        .take_while(|l| !l.starts_with("---"))
-        .filter_map(|l| l.strip_prefix("-> "))
-        .map(|l| l.split(' ').next().unwrap_or_default().to_string())
-        .filter(|t| !t.ends_with("-grease")) // age adds a random stanza to keep parsers honest
-        .collect()
+    crate::envelope::age::stanza_types(&raw_value(ss, "a")).unwrap()
 }
 
 /// Keys made before sealgate sealed post-quantum (no PQ recipient in the certificate, no
@@ -551,6 +544,64 @@ fn keys_without_a_post_quantum_identity_keep_working() {
     for ss in [&by_old, &by_new] {
         assert_eq!(unseal(ss, &ring).unwrap().secret.data["a"].expose(), b"1");
     }
+    // Offline, the stanza type is what public keys can check: a post-quantum value cannot be
+    // for a key that has no post-quantum recipient.
+    let v = validate(&by_new, &[old.public().clone()], None);
+    assert!(
+        v.problems.join("\n").contains(
+            "recipients are of type mlkem768x25519, which none of the given public keys has"
+        ),
+        "{:?}",
+        v.problems
+    );
+    assert!(
+        validate(&by_old, &[old.public().clone()], None)
+            .problems
+            .is_empty()
+    );
+}
+
+/// Public keys cannot prove which key a value was sealed to: stanzas and kubeseal values do not
+/// name their recipient, and the key-id annotation is an unauthenticated hint. What `validate`
+/// can and cannot tell offline, and that private keys settle it.
+#[test]
+fn offline_validation_fits_but_does_not_prove_the_key() {
+    use crate::envelope::age::AgeRecipient;
+    let (a, b) = (k2048(), k2048_b());
+    let s = secret(Some("prod"), "db", &[("a", b"1")]);
+    for format in FORMATS {
+        let mut ss = seal_secret(&s, &target(a), &opts(format, Scope::Strict)).unwrap();
+        // With the annotation naming A, sealing to A is told apart from B ...
+        let v = validate(&ss, &[b.public().clone()], None);
+        assert!(
+            v.problems
+                .join("\n")
+                .contains("which is none of the given public keys"),
+            "{:?}",
+            v.problems
+        );
+        // ... but without it (kubeseal never writes one) a value for A fits B's same-sized,
+        // same-typed key: only decryption tells.
+        ss.meta.annotations.remove(KEY_ID_ANNOTATION);
+        let v = validate(&ss, &[b.public().clone()], None);
+        assert!(v.problems.is_empty() && !v.decrypted, "{:?}", v.problems);
+        let v = validate(&ss, &[b.public().clone()], Some(&ring_of(&[b])));
+        assert!(!v.problems.is_empty() && !v.decrypted);
+    }
+    // Sealed to A with B as an extra recipient: the annotation names A, but B is a recipient,
+    // so checking against B passes with a note, and B's private key proves it.
+    let b_pq = AgeRecipient::Pq(b.public().pq_recipient().unwrap().clone());
+    let ss = seal_secret(
+        &s,
+        &Target::new(a.public(), &[b_pq]),
+        &opts(Format::Age, Scope::Strict),
+    )
+    .unwrap();
+    let v = validate(&ss, &[b.public().clone()], None);
+    assert!(v.problems.is_empty(), "{:?}", v.problems);
+    assert!(v.notes.join("\n").contains("2 recipients"), "{:?}", v.notes);
+    let v = validate(&ss, &[b.public().clone()], Some(&ring_of(&[b])));
+    assert!(v.problems.is_empty() && v.decrypted, "{:?}", v.problems);
 }
 
 #[test]
