@@ -850,3 +850,78 @@ fn templates_and_constraints_among_the_inputs_are_policies() {
         .success()
         .stdout("3 passed, 0 failed\n");
 }
+
+/// A misspelt Constraint field must not widen or disable it silently (issue 24, item 6):
+/// `match.namespace`, `parameters.allowLatset` and an `enforcementaction` key are refused as
+/// `kubectl apply` refuses them, each a finding at the Constraint's file and line (exit 1),
+/// while the well-formed constraint beside them still runs. A namespace that nothing defines is
+/// a warning.
+#[test]
+fn constraint_typos_are_findings() {
+    let template = std::fs::read(repo().join("policies/image-policy/template.yaml")).unwrap();
+    let constraints = b"apiVersion: constraints.gatekeeper.sh/v1beta1
+kind: SealgateImagePolicy
+metadata: {name: typo-match}
+spec:
+  match:
+    namespace: [shop]
+---
+apiVersion: constraints.gatekeeper.sh/v1beta1
+kind: SealgateImagePolicy
+metadata: {name: typo-parameters}
+spec:
+  enforcementaction: warn
+  parameters: {allowLatset: true}
+---
+apiVersion: constraints.gatekeeper.sh/v1beta1
+kind: SealgateImagePolicy
+metadata: {name: good}
+spec:
+  match:
+    namespaces: [shop, shpo]
+    kinds: [{apiGroups: [\"\"], kinds: [Pod]}]
+";
+    let pod = b"apiVersion: v1\nkind: Namespace\nmetadata: {name: shop}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: web, namespace: shop}\nspec:\n  containers:\n    - name: web\n      image: nginx:latest\n";
+    let dir = tmp_repo(&[
+        ("policy/template.yaml", &template),
+        ("policy/constraints.yaml", constraints),
+        ("apps/pod.yaml", pod),
+    ]);
+    let a = sealgate()
+        .current_dir(dir.path())
+        .args(["lint", "--no-builtin", "-p", "policy", "apps"])
+        .assert()
+        .code(1);
+    let out = stdout(&a);
+    for want in [
+        "policy/constraints.yaml:1: deny   sealgate/constraint-schema: spec.match.namespace: unknown field (did you mean \"namespaces\"?)",
+        "policy/constraints.yaml:8: deny   sealgate/constraint-schema: spec.enforcementaction: unknown field (did you mean \"enforcementAction\"?)",
+        "policy/constraints.yaml:8: deny   sealgate/constraint-schema: spec.parameters.allowLatset: unknown field (did you mean \"allowLatest\"?)",
+        "apps/pod.yaml:11: deny   SealgateImagePolicy/good",
+    ] {
+        assert!(out.contains(want), "{want}\n---\n{out}");
+    }
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains(
+            "SealgateImagePolicy good: match.namespaces names \"shpo\", which no Namespace"
+        ) && !err.contains("\"shop\", which"),
+        "{err}"
+    );
+    // `policy verify` (as the webhook) refuses such a constraint outright: fail closed.
+    let one = b"apiVersion: constraints.gatekeeper.sh/v1beta1\nkind: SealgateImagePolicy\nmetadata: {name: typo}\nspec:\n  match:\n    namespace: [shop]\n";
+    std::fs::write(dir.path().join("policy/typo.yaml"), one).unwrap();
+    let suite = b"apiVersion: test.gatekeeper.sh/v1alpha1\nkind: Suite\ntests:\n  - name: t\n    template: template.yaml\n    constraint: typo.yaml\n    cases: []\n";
+    std::fs::write(dir.path().join("policy/suite.yaml"), suite).unwrap();
+    let a = sealgate()
+        .current_dir(dir.path())
+        .args(["policy", "verify", "policy/suite.yaml"])
+        .assert()
+        .failure();
+    let all = format!(
+        "{}{}",
+        stdout(&a),
+        String::from_utf8_lossy(&a.get_output().stderr)
+    );
+    assert!(all.contains("spec.match.namespace: unknown field"), "{all}");
+}

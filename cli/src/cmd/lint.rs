@@ -6,7 +6,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Result;
 use sealgate_core::manifest::{self, Document, Limits};
-use sealgate_core::policy::{Bundle, NamespaceLabels, Point, Review, Sources};
+use sealgate_core::policy::{
+    Action, Bundle, InvalidConstraint, NamespaceLabels, ObjectRef, Point, Review, Sources,
+    Violation,
+};
 use serde_json::Value;
 
 use crate::args::{BundleArgs, LintArgs};
@@ -92,7 +95,8 @@ pub fn run(args: &LintArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
     let bundle_digest = bundle.digest().to_string();
-    let reports = lint_files(
+    let invalid = bundle.invalid_constraints().to_vec();
+    let mut reports = lint_files(
         bundle,
         &files,
         args.point.into(),
@@ -100,6 +104,7 @@ pub fn run(args: &LintArgs) -> Result<ExitCode> {
         &limits,
         !args.no_policies_from_inputs,
     );
+    report_invalid_constraints(&mut reports, invalid);
     let summary = report::Summary::of(&reports, args.fail_on_warn);
     let text = report::render(&reports, &summary, args.format);
     io::emit(&text, args.output_file.as_deref(), None)?;
@@ -120,6 +125,56 @@ pub fn run(args: &LintArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Constraints the cluster would refuse to apply (fields their kind's schema does not declare,
+/// values of the wrong type) were left out of the bundle: each is a failing finding on its file.
+fn report_invalid_constraints(reports: &mut Vec<FileReport>, invalid: Vec<InvalidConstraint>) {
+    for c in invalid {
+        let object = ObjectReport {
+            line: c.line,
+            object: ObjectRef {
+                api_version: "constraints.gatekeeper.sh/v1beta1".into(),
+                kind: c.kind.clone(),
+                namespace: String::new(),
+                name: c.name.clone(),
+            },
+            findings: Vec::new(),
+            applied: Vec::new(),
+        };
+        let findings = c
+            .problems
+            .iter()
+            .map(|problem| Finding {
+                line: c.line,
+                violation: Violation {
+                    policy: "sealgate".into(),
+                    constraint: "constraint-schema".into(),
+                    message: format!(
+                        "{problem}: the Constraint does not fit the schema of {} (kubectl apply would refuse it), so it was not loaded",
+                        c.kind
+                    ),
+                    details: serde_json::json!({}),
+                    action: Action::Deny,
+                    object: object.object.clone(),
+                    path: None,
+                    evaluation_error: false,
+                },
+            })
+            .collect();
+        let object = ObjectReport { findings, ..object };
+        match reports.iter_mut().find(|r| r.file == c.file) {
+            Some(r) => {
+                r.objects.push(object);
+                r.objects.sort_by_key(|o| o.line);
+            }
+            None => reports.push(FileReport {
+                file: c.file,
+                objects: vec![object],
+                error: None,
+            }),
+        }
+    }
 }
 
 /// The bundle's sources in words, for messages.
@@ -203,7 +258,7 @@ fn build_bundle(args: &BundleArgs, from_inputs: Vec<(String, String)>) -> Result
     }
     let mut sources = sources(args);
     sources.from_inputs = from_inputs;
-    sources.build(inventory).map_err(|errors| {
+    sources.build_reporting(inventory).map_err(|errors| {
         let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
         anyhow::anyhow!(
             "the policy bundle has {} problem(s):\n{}",
@@ -388,6 +443,12 @@ pub fn lint_files(
         .collect();
     // Namespaces defined in the linted files, for namespaceSelector; CRDs, for their kinds' scope.
     let namespaces = sealgate_core::policy::namespace_labels(&early);
+    for (c, ns) in bundle.undefined_match_namespaces(&namespaces) {
+        eprintln!(
+            "warning: {}: {} {}: match.namespaces names {ns:?}, which no Namespace in the linted files or --inventory defines: the constraint checks nothing there",
+            c.source, c.kind, c.name
+        );
+    }
     bundle.add_crds(&early);
     let bundle = &bundle;
     parallel(&stages, jobs, |s| {

@@ -32,6 +32,33 @@ pub struct Constraint {
     pub enforcement: Enforcement,
 }
 
+/// A Constraint with fields its kind's schema does not declare, or values of the wrong type: it
+/// is not loaded. `sealgate lint` reports it as a finding on its file (the cluster would refuse to
+/// apply it); everywhere else it makes the bundle unusable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidConstraint {
+    /// The file it was loaded from.
+    pub file: String,
+    /// The line its document starts at.
+    pub line: usize,
+    /// `kind`.
+    pub kind: String,
+    /// `metadata.name`.
+    pub name: String,
+    /// Each problem, naming the field (`spec.match.namespace: unknown field …`).
+    pub problems: Vec<String>,
+}
+
+impl InvalidConstraint {
+    fn error(&self) -> PolicyError {
+        at(
+            &format!("{}:{}", self.file, self.line),
+            format!("{} {}", self.kind, self.name),
+            self.problems.join("; "),
+        )
+    }
+}
+
 /// Where a bundle comes from: the one description `sealgate lint`, the webhook and audit all
 /// build from, so CI and admission evaluate the same policies the same way. Only the inventory
 /// differs: files in CI (`--inventory`), the watched cluster at admission and in audit.
@@ -73,10 +100,7 @@ impl Default for Sources {
 
 impl Sources {
     /// Compile the bundle with `inventory` as `data.inventory` (and Namespace labels).
-    pub fn build(
-        &self,
-        inventory: impl IntoIterator<Item = Value>,
-    ) -> Result<Bundle, Vec<PolicyError>> {
+    fn builder(&self, inventory: impl IntoIterator<Item = Value>) -> BundleBuilder {
         let mut b = BundleBuilder::new(self.limits);
         b.use_vm(self.use_vm);
         b.conftest_namespaces(self.conftest_namespaces.clone());
@@ -96,7 +120,24 @@ impl Sources {
             b.declare_kinds(list, scope::Scope::Cluster);
         }
         b.add_inventory(inventory);
-        b.build()
+        b
+    }
+
+    /// The bundle, refusing it if anything is wrong (the webhook and audit: fail closed).
+    pub fn build(
+        &self,
+        inventory: impl IntoIterator<Item = Value>,
+    ) -> Result<Bundle, Vec<PolicyError>> {
+        self.builder(inventory).build()
+    }
+
+    /// The bundle without the Constraints that do not fit their kind's schema, which
+    /// [`Bundle::invalid_constraints`] lists (`sealgate lint` reports them as findings).
+    pub fn build_reporting(
+        &self,
+        inventory: impl IntoIterator<Item = Value>,
+    ) -> Result<Bundle, Vec<PolicyError>> {
+        self.builder(inventory).build_reporting()
     }
 }
 
@@ -344,6 +385,21 @@ impl BundleBuilder {
 
     /// Compile everything. Every problem is reported, not only the first.
     pub fn build(self) -> Result<Bundle, Vec<PolicyError>> {
+        let bundle = self.build_reporting()?;
+        if bundle.invalid_constraints.is_empty() {
+            Ok(bundle)
+        } else {
+            Err(bundle
+                .invalid_constraints
+                .iter()
+                .map(InvalidConstraint::error)
+                .collect())
+        }
+    }
+
+    /// [`BundleBuilder::build`], but Constraints that do not fit their kind's schema are left
+    /// out and listed in [`Bundle::invalid_constraints`] instead of failing the build.
+    pub fn build_reporting(self) -> Result<Bundle, Vec<PolicyError>> {
         let digest = self.digest();
         let mut errors = self.errors;
         let mut scopes = self.scopes;
@@ -384,7 +440,29 @@ impl BundleBuilder {
             }
         }
         let mut constraints: Vec<Constraint> = Vec::new();
+        let mut invalid = Vec::new();
         for (source, v) in &self.constraints {
+            // Checked against the schema Gatekeeper would generate for the kind before anything
+            // is read from it: a misspelt field must not silently widen or disable a constraint.
+            let text = |p: &str| v.pointer(p).and_then(Value::as_str).unwrap_or("");
+            if let Some(t) = templates.get(text("/kind")) {
+                let mut problems = Vec::new();
+                schema::check(&schema::constraint(t.schema.as_ref()), v, "", &mut problems);
+                if !problems.is_empty() {
+                    let (file, line) = source
+                        .rsplit_once(':')
+                        .and_then(|(f, l)| Some((f.to_string(), l.parse().ok()?)))
+                        .unwrap_or((source.clone(), 1));
+                    invalid.push(InvalidConstraint {
+                        file,
+                        line,
+                        kind: text("/kind").to_string(),
+                        name: text("/metadata/name").to_string(),
+                        problems,
+                    });
+                    continue;
+                }
+            }
             match parse_constraint(source, v) {
                 Ok(c) if !templates.contains_key(&c.kind) => errors.push(at(
                     source,
@@ -395,19 +473,7 @@ impl BundleBuilder {
                     ),
                 )),
                 Ok(c) => {
-                    let mut problems = Vec::new();
-                    if let Some(schema) = &templates[&c.kind].schema {
-                        let params: Value =
-                            serde_json::to_value(&c.parameters).unwrap_or(Value::Null);
-                        schema::check(schema, &params, "spec.parameters", &mut problems);
-                    }
-                    if !problems.is_empty() {
-                        errors.push(at(
-                            source,
-                            format!("{} {}", c.kind, c.name),
-                            problems.join("; "),
-                        ));
-                    } else if let Some(i) = constraints
+                    if let Some(i) = constraints
                         .iter()
                         .position(|p| p.kind == c.kind && p.name == c.name)
                     {
@@ -455,6 +521,7 @@ impl BundleBuilder {
             },
             use_vm: self.use_vm,
             skipped_dirs: self.skipped,
+            invalid_constraints: invalid,
         })
     }
 }

@@ -223,7 +223,14 @@ pub(super) fn compile_template(
         schema: v
             .pointer("/spec/crd/spec/validation/openAPIV3Schema")
             .filter(|s| s.is_object())
-            .cloned(),
+            .cloned()
+            .map(|mut s| {
+                // legacySchema: Gatekeeper keeps fields the schema does not declare.
+                if v.pointer("/spec/crd/spec/validation/legacySchema") == Some(&Value::Bool(true)) {
+                    s["x-kubernetes-preserve-unknown-fields"] = Value::Bool(true);
+                }
+                s
+            }),
     })
 }
 

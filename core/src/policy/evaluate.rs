@@ -34,6 +34,8 @@ pub struct Bundle {
     pub(super) sync: Vec<SyncKind>,
     /// Directories of the policy paths that were skipped (`samples/`, `testdata/`, `tests/`).
     pub(super) skipped_dirs: Vec<std::path::PathBuf>,
+    /// Constraints left out because they do not fit their kind's schema (`build_reporting`).
+    pub(super) invalid_constraints: Vec<super::bundle::InvalidConstraint>,
 }
 
 impl std::fmt::Debug for Bundle {
@@ -77,6 +79,27 @@ impl Bundle {
     /// `tests/` hold examples and suites in the Gatekeeper library's layout.
     pub fn skipped_dirs(&self) -> &[std::path::PathBuf] {
         &self.skipped_dirs
+    }
+
+    /// Constraints left out because they do not fit their kind's schema: only a bundle from
+    /// `build_reporting` has any (`build` refuses them).
+    pub fn invalid_constraints(&self) -> &[super::bundle::InvalidConstraint] {
+        &self.invalid_constraints
+    }
+
+    /// `(constraint, namespace)` for each name in a user constraint's `match.namespaces` (globs
+    /// aside) that no Namespace defines, in `tree` or the inventory: such a constraint checks
+    /// nothing there, often because of a typo.
+    pub fn undefined_match_namespaces<'a>(
+        &'a self,
+        tree: &NamespaceLabels,
+    ) -> Vec<(&'a Constraint, &'a str)> {
+        self.constraints
+            .iter()
+            .filter(|c| !c.source.starts_with("builtin:"))
+            .flat_map(|c| c.matcher.literal_namespaces().map(move |n| (c, n)))
+            .filter(|(_, n)| !tree.contains_key(*n) && !self.namespaces.contains_key(*n))
+            .collect()
     }
 
     /// Whether nothing would be checked: no constraint and no conftest rule.

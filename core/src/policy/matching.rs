@@ -295,6 +295,14 @@ fn wildcards(v: Option<&Value>, field: &str) -> Result<Vec<Wildcard>, PolicyErro
 }
 
 impl Match {
+    /// The names in `namespaces` that are not globs: each names one Namespace.
+    pub fn literal_namespaces(&self) -> impl Iterator<Item = &str> {
+        self.namespaces
+            .iter()
+            .map(|w| w.0.as_str())
+            .filter(|n| !n.contains('*'))
+    }
+
     /// Reads a constraint's `spec.match` (absent: matches everything).
     pub fn parse(v: Option<&Value>) -> Result<Match, PolicyError> {
         let Some(v) = v.filter(|v| !v.is_null()) else {

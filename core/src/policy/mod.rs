@@ -31,7 +31,10 @@ mod schema;
 pub mod scope;
 pub mod suite;
 
-pub use bundle::{BundleBuilder, Constraint, Sources, SyncKind, inventory_data, namespace_labels};
+pub use bundle::{
+    BundleBuilder, Constraint, InvalidConstraint, Sources, SyncKind, inventory_data,
+    namespace_labels,
+};
 pub use compile::{ConftestNamespaces, Limits, Template};
 pub use enforcement::{Action, Effect, Enforcement, Point};
 pub use evaluate::{Bundle, Evaluation, NamespaceLabels};
