@@ -463,8 +463,9 @@ pub enum RegoEngine {
 #[derive(Debug, Args)]
 pub struct LintArgs {
     /// Files or directories to check, or - for stdin [default: stdin when it is a pipe or a
-    /// redirected file, else .]. Directories are searched for *.yaml, *.yml and
-    /// *.json, honouring .gitignore and .sealgateignore, skipping hidden entries and Helm chart templates
+    /// redirected file, else .]. Directories are searched for *.yaml, *.yml and *.json,
+    /// honouring .gitignore and .sealgateignore, skipping hidden entries and Helm chart
+    /// templates; named files that those rules match are skipped too, with a note
     #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
     #[command(flatten)]

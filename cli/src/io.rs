@@ -462,7 +462,15 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
             bail!("{}: no such file or directory", p.display());
         }
         if p.is_file() {
-            out.push(p.clone());
+            // Named files get the walk's rules too: pre-commit names every changed file, and a
+            // chart's templates or an ignored file must not fail the hook.
+            match skipped_because(p) {
+                Some(why) => eprintln!(
+                    "note: skipped {} ({why}; pipe it to `-` to check it anyway)",
+                    p.display()
+                ),
+                None => out.push(p.clone()),
+            }
             continue;
         }
         let walker = ignore::WalkBuilder::new(p)
@@ -488,6 +496,59 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     out.sort();
     out.dedup();
     Ok(out)
+}
+
+/// Why a named file is one a directory walk would skip, if it is: hidden (in a relative path), in a
+/// Helm chart's `templates/`, or matched by a `.sealgateignore` or `.gitignore` in its directory
+/// or one above it (up to the repository root, the directory with `.git`).
+fn skipped_because(file: &Path) -> Option<String> {
+    // Only the path as named from the current directory (pre-commit names files from the
+    // repository root): an absolute path may well pass through /tmp/.tmpXYZ.
+    let hidden = file.is_relative()
+        && file.components().any(|c| match c {
+            std::path::Component::Normal(n) => n.to_str().is_some_and(|n| n.starts_with('.')),
+            _ => false,
+        });
+    if hidden {
+        return Some("a hidden file or directory".into());
+    }
+    let abs = std::path::absolute(file).ok()?;
+    let mut dir = abs.parent();
+    let mut decided = false;
+    let mut reason = None;
+    while let Some(d) = dir {
+        if is_chart_templates(d) {
+            return Some(format!(
+                "a Helm chart's templates, not manifests: lint `helm template {}`'s output instead",
+                d.parent().unwrap_or(d).display()
+            ));
+        }
+        // The deepest ignore file with a rule for the file decides, as in git.
+        for name in [".sealgateignore", ".gitignore"] {
+            let rules = d.join(name);
+            if decided || !rules.is_file() {
+                continue;
+            }
+            let mut b = ignore::gitignore::GitignoreBuilder::new(d);
+            if b.add(&rules).is_some() {
+                continue;
+            }
+            let Ok(gi) = b.build() else { continue };
+            match gi.matched_path_or_any_parents(&abs, false) {
+                ignore::Match::Ignore(_) => {
+                    decided = true;
+                    reason = Some(format!("matched by {}", rules.display()));
+                }
+                ignore::Match::Whitelist(_) => decided = true,
+                ignore::Match::None => {}
+            }
+        }
+        if d.join(".git").exists() {
+            break;
+        }
+        dir = d.parent();
+    }
+    reason
 }
 
 /// A Helm chart's `templates/` holds Go templates, not manifests.

@@ -243,10 +243,33 @@ fn ignore_files_hidden_dirs_and_helm_templates_are_skipped() {
         .assert()
         .success()
         .stdout(contains("1 passed, 0 failed"));
-    // A file named explicitly is linted even if ignored.
+    // Named files (pre-commit names each changed one) are skipped by the same rules, saying so;
+    // stdin is the way to lint one anyway.
     sealgate()
-        .arg("lint")
-        .arg(dir.path().join("drafts/secret.yaml"))
+        .current_dir(dir.path())
+        .args([
+            "lint",
+            "drafts/secret.yaml",
+            "charts/web/templates/deploy.yaml",
+            ".github/workflows/secret.yaml",
+            "apps/ok.yaml",
+        ])
+        .assert()
+        .success()
+        .stdout("1 passed, 0 failed\n")
+        .stderr(
+            contains("note: skipped drafts/secret.yaml (matched by")
+                .and(contains(
+                    "skipped charts/web/templates/deploy.yaml (a Helm chart's templates",
+                ))
+                .and(contains(
+                    "skipped .github/workflows/secret.yaml (a hidden file",
+                )),
+        );
+    sealgate()
+        .current_dir(dir.path())
+        .args(["lint", "-"])
+        .write_stdin(secret.to_vec())
         .assert()
         .code(1);
 }

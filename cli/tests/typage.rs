@@ -84,8 +84,8 @@ fn binding(scope: &str, item: &str) -> String {
 #[test]
 fn typage_and_sealgate_open_each_others_post_quantum_values() {
     let Some(index) = typage() else {
-        eprintln!(
-            "skipped: typage is not installed (needs node; `npm install --prefix ~/.cache/sealgate/npm age-encryption@0.3.1`, or set SEALGATE_TYPAGE)"
+        sealgate_testkit::peer::missing(
+            "typage is not installed (needs node; `npm install --prefix ~/.cache/sealgate/npm age-encryption@0.3.1`, or set SEALGATE_TYPAGE)",
         );
         return;
     };

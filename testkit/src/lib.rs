@@ -4,6 +4,7 @@
 
 pub mod fake_api;
 pub mod keys;
+pub mod peer;
 pub mod process;
 pub mod sealed;
 pub mod tls;
