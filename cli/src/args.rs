@@ -299,7 +299,8 @@ pub struct UnsealArgs {
 
 #[derive(Debug, Args)]
 pub struct ResealArgs {
-    /// SealedSecret files to rewrite in place (other documents in them are kept; comments are not)
+    /// SealedSecret files to rewrite in place, or - to read stdin and write stdout. Other
+    /// documents are kept byte for byte, and comments wherever the YAML keeps its shape
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
     /// Convert every value to this format [default: keep each value's format]

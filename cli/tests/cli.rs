@@ -656,6 +656,108 @@ fn validate_says_what_it_proved() {
         .stdout(contains("decrypted"));
 }
 
+/// `reseal` edits only what changes (issue 24, item 12): the values and the key-id annotation,
+/// even where a kubeseal-made file had none. Comments, quoting and other documents stay byte
+/// for byte. `reseal -` is a filter from stdin to stdout.
+#[test]
+fn reseal_keeps_comments_and_other_documents() {
+    let env = Env::new();
+    env.init();
+    let input = env.write("secret.yaml", SECRET);
+    env.cmd()
+        .args(["seal", "--format", "kubeseal", "-f"])
+        .arg(&input)
+        .args(["-w", "sealed.yaml"])
+        .assert()
+        .success();
+    // Commented as a reviewer would, without the key-id annotation (as kubeseal writes it).
+    let sealed = std::fs::read_to_string(env.path("sealed.yaml")).unwrap();
+    let commented: String = sealed
+        .lines()
+        .filter(|l| !l.contains("sealgate.dev/key-id"))
+        .map(|l| match l.trim_start() {
+            t if t.starts_with("password:") => {
+                format!("    # rotated quarterly\n{l} # owner: team shop\n")
+            }
+            t if t.starts_with("name: db") => format!("{l}   # do not rename\n"),
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    let other = "# kept as written\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: keep}   # flow style\ndata:\n  a: 'b'\n";
+    let file = format!("# header comment\n{commented}---\n{other}");
+    env.write("repo.yaml", &file);
+    env.cmd()
+        .args(["keys", "rotate", "--key-size", "2048"])
+        .assert()
+        .success();
+    env.cmd().args(["reseal", "repo.yaml"]).assert().success();
+    let after = std::fs::read_to_string(env.path("repo.yaml")).unwrap();
+    for kept in [
+        "# header comment\n",
+        "    # rotated quarterly\n",
+        " # owner: team shop\n",
+        "   # do not rename\n",
+        &format!("---\n{other}"),
+    ] {
+        assert!(after.contains(kept), "lost {kept:?}:\n{after}");
+    }
+    assert!(after.ends_with(other), "{after}");
+    assert!(after.contains("sealgate.dev/key-id: "), "{after}");
+    // Only the values and the annotation differ: every line is kept but the items' values,
+    // and the one added line is the annotation.
+    let value_line = |l: &&str| {
+        let t = l.trim_start();
+        t.starts_with("password:") || t.starts_with("blob:")
+    };
+    let gone: Vec<&str> = file
+        .lines()
+        .filter(|l| !after.lines().any(|a| a == *l))
+        .collect();
+    let new: Vec<&str> = after
+        .lines()
+        .filter(|l| !file.lines().any(|a| a == *l))
+        .collect();
+    assert!(gone.iter().all(value_line) && gone.len() == 2, "{gone:#?}");
+    assert_eq!(new.len(), 3, "{new:#?}");
+    assert!(
+        new.iter()
+            .all(|l| value_line(l) || l.starts_with("    sealgate.dev/key-id: ")),
+        "{new:#?}"
+    );
+    let newest = env.newest_key_file();
+    env.cmd()
+        .args(["unseal", "-f", "repo.yaml", "--private-key"])
+        .arg(&newest)
+        .assert()
+        .success();
+    // A filter: stdin to stdout, nothing written.
+    env.cmd()
+        .args(["keys", "rotate", "--key-size", "2048"])
+        .assert()
+        .success();
+    let out = env
+        .cmd()
+        .args(["reseal", "-"])
+        .write_stdin(after.clone())
+        .assert()
+        .success();
+    let piped = stdout(&out);
+    assert!(
+        piped.contains("# rotated quarterly") && piped != after,
+        "{piped}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.path("repo.yaml")).unwrap(),
+        after
+    );
+    env.write("piped.yaml", &piped);
+    env.cmd()
+        .args(["unseal", "-f", "piped.yaml", "--private-key"])
+        .arg(env.newest_key_file())
+        .assert()
+        .success();
+}
+
 #[test]
 fn reseal_moves_files_to_the_newest_key() {
     let env = Env::new();

@@ -23,6 +23,7 @@ pub mod keys;
 pub mod manifest;
 pub mod objects;
 pub mod policy;
+pub mod rewrite;
 pub mod sealing;
 mod secret_bytes;
 

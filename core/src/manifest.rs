@@ -105,7 +105,7 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<Vec<Document>, ManifestErr
     }
 }
 
-fn options(limits: &Limits) -> serde_saphyr::Options {
+pub(crate) fn options(limits: &Limits) -> serde_saphyr::Options {
     serde_saphyr::options! {
         budget: serde_saphyr::budget! {
             max_documents: limits.max_documents,

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Result, anyhow, bail};
 use sealgate_core::envelope::Format;
+use sealgate_core::rewrite::{self, Change};
 use sealgate_core::sealing::{self, ApiGroup, SealedSecret};
 
 use crate::args::{OutputFormat, ResealArgs};
@@ -112,21 +113,21 @@ pub fn run(store_dir: Option<&Path>, args: &ResealArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Reseal every SealedSecret in one file; the file is rewritten only if all of them succeed.
+/// Reseal every SealedSecret in one file (`-`: stdin to stdout); the file is rewritten only if
+/// all of them succeed. Other documents stay byte for byte, and so do comments wherever the
+/// change is values replaced and keys added (`sealgate_core::rewrite`).
 fn reseal_file(
     file: &Path,
     resealer: &Resealer,
     api: Option<ApiGroup>,
     dry_run: bool,
 ) -> Result<usize> {
-    let input = io::read_file(file)?;
+    let stdio = file.as_os_str() == "-";
+    let input = io::read_input(Some(file), "SealedSecrets")?;
     let docs = io::parse_docs(&input)?;
-    let mut values = Vec::with_capacity(docs.len());
-    let mut count = 0;
+    let mut changed: Vec<(usize, serde_json::Value)> = Vec::new();
     for doc in &docs {
-        let is_sealed = doc.value.get("kind").and_then(|k| k.as_str()) == Some("SealedSecret");
-        if !is_sealed {
-            values.push(doc.value.clone());
+        if doc.value.get("kind").and_then(|k| k.as_str()) != Some("SealedSecret") {
             continue;
         }
         let ss = SealedSecret::from_value(&doc.value)
@@ -145,16 +146,57 @@ fn reseal_file(
             io::at(&input, doc),
             ss.encrypted_data.len()
         );
-        values.push(re);
-        count += 1;
+        changed.push((doc.index, re));
     }
-    if count > 0 && !dry_run {
-        let fmt = if io::looks_like_json(file, Some(&input.bytes)) {
-            OutputFormat::Json
-        } else {
-            OutputFormat::Yaml
-        };
-        io::emit(&io::render(&values, fmt), Some(file), None)?;
+    if dry_run || (changed.is_empty() && !stdio) {
+        return Ok(changed.len());
     }
-    Ok(count)
+    let fmt = if io::looks_like_json(file, Some(&input.bytes)) {
+        OutputFormat::Json
+    } else {
+        OutputFormat::Yaml
+    };
+    let render = |v: &serde_json::Value| io::render(std::slice::from_ref(v), fmt);
+    let text =
+        std::str::from_utf8(&input.bytes).map_err(|_| anyhow!("{}: not UTF-8", input.name))?;
+    let changes: Vec<Change<'_>> = changed
+        .iter()
+        .map(|(index, value)| Change {
+            index: *index,
+            value,
+        })
+        .collect();
+    let out = match rewrite::rewrite(text, &changes, |v| {
+        // After the `---` line the document keeps: the rendering without its own.
+        let r = render(v);
+        r.strip_prefix("---\n").map(str::to_string).unwrap_or(r)
+    }) {
+        Ok(r) => {
+            if !r.rendered.is_empty() {
+                eprintln!(
+                    "note: {}: document(s) {} changed shape (keys removed or multi-line values), so they were written anew without their comments; the file's other documents and comments are kept",
+                    input.name,
+                    r.rendered
+                        .iter()
+                        .map(usize::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            r.text
+        }
+        // Concatenated JSON objects: written anew, one per line.
+        Err(rewrite::RewriteError::NotOneStream) => {
+            let mut values: Vec<serde_json::Value> = docs.iter().map(|d| d.value.clone()).collect();
+            for (index, value) in changed.iter() {
+                if let Some(slot) = docs.iter().position(|d| d.index == *index) {
+                    values[slot] = value.clone();
+                }
+            }
+            io::render(&values, fmt)
+        }
+        Err(e) => bail!("{}: {e}", input.name),
+    };
+    io::emit(&out, (!stdio).then_some(file), None)?;
+    Ok(changed.len())
 }
