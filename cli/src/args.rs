@@ -160,6 +160,9 @@ pub struct ControllerArgs {
     /// kubeconfig context for kube:// [default: the current context]
     #[arg(long = "context", env = "SEALGATE_KUBE_CONTEXT", value_name = "NAME")]
     pub kube_context: Option<String>,
+    /// kubeconfig file for kube:// [default: $KUBECONFIG, else ~/.kube/config]
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
 }
 
 impl ControllerArgs {
@@ -167,7 +170,11 @@ impl ControllerArgs {
         self.controller
             .as_deref()
             .map(|url| {
-                crate::controller_client::Controller::connect(url, self.kube_context.as_deref())
+                crate::controller_client::Controller::connect(
+                    url,
+                    self.kube_context.as_deref(),
+                    self.kubeconfig.as_deref(),
+                )
             })
             .transpose()
     }

@@ -31,14 +31,50 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// The body for a message: the controller's own errors are one line of text; anything else
+    /// (an ingress's or proxy's HTML page) is summed up, never dumped.
     pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).trim().to_string()
+        summarize(&String::from_utf8_lossy(&self.body))
+    }
+}
+
+/// At most a line or two of `body`: an HTML page by its title, long text cut.
+fn summarize(body: &str) -> String {
+    const MAX: usize = 300;
+    let body = body.trim();
+    let lower = body.to_ascii_lowercase();
+    if lower.starts_with("<!doctype html") || lower.starts_with("<html") || lower.starts_with('<') {
+        let title = lower
+            .find("<title>")
+            .and_then(|s| Some((s + 7, lower[s..].find("</title>")? + s)))
+            .map(|(a, b)| body[a..b].trim().to_string())
+            .filter(|t| !t.is_empty());
+        return match title {
+            Some(t) => format!(
+                "an HTML page titled {t:?} ({} bytes), not the controller's answer: is something else (an ingress, a proxy) answering at that address?",
+                body.len()
+            ),
+            None => format!(
+                "an HTML page ({} bytes), not the controller's answer: is something else (an ingress, a proxy) answering at that address?",
+                body.len()
+            ),
+        };
+    }
+    let one_line = body.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{}… ({} bytes)", &one_line[..cut], body.len()),
+        None => one_line,
     }
 }
 
 impl Controller {
-    /// `http(s)://…` or `kube://[NAMESPACE/SERVICE]`; `context` picks the kubeconfig context.
-    pub fn connect(url: &str, context: Option<&str>) -> Result<Controller> {
+    /// `http(s)://…` or `kube://[NAMESPACE/SERVICE]`; `context` picks the kubeconfig context and
+    /// `kubeconfig` the file [default: KUBECONFIG, else ~/.kube/config].
+    pub fn connect(
+        url: &str,
+        context: Option<&str>,
+        kubeconfig: Option<&std::path::Path>,
+    ) -> Result<Controller> {
         if url.starts_with("http://") || url.starts_with("https://") {
             crate::io::warn_plain_http(url, "talking to the controller");
             use ureq::tls::{RootCerts, TlsConfig};
@@ -76,14 +112,23 @@ impl Controller {
             context: context.map(str::to_string),
             ..Default::default()
         };
+        let source = kubeconfig.map_or_else(
+            || "the kubeconfig (KUBECONFIG or ~/.kube/config)".to_string(),
+            |p| format!("the kubeconfig {}", p.display()),
+        );
         let client = rt
             .block_on(async {
-                let config = kube::Config::from_kubeconfig(&options).await?;
+                let config = match kubeconfig {
+                    Some(p) => {
+                        let kc = kube::config::Kubeconfig::read_from(p)?;
+                        kube::Config::from_custom_kubeconfig(kc, &options).await?
+                    }
+                    None => kube::Config::from_kubeconfig(&options).await?,
+                };
                 anyhow::Ok(kube::Client::try_from(config)?)
             })
-            .context(
-                "cannot load the kubeconfig (KUBECONFIG or ~/.kube/config) to reach the controller",
-            )?;
+            .map_err(|e| client_cert_hint(e, &source, kubeconfig, context))
+            .with_context(|| format!("cannot load {source} to reach the controller"))?;
         Ok(Controller::Proxy {
             namespace: namespace.into(),
             service: service.into(),
@@ -188,5 +233,72 @@ impl Controller {
             );
         }
         Ok(r.body)
+    }
+}
+
+/// rustls accepts only X.509 v3 certificates; kubectl (Go) also takes v1 ones, which
+/// `openssl x509 -req` writes when given no extensions. Say so instead of rustls's enum name,
+/// naming the certificate.
+fn client_cert_hint(
+    e: anyhow::Error,
+    source: &str,
+    kubeconfig: Option<&std::path::Path>,
+    context: Option<&str>,
+) -> anyhow::Error {
+    if !format!("{e:#}").contains("UnsupportedCertVersion") {
+        return e;
+    }
+    let which = client_cert(kubeconfig, context)
+        .unwrap_or_else(|| format!("the client certificate in {source}"));
+    anyhow!(
+        "{which} is X.509 version 1, which sealgate's TLS library (rustls) does not accept, though kubectl does. \
+Re-issue it as version 3: `openssl x509 -req … -extfile <(printf 'extendedKeyUsage=clientAuth')` (any extension makes it v3); \
+or let the user authenticate with a token or an exec credential plugin instead"
+    )
+}
+
+/// "user NAME's client certificate FILE" for the context in use, if the kubeconfig says.
+fn client_cert(kubeconfig: Option<&std::path::Path>, context: Option<&str>) -> Option<String> {
+    let kc = match kubeconfig {
+        Some(p) => kube::config::Kubeconfig::read_from(p).ok()?,
+        None => kube::config::Kubeconfig::read().ok()?,
+    };
+    let ctx = context.map(str::to_string).or(kc.current_context.clone())?;
+    let user = kc
+        .contexts
+        .iter()
+        .find(|c| c.name == ctx)?
+        .context
+        .as_ref()?
+        .user
+        .clone()?;
+    let auth = kc
+        .auth_infos
+        .iter()
+        .find(|a| a.name == user)?
+        .auth_info
+        .as_ref()?;
+    Some(match &auth.client_certificate {
+        Some(file) => format!("user {user:?}'s client certificate {file}"),
+        None => format!("user {user:?}'s client-certificate-data (context {ctx:?})"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::summarize;
+
+    #[test]
+    fn answers_are_summed_up_not_dumped() {
+        let page = format!(
+            "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>{}</body></html>",
+            "x".repeat(5000)
+        );
+        let s = summarize(&page);
+        assert!(s.contains("\"502 Bad Gateway\"") && s.len() < 250, "{s}");
+        assert_eq!(summarize("  unknown key\n"), "unknown key");
+        let long = "word ".repeat(200);
+        let s = summarize(&long);
+        assert!(s.ends_with("(999 bytes)") && s.chars().count() < 320, "{s}");
     }
 }

@@ -45,7 +45,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", describe(&e));
             if e.is::<io::VerifyFailed>() {
                 ExitCode::from(1)
             } else {
@@ -84,6 +84,23 @@ fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// An error and its causes, `: `-joined as anyhow's `{:#}`, but without a cause its outer
+/// message already quotes (io errors wrapped by a library repeat `(os error 2)` otherwise).
+fn describe(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 /// `SEALGATE_CHECK_ARGS=1`: parse the command line and stop. The documentation test uses it for

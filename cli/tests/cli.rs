@@ -1506,3 +1506,128 @@ fn help_describes_unseal_output_and_the_post_quantum_default() {
         "{seal}"
     );
 }
+
+/// Messages about reaching the controller (issue 24, item 14): a kubeconfig that is missing says
+/// so once, an X.509 v1 client certificate is named with how to re-issue it, and an HTML page
+/// from something in front of the controller is summed up, not dumped.
+#[test]
+fn reaching_the_controller_fails_with_clear_messages() {
+    let env = Env::new();
+    let a = env
+        .cmd()
+        .args([
+            "cert",
+            "--controller",
+            "kube://",
+            "--kubeconfig",
+            "missing-kubeconfig",
+        ])
+        .assert()
+        .code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains("missing-kubeconfig") && err.matches("(os error 2)").count() == 1,
+        "{err}"
+    );
+
+    // A client certificate as `openssl x509 -req` makes it without extensions: version 1.
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(env.dir.path())
+            .output()
+            .expect("this test needs the `openssl` command (apt-get install openssl)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    openssl(&[
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+        "-subj", "/CN=ca", "-days", "1",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "u.key",
+        "-out",
+        "u.csr",
+        "-subj",
+        "/CN=alice",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "u.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "u.crt",
+        "-days",
+        "1",
+    ]);
+    let dir = env.dir.path().display();
+    env.write(
+        "kubeconfig",
+        &format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: 'https://127.0.0.1:1', certificate-authority: {dir}/ca.crt}}\nusers:\n- name: alice\n  user: {{client-certificate: {dir}/u.crt, client-key: {dir}/u.key}}\ncontexts:\n- name: ctx\n  context: {{cluster: c, user: alice}}\ncurrent-context: ctx\n"
+        ),
+    );
+    env.cmd()
+        .args([
+            "cert",
+            "--controller",
+            "kube://",
+            "--kubeconfig",
+            "kubeconfig",
+        ])
+        .assert()
+        .code(2)
+        .stderr(
+            contains("user \"alice\"'s client certificate")
+                .and(contains("u.crt is X.509 version 1"))
+                .and(contains("extendedKeyUsage=clientAuth"))
+                .and(contains("UnsupportedCertVersion").not()),
+        );
+
+    // Something else answers at the address with a big HTML error page.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in listener.incoming().take(1) {
+            let mut s = stream.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let body = format!(
+                "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>{}</body></html>",
+                "<p>upstream unavailable</p>".repeat(400)
+            );
+            let _ = write!(
+                s,
+                "HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let a = env
+        .cmd()
+        .args(["cert", "--controller", &format!("http://127.0.0.1:{port}")])
+        .assert()
+        .code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(
+        err.contains("\"502 Bad Gateway\"")
+            && !err.contains("upstream unavailable")
+            && err.len() < 600,
+        "{err}"
+    );
+}
