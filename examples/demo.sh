@@ -32,8 +32,8 @@ step sealgate unseal -f sealed.yaml
 "$sealgate" unseal -f "$work/sealed.yaml" -w "$work/unsealed.yaml"
 cat "$work/unsealed.yaml"
 
-step "sealgate seal --format kubeseal (Bitnami-compatible values) and unseal"
-"$sealgate" seal --format kubeseal -f examples/secret.yaml | "$sealgate" unseal -w "$work/unsealed-kubeseal.yaml"
+step "sealgate seal --value-format kubeseal (Bitnami-compatible values) and unseal"
+"$sealgate" seal --value-format kubeseal -f examples/secret.yaml | "$sealgate" unseal -w "$work/unsealed-kubeseal.yaml"
 
 want="password: $(printf %s correct-horse-battery-staple | base64)"
 grep -qF "$want" "$work/unsealed.yaml" && grep -qF "$want" "$work/unsealed-kubeseal.yaml"

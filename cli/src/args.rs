@@ -15,8 +15,9 @@ re-encrypt them to the newest key, and validate them in CI.\n\n\
 Exit codes: 0 ok, 1 verification failed (a value does not decrypt, a SealedSecret is invalid), 2 usage or input error."
 )]
 pub struct Cli {
-    /// Local key store directory [default: <config dir>/sealgate/keys]
-    #[arg(long, global = true, env = "SEALGATE_KEYS_DIR", value_name = "DIR")]
+    /// Local key store directory, for the commands that use one (keys, seal, unseal, reseal,
+    /// validate, cert) [default: <config dir>/sealgate/keys]
+    #[arg(long, env = "SEALGATE_KEYS_DIR", value_name = "DIR")]
     pub keys: Option<PathBuf>,
 
     #[command(subcommand)]
@@ -26,8 +27,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Manage the sealing keys of the local key store
-    #[command(subcommand)]
-    Keys(KeysCommand),
+    Keys(KeysArgs),
     /// Seal Secrets (YAML or JSON, from stdin or -f) into SealedSecrets
     Seal(SealArgs),
     /// Offline recovery: unseal SealedSecrets into Secrets with private keys
@@ -63,6 +63,27 @@ pub enum Command {
     },
 }
 
+/// `--keys DIR` on the commands that use a key store (also accepted before the command).
+#[derive(Debug, Args, Clone, Default)]
+pub struct StoreArg {
+    /// Local key store directory [default: <config dir>/sealgate/keys]
+    #[arg(
+        long = "keys",
+        global = true,
+        env = "SEALGATE_KEYS_DIR",
+        value_name = "DIR"
+    )]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    #[command(flatten)]
+    pub store: StoreArg,
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Create the key store with its first sealing key (does nothing if it already has keys)
@@ -71,6 +92,7 @@ pub enum KeysCommand {
     Rotate(KeyGenArgs),
     /// List the keys in the store, newest first
     List {
+        /// Output format
         #[arg(short = 'o', long = "output", value_enum, default_value_t = ListFormat::Text)]
         output: ListFormat,
     },
@@ -183,6 +205,8 @@ impl ControllerArgs {
 #[derive(Debug, Args)]
 pub struct CertArgs {
     #[command(flatten)]
+    pub store: StoreArg,
+    #[command(flatten)]
     pub controller: ControllerArgs,
     /// Every active key's certificate, not only the newest
     #[arg(long)]
@@ -232,6 +256,8 @@ pub struct PublicKeySource {
 
 #[derive(Debug, Args)]
 pub struct SealArgs {
+    #[command(flatten)]
+    pub store: StoreArg,
     /// Input file with Secrets (multi-document YAML or a JSON stream) [default: stdin]
     #[arg(short = 'f', long = "secret-file", value_name = "FILE")]
     pub file: Option<PathBuf>,
@@ -241,9 +267,15 @@ pub struct SealArgs {
     /// Output format [default: yaml; json when -w names a .json file]
     #[arg(short = 'o', long = "output", value_enum)]
     pub output: Option<OutputFormat>,
-    /// Sealing format [default: age; kubeseal with --bitnami]
-    #[arg(long, value_enum, env = "SEALGATE_FORMAT")]
-    pub format: Option<SealFormat>,
+    /// kubeseal's --format: yaml or json, the same as -o. (age or kubeseal, as before, still
+    /// select the value format, with a note: that is --value-format now)
+    #[arg(long, value_enum, value_name = "yaml|json")]
+    pub format: Option<FormatArg>,
+    /// Value format: age (to the key's hybrid post-quantum recipient by default) or kubeseal
+    /// (Bitnami's RSA-OAEP) [default: age; kubeseal with --bitnami; with --merge-into, the
+    /// target file's]
+    #[arg(long, value_enum, env = "SEALGATE_VALUE_FORMAT")]
+    pub value_format: Option<SealFormat>,
     /// Scope [default: from the Secret's scope annotations, else strict]
     #[arg(long, value_enum)]
     pub scope: Option<ScopeArg>,
@@ -273,6 +305,62 @@ pub struct SealArgs {
     /// Write bitnami.com/v1alpha1 SealedSecrets (kubeseal format) for Bitnami's controller
     #[arg(long)]
     pub bitnami: bool,
+    #[command(flatten)]
+    pub kubeseal: KubesealHabits,
+}
+
+/// kubeseal flags whose work another sealgate command does: accepted (hidden) only to say which.
+#[derive(Debug, Args, Default)]
+pub struct KubesealHabits {
+    #[arg(long, hide = true)]
+    pub re_encrypt: bool,
+    #[arg(long, hide = true)]
+    pub recovery_unseal: bool,
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub recovery_private_key: Option<String>,
+    #[arg(long, hide = true)]
+    pub fetch_cert: bool,
+    #[arg(long, hide = true)]
+    pub validate: bool,
+    #[arg(long, hide = true, value_name = "NAME")]
+    pub controller_name: Option<String>,
+    #[arg(long, hide = true, value_name = "NAMESPACE")]
+    pub controller_namespace: Option<String>,
+}
+
+impl KubesealHabits {
+    /// The sealgate command that does what the kubeseal flag given did, if one was given.
+    pub fn instead(&self) -> Option<String> {
+        let k = self;
+        Some(if k.re_encrypt {
+            "--re-encrypt is kubeseal's; in sealgate it is its own command: `sealgate reseal --controller kube:// FILE…` (the cluster re-encrypts), or `sealgate reseal FILE…` offline with the keys".into()
+        } else if k.recovery_unseal || k.recovery_private_key.is_some() {
+            "--recovery-unseal is kubeseal's; in sealgate it is its own command: `sealgate unseal -f FILE --private-key KEYS.yaml`".into()
+        } else if k.fetch_cert {
+            "--fetch-cert is kubeseal's; in sealgate: `sealgate cert --controller kube://` (or `sealgate cert` for the local key store)".into()
+        } else if k.validate {
+            "--validate is kubeseal's; in sealgate: `sealgate validate --controller kube:// FILE…` (or offline with --cert)".into()
+        } else if k.controller_name.is_some() || k.controller_namespace.is_some() {
+            format!(
+                "--controller-name and --controller-namespace are kubeseal's; in sealgate the controller is one URL: `--controller kube://{}/{}`",
+                k.controller_namespace.as_deref().unwrap_or("NAMESPACE"),
+                k.controller_name.as_deref().unwrap_or("NAME")
+            )
+        } else {
+            return None;
+        })
+    }
+}
+
+/// `seal --format`: kubeseal's output format, or (before --value-format) the value format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FormatArg {
+    Yaml,
+    Json,
+    #[value(hide = true)]
+    Age,
+    #[value(hide = true)]
+    Kubeseal,
 }
 
 /// Where private keys come from.
@@ -291,6 +379,8 @@ pub struct PrivateKeySource {
 
 #[derive(Debug, Args)]
 pub struct UnsealArgs {
+    #[command(flatten)]
+    pub store: StoreArg,
     /// SealedSecret file [default: stdin]
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     pub file: Option<PathBuf>,
@@ -306,13 +396,15 @@ pub struct UnsealArgs {
 
 #[derive(Debug, Args)]
 pub struct ResealArgs {
+    #[command(flatten)]
+    pub store: StoreArg,
     /// SealedSecret files to rewrite in place, or - to read stdin and write stdout. Other
     /// documents are kept byte for byte, and comments wherever the YAML keeps its shape
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
-    /// Convert every value to this format [default: keep each value's format]
-    #[arg(long, value_enum)]
-    pub format: Option<SealFormat>,
+    /// Convert every value to this format [default: keep each value's format] (also --format)
+    #[arg(long, value_enum, alias = "format")]
+    pub value_format: Option<SealFormat>,
     /// Convert the objects to this API group (migration): sealgate (sealgate.dev/v1alpha1) or
     /// bitnami (bitnami.com/v1alpha1, kubeseal format only). The scope is kept
     #[arg(long, value_enum)]
@@ -338,6 +430,8 @@ pub struct ResealArgs {
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
+    #[command(flatten)]
+    pub store: StoreArg,
     /// SealedSecret files or directories (searched for *.yaml, *.yml, *.json); other kinds are skipped
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
@@ -481,8 +575,8 @@ pub struct LintArgs {
     /// Enforcement point to evaluate as (AdmissionReview documents are always `admission`)
     #[arg(long, value_enum, default_value_t = PointArg::Ci)]
     pub point: PointArg,
-    /// Report format
-    #[arg(short = 'o', long = "format", value_enum, default_value_t = ReportFormat::Text)]
+    /// Output format of the report (also --format)
+    #[arg(short = 'o', long = "output", visible_alias = "format", value_enum, default_value_t = ReportFormat::Text)]
     pub format: ReportFormat,
     /// Write the report to FILE (atomically) instead of stdout
     #[arg(short = 'w', long = "output-file", value_name = "FILE")]
@@ -540,6 +634,10 @@ pub enum PolicyCommand {
         /// Time limit for one policy evaluation
         #[arg(long, default_value = "2s", value_parser = sealgate_core::duration::parse, value_name = "DURATION")]
         eval_timeout: std::time::Duration,
+        /// Print every test case and its time, as `gator verify -v` does [default: a line per
+        /// suite, and each failure]
+        #[arg(short = 'v', long)]
+        verbose: bool,
     },
 }
 
@@ -593,4 +691,84 @@ pub struct VerifyAttestationArgs {
     /// Field to leave out of that check: `[KIND[,KIND]:]PATH`, `*` for any key (repeatable)
     #[arg(long = "ignore-field", value_name = "FIELD")]
     pub ignore_fields: Vec<String>,
+}
+
+impl Command {
+    /// `--keys DIR` given to the command, else before it; `None` for commands without a store.
+    pub fn key_store<'a>(
+        &'a self,
+        before: Option<&'a std::path::Path>,
+    ) -> Option<&'a std::path::Path> {
+        let own = match self {
+            Command::Keys(a) => &a.store,
+            Command::Seal(a) => &a.store,
+            Command::Unseal(a) => &a.store,
+            Command::Reseal(a) => &a.store,
+            Command::Validate(a) => &a.store,
+            Command::Cert(a) => &a.store,
+            _ => return None,
+        };
+        own.dir.as_deref().or(before)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// `-o` means one thing wherever it exists: `--output`, the output format (issue 24,
+    /// item 15); and `--keys` is offered only by the commands that read a key store.
+    #[test]
+    fn one_meaning_for_o_and_keys_only_where_used() {
+        fn walk(cmd: &clap::Command, path: &str, out: &mut Vec<(String, clap::Arg)>) {
+            for a in cmd.get_arguments() {
+                out.push((path.to_string(), a.clone()));
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), out);
+            }
+        }
+        let mut cmd = super::Cli::command();
+        cmd.build();
+        let mut args = Vec::new();
+        walk(&cmd, "sealgate", &mut args);
+        let mut with_o = 0;
+        for (path, a) in &args {
+            if a.get_short() == Some('o') {
+                with_o += 1;
+                assert_eq!(a.get_long(), Some("output"), "{path}: -o is not --output");
+                let help = a.get_help().map(ToString::to_string).unwrap_or_default();
+                assert!(
+                    help.starts_with("Output format"),
+                    "{path}: -o help {help:?}"
+                );
+            }
+        }
+        assert!(with_o >= 4, "seal, unseal, keys list and lint have -o");
+        let store_users = ["keys", "seal", "unseal", "reseal", "validate", "cert"];
+        for (path, a) in &args {
+            let mut words = path.split(' ').skip(1);
+            if a.get_long() == Some("keys") && a.get_id() != "keys" {
+                let top = words.next().unwrap_or_default();
+                assert!(
+                    store_users.contains(&top),
+                    "{path} offers --keys, which it ignores"
+                );
+            }
+        }
+        for sub in [
+            "lint",
+            "policy",
+            "attest",
+            "verify-attestation",
+            "completions",
+            "man",
+        ] {
+            let c = cmd.find_subcommand(sub).unwrap();
+            assert!(
+                c.get_arguments().all(|a| a.get_long() != Some("keys")),
+                "{sub} offers --keys"
+            );
+        }
+    }
 }

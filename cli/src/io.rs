@@ -169,6 +169,66 @@ pub fn render(values: &[Value], format: OutputFormat) -> String {
     }
 }
 
+/// `input` with the documents of `changed` (by [`manifest::Document::index`]) replaced, editing
+/// only what changes (`sealgate_core::rewrite`): other documents and comments stay byte for byte.
+/// A document that changes shape is written anew, with a note.
+pub fn rewrite(
+    input: &Input,
+    docs: &[manifest::Document],
+    changed: &[(usize, Value)],
+) -> Result<String> {
+    use sealgate_core::rewrite::{Change, RewriteError};
+    let fmt = if looks_like_json(Path::new(&input.name), Some(&input.bytes)) {
+        OutputFormat::Json
+    } else {
+        OutputFormat::Yaml
+    };
+    let text = std::str::from_utf8(&input.bytes)
+        .map_err(|_| anyhow::anyhow!("{}: not UTF-8", input.name))?;
+    let changes: Vec<Change<'_>> = changed
+        .iter()
+        .map(|(index, value)| Change {
+            index: *index,
+            value,
+        })
+        .collect();
+    // A document written anew follows the `---` line it keeps.
+    let render = |v: &Value| {
+        let r = render(std::slice::from_ref(v), fmt);
+        r.strip_prefix("---\n").map(str::to_string).unwrap_or(r)
+    };
+    match sealgate_core::rewrite::rewrite(text, &changes, render) {
+        Ok(r) => {
+            if !r.rendered.is_empty() {
+                eprintln!(
+                    "note: {}: document(s) {} changed shape (keys removed or multi-line values), so they were written anew without their comments; the other documents and comments are kept",
+                    input.name,
+                    r.rendered
+                        .iter()
+                        .map(usize::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+            Ok(r.text)
+        }
+        // Concatenated JSON objects: written anew, one after the other.
+        Err(RewriteError::NotOneStream) => {
+            let values: Vec<Value> = docs
+                .iter()
+                .map(|d| {
+                    changed
+                        .iter()
+                        .find(|(i, _)| *i == d.index)
+                        .map_or_else(|| d.value.clone(), |(_, v)| v.clone())
+                })
+                .collect();
+            Ok(self::render(&values, fmt))
+        }
+        Err(e) => bail!("{}: {e}", input.name),
+    }
+}
+
 /// Write to stdout, or atomically to `file` (a crash leaves the old file or the new one).
 pub fn emit(text: &str, file: Option<&Path>, mode: Option<u32>) -> Result<()> {
     match file {

@@ -56,9 +56,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
-    let keys = cli.keys.as_deref();
+    let keys = cli.command.key_store(cli.keys.as_deref());
     match &cli.command {
-        Command::Keys(cmd) => cmd::keys::run(keys, cmd),
+        Command::Keys(args) => cmd::keys::run(keys, &args.command),
         Command::Seal(args) => cmd::seal::run(keys, args),
         Command::Unseal(args) => cmd::unseal::run(keys, args),
         Command::Reseal(args) => cmd::reseal::run(keys, args),

@@ -162,7 +162,7 @@ fn seal_validate_unseal_round_trip_in_both_formats() {
     for format in ["age", "kubeseal"] {
         let sealed = env.path(&format!("sealed-{format}.yaml"));
         env.cmd()
-            .args(["seal", "--format", format, "-f"])
+            .args(["seal", "--value-format", format, "-f"])
             .arg(&input)
             .arg("-w")
             .arg(&sealed)
@@ -555,7 +555,7 @@ fn validate_reports_each_object_and_fails_bad_ones() {
         .success();
     env.write("other.pem", &stdout(&cert));
     env.cmd()
-        .args(["seal", "--format", "kubeseal", "-f"])
+        .args(["seal", "--value-format", "kubeseal", "-f"])
         .arg(&input)
         .args(["-w", "ks.yaml"])
         .assert()
@@ -665,7 +665,7 @@ fn reseal_keeps_comments_and_other_documents() {
     env.init();
     let input = env.write("secret.yaml", SECRET);
     env.cmd()
-        .args(["seal", "--format", "kubeseal", "-f"])
+        .args(["seal", "--value-format", "kubeseal", "-f"])
         .arg(&input)
         .args(["-w", "sealed.yaml"])
         .assert()
@@ -765,7 +765,7 @@ fn reseal_moves_files_to_the_newest_key() {
     let input = env.write("secret.yaml", SECRET);
     for (f, format) in [("a.yaml", "age"), ("b.yaml", "kubeseal")] {
         env.cmd()
-            .args(["seal", "--format", format, "-f"])
+            .args(["seal", "--value-format", format, "-f"])
             .arg(&input)
             .args(["-w", f])
             .assert()
@@ -849,7 +849,7 @@ fn reseal_converts_between_bitnami_and_sealgate_objects() {
     );
     // A bitnami.com object cannot hold age values: refused, file untouched.
     env.cmd()
-        .args(["reseal", "--format", "age", "legacy.yaml"])
+        .args(["reseal", "--value-format", "age", "legacy.yaml"])
         .assert()
         .code(1)
         .stderr(contains("must stay in the kubeseal format"));
@@ -858,7 +858,7 @@ fn reseal_converts_between_bitnami_and_sealgate_objects() {
             "reseal",
             "--api",
             "sealgate",
-            "--format",
+            "--value-format",
             "age",
             "legacy.yaml",
         ])
@@ -939,7 +939,7 @@ fn bitnami_keys_import_and_their_sealed_secrets_unseal() {
         .code(2)
         .stderr(contains("has no age identity (keys imported from Bitnami"))
         .stderr(contains("sealgate keys rotate"))
-        .stderr(contains("--format kubeseal"));
+        .stderr(contains("--value-format kubeseal"));
     let a = env
         .cmd()
         .args(["seal", "--bitnami", "-f"])
@@ -1102,7 +1102,7 @@ fn raw_mode() {
         .args([
             "seal",
             "--raw",
-            "--format",
+            "--value-format",
             "kubeseal",
             "-n",
             "shop",
@@ -1177,7 +1177,7 @@ fn cert_from_file_and_url() {
     });
     let a = dev
         .cmd()
-        .args(["seal", "--format", "kubeseal", "--cert", &url, "-f"])
+        .args(["seal", "--value-format", "kubeseal", "--cert", &url, "-f"])
         .arg(&input)
         .assert()
         .success();
@@ -1629,5 +1629,85 @@ fn reaching_the_controller_fails_with_clear_messages() {
             && !err.contains("upstream unavailable")
             && err.len() < 600,
         "{err}"
+    );
+}
+
+/// kubeseal habits (issue 24, item 13): `--format yaml|json` is kubeseal's output format;
+/// `--format age|kubeseal` still selects the value format, with a note naming `--value-format`;
+/// kubeseal's other modes name the sealgate command that does their work; `--merge-into` keeps
+/// the target file's value format.
+#[test]
+fn kubeseal_flags_do_what_kubeseal_users_expect() {
+    let env = Env::new();
+    env.init();
+    let input = env.write("secret.yaml", SECRET);
+    let json = env
+        .cmd()
+        .args(["seal", "--format", "json", "-f"])
+        .arg(&input)
+        .assert()
+        .success();
+    let v: serde_json::Value = serde_json::from_slice(&json.get_output().stdout).unwrap();
+    assert_eq!(v["kind"], "SealedSecret");
+    env.cmd()
+        .args(["seal", "--format", "json", "-o", "yaml", "-f"])
+        .arg(&input)
+        .assert()
+        .code(2)
+        .stderr(contains("different output formats"));
+    let legacy = env
+        .cmd()
+        .args(["seal", "--format", "kubeseal", "-f"])
+        .arg(&input)
+        .args(["-w", "ks.yaml"])
+        .assert()
+        .success();
+    let err = String::from_utf8_lossy(&legacy.get_output().stderr).into_owned();
+    assert!(err.contains("--value-format kubeseal now"), "{err}");
+    for (flag, instead) in [
+        (vec!["--re-encrypt"], "sealgate reseal --controller kube://"),
+        (
+            vec!["--recovery-unseal", "--recovery-private-key", "k.yaml"],
+            "sealgate unseal -f FILE --private-key",
+        ),
+        (vec!["--fetch-cert"], "sealgate cert --controller kube://"),
+        (vec!["--validate"], "sealgate validate --controller kube://"),
+        (
+            vec![
+                "--controller-namespace",
+                "kube-system",
+                "--controller-name",
+                "sealed-secrets-controller",
+            ],
+            "--controller kube://kube-system/sealed-secrets-controller",
+        ),
+    ] {
+        env.cmd()
+            .arg("seal")
+            .args(&flag)
+            .assert()
+            .code(2)
+            .stderr(contains(instead));
+    }
+    // --merge-into a kubeseal-format file adds kubeseal values (age is the default elsewhere).
+    env.write(
+        "extra.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: shop}\nstringData: {token: t0k3n}\n",
+    );
+    env.cmd()
+        .args(["seal", "--merge-into", "ks.yaml", "-f", "extra.yaml"])
+        .assert()
+        .success();
+    let merged = std::fs::read_to_string(env.path("ks.yaml")).unwrap();
+    let doc = sealgate_core::manifest::parse(merged.as_bytes(), &Default::default())
+        .unwrap()
+        .remove(0)
+        .value;
+    let ss = sealgate_core::sealing::SealedSecret::from_value(&doc).unwrap();
+    assert!(ss.encrypted_data.contains_key("token"), "{merged}");
+    assert_eq!(
+        sealgate_core::sealing::values_format(&ss),
+        Some(sealgate_core::envelope::Format::Kubeseal),
+        "{merged}"
     );
 }

@@ -160,11 +160,17 @@ fn reseal_in_the_cluster_moves_values_to_the_newest_key() {
         .success();
     // Options that only make sense offline are refused, and nothing is written.
     env.cmd()
-        .args(["reseal", "--controller", &env.url, "--format", "kubeseal"])
+        .args([
+            "reseal",
+            "--controller",
+            &env.url,
+            "--value-format",
+            "kubeseal",
+        ])
         .arg(&file)
         .assert()
         .code(2)
-        .stderr(contains("cannot be combined with --format"));
+        .stderr(contains("cannot be combined with --value-format"));
 }
 
 #[test]

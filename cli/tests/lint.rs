@@ -388,8 +388,23 @@ fn report_to_a_file_and_missing_paths() {
 
 #[test]
 fn policy_verify_runs_the_builtin_suites() {
+    // As gator verify: a line per suite, and with -v every case.
     let a = sealgate()
         .args(["policy", "verify", "policies/..."])
+        .assert()
+        .success();
+    let out = stdout(&a);
+    assert!(
+        out.lines().any(
+            |l| l.starts_with("ok    policies/gitops-identity/suite.yaml\t")
+                && l.contains(" case(s)\t")
+        ),
+        "{out}"
+    );
+    assert!(!out.contains("audit-break-glass/reported"), "{out}");
+    assert!(out.trim_end().ends_with(" passed, 0 failed"), "{out}");
+    let a = sealgate()
+        .args(["policy", "verify", "-v", "policies/..."])
         .assert()
         .success();
     let out = stdout(&a);
@@ -397,9 +412,8 @@ fn policy_verify_runs_the_builtin_suites() {
         out.contains("ok    policies/gitops-identity/suite.yaml: audit-break-glass/reported"),
         "{out}"
     );
-    assert!(out.trim_end().ends_with(" passed, 0 failed"), "{out}");
     sealgate()
-        .args(["policy", "verify", "policies", "--run", "^no-latest$"])
+        .args(["policy", "verify", "-v", "policies", "--run", "^no-latest$"])
         .assert()
         .success()
         .stdout(contains("image-policy/suite.yaml: no-latest/untagged"));

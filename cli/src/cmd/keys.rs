@@ -62,7 +62,8 @@ pub fn run(store_dir: Option<&Path>, cmd: &KeysCommand) -> Result<ExitCode> {
                         outln!(
                             "{:<18} {:<21} {:<21} {:<5} {:<7} {:<9}{}",
                             k.id().short(),
-                            fmt_time(k.created()),
+                            // To the second, so the table's columns line up; JSON has it all.
+                            fmt_time(k.created().replace_nanosecond(0).unwrap_or(k.created())),
                             fmt_time(k.public().not_after()),
                             k.public().rsa_bits(),
                             match (k.pq_identity(), k.age_identity()) {

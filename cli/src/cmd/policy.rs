@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use sealgate_core::policy::suite::{self, Outcome};
@@ -13,6 +14,7 @@ pub fn run(cmd: &PolicyCommand) -> Result<ExitCode> {
         paths,
         run,
         eval_timeout,
+        verbose,
     } = cmd;
     let filter = run
         .as_deref()
@@ -31,25 +33,45 @@ pub fn run(cmd: &PolicyCommand) -> Result<ExitCode> {
     for p in &paths {
         for file in suite::find_suites(p) {
             suites += 1;
-            for r in suite::run_suite(&file, filter.as_ref(), limits) {
+            let started = Instant::now();
+            let results = suite::run_suite(&file, filter.as_ref(), limits);
+            let elapsed = started.elapsed();
+            let mut suite_failed = 0;
+            for r in &results {
                 let name = [r.test.as_str(), r.case.as_str()]
                     .iter()
                     .filter(|s| !s.is_empty())
                     .copied()
                     .collect::<Vec<_>>()
                     .join("/");
-                match r.outcome {
+                match &r.outcome {
                     Outcome::Pass => {
                         passed += 1;
-                        outln!("ok    {}: {name}", r.suite)?;
+                        if *verbose {
+                            outln!("ok    {}: {name}", r.suite)?;
+                        }
                     }
-                    Outcome::Skip => skipped += 1,
+                    Outcome::Skip => {
+                        skipped += 1;
+                        if *verbose {
+                            outln!("skip  {}: {name}", r.suite)?;
+                        }
+                    }
                     Outcome::Fail(why) => {
                         failed += 1;
+                        suite_failed += 1;
                         outln!("FAIL  {}: {name}: {why}", r.suite)?;
                     }
                 }
             }
+            // One line per suite, as gator verify prints it.
+            let verdict = if suite_failed > 0 { "FAIL" } else { "ok  " };
+            outln!(
+                "{verdict}  {}\t{} case(s)\t{:.3}s",
+                file.display(),
+                results.len(),
+                elapsed.as_secs_f64()
+            )?;
         }
     }
     if suites == 0 {

@@ -6,10 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::{Result, anyhow, bail};
 use sealgate_core::envelope::Format;
-use sealgate_core::rewrite::{self, Change};
 use sealgate_core::sealing::{self, ApiGroup, SealedSecret};
 
-use crate::args::{OutputFormat, ResealArgs};
+use crate::args::ResealArgs;
 use crate::controller_client::Controller;
 use crate::io;
 
@@ -62,14 +61,14 @@ impl Resealer {
 pub fn run(store_dir: Option<&Path>, args: &ResealArgs) -> Result<ExitCode> {
     let resealer = match args.controller.connect()? {
         Some(c) => {
-            if args.format.is_some()
+            if args.value_format.is_some()
                 || args.api.is_some()
                 || args.cert.is_some()
                 || !args.recipients.is_empty()
                 || !args.private.private_keys.is_empty()
             {
                 bail!(
-                    "--controller re-encrypts in the cluster to its newest key, keeping each value's format: it cannot be combined with --format, --cert, --recipient or --private-key"
+                    "--controller re-encrypts in the cluster to its newest key, keeping each value's format: it cannot be combined with --value-format, --cert, --recipient or --private-key"
                 );
             }
             Resealer::Controller(c)
@@ -80,7 +79,7 @@ pub fn run(store_dir: Option<&Path>, args: &ResealArgs) -> Result<ExitCode> {
             Resealer::Offline {
                 ring,
                 target: io::target(store_dir, args.cert.as_deref(), extra, args.pq)?,
-                format: args.format.map(Format::from),
+                format: args.value_format.map(Format::from),
             }
         }
     };
@@ -151,52 +150,7 @@ fn reseal_file(
     if dry_run || (changed.is_empty() && !stdio) {
         return Ok(changed.len());
     }
-    let fmt = if io::looks_like_json(file, Some(&input.bytes)) {
-        OutputFormat::Json
-    } else {
-        OutputFormat::Yaml
-    };
-    let render = |v: &serde_json::Value| io::render(std::slice::from_ref(v), fmt);
-    let text =
-        std::str::from_utf8(&input.bytes).map_err(|_| anyhow!("{}: not UTF-8", input.name))?;
-    let changes: Vec<Change<'_>> = changed
-        .iter()
-        .map(|(index, value)| Change {
-            index: *index,
-            value,
-        })
-        .collect();
-    let out = match rewrite::rewrite(text, &changes, |v| {
-        // After the `---` line the document keeps: the rendering without its own.
-        let r = render(v);
-        r.strip_prefix("---\n").map(str::to_string).unwrap_or(r)
-    }) {
-        Ok(r) => {
-            if !r.rendered.is_empty() {
-                eprintln!(
-                    "note: {}: document(s) {} changed shape (keys removed or multi-line values), so they were written anew without their comments; the file's other documents and comments are kept",
-                    input.name,
-                    r.rendered
-                        .iter()
-                        .map(usize::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
-            r.text
-        }
-        // Concatenated JSON objects: written anew, one per line.
-        Err(rewrite::RewriteError::NotOneStream) => {
-            let mut values: Vec<serde_json::Value> = docs.iter().map(|d| d.value.clone()).collect();
-            for (index, value) in changed.iter() {
-                if let Some(slot) = docs.iter().position(|d| d.index == *index) {
-                    values[slot] = value.clone();
-                }
-            }
-            io::render(&values, fmt)
-        }
-        Err(e) => bail!("{}: {e}", input.name),
-    };
+    let out = io::rewrite(&input, &docs, &changed)?;
     io::emit(&out, (!stdio).then_some(file), None)?;
     Ok(changed.len())
 }

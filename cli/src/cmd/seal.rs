@@ -9,31 +9,31 @@ use sealgate_core::envelope::{Binding, Format, Scope};
 use sealgate_core::objects::check_item_key;
 use sealgate_core::sealing::{self, ApiGroup, SealOptions, SealedSecret, Secret, Target};
 
-use crate::args::SealArgs;
+use crate::args::{FormatArg, OutputFormat, SealArgs};
 use crate::io;
 
 pub fn run(store_dir: Option<&Path>, args: &SealArgs) -> Result<ExitCode> {
+    if let Some(instead) = args.kubeseal.instead() {
+        bail!("{instead}");
+    }
     let api = if args.bitnami {
         ApiGroup::Bitnami
     } else {
         ApiGroup::Sealgate
     };
-    let format = args.format.map(Format::from).unwrap_or(if args.bitnami {
+    let (output, explicit) = formats(args)?;
+    let default = if args.bitnami {
         Format::Kubeseal
     } else {
         Format::Age
-    });
+    };
     let target = io::public_target(store_dir, &args.keys)?;
-    if format == Format::Age && target.age.is_empty() {
-        let key = target
-            .rsa
-            .as_ref()
-            .map(|k| format!("key {}", k.id().short()))
-            .unwrap_or_else(|| "the key".into());
-        bail!(
-            "{key} has no age identity (keys imported from Bitnami Sealed Secrets are RSA only), so there is no age recipient to seal to. Seal with `--format kubeseal` (Bitnami's format), or add a key that has one: `sealgate keys rotate` in a local key store, or the controller's next renewal in a cluster (docs/migrating-from-bitnami.md, \"Keys\")"
-        );
+    if let Some(file) = &args.merge_into {
+        let input = io::read_input(args.file.as_deref(), "a Secret")?;
+        return merge(file, &input, &target, explicit, default);
     }
+    let format = explicit.unwrap_or(default);
+    check_age_target(format, &target)?;
     if args.raw {
         return raw(args, &target, format);
     }
@@ -60,35 +60,80 @@ pub fn run(store_dir: Option<&Path>, args: &SealArgs) -> Result<ExitCode> {
             Secret::from_value(&doc.value).map_err(|e| anyhow!("{}: {e}", io::at(&input, doc)))?;
         secrets.push((doc, secret));
     }
-    if let Some(file) = &args.merge_into {
-        let [(doc, secret)] = &secrets[..] else {
-            bail!(
-                "--merge-into takes exactly one Secret, but {} has {}",
-                input.name,
-                secrets.len()
-            );
-        };
-        return merge(file, &input, doc, secret, &target, format);
-    }
     let mut out = Vec::with_capacity(secrets.len());
     for (doc, secret) in &secrets {
         let ss = sealing::seal_secret(secret, &target, &opts)
             .map_err(|e| anyhow!("{}: {e}", io::at(&input, doc)))?;
         out.push(ss.to_value());
     }
-    let fmt = io::output_format(args.output, args.output_file.as_deref());
+    let fmt = io::output_format(output, args.output_file.as_deref());
     io::emit(&io::render(&out, fmt), args.output_file.as_deref(), None)?;
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--output`/`--format yaml|json`, and the value format given (`--value-format`, or `--format
+/// age|kubeseal` as before it existed).
+fn formats(args: &SealArgs) -> Result<(Option<OutputFormat>, Option<Format>)> {
+    let (output, legacy) = match args.format {
+        None => (None, None),
+        Some(FormatArg::Yaml) => (Some(OutputFormat::Yaml), None),
+        Some(FormatArg::Json) => (Some(OutputFormat::Json), None),
+        Some(FormatArg::Age) => (None, Some(Format::Age)),
+        Some(FormatArg::Kubeseal) => (None, Some(Format::Kubeseal)),
+    };
+    if let Some(f) = legacy {
+        eprintln!(
+            "note: --format {f} selects the value format, which is --value-format {f} now; --format takes kubeseal's output formats, yaml or json"
+        );
+    }
+    if let (Some(o), Some(f)) = (args.output, output)
+        && o != f
+    {
+        bail!("-o {o:?} and --format {f:?} ask for different output formats: give one");
+    }
+    let explicit = args.value_format.map(Format::from);
+    if let (Some(v), Some(l)) = (explicit, legacy)
+        && v != l
+    {
+        bail!("--value-format {v} and --format {l} ask for different value formats: give one");
+    }
+    Ok((args.output.or(output), explicit.or(legacy)))
+}
+
+/// age needs an age recipient: keys imported from Bitnami have none.
+fn check_age_target(format: Format, target: &Target) -> Result<()> {
+    if format == Format::Age && target.age.is_empty() {
+        let key = target
+            .rsa
+            .as_ref()
+            .map(|k| format!("key {}", k.id().short()))
+            .unwrap_or_else(|| "the key".into());
+        bail!(
+            "{key} has no age identity (keys imported from Bitnami Sealed Secrets are RSA only), so there is no age recipient to seal to. Seal with `--value-format kubeseal` (Bitnami's format), or add a key that has one: `sealgate keys rotate` in a local key store, or the controller's next renewal in a cluster (docs/migrating-from-bitnami.md, \"Keys\")"
+        );
+    }
+    Ok(())
+}
+
+/// `--merge-into FILE`: seal one Secret's items into the SealedSecret in FILE, in the value
+/// format FILE's values already have unless one is given.
 fn merge(
     file: &Path,
     input: &io::Input,
-    doc: &sealgate_core::manifest::Document,
-    secret: &Secret,
     target: &Target,
-    format: Format,
+    explicit: Option<Format>,
+    default: Format,
 ) -> Result<ExitCode> {
+    let docs = io::objects(input, io::parse_docs(input)?);
+    let [doc] = &docs[..] else {
+        bail!(
+            "--merge-into takes exactly one Secret, but {} has {}",
+            input.name,
+            docs.len()
+        );
+    };
+    let secret =
+        Secret::from_value(&doc.value).map_err(|e| anyhow!("{}: {e}", io::at(input, doc)))?;
     let existing = io::read_file(file)?;
     let docs = io::parse_docs(&existing)?;
     let [sdoc] = &docs[..] else {
@@ -100,19 +145,23 @@ fn merge(
     };
     let mut ss = SealedSecret::from_value(&sdoc.value)
         .map_err(|e| anyhow!("{}: {e}", io::at(&existing, sdoc)))?;
-    sealing::merge_into(&mut ss, secret, target, format).map_err(|e| {
+    let format = explicit.or_else(|| sealing::values_format(&ss)).unwrap_or(
+        if ss.api == ApiGroup::Bitnami {
+            Format::Kubeseal
+        } else {
+            default
+        },
+    );
+    check_age_target(format, target)?;
+    sealing::merge_into(&mut ss, &secret, target, format).map_err(|e| {
         anyhow!(
             "{}: merging into {}: {e}",
             io::at(input, doc),
             ss.describe()
         )
     })?;
-    let fmt = if io::looks_like_json(file, Some(&existing.bytes)) {
-        crate::args::OutputFormat::Json
-    } else {
-        crate::args::OutputFormat::Yaml
-    };
-    io::emit(&io::render(&[ss.to_value()], fmt), Some(file), None)?;
+    let out = io::rewrite(&existing, &docs, &[(sdoc.index, ss.to_value())])?;
+    io::emit(&out, Some(file), None)?;
     eprintln!(
         "merged {} item(s) into {} ({})",
         secret.data.len(),

@@ -167,7 +167,7 @@ pub fn seal_secret(
     }
     if opts.api == ApiGroup::Bitnami && opts.format == Format::Age {
         return Err(invalid(
-            "Bitnami's controller cannot open age values: use --format kubeseal with bitnami.com output",
+            "Bitnami's controller cannot open age values: use --value-format kubeseal with bitnami.com output",
         ));
     }
 
@@ -275,7 +275,7 @@ pub fn merge_into(
 ) -> Result<(), SealSecretError> {
     if existing.api == ApiGroup::Bitnami && format == Format::Age {
         return Err(invalid(
-            "the target is a bitnami.com SealedSecret, whose controller cannot open age values: use --format kubeseal",
+            "the target is a bitnami.com SealedSecret, whose controller cannot open age values: use --value-format kubeseal",
         ));
     }
     let mut meta = secret.meta.clone();
@@ -294,6 +294,17 @@ pub fn merge_into(
     }
     record_key_id(existing, target);
     seal_items(existing, secret, target, format)
+}
+
+/// The format every value of `ss` is in, if they share one (for `seal --merge-into`, which
+/// keeps a file's format); `None` when it has none, or mixes them.
+pub fn values_format(ss: &SealedSecret) -> Option<Format> {
+    let mut formats = ss
+        .encrypted_data
+        .values()
+        .map(|v| decode_sealed_value(v).ok().map(|raw| Format::detect(&raw)));
+    let first = formats.next()??;
+    formats.all(|f| f == Some(first)).then_some(first)
 }
 
 /// The result of unsealing one SealedSecret.
