@@ -279,20 +279,55 @@ fn policy_bundle_errors_exit_2_with_the_template_and_rego_line() {
     let dir = tmp_repo(&[
         ("policy/template.yaml", b"apiVersion: templates.gatekeeper.sh/v1\nkind: ConstraintTemplate\nmetadata: {name: broken}\nspec:\n  crd: {spec: {names: {kind: Broken}}}\n  targets:\n    - target: admission.k8s.gatekeeper.sh\n      rego: |\n        package broken\n        violation[{\"msg\": m}] {\n          m := \n        }\n"),
         ("policy/orphan.yaml", b"apiVersion: constraints.gatekeeper.sh/v1beta1\nkind: NoSuchTemplate\nmetadata: {name: orphan}\n"),
+        ("policy/broken-constraint.yaml", b"apiVersion: constraints.gatekeeper.sh/v1beta1\nkind: Broken\nmetadata: {name: b}\n"),
         ("ok.yaml", CLEAN_CM),
     ]);
+    // The Rego error names the template file's line (the Rego starts after `rego: |` on line
+    // 8), without regorus's excerpt, and the constraint of the broken template is not reported
+    // again as one without a template.
+    let a = sealgate()
+        .current_dir(dir.path())
+        .args(["lint", "--policy", "policy", "ok.yaml"])
+        .assert()
+        .code(2);
+    let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+    assert!(err.contains("the policy bundle has 2 problem(s)"), "{err}");
+    let rego_line: usize = err
+        .split("Rego error: line ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no Rego line: {err}"));
+    assert!(
+        err.contains(&format!(
+            "policy/template.yaml:{}: ConstraintTemplate Broken: Rego error: line {rego_line}, column ",
+            8 + rego_line
+        )) && err.contains(" of spec.targets[0].rego: expecting"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("Broken.rego") && !err.contains("kind Broken"),
+        "{err}"
+    );
+    assert!(
+        err.contains("no ConstraintTemplate defines kind NoSuchTemplate"),
+        "{err}"
+    );
+}
+
+/// A duplicate key is said in words, without the YAML library's option name (issue 24,
+/// item 14).
+#[test]
+fn a_duplicate_key_is_said_in_words() {
     sealgate()
-        .arg("lint")
-        .arg("--policy")
-        .arg(dir.path().join("policy"))
-        .arg(dir.path().join("ok.yaml"))
+        .args(["lint", "-"])
+        .write_stdin("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: b}\ndata:\n  x: '1'\n  x: '2'\n")
         .assert()
         .code(2)
-        .stderr(contains("the policy bundle has 2 problem(s)"))
-        .stderr(contains("ConstraintTemplate Broken: Rego error:").and(contains("Broken.rego:")))
-        .stderr(contains(
-            "no ConstraintTemplate defines kind NoSuchTemplate",
-        ));
+        .stdout(
+            contains("<stdin>:6:3: deny   sealgate/parse-error: the key \"x\" appears twice in the same mapping")
+                .and(contains("DuplicateKeyPolicy").not()),
+        );
 }
 
 #[test]

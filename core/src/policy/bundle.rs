@@ -208,6 +208,9 @@ pub struct BundleBuilder {
     skipped: Vec<std::path::PathBuf>,
     /// Apply the OPA-compatibility edits (`compat`); off only to test the edits themselves.
     pub(super) compat: bool,
+    /// Each template's file text and document index, by source: for the file line of a Rego
+    /// error.
+    template_texts: HashMap<String, (Arc<str>, usize)>,
 }
 
 /// Directories under a policy directory that hold examples, not policy.
@@ -335,6 +338,7 @@ impl BundleBuilder {
                 return;
             }
         };
+        let shared: Arc<str> = Arc::from(text);
         for doc in docs {
             let api = doc
                 .value
@@ -343,6 +347,8 @@ impl BundleBuilder {
                 .unwrap_or("");
             let where_ = format!("{source}:{}", doc.line);
             if api.starts_with("templates.gatekeeper.sh/") {
+                self.template_texts
+                    .insert(where_.clone(), (shared.clone(), doc.index));
                 self.templates.push((where_, doc.value));
             } else if api.starts_with("constraints.gatekeeper.sh/") {
                 self.constraints.push((where_, doc.value));
@@ -383,6 +389,38 @@ impl BundleBuilder {
         }
     }
 
+    /// A Rego error's line in the template's file: where the Rego block scalar starts, plus the
+    /// line regorus names. Left as it is when the Rego is not a block scalar (`rego: |`).
+    fn locate(texts: &HashMap<String, (Arc<str>, usize)>, e: PolicyError) -> PolicyError {
+        let PolicyError::Rego {
+            file,
+            template,
+            message,
+            at: Some(rego_at),
+        } = e
+        else {
+            return e;
+        };
+        let line = texts.get(&file).and_then(|(text, index)| {
+            let key = crate::manifest::Positions::parse(text)?.line(*index, &rego_at.field)?;
+            let key_text = text.lines().nth(key.checked_sub(1)?)?;
+            let after_colon = key_text.split_once(':')?.1.trim_start();
+            after_colon
+                .starts_with(['|', '>'])
+                .then_some(key + rego_at.line)
+        });
+        let file = match (line, file.rsplit_once(':')) {
+            (Some(line), Some((path, _))) => format!("{path}:{line}"),
+            _ => file,
+        };
+        PolicyError::Rego {
+            file,
+            template,
+            message,
+            at: Some(rego_at),
+        }
+    }
+
     /// Compile everything. Every problem is reported, not only the first.
     pub fn build(self) -> Result<Bundle, Vec<PolicyError>> {
         let bundle = self.build_reporting()?;
@@ -410,6 +448,8 @@ impl BundleBuilder {
         // The same template loaded twice (deploy/'s copy of a built-in, taken from the inputs
         // or a -p) is one template; only a different one under the same kind is a conflict.
         let mut seen: HashMap<String, Vec<u8>> = HashMap::new();
+        // Kinds whose template did not compile: their constraints are not "without a template".
+        let mut failed: Vec<String> = Vec::new();
         for (source, v) in &self.templates {
             if let Some(kind) = v
                 .pointer("/spec/crd/spec/names/kind")
@@ -436,7 +476,15 @@ impl BundleBuilder {
                         templates.insert(t.kind.clone(), Arc::new(t));
                     }
                 }
-                Err(e) => errors.push(e),
+                Err(e) => {
+                    if let Some(kind) = v
+                        .pointer("/spec/crd/spec/names/kind")
+                        .and_then(Value::as_str)
+                    {
+                        failed.push(kind.to_string());
+                    }
+                    errors.push(Self::locate(&self.template_texts, e));
+                }
             }
         }
         let mut constraints: Vec<Constraint> = Vec::new();
@@ -464,6 +512,8 @@ impl BundleBuilder {
                 }
             }
             match parse_constraint(source, v) {
+                // Its template's error is reported already.
+                Ok(c) if failed.contains(&c.kind) => {}
                 Ok(c) if !templates.contains_key(&c.kind) => errors.push(at(
                     source,
                     format!("{} {}", c.kind, c.name),

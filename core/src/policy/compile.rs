@@ -124,18 +124,35 @@ pub(super) fn compile_template(
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let target = targets
+    let ti = targets
         .iter()
-        .find(|t| t.get("target").and_then(Value::as_str) == Some("admission.k8s.gatekeeper.sh"))
-        .or(targets.first())
+        .position(|t| {
+            t.get("target").and_then(Value::as_str) == Some("admission.k8s.gatekeeper.sh")
+        })
+        .unwrap_or(0);
+    let target = targets
+        .get(ti)
         .ok_or_else(|| at(source, &what, "spec.targets is empty"))?;
+    let path = |rest: &[&str]| -> Vec<String> {
+        ["spec", "targets", &ti.to_string()]
+            .iter()
+            .chain(rest)
+            .map(|s| s.to_string())
+            .collect()
+    };
     // The legacy `rego` field wins over `code`; in `code`, only the Rego engine is evaluated.
-    let (rego, libs, v1) = match target
+    // `field` is where the Rego text is, for error messages.
+    let (rego, libs, v1, field) = match target
         .get("rego")
         .and_then(Value::as_str)
         .filter(|r| !r.trim().is_empty())
     {
-        Some(r) => (r.to_string(), matching::strings(target.get("libs")), false),
+        Some(r) => (
+            r.to_string(),
+            matching::strings(target.get("libs")),
+            false,
+            path(&[]),
+        ),
         None => {
             let code = target
                 .get("code")
@@ -144,10 +161,10 @@ pub(super) fn compile_template(
                 .unwrap_or_default();
             let rego = code
                 .iter()
-                .find(|c| c.get("engine").and_then(Value::as_str) == Some("Rego"));
+                .position(|c| c.get("engine").and_then(Value::as_str) == Some("Rego"));
             match rego {
-                Some(c) => {
-                    let src = c.get("source").cloned().unwrap_or(Value::Null);
+                Some(ci) => {
+                    let src = code[ci].get("source").cloned().unwrap_or(Value::Null);
                     let r = src
                         .get("rego")
                         .and_then(Value::as_str)
@@ -157,6 +174,7 @@ pub(super) fn compile_template(
                         r,
                         matching::strings(src.get("libs")),
                         src.get("version").and_then(Value::as_str) == Some("v1"),
+                        path(&["code", &ci.to_string(), "source"]),
                     )
                 }
                 None if !code.is_empty() => {
@@ -176,10 +194,14 @@ pub(super) fn compile_template(
             }
         }
     };
-    let rego_err = |message: String| PolicyError::Rego {
-        file: source.to_string(),
-        template: kind.clone(),
-        message,
+    let rego_err = |message: String| {
+        let (message, at) = locate_rego_error(&kind, &field, &message);
+        PolicyError::Rego {
+            file: source.to_string(),
+            template: kind.clone(),
+            message,
+            at,
+        }
     };
     for text in std::iter::once(&rego).chain(libs.iter()) {
         compat::check_limits(text).map_err(rego_err)?;
@@ -196,7 +218,7 @@ pub(super) fn compile_template(
     for (i, lib) in libs.iter().enumerate() {
         engine
             .add_policy(format!("{kind}.lib{i}.rego"), edit(lib))
-            .map_err(|e| rego_err(format!("in libs[{i}]: {e}")))?;
+            .map_err(|e| rego_err(e.to_string()))?;
     }
     let entry = format!("{package}.violation");
     // Prepare once (regorus compiles lazily) so that every clone starts prepared.
@@ -232,6 +254,56 @@ pub(super) fn compile_template(
                 s
             }),
     })
+}
+
+/// regorus's message (`--> Kind.rego:6:1`, a source excerpt, `error: expecting expression`) as
+/// one line that names the field (`line 6, column 1 of spec.targets[0].rego: expecting
+/// expression`), and where that is, for the bundle to turn into a line of the template's file.
+fn locate_rego_error(kind: &str, field: &[String], raw: &str) -> (String, Option<super::RegoAt>) {
+    static AT: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"--> (\S+?)\.rego:(\d+):(\d+)").expect("valid regex")
+    });
+    let Some(c) = AT.captures(raw) else {
+        return (raw.trim().to_string(), None);
+    };
+    let reason = raw
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix("error:"))
+        .map(str::trim)
+        .unwrap_or_else(|| raw.lines().last().unwrap_or(raw).trim());
+    let name = &c[1];
+    let mut field = field.to_vec();
+    if name == kind {
+        field.push("rego".into());
+    } else if let Some(i) = name.strip_prefix(&format!("{kind}.lib")) {
+        field.extend(["libs".to_string(), i.to_string()]);
+    } else {
+        return (raw.trim().to_string(), None);
+    }
+    let (line, column) = (c[2].parse().unwrap_or(0), c[3].parse().unwrap_or(0));
+    let shown: Vec<String> = field
+        .iter()
+        .map(|p| {
+            if p.bytes().all(|b| b.is_ascii_digit()) {
+                format!("[{p}]")
+            } else {
+                format!(".{p}")
+            }
+        })
+        .collect();
+    let shown = shown.concat();
+    (
+        format!(
+            "line {line}, column {column} of {}: {reason}",
+            shown.trim_start_matches('.')
+        ),
+        Some(super::RegoAt {
+            field,
+            line,
+            column,
+        }),
+    )
 }
 
 /// A template compiled for regorus's register VM (RVM). sealgate's extensions (the OPA-compatible

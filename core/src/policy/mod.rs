@@ -49,12 +49,14 @@ pub enum PolicyError {
     /// A template's Rego does not compile.
     #[error("{file}: ConstraintTemplate {template}: Rego error: {message}")]
     Rego {
-        /// The template's file.
+        /// The template's file, with the line of the error when known (`path:LINE`).
         file: String,
         /// The template's kind.
         template: String,
-        /// regorus's message, with the Rego line.
+        /// What is wrong, and where in the Rego (`line 6, column 1 of spec.targets[0].rego`).
         message: String,
+        /// The field holding the Rego and the line and column in it, when regorus says.
+        at: Option<RegoAt>,
     },
     /// An object in a policy file is malformed.
     #[error("{file}: {what}: {problem}")]
@@ -66,6 +68,18 @@ pub enum PolicyError {
         /// What is wrong.
         problem: String,
     },
+}
+
+/// Where in a template a Rego error is: its field (`spec`, `targets`, `0`, `rego`), and the
+/// 1-based line and column inside that field's text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegoAt {
+    /// The path of the field holding the Rego text.
+    pub field: Vec<String>,
+    /// Line in the Rego text.
+    pub line: usize,
+    /// Column in the Rego text.
+    pub column: usize,
 }
 
 fn at(source: &str, what: impl Into<String>, problem: impl Into<String>) -> PolicyError {
