@@ -68,6 +68,18 @@ fn all_examples() {
     );
 }
 
+/// As docs/ci.md runs it: the cluster's policy overrides given with -p while also among the
+/// linted files are loaded once, not refused as duplicates of themselves.
+#[test]
+fn policies_given_with_p_and_among_the_inputs_load_once() {
+    sealgate()
+        .current_dir(repo().join("examples/gitops"))
+        .args(["lint", ".", "-p", "infrastructure/sealgate"])
+        .assert()
+        .code(1)
+        .stdout(contains("14 passed, 4 failed"));
+}
+
 #[test]
 fn example_findings_and_lines() {
     let a = sealgate()

@@ -489,7 +489,23 @@ impl BundleBuilder {
         }
         let mut constraints: Vec<Constraint> = Vec::new();
         let mut invalid = Vec::new();
+        // The same Constraint loaded twice (a -p directory that is also among the linted inputs)
+        // is one Constraint; only a different one under the same kind and name is a duplicate.
+        let mut loaded: HashMap<(String, String), Vec<u8>> = HashMap::new();
         for (source, v) in &self.constraints {
+            let id = |p: &str| {
+                v.pointer(p)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
+            let content = crate::manifest::canonical_json(v);
+            match loaded.get(&(id("/kind"), id("/metadata/name"))) {
+                Some(prev) if *prev == content => continue,
+                _ => {
+                    loaded.insert((id("/kind"), id("/metadata/name")), content);
+                }
+            }
             // Checked against the schema Gatekeeper would generate for the kind before anything
             // is read from it: a misspelt field must not silently widen or disable a constraint.
             let text = |p: &str| v.pointer(p).and_then(Value::as_str).unwrap_or("");
