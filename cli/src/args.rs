@@ -684,6 +684,10 @@ pub struct VerifyAttestationArgs {
     /// Refuse attestations linted longer ago than this (e.g. 30d)
     #[arg(long, value_parser = sealgate_core::duration::parse, value_name = "DURATION")]
     pub max_age: Option<std::time::Duration>,
+    /// Repository the attestations must come from (repeatable), as the webhook's
+    /// --attestation-repository
+    #[arg(long = "repository", value_name = "URL")]
+    pub repositories: Vec<String>,
     /// Objects to check against the attestations (e.g. `kubectl get deploy -A -o yaml`): each
     /// must be covered and still hold what was attested (repeatable)
     #[arg(long = "object", value_name = "FILE")]

@@ -105,15 +105,24 @@ pub struct RequestInfo {
 impl RequestInfo {
     pub fn of(review: &Value) -> RequestInfo {
         let r = &review["request"];
-        let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+        // Bounded before anything is logged or counted: these come from the request body, and
+        // a 4 MB `kind` must not become a 4 MB log line or label. Kubernetes' own limits
+        // (names 253, namespaces and kinds 63) leave room; longer is cut with `…`.
+        let s = |v: &Value, max: usize| {
+            let text = v.as_str().unwrap_or("");
+            match text.char_indices().nth(max) {
+                Some((cut, _)) => format!("{}…", &text[..cut]),
+                None => text.to_string(),
+            }
+        };
         RequestInfo {
-            operation: s(&r["operation"]),
-            kind: s(&r["kind"]["kind"]),
-            namespace: s(&r["namespace"]),
-            name: s(&r["name"]),
-            user: s(&r["userInfo"]["username"]),
+            operation: s(&r["operation"], 16),
+            kind: s(&r["kind"]["kind"], 128),
+            namespace: s(&r["namespace"], 128),
+            name: s(&r["name"], 256),
+            user: s(&r["userInfo"]["username"], 256),
             dry_run: r["dryRun"].as_bool().unwrap_or(false),
-            sub_resource: s(&r["subResource"]),
+            sub_resource: s(&r["subResource"], 64),
         }
     }
 }

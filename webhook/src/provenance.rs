@@ -158,6 +158,7 @@ impl Provenance {
                     | Rejection::KeyExpired { .. }
                     | Rejection::Failed(_)
                     | Rejection::TooOld { .. }
+                    | Rejection::Repository { .. }
             );
             if let (true, Ok(env)) = (signed, &envelope) {
                 subjects = env
@@ -247,7 +248,13 @@ impl Provenance {
                 let v = &trusted.list[i];
                 (v, &v.statement.predicate.manifests[j])
             });
-        match verify::admit_among(covering, &subject, object, &self.config.rules) {
+        match verify::admit_among(
+            covering,
+            &subject,
+            object,
+            &self.config.rules,
+            time::OffsetDateTime::now_utc(),
+        ) {
             Ok(_) => Ok(()),
             // Say which attestation named it and why it is refused.
             Err(Rejection::NotCovered(_)) if trusted.refused.contains_key(&subject) => {
@@ -288,14 +295,19 @@ pub async fn watch(client: kube::Client, provenance: Arc<Provenance>) {
                     p.push(named(&o));
                 }
             }
+            // Signature checks are CPU work: off the async reactor, which serves reviews and
+            // /healthz (on a small node it has one thread).
             Ok(watcher::Event::InitDone) => {
                 let docs = pending.take().unwrap_or_default();
-                provenance.replace_all(&docs, now);
-                tracing::info!(target: "sealgate::provenance", attestations = docs.len(), trusted = provenance.trusted(), "attestations synced");
+                let count = docs.len();
+                let p = provenance.clone();
+                let _ = tokio::task::spawn_blocking(move || p.replace_all(&docs, now)).await;
+                tracing::info!(target: "sealgate::provenance", attestations = count, trusted = provenance.trusted(), "attestations synced");
             }
             Ok(watcher::Event::Apply(o)) => {
                 let (name, doc) = named(&o);
-                provenance.upsert(&name, &doc, now);
+                let p = provenance.clone();
+                let _ = tokio::task::spawn_blocking(move || p.upsert(&name, &doc, now)).await;
             }
             Ok(watcher::Event::Delete(o)) => provenance.remove(&named(&o).0),
             Err(e) => {

@@ -17,7 +17,7 @@ use crate::state::{AppState, EvalConfig};
 use crate::{inventory, namespaces, reload, server};
 use sealgate_core::attest::keys::VerifyingKey;
 use sealgate_core::attest::subset::IgnoredField;
-use sealgate_core::attest::verify::{Rules, TrustedKey};
+use sealgate_core::attest::verify::{self, Rules, TrustedKey};
 
 /// How the webhook runs: every flag of `sealgate-webhook` (those marked global also apply to
 /// `audit`).
@@ -155,9 +155,14 @@ pub struct Config {
     /// A withdrawn attestation key (repeatable): attestations it signed are refused, saying so
     #[arg(long = "attestation-revoked-key", value_name = "FILE")]
     pub attestation_revoked_keys: Vec<PathBuf>,
-    /// Refuse attestations linted longer ago than this (e.g. 30d)
-    #[arg(long, value_parser = sealgate_core::duration::parse, value_name = "DURATION")]
-    pub attestation_max_age: Option<Duration>,
+    /// Refuse attestations linted longer ago than this: the rollback window. Checked at every
+    /// admission, as is each key's @TIME
+    #[arg(long, default_value = "90d", value_parser = sealgate_core::duration::parse, value_name = "DURATION")]
+    pub attestation_max_age: Duration,
+    /// Repository attestations may come from (their `predicate.repository`; repeatable).
+    /// Without it, an attestation linted in any repository by a trusted key admits
+    #[arg(long = "attestation-repository", value_name = "URL")]
+    pub attestation_repositories: Vec<String>,
     /// Field left out of the attested-manifest check: `[KIND[,KIND]:]PATH`, `*` for any key
     /// (repeatable; e.g. `Deployment:spec.replicas` with an autoscaler)
     #[arg(long = "attestation-ignore-field", value_name = "FIELD")]
@@ -248,6 +253,11 @@ impl Config {
                 revoked: true,
             });
         }
+        if let Some((trusted, revoked)) = verify::overlapping(&keys).into_iter().next() {
+            return Err(bad(format!(
+                "--attestation-key {trusted} is also given as --attestation-revoked-key {revoked}: a key is trusted or revoked, not both (remove it from --attestation-key)"
+            )));
+        }
         let ignored = self
             .attestation_ignore_fields
             .iter()
@@ -258,12 +268,12 @@ impl Config {
         Ok(Some(ProvenanceConfig {
             keys,
             rules: Rules {
-                max_age: self
-                    .attestation_max_age
-                    .map(time::Duration::try_from)
-                    .transpose()
-                    .map_err(|_| bad("--attestation-max-age is too long".into()))?,
+                max_age: Some(
+                    time::Duration::try_from(self.attestation_max_age)
+                        .map_err(|_| bad("--attestation-max-age is too long".into()))?,
+                ),
                 ignored,
+                repositories: self.attestation_repositories.clone(),
             },
             required_everywhere: self.provenance_required,
             exempt_users: self.provenance_exempt_users.clone(),

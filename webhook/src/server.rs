@@ -330,8 +330,8 @@ fn record(state: &AppState, d: &Decision, elapsed: Duration) {
     m.requests
         .get_or_create(&RequestLabels {
             decision: d.outcome.as_str().into(),
-            operation: d.request.operation.clone(),
-            kind: d.request.kind.clone(),
+            operation: crate::metrics::operation_label(&d.request.operation).into(),
+            kind: crate::metrics::kind_label(&d.request.kind).into(),
         })
         .inc();
     m.duration.observe(elapsed.as_secs_f64());

@@ -392,7 +392,7 @@ async fn a_refused_attestation_is_named_with_its_reason() {
             "2026-12-03T07:00:00Z",
         ),
         (
-            "was linted at 2020-01-01T00:00:00Z, more than 720h ago",
+            "was linted at 2020-01-01T00:00:00Z, more than 30d ago",
             Box::new(|c: &mut ProvenanceConfig| c.rules.max_age = Some(time::Duration::days(30))),
             Verdict::Pass,
             "2020-01-01T00:00:00Z",
@@ -413,4 +413,85 @@ async fn a_refused_attestation_is_named_with_its_reason() {
             "{reason}: {msg}"
         );
     }
+}
+
+/// `sealgate-webhook`'s flags, parsed as the binary parses them.
+fn flags(args: &[&str]) -> sealgate_webhook::run::Config {
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: sealgate_webhook::run::Config,
+    }
+    use clap::Parser as _;
+    Cli::try_parse_from(std::iter::once("sealgate-webhook").chain(args.iter().copied()))
+        .unwrap()
+        .config
+}
+
+/// A key given both as trusted and as revoked is refused at startup, naming it (issue 25,
+/// item 4); the rollback window has a default (item 5).
+#[test]
+fn a_key_both_trusted_and_revoked_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let ci = SigningKey::generate(Algorithm::EcdsaP256).unwrap();
+    let pem = dir.path().join("ci.pub");
+    std::fs::write(&pem, ci.verifying_key().to_pem()).unwrap();
+    let pem = pem.to_str().unwrap();
+    for args in [
+        ["--attestation-key", pem, "--attestation-revoked-key", pem],
+        ["--attestation-revoked-key", pem, "--attestation-key", pem],
+    ] {
+        let e = flags(&args).provenance().unwrap_err().to_string();
+        assert!(
+            e.contains("is also given as --attestation-revoked-key") && e.contains("ci.pub"),
+            "{e}"
+        );
+    }
+    let config = flags(&[
+        "--attestation-key",
+        pem,
+        "--attestation-repository",
+        "https://git.example.com/apps",
+    ])
+    .provenance()
+    .unwrap()
+    .unwrap();
+    assert_eq!(config.rules.max_age, Some(time::Duration::days(90)));
+    assert_eq!(config.rules.repositories, ["https://git.example.com/apps"]);
+}
+
+/// An attestation admits only until its key's expiry, checked at each admission: no restart
+/// needed (issue 25, item 3). And one from another repository is refused (item 5).
+#[tokio::test]
+async fn expiry_and_repository_are_checked_at_admission() {
+    let ci = SigningKey::generate(Algorithm::EcdsaP256).unwrap();
+    let good = manifest("registry.example.com/shop/web:1.4.2");
+    let c = cluster_with(&ci, |c| {
+        c.keys[0].not_after = Some(now() + time::Duration::milliseconds(1500));
+    });
+    c.provenance
+        .replace_all(&attestation(&ci, vec![good.clone()], "4f2c9e1"), now());
+    let r = decide(&c.state, &review("u1", FLUX, &[], as_sent(&good))).await;
+    assert_eq!(r["allowed"], true, "{r}");
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    let r = decide(&c.state, &review("u2", FLUX, &[], as_sent(&good))).await;
+    assert_eq!(r["allowed"], false, "{r}");
+    let msg = r["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("it is signed by key ci, which expired at"),
+        "{msg}"
+    );
+
+    let c = cluster_with(&ci, |c| {
+        c.rules.repositories = vec!["https://git.example.com/platform".into()];
+    });
+    let docs = attestation(&ci, vec![good.clone()], "4f2c9e1");
+    c.provenance.replace_all(&docs, now());
+    let r = decide(&c.state, &review("u3", FLUX, &[], as_sent(&good))).await;
+    assert_eq!(r["allowed"], false, "{r}");
+    let msg = r["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("linted in repository https://git.example.com/apps, which is not one attestations may come from"),
+        "{msg}"
+    );
 }

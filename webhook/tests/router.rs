@@ -663,6 +663,40 @@ async fn health_readiness_and_metrics() {
     }
 }
 
+/// Metric labels come from request bodies: made-up kinds and operations, and a 1 MB kind, add
+/// no series and leave `/metrics` small (issue 25, item 6: 20,000 random kinds made 20,011
+/// series, and twenty 4 MB kinds an 85 MB page).
+#[tokio::test]
+async fn metric_labels_from_request_bodies_are_clamped() {
+    let s = state();
+    let d = deployment("web", "registry.example.com/web:1.0", json!({}));
+    for i in 0..300 {
+        let mut r = review(
+            &format!("uid-{i}"),
+            "CREATE",
+            FLUX,
+            &[],
+            d.clone(),
+            Value::Null,
+        );
+        r["request"]["kind"]["kind"] = json!(format!("Kind{i}"));
+        r["request"]["operation"] = json!(format!("OP{i}"));
+        r["request"]["namespace"] = json!("kube-system"); // exempt ones are counted too
+        decide(&s, &r).await;
+    }
+    let mut huge = review("uid-huge", "CREATE", FLUX, &[], d, Value::Null);
+    huge["request"]["kind"]["kind"] = json!("K".repeat(1 << 20));
+    decide(&s, &huge).await;
+    let (_, m) = get(&s, "/metrics").await;
+    let series = m
+        .lines()
+        .filter(|l| l.starts_with("sealgate_webhook_requests_total{"))
+        .count();
+    assert!(series <= 2, "{series} series:\n{m}");
+    assert!(m.contains("operation=\"other\",kind=\"other\"} 300"), "{m}");
+    assert!(m.len() < 16 * 1024, "/metrics is {} bytes", m.len());
+}
+
 /// A writer for the captured decision log.
 #[derive(Clone, Default)]
 struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);

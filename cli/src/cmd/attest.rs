@@ -187,6 +187,7 @@ pub fn verify(args: &VerifyAttestationArgs) -> Result<ExitCode> {
             .iter()
             .map(|f| IgnoredField::parse(f).map_err(|e| anyhow!("--ignore-field: {e}")))
             .collect::<Result<_>>()?,
+        repositories: args.repositories.clone(),
     };
     let now = time::OffsetDateTime::now_utc();
     let mut verified: Vec<Verified> = Vec::new();
@@ -223,7 +224,7 @@ pub fn verify(args: &VerifyAttestationArgs) -> Result<ExitCode> {
         for doc in io::parse_docs(&input)? {
             for object in objects_in(doc.value) {
                 let subject = statement::subject_of(&object)?;
-                match verify::admit(&verified, &subject, &object, &rules) {
+                match verify::admit(&verified, &subject, &object, &rules, now) {
                     Ok(v) => outln!(
                         "ok     {subject}: as attested at revision {}",
                         v.statement.predicate.revision

@@ -11,6 +11,12 @@ use super::keys::{SigningKey, VerifyingKey};
 /// The payload type of an in-toto statement.
 pub const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
 
+/// Most signatures an envelope may carry: every one costs a verification per trusted key, and
+/// CI signs with one key (a few during a key rotation).
+pub const MAX_SIGNATURES: usize = 16;
+/// Largest payload (base64) verified: more than etcd stores in one object (1.5 MiB).
+pub const MAX_PAYLOAD_BYTES: usize = 2 << 20;
+
 /// A DSSE envelope (JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -75,6 +81,20 @@ impl Envelope {
         &self,
         trusted: &'k [VerifyingKey],
     ) -> Result<(Vec<u8>, &'k VerifyingKey), AttestError> {
+        // Bounded before any signature is checked: the work is signatures × keys.
+        if self.signatures.len() > MAX_SIGNATURES {
+            return Err(AttestError::Malformed(format!(
+                "{} signatures, more than the {MAX_SIGNATURES} an attestation may carry: refused unchecked",
+                self.signatures.len()
+            )));
+        }
+        if self.payload.len() > MAX_PAYLOAD_BYTES {
+            return Err(AttestError::Malformed(format!(
+                "a {} KiB payload, more than the {} KiB an attestation may carry: refused unchecked",
+                self.payload.len() / 1024,
+                MAX_PAYLOAD_BYTES / 1024
+            )));
+        }
         let body = B64
             .decode(&self.payload)
             .map_err(|_| AttestError::Malformed("the payload is not base64".into()))?;
@@ -139,5 +159,25 @@ mod tests {
             retyped.payload_type = "text/plain".into();
             assert!(retyped.verify(&[key.verifying_key()]).is_err());
         }
+    }
+
+    /// Thousands of junk signatures once stalled the webhook's I/O thread for seconds per
+    /// Attestation: more than [`MAX_SIGNATURES`] is refused before any is checked.
+    #[test]
+    fn too_many_signatures_are_refused_unchecked() {
+        let key = SigningKey::generate(Algorithm::EcdsaP256).unwrap();
+        let mut env = Envelope::sign(IN_TOTO_PAYLOAD_TYPE, b"{}", &key).unwrap();
+        let trusted = [key.verifying_key()];
+        assert!(env.verify(&trusted).is_ok());
+        let junk = Signature {
+            keyid: String::new(),
+            sig: B64.encode([7u8; 64]),
+        };
+        env.signatures.splice(0..0, std::iter::repeat_n(junk, 4900));
+        let e = env.verify(&trusted).unwrap_err().to_string();
+        assert!(e.contains("4901 signatures, more than the 16"), "{e}");
+        env.signatures.drain(..4900 - 15);
+        assert_eq!(env.signatures.len(), 16);
+        assert!(env.verify(&trusted).is_ok());
     }
 }

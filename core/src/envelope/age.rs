@@ -71,6 +71,14 @@ pub fn seal(
             "the age format needs at least one age recipient".into(),
         ));
     }
+    // Never write what `header` refuses: age may add one grease stanza.
+    if recipients.len() >= MAX_STANZAS {
+        return Err(SealError::NoRecipient(format!(
+            "{} age recipients: a sealed value has at most {} (the cluster's key and extra recipients)",
+            recipients.len(),
+            MAX_STANZAS - 1
+        )));
+    }
     if recipients.iter().any(AgeRecipient::is_pq) && !recipients.iter().all(AgeRecipient::is_pq) {
         return Err(SealError::NoRecipient(
             "age does not mix post-quantum (age1pq1…) and classical (age1…) recipients in one value: a classical one would undo the post-quantum protection. Give the other recipients' post-quantum form (age1pq1…), or seal classically (`--pq=false`)".into(),
@@ -88,42 +96,82 @@ pub fn seal(
     Ok(out)
 }
 
-/// The recipient stanza types of a well-formed age file (`X25519`, `mlkem768x25519`, …), in
-/// order, without the random `*-grease` stanzas age adds. A stanza names its type, never its
-/// recipient, so this is all a holder of public keys can learn about who can open a value.
-pub fn stanza_types(raw: &[u8]) -> Result<Vec<String>, String> {
+/// Most recipient stanzas a sealed value may have, age's random grease stanza included. sealgate
+/// seals to a cluster's key and a few extra recipients; each stanza costs every key an unwrap,
+/// and the age crate's header parser is quadratic in the header's length.
+pub const MAX_STANZAS: usize = 32;
+/// Largest age header accepted (a post-quantum stanza is about 1.6 KB).
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// An age header, scanned (linearly, bounded) before the age crate parses it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// Each stanza's type, in order, age's `*-grease` stanzas included.
+    pub stanzas: Vec<String>,
+}
+
+impl Header {
+    /// The recipient stanza types (`X25519`, `mlkem768x25519`, …) without age's grease: a stanza
+    /// names its type, never its recipient, so this is all a holder of public keys can learn
+    /// about who can open a value.
+    pub fn recipients(&self) -> impl Iterator<Item = &str> {
+        self.stanzas
+            .iter()
+            .map(String::as_str)
+            .filter(|t| !t.ends_with("-grease"))
+    }
+
+    /// How many stanzas of `tag` there are: the unwraps an identity of that type may cost.
+    pub fn count(&self, tag: &str) -> usize {
+        self.stanzas.iter().filter(|t| *t == tag).count()
+    }
+}
+
+/// Scan the header of an age file (binary or armored) within [`MAX_STANZAS`] and
+/// [`MAX_HEADER_BYTES`]: what those bounds refuse never reaches the age crate.
+pub fn header(raw: &[u8]) -> Result<Header, String> {
     use std::io::BufRead;
-    // A header is a few stanzas of under 2 KiB each; reading is bounded whatever the input.
-    const MAX_HEADER: u64 = 64 * 1024;
     let trimmed = raw.trim_ascii_start();
     let raw = if trimmed.starts_with(ARMOR) {
         trimmed
     } else {
         raw
     };
-    let mut header = std::io::BufReader::new(age::armor::ArmoredReader::new(raw).take(MAX_HEADER));
-    let mut line = Vec::new();
-    let mut types = Vec::new();
+    let mut reader = std::io::BufReader::new(
+        age::armor::ArmoredReader::new(raw).take(MAX_HEADER_BYTES as u64 + 1),
+    );
+    let (mut line, mut read, mut stanzas) = (Vec::new(), 0usize, Vec::new());
     loop {
         line.clear();
-        let n = header
+        let n = reader
             .read_until(b'\n', &mut line)
             .map_err(|e| format!("malformed age value ({e})"))?;
-        if n == 0 || line.starts_with(b"--- ") {
-            break;
+        read += n;
+        if read > MAX_HEADER_BYTES {
+            return Err(format!(
+                "its age header is over {} KiB, more than a sealed value needs (a few recipients): refused unread",
+                MAX_HEADER_BYTES / 1024
+            ));
+        }
+        if n == 0 {
+            return Err("malformed age value (the header has no MAC line)".into());
+        }
+        if line.starts_with(b"--- ") {
+            return Ok(Header { stanzas });
         }
         if let Some(stanza) = line.strip_prefix(b"-> ") {
+            if stanzas.len() == MAX_STANZAS {
+                return Err(format!(
+                    "it has more than {MAX_STANZAS} age recipient stanzas; a sealed value has a few (the cluster and extra recipients): refused unread"
+                ));
+            }
             let tag = stanza
                 .split(|&b| b == b' ' || b == b'\n')
                 .next()
                 .unwrap_or_default();
-            let tag = String::from_utf8_lossy(tag);
-            if !tag.ends_with("-grease") {
-                types.push(tag.into_owned());
-            }
+            stanzas.push(String::from_utf8_lossy(tag).into_owned());
         }
     }
-    Ok(types)
 }
 
 /// Why one identity failed to open a value.
@@ -149,6 +197,7 @@ pub fn decrypt(identities: &[&dyn age::Identity], raw: &[u8]) -> Result<SecretBy
     } else {
         raw
     };
+    header(raw).map_err(OpenFailure::Malformed)?;
     let decryptor =
         age::Decryptor::new_buffered(age::armor::ArmoredReader::new(raw)).map_err(|e| match e {
             E::InvalidMac | E::DecryptionFailed => OpenFailure::Tampered,

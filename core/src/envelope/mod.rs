@@ -195,7 +195,7 @@ pub enum SealError {
     /// The object would cost more private-key operations than its budget
     /// ([`crate::keys::ring::KeyBudget`]): its values were not sealed with this ring's keys.
     #[error(
-        "opening it needs more than {limit} private-key operations (one per item plus two searches of the key ring): its values were not sealed with these keys"
+        "opening it needs more private-key work than its budget ({limit} units: one key attempt per item plus two searches of the key ring): its values were not sealed with these keys"
     )]
     Budget {
         /// The object's budget.

@@ -5,7 +5,8 @@
 //! - only keys whose modulus matches the value's RSA part are tried;
 //! - a caller-held hint (the key that opened the previous item of the same object, since
 //!   `seal` uses one key per object) is tried first;
-//! - age values cost one X25519 operation per key, a small fraction of one RSA decryption.
+//! - age values cost one X25519 operation per key and stanza, a small fraction of one RSA
+//!   decryption; their headers are bounded (`age::MAX_STANZAS`) before anything is parsed.
 //!
 //! And it bounds what an attacker-supplied object can cost: a [`KeyBudget`] per object (linear
 //! in its items, not items × keys), and at most one private-key operation per core at a time in
@@ -146,7 +147,7 @@ impl KeyRing {
             .candidates(*hint)
             .filter(|k| k.rsa().key_size_bytes() == parts.rsa.len())
         {
-            budget.spend()?;
+            budget.spend(RSA_UNITS)?;
             attempts += 1;
             match private_key_work(|| kubeseal::open(key.rsa(), &label, parts)) {
                 Ok(value) => {
@@ -175,6 +176,9 @@ impl KeyRing {
         })
     }
 
+    /// The header is scanned within bounds first, then parsed by the age crate at most twice
+    /// per value however many keys the ring has: once for the hint key, once for all the others
+    /// together (each identity tagged with its key, to know which one opened it).
     fn open_age(
         &self,
         raw: &[u8],
@@ -182,54 +186,98 @@ impl KeyRing {
         hint: &mut Option<KeyId>,
         budget: &mut KeyBudget,
     ) -> Result<Opened, SealError> {
-        let mut attempts = 0;
-        for key in self.candidates(*hint) {
-            let identities = key.age_identities();
-            if identities.is_empty() {
-                continue;
-            }
-            budget.spend()?;
-            attempts += 1;
+        let header = age::header(raw).map_err(SealError::MalformedAge)?;
+        let keys: Vec<&SealingKey> = self
+            .candidates(*hint)
+            .filter(|k| !k.age_identities().is_empty())
+            .collect();
+        // The unwraps a key may cost: one per stanza of a type it has an identity for.
+        let cost = |k: &SealingKey| {
+            let x = k
+                .age_identity()
+                .map_or(0, |_| header.count(age::X25519_STANZA_TAG));
+            let pq = k
+                .pq_identity()
+                .map_or(0, |_| header.count(crate::envelope::pq::STANZA_TAG));
+            (x + pq).max(1)
+        };
+        let split = usize::from(hint.is_some_and(|h| keys.first().is_some_and(|k| k.id() == h)));
+        let phases: [&[&SealingKey]; 2] = if split == 1 {
+            [&keys[..1], &keys[1..]]
+        } else {
+            [&keys[..], &[]]
+        };
+        let mut tried = 0;
+        for phase in phases.into_iter().filter(|p| !p.is_empty()) {
+            budget.spend(phase.iter().map(|k| cost(k)).sum())?;
+            let opened_by = std::sync::atomic::AtomicUsize::new(usize::MAX);
+            let tagged: Vec<Tagged<'_>> = phase
+                .iter()
+                .enumerate()
+                .flat_map(|(i, k)| {
+                    k.age_identities().into_iter().map({
+                        let opened_by = &opened_by;
+                        move |inner| Tagged {
+                            inner,
+                            key: i,
+                            opened_by,
+                        }
+                    })
+                })
+                .collect();
+            let identities: Vec<&dyn ::age::Identity> =
+                tagged.iter().map(|t| t as &dyn ::age::Identity).collect();
             match private_key_work(|| age::decrypt(&identities, raw)) {
                 Ok(plain) => {
+                    let i = opened_by
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                        .min(phase.len() - 1);
+                    let key = phase[i];
                     *hint = Some(key.id());
                     let value = age::check_binding(&plain, binding)?;
                     return Ok(Opened {
                         value,
                         key: key.id(),
                         format: Format::Age,
-                        attempts,
+                        attempts: tried + i + 1,
                     });
                 }
-                Err(age::OpenFailure::NotARecipient) => continue,
+                Err(age::OpenFailure::NotARecipient) => tried += phase.len(),
                 Err(age::OpenFailure::Tampered) => return Err(SealError::Tampered),
                 Err(age::OpenFailure::Malformed(m)) => return Err(SealError::MalformedAge(m)),
             }
         }
         Err(SealError::NoKey {
-            tried: attempts,
+            tried,
             hint: AGE_NOKEY_HINT,
         })
     }
 }
 
-/// The private-key operations one object may still cost.
+/// The private-key work one object may still cost, in units of one age stanza unwrap (an X25519
+/// or ML-KEM-768 + X25519 decapsulation). An RSA decryption counts [`RSA_UNITS`]: an RSA-4096
+/// private operation takes as long as about a hundred X25519 ones, so that is generous to RSA.
 #[derive(Debug)]
 pub struct KeyBudget {
     limit: usize,
     remaining: usize,
 }
 
+/// What one RSA private-key operation costs from a [`KeyBudget`]; also the unwraps one age value
+/// may cost a key (one per stanza of the key's types, at most [`age::MAX_STANZAS`]).
+pub const RSA_UNITS: usize = age::MAX_STANZAS;
+
 impl KeyBudget {
-    /// One operation per item, plus two searches of the whole ring (values of one object sealed
-    /// to different keys around a rotation). Items that open spend one each thanks to the hint;
-    /// an object of garbage stops at its first item (see `sealing::open_items`), so this bounds
-    /// the rest: linear in the object, never items × keys.
+    /// One key attempt per item, plus two searches of the whole ring (values of one object sealed
+    /// to different keys around a rotation); an age attempt may unwrap every stanza of the
+    /// value's header. Items that open spend one attempt each thanks to the hint; an object of
+    /// garbage stops at its first item (see `sealing::open_items`), so this bounds the rest:
+    /// linear in the object, never items × keys.
     pub fn for_object(items: usize, ring: &KeyRing) -> KeyBudget {
-        KeyBudget::new(items + 2 * ring.len())
+        KeyBudget::new((items + 2 * ring.len()) * RSA_UNITS)
     }
 
-    /// A budget of `limit` private-key operations.
+    /// A budget of `limit` units.
     pub fn new(limit: usize) -> KeyBudget {
         KeyBudget {
             limit,
@@ -237,12 +285,34 @@ impl KeyBudget {
         }
     }
 
-    fn spend(&mut self) -> Result<(), SealError> {
+    fn spend(&mut self, units: usize) -> Result<(), SealError> {
         self.remaining = self
             .remaining
-            .checked_sub(1)
+            .checked_sub(units)
             .ok_or(SealError::Budget { limit: self.limit })?;
         Ok(())
+    }
+}
+
+/// An age identity that records which key (by index) opened the file, so one header parse can
+/// try several keys.
+struct Tagged<'a> {
+    inner: &'a dyn ::age::Identity,
+    key: usize,
+    opened_by: &'a std::sync::atomic::AtomicUsize,
+}
+
+impl ::age::Identity for Tagged<'_> {
+    fn unwrap_stanza(
+        &self,
+        stanza: &age_core::format::Stanza,
+    ) -> Option<Result<age_core::format::FileKey, ::age::DecryptError>> {
+        let r = self.inner.unwrap_stanza(stanza);
+        if matches!(r, Some(Ok(_))) {
+            self.opened_by
+                .store(self.key, std::sync::atomic::Ordering::Relaxed);
+        }
+        r
     }
 }
 
