@@ -695,6 +695,10 @@ pub struct VerifyAttestationArgs {
     /// Field to leave out of that check: `[KIND[,KIND]:]PATH`, `*` for any key (repeatable)
     #[arg(long = "ignore-field", value_name = "FIELD")]
     pub ignore_fields: Vec<String>,
+    /// Container name a mutating webhook injects into pod templates (repeatable), as the
+    /// webhook's --attestation-allow-injected
+    #[arg(long = "allow-injected", value_name = "CONTAINER")]
+    pub allow_injected: Vec<String>,
 }
 
 impl Command {

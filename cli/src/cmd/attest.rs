@@ -188,6 +188,7 @@ pub fn verify(args: &VerifyAttestationArgs) -> Result<ExitCode> {
             .map(|f| IgnoredField::parse(f).map_err(|e| anyhow!("--ignore-field: {e}")))
             .collect::<Result<_>>()?,
         repositories: args.repositories.clone(),
+        injected: args.allow_injected.clone(),
     };
     let now = time::OffsetDateTime::now_utc();
     let mut verified: Vec<Verified> = Vec::new();

@@ -9,13 +9,15 @@
 //!   generate-key-pair`: an encrypted `SIGSTORE PRIVATE KEY` and a PEM public key), through
 //!   aws-lc-rs.
 //! - [`resource`]: the `Attestation` resource that carries envelopes into the cluster, sharded.
-//! - [`subset`]: whether an object as admitted still holds everything its manifest declared.
+//! - [`subset`]: whether an object as admitted is exactly what its manifest declared, up to the
+//!   API server's defaults (`defaults`) and what the server and the agent own.
 //! - [`verify`]: trusting an attestation (key, verdict, age) and admitting an object with one.
 //!
 //! Offline only: no transparency log or keyless flow is reachable here. A signature is checked
 //! against configured public keys; a Rekor inclusion proof or a Fulcio certificate would be
 //! another [`keys::VerifyingKey`] source and a field of the envelope, not a new format.
 
+mod defaults;
 pub mod dsse;
 pub mod keys;
 pub mod resource;

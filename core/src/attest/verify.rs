@@ -27,8 +27,10 @@ pub struct TrustedKey {
 pub struct Rules {
     /// Refuse an attestation linted longer ago than this (a revision too old to deploy).
     pub max_age: Option<time::Duration>,
-    /// Fields left out of the subset check.
+    /// Fields left out of the comparison with the attested manifest.
     pub ignored: Vec<IgnoredField>,
+    /// Container names a mutating webhook may add to an attested pod template.
+    pub injected: Vec<String>,
     /// Repositories attestations may come from (`predicate.repository`); empty: any.
     pub repositories: Vec<String>,
 }
@@ -278,7 +280,11 @@ pub fn admit_among<'a>(
     }
     let mut first_difference = None;
     for (v, manifest) in covering {
-        match subset::contains(manifest, object, &rules.ignored) {
+        let allowed = subset::Allowed {
+            ignored: &rules.ignored,
+            injected: &rules.injected,
+        };
+        match subset::matches(manifest, object, &allowed) {
             Ok(()) => return Ok(v),
             Err(d) => {
                 first_difference.get_or_insert((d, v.statement.predicate.revision.clone()));
