@@ -83,14 +83,32 @@ pub struct ProvenanceConfig {
     pub exempt_users: Vec<String>,
 }
 
-/// Kubernetes' own controllers: the Pods of a ReplicaSet, the ReplicaSets of a Deployment and
-/// the Jobs of a CronJob are derived objects, never in Git.
+/// Kubernetes' own controllers that derive objects from manifests: the Pods of a ReplicaSet, the
+/// ReplicaSets of a Deployment, the Jobs of a CronJob, and the garbage collector's and namespace
+/// controller's cleanup. Each has its own service account under
+/// `--use-service-account-credentials` (kubeadm's default); any other kube-system account (an
+/// add-on, a stolen token) is not exempt.
 fn is_cluster_controller(user: &str) -> bool {
-    user.starts_with("system:serviceaccount:kube-system:")
-        || matches!(
-            user,
-            "system:kube-controller-manager" | "system:kube-scheduler"
-        )
+    const DERIVING: &[&str] = &[
+        "replicaset-controller",
+        "deployment-controller",
+        "statefulset-controller",
+        "daemon-set-controller",
+        "job-controller",
+        "cronjob-controller",
+        "replication-controller",
+        "generic-garbage-collector",
+        "namespace-controller",
+        "ttl-after-finished-controller",
+        "horizontal-pod-autoscaler",
+        "disruption-controller",
+    ];
+    matches!(
+        user,
+        "system:kube-controller-manager" | "system:kube-scheduler"
+    ) || user
+        .strip_prefix("system:serviceaccount:kube-system:")
+        .is_some_and(|sa| DERIVING.contains(&sa))
 }
 
 /// The attestations in the cluster, verified, and the decision for one review.
@@ -214,11 +232,30 @@ impl Provenance {
     pub fn check(&self, request: &Value, namespaces: &NamespaceLabels) -> Result<(), String> {
         let s = |p: &str| request.pointer(p).and_then(Value::as_str).unwrap_or("");
         let namespace = s("/namespace");
-        let required = self.config.required_everywhere
-            || namespaces
-                .get(namespace)
+        let labelled = |labels: Option<&Value>| {
+            labels
                 .and_then(|l| l.get(REQUIRED_LABEL))
-                .is_some_and(|v| v == "required");
+                .and_then(Value::as_str)
+                == Some("required")
+        };
+        // A Namespace is judged by its own labels, before and after: removing the label is a
+        // change to an object that required provenance.
+        let namespace_object = s("/kind/group").is_empty() && s("/kind/kind") == "Namespace";
+        let unknown =
+            !namespace_object && !namespace.is_empty() && !namespaces.contains_key(namespace);
+        let required = self.config.required_everywhere
+            || if namespace_object {
+                labelled(request.pointer("/object/metadata/labels"))
+                    || labelled(request.pointer("/oldObject/metadata/labels"))
+            } else {
+                // A namespace whose labels could not be read (the watch has not delivered it and
+                // reading it failed) closes: provenance is required there.
+                unknown
+                    || namespaces
+                        .get(namespace)
+                        .and_then(|l| l.get(REQUIRED_LABEL))
+                        .is_some_and(|v| v == "required")
+            };
         // Deletes leave nothing to prove; subresources (status, scale) are not manifests; nor
         // is what controllers derive from manifests.
         let user = s("/userInfo/username");
@@ -237,7 +274,9 @@ impl Provenance {
             .pointer("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or(s("/name"));
-        let subject = subject_name(s("/kind/group"), s("/kind/kind"), namespace, name);
+        // A Namespace is cluster-scoped, though the review names it as its own namespace.
+        let subject_namespace = if namespace_object { "" } else { namespace };
+        let subject = subject_name(s("/kind/group"), s("/kind/kind"), subject_namespace, name);
         let trusted = self.verified.load();
         let covering = trusted
             .by_subject
@@ -263,6 +302,9 @@ impl Provenance {
                     "[sealgate-provenance] {subject}: Attestation {name} covers it but is refused: {why}"
                 ))
             }
+            Err(e) if unknown => Err(format!(
+                "[sealgate-provenance] {e} (namespace {namespace}'s labels could not be read, so provenance is required there)"
+            )),
             Err(e) => Err(format!("[sealgate-provenance] {e}")),
         }
     }

@@ -324,6 +324,65 @@ async fn what_controllers_derive_needs_no_attestation() {
         let r = decide(&c.state, &in_builds(user)).await;
         assert_eq!(r["allowed"], true, "{user}: {r}");
     }
+    // Only the controllers that derive objects: any other kube-system account (an add-on, a
+    // stolen token) needs an attestation like everyone else (issue 25, item 8).
+    let r = decide(
+        &c.state,
+        &in_builds("system:serviceaccount:kube-system:coredns"),
+    )
+    .await;
+    assert_eq!(r["allowed"], false, "{r}");
+}
+
+/// A namespace whose labels are unknown (not in the watch's cache, and not readable) closes:
+/// provenance is required there, and the denial says why. A Namespace is judged by its own
+/// labels, so removing `sealgate.dev/provenance` is itself a change that needs an attestation
+/// (issue 25, item 8).
+#[tokio::test]
+async fn unknown_namespaces_close_and_relabelling_needs_provenance() {
+    let ci = SigningKey::generate(Algorithm::EcdsaP256).unwrap();
+    let c = cluster(&ci);
+    c.provenance.replace_all(&[], now());
+    let mut d = as_sent(&manifest("registry.example.com/shop/web:1.4.2"));
+    d["metadata"]["namespace"] = "nowhere".into();
+    let mut r = review("u9", FLUX, &[], d);
+    r["request"]["namespace"] = "nowhere".into();
+    // The built-in policies' namespaceSelector refuses it too; provenance on its own:
+    let e = c
+        .provenance
+        .check(&r["request"], &NamespaceLabels::new())
+        .unwrap_err();
+    assert!(
+        e.contains("namespace nowhere's labels could not be read, so provenance is required"),
+        "{e}"
+    );
+    let resp = decide(&c.state, &r).await;
+    assert_eq!(resp["allowed"], false, "{resp}");
+
+    let ns = |labels: Value| {
+        json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "builds", "labels": labels, "uid": "n1"}})
+    };
+    let mut relabel = review(
+        "u10",
+        FLUX,
+        &[],
+        ns(json!({"kubernetes.io/metadata.name": "builds"})),
+    );
+    relabel["request"]["kind"] = json!({"group": "", "version": "v1", "kind": "Namespace"});
+    relabel["request"]["namespace"] = "builds".into();
+    relabel["request"]["operation"] = "UPDATE".into();
+    relabel["request"]["oldObject"] = ns(json!({"kubernetes.io/metadata.name": "builds",
+        "sealgate.dev/provenance": "required"}));
+    let resp = decide(&c.state, &relabel).await;
+    assert_eq!(resp["allowed"], false, "{resp}");
+    assert!(
+        resp["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("[sealgate-provenance] no attestation covers core/Namespace//builds"),
+        "{resp}"
+    );
 }
 
 /// The hand-written CRD in deploy/crds is the resource the webhook watches, and what `lint
