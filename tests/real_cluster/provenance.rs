@@ -88,6 +88,14 @@ const ATTACKS: &[(&str, &str, &str, &str)] = &[
         r#"[{"op":"add","path":"/subjects/-","value":{"kind":"Group","name":"system:authenticated","apiGroup":"rbac.authorization.k8s.io"}}]"#,
         "subjects.system:authenticated",
     ),
+    // Cluster-scoped: the webhook's second entry sends Namespaces, and a provenance-required
+    // Namespace is judged by its own labels.
+    (
+        "a relabelled Namespace",
+        "namespace/shop",
+        r#"[{"op":"add","path":"/metadata/labels/team","value":"x"}]"#,
+        "metadata.labels.",
+    ),
 ];
 
 /// Kinds that live outside namespaces, among the manifests below.
@@ -219,9 +227,27 @@ fn attested_app(env: &Env) -> Result<(), Failed> {
     // RBAC beside the app: what a stolen agent token would widen.
     let rbac = dir.join("rbac.yaml");
     std::fs::write(&rbac, RBAC).map_err(|e| fail(e.to_string()))?;
+    // The shop app with its Namespace requiring provenance in Git: a Namespace is judged by its
+    // own labels, so the label the cluster relies on must be in what was attested.
+    let shop = dir.join("shop");
+    std::fs::create_dir_all(&shop).map_err(|e| fail(e.to_string()))?;
+    for entry in
+        std::fs::read_dir(env.file("examples/gitops/apps/shop")).map_err(|e| fail(e.to_string()))?
+    {
+        let entry = entry.map_err(|e| fail(e.to_string()))?;
+        let mut text = std::fs::read_to_string(entry.path()).map_err(|e| fail(e.to_string()))?;
+        if entry.file_name() == "namespace.yaml" {
+            text = text.replace(
+                "sealgate.dev/governed: \"true\"",
+                "sealgate.dev/governed: \"true\"\n    sealgate.dev/provenance: required",
+            );
+        }
+        std::fs::write(shop.join(entry.file_name()), text).map_err(|e| fail(e.to_string()))?;
+    }
+    let shop = shop.to_string_lossy().into_owned();
     with_password(&[
         "lint",
-        "examples/gitops/apps/shop",
+        &shop,
         &rbac.to_string_lossy(),
         "--attest",
         &attestations,
@@ -237,13 +263,7 @@ fn attested_app(env: &Env) -> Result<(), Failed> {
     let public = dir.join("ci.pub");
     env.replace_webhook(&[&format!("--attestation-key={}", public.display())])?;
     let result = (|| {
-        let rendered = env.kubectl_ok(
-            &Identity::Admin,
-            &[
-                "kustomize",
-                &env.file("examples/gitops/apps/shop").to_string_lossy(),
-            ],
-        );
+        let rendered = env.kubectl_ok(&Identity::Admin, &["kustomize", &shop]);
         // Attestations first (Flux applies cluster-scoped kinds first; Argo CD by sync wave).
         env.cp
             .try_kubectl_stdin(

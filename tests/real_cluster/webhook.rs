@@ -31,6 +31,10 @@ pub const TESTS: &[(&str, Test)] = &[
     ),
     ("webhook::slow_webhook_meets_the_timeout", slow_webhook),
     (
+        "webhook::oversized_review_is_413_to_the_api_server",
+        oversized_review,
+    ),
+    (
         "webhook::certificate_rotation_and_configuration_recreate",
         cert_rotation_and_recreate,
     ),
@@ -534,4 +538,34 @@ fn cert_rotation_and_recreate(env: &Env) -> Result<(), Failed> {
     ensure(renewed, || "the webhook did not log a renewal".into())?;
     eprintln!("  serving certificate reissued; {judged_n} admissions across it, none failed");
     Ok(())
+}
+
+/// kube-apiserver is a Go `net/http` client on HTTP/2: a review over the webhook's
+/// `--max-body-bytes` must reach it as a 413 answer, not as a reset stream (which Go reports as
+/// a transport error, and curl as `(92) Stream error`; issue 25, item 10). The object is a
+/// ConfigMap of 700 KB, within the API server's limits and over the webhook's 512 KiB.
+fn oversized_review(env: &Env) -> Result<(), Failed> {
+    env.replace_webhook(&["--max-body-bytes=524288"])?;
+    let result = (|| {
+        let ns = env.governed_namespace("big");
+        let cm = serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "big", "namespace": ns},
+            "data": {"blob": "x".repeat(700_000)},
+        });
+        let e = env
+            .cp
+            .try_kubectl_stdin(&Identity::Agent, &["create", "-f", "-"], &cm.to_string())
+            .err()
+            .ok_or_else(|| fail("a review over --max-body-bytes was admitted"))?;
+        ensure(
+            e.contains("failed calling webhook")
+                && (e.contains("413") || e.contains("too large"))
+                && !e.contains("stream error")
+                && !e.contains("EOF"),
+            || format!("the API server did not get the 413: {e}"),
+        )
+    })();
+    env.stop_webhook();
+    result
 }

@@ -238,15 +238,14 @@ impl Provenance {
                 .and_then(Value::as_str)
                 == Some("required")
         };
-        // A Namespace is judged by its own labels, before and after: removing the label is a
-        // change to an object that required provenance.
+        // A Namespace is judged by its own labels before the change: removing the label is a
+        // change to an object that required provenance; adding it (turning protection on) is not.
         let namespace_object = s("/kind/group").is_empty() && s("/kind/kind") == "Namespace";
         let unknown =
             !namespace_object && !namespace.is_empty() && !namespaces.contains_key(namespace);
         let required = self.config.required_everywhere
             || if namespace_object {
-                labelled(request.pointer("/object/metadata/labels"))
-                    || labelled(request.pointer("/oldObject/metadata/labels"))
+                labelled(request.pointer("/oldObject/metadata/labels"))
             } else {
                 // A namespace whose labels could not be read (the watch has not delivered it and
                 // reading it failed) closes: provenance is required there.

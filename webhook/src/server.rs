@@ -103,6 +103,7 @@ async fn read_body(request: Request, limit: usize) -> Result<Bytes, Response> {
     let mut body = request.into_body();
     let declared = http_body::Body::size_hint(&body).exact();
     let mut buf = bytes::BytesMut::new();
+    let mut read = 0u64;
     if declared.is_none_or(|n| n <= limit as u64) {
         loop {
             let Some(frame) = body.frame().await else {
@@ -116,12 +117,34 @@ async fn read_body(request: Request, limit: usize) -> Result<Bytes, Response> {
                     .into_response()
             })?;
             if let Ok(data) = frame.into_data() {
+                read += data.len() as u64;
                 if buf.len() + data.len() > limit {
                     break;
                 }
                 buf.extend_from_slice(&data);
             }
         }
+    }
+    drop(buf);
+    // Read the rest and throw it away, within bounds, so the stream ends with the client's last
+    // byte and the 413 is a complete exchange: curl (nghttp2) reports a stream that the server
+    // ends early as `(92) Stream error in the HTTP/2 framing layer`, even after a 413. Past the
+    // bounds (a huge or trickling body) the stream is reset as before.
+    let drain_limit = (limit as u64).saturating_mul(4).max(64 << 20);
+    if declared.is_none_or(|n| n <= drain_limit) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while read <= drain_limit {
+                match body.frame().await {
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data() {
+                            read += data.len() as u64;
+                        }
+                    }
+                    _ => break,
+                }
+            }
+        })
+        .await;
     }
     let message = format!(
         "the request body is over the {limit}-byte limit (the webhook's --max-body-bytes)\n"

@@ -238,3 +238,59 @@ async fn an_oversized_review_over_http2_gets_413() {
     }
     handle.graceful_shutdown(Some(Duration::from_secs(1)));
 }
+
+/// The same with curl, which kube-apiserver is not but operators are (and which once reported
+/// `(92) Stream error in the HTTP/2 framing layer` here, though hyper's client saw the 413).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_gets_413_for_an_oversized_review_over_http2() {
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        sealgate_testkit::peer::missing("curl is not installed (apt-get install curl)");
+        return;
+    }
+    let (dir, ca, _state, handle, addr) = serve().await;
+    let body = dir.path().join("big.json");
+    std::fs::write(
+        &body,
+        REVIEW.replace(
+            "\"a\":\"b\"",
+            &format!("\"a\":\"{}\"", "x".repeat(20 << 20)),
+        ),
+    )
+    .unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &ca).unwrap();
+    for version in ["--http2", "--http1.1"] {
+        let (body, ca_file) = (body.clone(), ca_file.clone());
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("curl")
+                .args(["-sS", version, "--cacert"])
+                .arg(&ca_file)
+                .args([
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code} %{http_version}",
+                    "-H",
+                    "content-type: application/json",
+                    "--data-binary",
+                ])
+                .arg(format!("@{}", body.display()))
+                .arg(format!("https://127.0.0.1:{}/validate", addr.port()))
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.starts_with("413 "),
+            "curl {version}: {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    handle.graceful_shutdown(Some(Duration::from_secs(1)));
+}
