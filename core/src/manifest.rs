@@ -370,19 +370,25 @@ impl Positions {
     }
 }
 
-/// A YAML node with its line, for [`Positions`].
-struct PNode(serde_saphyr::Spanned<PKind>);
-
-enum PKind {
-    Scalar,
-    Seq(Vec<PNode>),
-    /// (key, line of the key, value)
-    Map(Vec<(String, usize, PNode)>),
+/// A YAML node and where it is: its token's location (line; byte span for string input), and
+/// each mapping key's. [`Positions`] reads the lines, `crate::rewrite` the byte spans.
+pub(crate) struct SpannedNode {
+    pub(crate) at: serde_saphyr::Location,
+    pub(crate) kind: SpannedKind,
 }
 
-impl PNode {
+pub(crate) enum SpannedKind {
+    Scalar,
+    Seq(Vec<SpannedNode>),
+    /// (key, the key's location, value)
+    Map(Vec<(String, serde_saphyr::Location, SpannedNode)>),
+}
+
+type PNode = SpannedNode;
+
+impl SpannedNode {
     fn line(&self) -> usize {
-        self.0.referenced.line() as usize
+        self.at.line() as usize
     }
 
     /// `anchor` is the line reported for this node: its key's line inside a mapping.
@@ -390,75 +396,84 @@ impl PNode {
         let Some((first, rest)) = path.split_first() else {
             return anchor;
         };
-        let child = match &self.0.value {
-            PKind::Map(entries) => entries
+        let child = match &self.kind {
+            SpannedKind::Map(entries) => entries
                 .iter()
                 .find(|(k, _, _)| k == first)
-                .map(|(_, l, v)| (*l, v)),
-            PKind::Seq(items) => first
+                .map(|(_, l, v)| (l.line() as usize, v)),
+            SpannedKind::Seq(items) => first
                 .parse::<usize>()
                 .ok()
                 .and_then(|i| items.get(i))
                 .map(|v| (v.line(), v)),
-            PKind::Scalar => None,
+            SpannedKind::Scalar => None,
         };
         child.map_or(anchor, |(line, c)| c.find(rest, line))
     }
 }
 
-impl<'de> serde::Deserialize<'de> for PNode {
+impl<'de> serde::Deserialize<'de> for SpannedNode {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        serde_saphyr::Spanned::<PKind>::deserialize(d).map(PNode)
+        let s = serde_saphyr::Spanned::<SpannedKind>::deserialize(d)?;
+        Ok(SpannedNode {
+            at: s.referenced,
+            kind: s.value,
+        })
     }
 }
 
-impl<'de> serde::Deserialize<'de> for PKind {
+impl<'de> serde::Deserialize<'de> for SpannedKind {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
         impl<'de> serde::de::Visitor<'de> for V {
-            type Value = PKind;
+            type Value = SpannedKind;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("any YAML node")
             }
-            fn visit_bool<E>(self, _: bool) -> Result<PKind, E> {
-                Ok(PKind::Scalar)
+            fn visit_bool<E>(self, _: bool) -> Result<SpannedKind, E> {
+                Ok(SpannedKind::Scalar)
             }
-            fn visit_i64<E>(self, _: i64) -> Result<PKind, E> {
-                Ok(PKind::Scalar)
+            fn visit_i64<E>(self, _: i64) -> Result<SpannedKind, E> {
+                Ok(SpannedKind::Scalar)
             }
-            fn visit_u64<E>(self, _: u64) -> Result<PKind, E> {
-                Ok(PKind::Scalar)
+            fn visit_u64<E>(self, _: u64) -> Result<SpannedKind, E> {
+                Ok(SpannedKind::Scalar)
             }
-            fn visit_f64<E>(self, _: f64) -> Result<PKind, E> {
-                Ok(PKind::Scalar)
+            fn visit_f64<E>(self, _: f64) -> Result<SpannedKind, E> {
+                Ok(SpannedKind::Scalar)
             }
-            fn visit_str<E>(self, _: &str) -> Result<PKind, E> {
-                Ok(PKind::Scalar)
+            fn visit_str<E>(self, _: &str) -> Result<SpannedKind, E> {
+                Ok(SpannedKind::Scalar)
             }
-            fn visit_unit<E>(self) -> Result<PKind, E> {
-                Ok(PKind::Scalar)
+            fn visit_unit<E>(self) -> Result<SpannedKind, E> {
+                Ok(SpannedKind::Scalar)
             }
-            fn visit_none<E>(self) -> Result<PKind, E> {
-                Ok(PKind::Scalar)
+            fn visit_none<E>(self) -> Result<SpannedKind, E> {
+                Ok(SpannedKind::Scalar)
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<PKind, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<SpannedKind, A::Error> {
                 let mut items = Vec::new();
-                while let Some(n) = a.next_element::<PNode>()? {
+                while let Some(n) = a.next_element::<SpannedNode>()? {
                     items.push(n);
                 }
-                Ok(PKind::Seq(items))
+                Ok(SpannedKind::Seq(items))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<PKind, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<SpannedKind, A::Error> {
                 let mut entries = Vec::new();
                 while let Some(k) = a.next_key::<serde_saphyr::Spanned<Value>>()? {
-                    let line = k.referenced.line() as usize;
                     let key = match k.value {
                         Value::String(s) => s,
                         other => other.to_string(),
                     };
-                    entries.push((key, line, a.next_value::<PNode>()?));
+                    entries.push((key, k.referenced, a.next_value::<SpannedNode>()?));
                 }
-                Ok(PKind::Map(entries))
+                Ok(SpannedKind::Map(entries))
             }
         }
         d.deserialize_any(V)

@@ -145,7 +145,7 @@ fn diff(text: &str, node: &Node, old: &Value, new: &Value, out: &mut Vec<Edit>) 
             Some(())
         }
         (Kind::Scalar, _, Value::String(_) | Value::Number(_) | Value::Bool(_)) => {
-            let (start, end) = node.range?;
+            let (start, end) = range(node)?;
             let original = &text[start..end];
             if original.contains('\n') {
                 return None;
@@ -165,12 +165,12 @@ fn diff(text: &str, node: &Node, old: &Value, new: &Value, out: &mut Vec<Edit>) 
 fn insert(
     text: &str,
     node: &Node,
-    entries: &[(String, (usize, usize), Node)],
+    entries: &[(String, serde_saphyr::Location, Node)],
     added: &[(&String, &Value)],
     out: &mut Vec<Edit>,
 ) -> Option<()> {
-    let first_key = entries.first()?.1.0;
-    let (map_start, _) = node.range?;
+    let first_key = byte_range(&entries.first()?.1)?.0;
+    let (map_start, _) = range(node)?;
     if text[map_start..].starts_with('{') {
         return None;
     }
@@ -229,7 +229,7 @@ fn scalar(v: &Value, style: Option<char>) -> Option<String> {
 /// Bytes of a whole document: from the line after the `---` that opens it (or the stream's
 /// start) to the next document's `---` line (or the end).
 fn document_range(text: &str, node: &Node) -> (usize, usize) {
-    let root = node.range.map_or(0, |r| r.0);
+    let root = range(node).map_or(0, |r| r.0);
     let mut start = 0;
     let mut end = text.len();
     let mut pos = 0;
@@ -247,30 +247,24 @@ fn document_range(text: &str, node: &Node) -> (usize, usize) {
     (start, end)
 }
 
-/// A YAML node with the byte range of each scalar (quotes included) and of each map key.
-struct Node {
-    /// Start..end of the node's token: a scalar's text, a collection's first byte.
-    range: Option<(usize, usize)>,
-    kind: Kind,
-}
+use crate::manifest::{SpannedKind as Kind, SpannedNode as Node};
 
-enum Kind {
-    Scalar,
-    Seq(Vec<Node>),
-    /// (key, the key's byte range, value)
-    Map(Vec<(String, (usize, usize), Node)>),
+/// A node's byte range in the text: a scalar's text (quotes included), a collection's first
+/// byte. `None` where the parser had no string input.
+fn range(node: &Node) -> Option<(usize, usize)> {
+    byte_range(&node.at)
 }
 
 impl Node {
     /// The last byte of the node's text: the end of its last scalar or key.
     fn end(&self) -> Option<usize> {
-        let own = self.range.map(|r| r.1);
+        let own = range(self).map(|r| r.1);
         let inner = match &self.kind {
             Kind::Scalar => None,
             Kind::Seq(items) => items.iter().filter_map(Node::end).max(),
             Kind::Map(entries) => entries
                 .iter()
-                .flat_map(|(_, k, v)| [Some(k.1), v.end()])
+                .flat_map(|(_, k, v)| [byte_range(k).map(|r| r.1), v.end()])
                 .flatten()
                 .max(),
         };
@@ -282,69 +276,6 @@ fn byte_range(l: &serde_saphyr::Location) -> Option<(usize, usize)> {
     let s = l.span();
     let start = usize::try_from(s.byte_offset()?).ok()?;
     Some((start, start + usize::try_from(s.byte_len()?).ok()?))
-}
-
-impl<'de> serde::Deserialize<'de> for Node {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = serde_saphyr::Spanned::<Kind>::deserialize(d)?;
-        Ok(Node {
-            range: byte_range(&s.referenced),
-            kind: s.value,
-        })
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Kind {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Kind;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("any YAML node")
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Kind, E> {
-                Ok(Kind::Scalar)
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Kind, E> {
-                Ok(Kind::Scalar)
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Kind, E> {
-                Ok(Kind::Scalar)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Kind, E> {
-                Ok(Kind::Scalar)
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Kind, E> {
-                Ok(Kind::Scalar)
-            }
-            fn visit_unit<E>(self) -> Result<Kind, E> {
-                Ok(Kind::Scalar)
-            }
-            fn visit_none<E>(self) -> Result<Kind, E> {
-                Ok(Kind::Scalar)
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Kind, A::Error> {
-                let mut items = Vec::new();
-                while let Some(n) = a.next_element::<Node>()? {
-                    items.push(n);
-                }
-                Ok(Kind::Seq(items))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Kind, A::Error> {
-                let mut entries = Vec::new();
-                while let Some(k) = a.next_key::<serde_saphyr::Spanned<Value>>()? {
-                    let range = byte_range(&k.referenced).unwrap_or((0, 0));
-                    let key = match k.value {
-                        Value::String(s) => s,
-                        other => other.to_string(),
-                    };
-                    entries.push((key, range, a.next_value::<Node>()?));
-                }
-                Ok(Kind::Map(entries))
-            }
-        }
-        d.deserialize_any(V)
-    }
 }
 
 #[cfg(test)]

@@ -22,6 +22,15 @@ pub const TESTS: &[(&str, Test)] = &[
     ),
 ];
 
+/// How the agent applies manifests: server-side apply as Flux's kustomize-controller.
+const AGENT_APPLY: &[&str] = &[
+    "apply",
+    "--server-side",
+    "--field-manager=kustomize-controller",
+    "-f",
+    "-",
+];
+
 /// A Role and RoleBinding attested with the shop app.
 const RBAC: &str = "apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
@@ -281,17 +290,10 @@ fn attested_app(env: &Env) -> Result<(), Failed> {
         env.wait(
             "the attested app to be admitted",
             Duration::from_secs(20),
-            || match env.cp.try_kubectl_stdin(
-                &Identity::Agent,
-                &[
-                    "apply",
-                    "--server-side",
-                    "--field-manager=kustomize-controller",
-                    "-f",
-                    "-",
-                ],
-                &rendered,
-            ) {
+            || match env
+                .cp
+                .try_kubectl_stdin(&Identity::Agent, AGENT_APPLY, &rendered)
+            {
                 Ok(_) => true,
                 Err(e) => {
                     last = e;
@@ -306,17 +308,7 @@ fn attested_app(env: &Env) -> Result<(), Failed> {
             ))
         })?;
         env.cp
-            .try_kubectl_stdin(
-                &Identity::Agent,
-                &[
-                    "apply",
-                    "--server-side",
-                    "--field-manager=kustomize-controller",
-                    "-f",
-                    "-",
-                ],
-                RBAC,
-            )
+            .try_kubectl_stdin(&Identity::Agent, AGENT_APPLY, RBAC)
             .map_err(|e| {
                 fail(format!(
                     "the attested Role and RoleBinding were refused: {e}"
