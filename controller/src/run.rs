@@ -102,6 +102,8 @@ pub enum RunError {
     },
     #[error("{0} is too long")]
     TooLong(&'static str),
+    #[error("--key-size {0}: use 2048, 3072, 4096 or 8192")]
+    KeySize(usize),
     #[error("leader election: {0}")]
     Leader(String),
     #[error("the {0} task failed: {1}")]
@@ -121,6 +123,30 @@ pub fn parse_time(s: &str) -> Result<time::OffsetDateTime, String> {
         .map_err(|_| format!("{s:?} is not an RFC 3339 or RFC 2822 time (e.g. `date -R`)"))
 }
 
+impl Config {
+    /// Key renewal and generation as the flags ask, or which flag cannot be used.
+    pub fn key_settings(&self) -> Result<(RenewalPolicy, KeyGenOptions), RunError> {
+        if ![2048, 3072, 4096, 8192].contains(&self.key_size) {
+            return Err(RunError::KeySize(self.key_size));
+        }
+        let renewal = RenewalPolicy {
+            period: (!self.key_renew_period.is_zero())
+                .then(|| time::Duration::try_from(self.key_renew_period))
+                .transpose()
+                .map_err(|_| RunError::TooLong("--key-renew-period"))?,
+            cutoff: self.key_cutoff_time,
+        };
+        let keygen = KeyGenOptions {
+            rsa_bits: self.key_size,
+            validity: time::Duration::try_from(self.key_ttl)
+                .map_err(|_| RunError::TooLong("--key-ttl"))?,
+            common_name: self.key_cn.clone(),
+            ..KeyGenOptions::default()
+        };
+        Ok((renewal, keygen))
+    }
+}
+
 /// A future that completes once shutdown is signalled.
 fn on_shutdown(
     rx: &watch::Receiver<bool>,
@@ -134,6 +160,9 @@ fn on_shutdown(
 /// Run the controller until SIGTERM or Ctrl-C (or until it loses its lease: a leader that loses
 /// it must stop writing at once, so it exits and Kubernetes restarts it as a follower).
 pub async fn run(args: Config) -> Result<(), RunError> {
+    // Flags that cannot be used are refused before anything starts: no listener bound, no lease
+    // taken, no API call made.
+    let (renewal, keygen) = args.key_settings()?;
     let namespace = sealgate_service::own_namespace(args.namespace.clone());
     let identity = args
         .pod_name
@@ -213,20 +242,8 @@ pub async fn run(args: Config) -> Result<(), RunError> {
     let keys = KeyManager::new(
         client.clone(),
         namespace.clone(),
-        RenewalPolicy {
-            period: (!args.key_renew_period.is_zero())
-                .then(|| time::Duration::try_from(args.key_renew_period))
-                .transpose()
-                .map_err(|_| RunError::TooLong("--key-renew-period"))?,
-            cutoff: args.key_cutoff_time,
-        },
-        KeyGenOptions {
-            rsa_bits: args.key_size,
-            validity: time::Duration::try_from(args.key_ttl)
-                .map_err(|_| RunError::TooLong("--key-ttl"))?,
-            common_name: args.key_cn.clone(),
-            ..KeyGenOptions::default()
-        },
+        renewal,
+        keygen,
         ring.clone(),
         metrics.clone(),
     );

@@ -141,3 +141,33 @@ async fn runs_serves_unseals_and_shuts_down_cleanly() {
         .unwrap();
     assert!(lease["spec"]["holderIdentity"].is_null(), "{lease}");
 }
+
+/// A flag that cannot be used is refused before anything starts (issue 28, item 2): the error
+/// names the flag, and comes before any attempt to reach the API server (there is none here).
+#[test]
+fn unusable_key_flags_are_refused_before_anything_starts() {
+    for (args, want) in [
+        (["--key-ttl", "200000000000000d"], "--key-ttl is too long"),
+        (
+            ["--key-size", "1024"],
+            "--key-size 1024: use 2048, 3072, 4096 or 8192",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_sealgate-controller"))
+            .args(args)
+            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .env("KUBECONFIG", "/nonexistent/kubeconfig")
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains(want),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !err.contains("kubeconfig"),
+            "reached for the cluster first: {err}"
+        );
+    }
+}

@@ -158,10 +158,10 @@ fn defaulting_table(env: &Env) -> Result<(), Failed> {
             let stored: serde_json::Value =
                 serde_json::from_str(&stored).map_err(|e| fail(e.to_string()))?;
             *kinds.entry(kind.clone()).or_default() += 1;
-            if let Err(d) = sealgate_core::attest::subset::matches(
+            if let Err(d) = sealgate_core::attest::compare::matches(
                 &manifest,
                 &stored,
-                &sealgate_core::attest::subset::Allowed::default(),
+                &sealgate_core::attest::compare::Allowed::default(),
             ) {
                 failures.push(format!(
                     "{source}: {kind} {}: {d} (stored value: {})",

@@ -1,9 +1,9 @@
 //! Provenance at admission: in a namespace labelled `sealgate.dev/provenance=required` (or
 //! everywhere, with `--provenance-required`), an object is admitted only if a trusted
-//! `Attestation` covers it (same kind, namespace and name) and it still holds what the attested
-//! manifest declared. Attestations are watched (cluster-scoped `sealgate.dev/v1alpha1`
+//! `Attestation` covers it (same kind, namespace and name) and it is exactly what the attested
+//! manifest declared, up to the API server's defaults (`sealgate_core::attest::compare`). Attestations are watched (cluster-scoped `sealgate.dev/v1alpha1`
 //! `Attestation`); each is verified once, when it arrives or changes, so a review costs a lookup
-//! and a subset check, never a signature check.
+//! and an exact comparison with the attested manifest, never a signature check.
 //!
 //! Break-glass (the identity policy's group and annotation) is admitted without provenance and
 //! reported, as it is for identity.

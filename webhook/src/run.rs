@@ -15,8 +15,8 @@ use crate::provenance::{self, ProvenanceConfig};
 use crate::self_tls::{self, SelfTlsConfig};
 use crate::state::{AppState, EvalConfig};
 use crate::{inventory, namespaces, reload, server};
+use sealgate_core::attest::compare::IgnoredField;
 use sealgate_core::attest::keys::VerifyingKey;
-use sealgate_core::attest::subset::IgnoredField;
 use sealgate_core::attest::verify::{self, Rules, TrustedKey};
 
 /// How the webhook runs: every flag of `sealgate-webhook` (those marked global also apply to
@@ -149,9 +149,10 @@ pub struct Config {
         long = "attestation-key",
         env = "SEALGATE_ATTESTATION_KEYS",
         value_delimiter = ',',
-        value_name = "FILE[@TIME]"
+        value_name = "FILE[@TIME]",
+        value_parser = parse_key_spec
     )]
-    pub attestation_keys: Vec<String>,
+    pub attestation_keys: Vec<KeySpec>,
     /// A withdrawn attestation key (repeatable): attestations it signed are refused, saying so
     #[arg(long = "attestation-revoked-key", value_name = "FILE")]
     pub attestation_revoked_keys: Vec<PathBuf>,
@@ -179,10 +180,54 @@ pub struct Config {
     /// system:serviceaccount:cert-manager:cert-manager). Kubernetes' controllers always are
     #[arg(long = "provenance-exempt-user", value_name = "USER")]
     pub provenance_exempt_users: Vec<String>,
-    /// Rego engine: regorus's register VM (vm), or its interpreter (slower; for a policy that
-    /// meets a VM gap)
-    #[arg(long, global = true, env = "SEALGATE_REGO_ENGINE", default_value = "vm", value_parser = ["vm", "interpreter"])]
-    pub rego_engine: String,
+    /// Rego engine: regorus's register VM, or its interpreter (slower; for a policy that meets
+    /// a VM gap)
+    #[arg(long, global = true, env = "SEALGATE_REGO_ENGINE", value_enum, default_value_t = RegoEngine::Vm)]
+    pub rego_engine: RegoEngine,
+}
+
+/// `--rego-engine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RegoEngine {
+    /// regorus's register VM.
+    Vm,
+    /// regorus's interpreter.
+    Interpreter,
+}
+
+/// Where namespaceSelector gets Namespace labels (`--namespace-labels`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamespaceSource {
+    /// Watch the cluster's Namespaces.
+    Cluster,
+    /// Namespace objects in files.
+    Files(Vec<PathBuf>),
+}
+
+/// `--attestation-key FILE[@TIME]`, parsed when the flags are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySpec {
+    /// The public key's file.
+    pub file: PathBuf,
+    /// Signatures by it are refused after this time.
+    pub not_after: Option<time::OffsetDateTime>,
+}
+
+fn parse_key_spec(spec: &str) -> Result<KeySpec, String> {
+    let (file, until) = match spec.rsplit_once('@') {
+        Some((f, t)) => (f, Some(t)),
+        None => (spec, None),
+    };
+    let not_after = until
+        .map(|t| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| format!("{t:?} is not an RFC 3339 time (FILE@2027-01-01T00:00:00Z)"))
+        })
+        .transpose()?;
+    Ok(KeySpec {
+        file: PathBuf::from(file),
+        not_after,
+    })
 }
 
 /// Why the webhook stopped with an error.
@@ -228,24 +273,10 @@ impl Config {
         };
         let mut keys = Vec::new();
         for spec in &self.attestation_keys {
-            let (file, until) = match spec.rsplit_once('@') {
-                Some((f, t)) => (f, Some(t)),
-                None => (spec.as_str(), None),
-            };
-            let not_after = until
-                .map(|t| {
-                    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-                        .map_err(|_| {
-                            bad(format!(
-                                "--attestation-key {spec}: {t:?} is not an RFC 3339 time"
-                            ))
-                        })
-                })
-                .transpose()?;
             keys.push(TrustedKey {
-                name: file.to_string(),
-                key: read(std::path::Path::new(file))?,
-                not_after,
+                name: spec.file.display().to_string(),
+                key: read(&spec.file)?,
+                not_after: spec.not_after,
                 revoked: false,
             });
         }
@@ -296,9 +327,23 @@ impl Config {
             limits: Limits {
                 eval_timeout: self.deadline,
             },
-            use_vm: self.rego_engine == "vm",
+            use_vm: self.rego_engine == RegoEngine::Vm,
             conftest_namespaces: Default::default(),
             from_inputs: Vec::new(),
+        }
+    }
+
+    /// `--namespace-labels`: `cluster` alone, or files.
+    pub fn namespace_source(&self) -> Result<NamespaceSource, RunError> {
+        match self.namespace_labels.as_slice() {
+            [only] if only == "cluster" => Ok(NamespaceSource::Cluster),
+            files if files.iter().any(|f| f == "cluster") => Err(RunError::NamespaceLabels(
+                "`cluster` watches the cluster's Namespaces and cannot be combined with files"
+                    .into(),
+            )),
+            files => Ok(NamespaceSource::Files(
+                files.iter().map(PathBuf::from).collect(),
+            )),
         }
     }
 
@@ -340,21 +385,22 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     } else {
         config.exempt_namespaces.clone()
     };
+    // Every flag is checked before a socket opens or the API server is asked anything.
+    let namespace_source = config.namespace_source()?;
+    let provenance = config.provenance()?;
     let sources = config.sources();
     let bundle = reload::build(&sources, Vec::new()).map_err(RunError::Bundle)?;
-    let from_cluster = config.namespace_labels == ["cluster"];
-    let namespaces = if from_cluster {
-        Default::default()
-    } else {
-        let files: Vec<PathBuf> = config.namespace_labels.iter().map(PathBuf::from).collect();
-        reload::namespace_labels_from(&files).map_err(RunError::NamespaceLabels)?
+    let from_cluster = namespace_source == NamespaceSource::Cluster;
+    let namespaces = match &namespace_source {
+        NamespaceSource::Cluster => Default::default(),
+        NamespaceSource::Files(files) => {
+            reload::namespace_labels_from(files).map_err(RunError::NamespaceLabels)?
+        }
     };
     let eval = EvalConfig {
         settings: Settings {
             exempt_namespaces: exempt,
-            provenance: config
-                .provenance()?
-                .map(|c| Arc::new(provenance::Provenance::new(c))),
+            provenance: provenance.map(|c| Arc::new(provenance::Provenance::new(c))),
         },
         deadline: config.deadline,
         allow_on_timeout: config.allow_on_timeout,

@@ -475,7 +475,7 @@ async fn a_refused_attestation_is_named_with_its_reason() {
 }
 
 /// `sealgate-webhook`'s flags, parsed as the binary parses them.
-fn flags(args: &[&str]) -> sealgate_webhook::run::Config {
+fn try_flags(args: &[&str]) -> Result<sealgate_webhook::run::Config, clap::Error> {
     #[derive(clap::Parser)]
     struct Cli {
         #[command(flatten)]
@@ -483,8 +483,42 @@ fn flags(args: &[&str]) -> sealgate_webhook::run::Config {
     }
     use clap::Parser as _;
     Cli::try_parse_from(std::iter::once("sealgate-webhook").chain(args.iter().copied()))
-        .unwrap()
-        .config
+        .map(|c| c.config)
+}
+
+fn flags(args: &[&str]) -> sealgate_webhook::run::Config {
+    try_flags(args).unwrap()
+}
+
+/// Flags become typed settings before anything starts (issue 28, item 2): a key's `@TIME`, the
+/// Rego engine and the namespace-label source are checked when the flags are parsed, not in
+/// the middle of `run`.
+#[test]
+fn flags_are_checked_before_anything_starts() {
+    let e = try_flags(&["--attestation-key", "ci.pub@yesterday"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("\"yesterday\" is not an RFC 3339 time"), "{e}");
+    let spec = &flags(&["--attestation-key", "ci.pub@2027-01-01T00:00:00Z"]).attestation_keys[0];
+    assert_eq!(spec.file, std::path::PathBuf::from("ci.pub"));
+    assert!(spec.not_after.is_some());
+    assert!(try_flags(&["--rego-engine", "jit"]).is_err());
+    use sealgate_webhook::run::NamespaceSource;
+    assert_eq!(
+        flags(&[]).namespace_source().unwrap(),
+        NamespaceSource::Cluster
+    );
+    assert_eq!(
+        flags(&["--namespace-labels", "a.yaml,b.yaml"])
+            .namespace_source()
+            .unwrap(),
+        NamespaceSource::Files(vec!["a.yaml".into(), "b.yaml".into()])
+    );
+    let e = flags(&["--namespace-labels", "cluster,ns.yaml"])
+        .namespace_source()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cannot be combined with files"), "{e}");
 }
 
 /// A key given both as trusted and as revoked is refused at startup, naming it (issue 25,

@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, anyhow, bail};
+use sealgate_core::attest::compare::IgnoredField;
 use sealgate_core::attest::keys::{Algorithm, SigningKey, VerifyingKey};
 use sealgate_core::attest::statement::{PredicateInfo, Verdict, subject_of};
-use sealgate_core::attest::subset::IgnoredField;
 use sealgate_core::attest::verify::{self, Rules, TrustedKey, Verified};
 use sealgate_core::attest::{resource, statement};
 use serde_json::Value;

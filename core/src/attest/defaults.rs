@@ -1,5 +1,5 @@
 //! What kube-apiserver adds when it stores an object, and what it and the GitOps agent own: the
-//! fields an attested manifest need not declare ([`super::subset`]). The table is proven in the
+//! fields an attested manifest need not declare ([`super::compare`]). The table is proven in the
 //! real-cluster tier (`tests/real_cluster/provenance.rs`): every manifest of the example
 //! repository and of a table of real-world ones is dry-run through a real API server, and the
 //! stored object must match its manifest exactly, with these defaults and nothing else.

@@ -9,7 +9,7 @@
 //!   generate-key-pair`: an encrypted `SIGSTORE PRIVATE KEY` and a PEM public key), through
 //!   aws-lc-rs.
 //! - [`resource`]: the `Attestation` resource that carries envelopes into the cluster, sharded.
-//! - [`subset`]: whether an object as admitted is exactly what its manifest declared, up to the
+//! - [`compare`]: whether an object as admitted is exactly what its manifest declared, up to the
 //!   API server's defaults (`defaults`) and what the server and the agent own.
 //! - [`verify`]: trusting an attestation (key, verdict, age) and admitting an object with one.
 //!
@@ -17,12 +17,12 @@
 //! against configured public keys; a Rekor inclusion proof or a Fulcio certificate would be
 //! another [`keys::VerifyingKey`] source and a field of the envelope, not a new format.
 
+pub mod compare;
 mod defaults;
 pub mod dsse;
 pub mod keys;
 pub mod resource;
 pub mod statement;
-pub mod subset;
 pub mod verify;
 
 /// Why an attestation could not be made, read or trusted. Messages never quote object data.

@@ -4,10 +4,10 @@
 use serde_json::Value;
 use time::OffsetDateTime;
 
+use super::compare::{self, IgnoredField};
 use super::dsse::{Envelope, IN_TOTO_PAYLOAD_TYPE};
 use super::keys::VerifyingKey;
 use super::statement::{Statement, Verdict};
-use super::subset::{self, IgnoredField};
 
 /// A key attestations may be signed with.
 #[derive(Debug, Clone)]
@@ -280,11 +280,11 @@ pub fn admit_among<'a>(
     }
     let mut first_difference = None;
     for (v, manifest) in covering {
-        let allowed = subset::Allowed {
+        let allowed = compare::Allowed {
             ignored: &rules.ignored,
             injected: &rules.injected,
         };
-        match subset::matches(manifest, object, &allowed) {
+        match compare::matches(manifest, object, &allowed) {
             Ok(()) => return Ok(v),
             Err(d) => {
                 first_difference.get_or_insert((d, v.statement.predicate.revision.clone()));
