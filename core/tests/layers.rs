@@ -75,6 +75,9 @@ fn each_module_uses_only_the_layers_below_it() {
     // Every public module is in the list.
     for line in lib.lines().filter(|l| l.starts_with("pub mod ")) {
         let name = line.trim_start_matches("pub mod ").trim_end_matches(';');
-        assert!(order.iter().any(|m| m == name), "{name} is not in lib.rs's list");
+        assert!(
+            order.iter().any(|m| m == name),
+            "{name} is not in lib.rs's list"
+        );
     }
 }

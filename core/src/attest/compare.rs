@@ -2,7 +2,7 @@
 //!
 //! Every field of the admitted object is compared. One the manifest does not declare is a
 //! difference unless:
-//! - (a) the API server's defaulting adds it for that kind, with that value ([`super::defaults`],
+//! - (a) the API server's defaulting adds it for that kind, with that value (`attest::defaults`,
 //!   proven against a real kube-apiserver in the real-cluster tier);
 //! - (b) it is `status`, or under `metadata` and owned by the API server (uid, resourceVersion,
 //!   generation, managedFields, creationTimestamp, …) or by the GitOps agent (Flux's, Argo CD's
