@@ -13,8 +13,12 @@ use serde_json::Value;
 /// What a defaulted field may hold.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Default {
-    /// This value (a string, number or bool, as JSON).
-    Is(&'static str),
+    /// This string.
+    Str(&'static str),
+    /// This integer.
+    Int(i64),
+    /// This boolean.
+    Bool(bool),
     /// One of these strings (`imagePullPolicy` depends on the image's tag).
     OneOf(&'static [&'static str]),
     /// Whatever the server allocated (a Service's cluster IP, a Job's selector).
@@ -28,7 +32,9 @@ impl Default {
     /// holding the field.
     pub(super) fn allows(&self, value: &Value, declared: Option<&Value>) -> bool {
         match *self {
-            Default::Is(json) => serde_json::from_str::<Value>(json).is_ok_and(|d| d == *value),
+            Default::Str(want) => value.as_str() == Some(want),
+            Default::Int(want) => value.as_i64() == Some(want),
+            Default::Bool(want) => value.as_bool() == Some(want),
             Default::OneOf(options) => value.as_str().is_some_and(|s| options.contains(&s)),
             Default::Allocated => true,
             Default::SameAs(sibling) => declared.and_then(|d| d.get(sibling)) == Some(value),
@@ -44,63 +50,59 @@ const PROBES: [&str; 3] = ["livenessProbe", "readinessProbe", "startupProbe"];
 
 /// Pod spec defaults (`SetDefaults_PodSpec`, `SetDefaults_Container`, volumes and probes).
 const POD_SPEC: &[Entry] = &[
-    (POD, "restartPolicy", Default::Is(r#""Always""#)),
-    (POD, "terminationGracePeriodSeconds", Default::Is("30")),
-    (POD, "dnsPolicy", Default::Is(r#""ClusterFirst""#)),
-    (POD, "schedulerName", Default::Is(r#""default-scheduler""#)),
-    (POD, "enableServiceLinks", Default::Is("true")),
-    (POD, "serviceAccountName", Default::Is(r#""default""#)),
+    (POD, "restartPolicy", Default::Str("Always")),
+    (POD, "terminationGracePeriodSeconds", Default::Int(30)),
+    (POD, "dnsPolicy", Default::Str("ClusterFirst")),
+    (POD, "schedulerName", Default::Str("default-scheduler")),
+    (POD, "enableServiceLinks", Default::Bool(true)),
+    (POD, "serviceAccountName", Default::Str("default")),
     (POD, "serviceAccount", Default::SameAs("serviceAccountName")),
-    (POD, "priority", Default::Is("0")),
+    (POD, "priority", Default::Int(0)),
     (
         POD,
         "preemptionPolicy",
-        Default::Is(r#""PreemptLowerPriority""#),
+        Default::Str("PreemptLowerPriority"),
     ),
     (
         POD,
         "CONTAINERS * terminationMessagePath",
-        Default::Is(r#""/dev/termination-log""#),
+        Default::Str("/dev/termination-log"),
     ),
     (
         POD,
         "CONTAINERS * terminationMessagePolicy",
-        Default::Is(r#""File""#),
+        Default::Str("File"),
     ),
     (
         POD,
         "CONTAINERS * imagePullPolicy",
         Default::OneOf(&["Always", "IfNotPresent"]),
     ),
-    (
-        POD,
-        "CONTAINERS * ports * protocol",
-        Default::Is(r#""TCP""#),
-    ),
+    (POD, "CONTAINERS * ports * protocol", Default::Str("TCP")),
     (
         POD,
         "CONTAINERS * env * valueFrom fieldRef apiVersion",
-        Default::Is(r#""v1""#),
+        Default::Str("v1"),
     ),
-    (POD, "CONTAINERS * PROBE timeoutSeconds", Default::Is("1")),
-    (POD, "CONTAINERS * PROBE periodSeconds", Default::Is("10")),
-    (POD, "CONTAINERS * PROBE successThreshold", Default::Is("1")),
-    (POD, "CONTAINERS * PROBE failureThreshold", Default::Is("3")),
+    (POD, "CONTAINERS * PROBE timeoutSeconds", Default::Int(1)),
+    (POD, "CONTAINERS * PROBE periodSeconds", Default::Int(10)),
+    (POD, "CONTAINERS * PROBE successThreshold", Default::Int(1)),
+    (POD, "CONTAINERS * PROBE failureThreshold", Default::Int(3)),
     (
         POD,
         "CONTAINERS * PROBE httpGet scheme",
-        Default::Is(r#""HTTP""#),
+        Default::Str("HTTP"),
     ),
-    (POD, "volumes * configMap defaultMode", Default::Is("420")),
-    (POD, "volumes * secret defaultMode", Default::Is("420")),
-    (POD, "volumes * projected defaultMode", Default::Is("420")),
-    (POD, "volumes * downwardAPI defaultMode", Default::Is("420")),
+    (POD, "volumes * configMap defaultMode", Default::Int(420)),
+    (POD, "volumes * secret defaultMode", Default::Int(420)),
+    (POD, "volumes * projected defaultMode", Default::Int(420)),
+    (POD, "volumes * downwardAPI defaultMode", Default::Int(420)),
     (
         POD,
         "volumes * downwardAPI items * fieldRef apiVersion",
-        Default::Is(r#""v1""#),
+        Default::Str("v1"),
     ),
-    (POD, "volumes * hostPath type", Default::Is(r#""""#)),
+    (POD, "volumes * hostPath type", Default::Str("")),
 ];
 
 const BY_KIND: &[Entry] = &[
@@ -108,87 +110,87 @@ const BY_KIND: &[Entry] = &[
     (
         &["Deployment", "StatefulSet", "ReplicaSet"],
         "spec replicas",
-        Default::Is("1"),
+        Default::Int(1),
     ),
     (
         &["Deployment", "StatefulSet", "DaemonSet"],
         "spec revisionHistoryLimit",
-        Default::Is("10"),
+        Default::Int(10),
     ),
     (
         &["Deployment"],
         "spec progressDeadlineSeconds",
-        Default::Is("600"),
+        Default::Int(600),
     ),
     (
         &["Deployment"],
         "spec strategy type",
-        Default::Is(r#""RollingUpdate""#),
+        Default::Str("RollingUpdate"),
     ),
     (
         &["Deployment"],
         "spec strategy rollingUpdate maxSurge",
-        Default::Is(r#""25%""#),
+        Default::Str("25%"),
     ),
     (
         &["Deployment"],
         "spec strategy rollingUpdate maxUnavailable",
-        Default::Is(r#""25%""#),
+        Default::Str("25%"),
     ),
     (
         &["StatefulSet"],
         "spec podManagementPolicy",
-        Default::Is(r#""OrderedReady""#),
+        Default::Str("OrderedReady"),
     ),
     (
         &["StatefulSet", "DaemonSet"],
         "spec updateStrategy type",
-        Default::Is(r#""RollingUpdate""#),
+        Default::Str("RollingUpdate"),
     ),
     (
         &["StatefulSet"],
         "spec updateStrategy rollingUpdate partition",
-        Default::Is("0"),
+        Default::Int(0),
     ),
     (
         &["StatefulSet"],
         "spec persistentVolumeClaimRetentionPolicy whenDeleted",
-        Default::Is(r#""Retain""#),
+        Default::Str("Retain"),
     ),
     (
         &["StatefulSet"],
         "spec persistentVolumeClaimRetentionPolicy whenScaled",
-        Default::Is(r#""Retain""#),
+        Default::Str("Retain"),
     ),
     (
         &["StatefulSet"],
         "spec volumeClaimTemplates * apiVersion",
-        Default::Is(r#""v1""#),
+        Default::Str("v1"),
     ),
     (
         &["StatefulSet"],
         "spec volumeClaimTemplates * kind",
-        Default::Is(r#""PersistentVolumeClaim""#),
+        Default::Str("PersistentVolumeClaim"),
     ),
     (
         &["StatefulSet"],
         "spec volumeClaimTemplates * spec volumeMode",
-        Default::Is(r#""Filesystem""#),
+        Default::Str("Filesystem"),
     ),
     (
         &["StatefulSet"],
         "spec volumeClaimTemplates * status phase",
-        Default::Is(r#""Pending""#),
+        Default::Str("Pending"),
     ),
     (
         &["StatefulSet"],
         "spec updateStrategy rollingUpdate maxUnavailable",
-        Default::Is("1"),
+        Default::Int(1),
     ),
     (
         &["DaemonSet"],
         "spec updateStrategy rollingUpdate maxUnavailable",
-        Default::Is("1"),
+        Default::Int(1),
     ),
     (
         &["DaemonSet"],
@@ -198,23 +200,19 @@ const BY_KIND: &[Entry] = &[
     (
         &["DaemonSet"],
         "spec updateStrategy rollingUpdate maxSurge",
-        Default::Is("0"),
+        Default::Int(0),
     ),
     // batch/v1
-    (&["Job"], "spec backoffLimit", Default::Is("6")),
-    (&["Job"], "spec completions", Default::Is("1")),
-    (&["Job"], "spec parallelism", Default::Is("1")),
-    (
-        &["Job"],
-        "spec completionMode",
-        Default::Is(r#""NonIndexed""#),
-    ),
-    (&["Job"], "spec suspend", Default::Is("false")),
-    (&["Job"], "spec manualSelector", Default::Is("false")),
+    (&["Job"], "spec backoffLimit", Default::Int(6)),
+    (&["Job"], "spec completions", Default::Int(1)),
+    (&["Job"], "spec parallelism", Default::Int(1)),
+    (&["Job"], "spec completionMode", Default::Str("NonIndexed")),
+    (&["Job"], "spec suspend", Default::Bool(false)),
+    (&["Job"], "spec manualSelector", Default::Bool(false)),
     (
         &["Job"],
         "spec podReplacementPolicy",
-        Default::Is(r#""TerminatingOrFailed""#),
+        Default::Str("TerminatingOrFailed"),
     ),
     (&["Job"], "spec selector", Default::Allocated),
     (
@@ -256,44 +254,32 @@ const BY_KIND: &[Entry] = &[
     (
         &["CronJob"],
         "spec concurrencyPolicy",
-        Default::Is(r#""Allow""#),
+        Default::Str("Allow"),
     ),
-    (&["CronJob"], "spec suspend", Default::Is("false")),
+    (&["CronJob"], "spec suspend", Default::Bool(false)),
     (
         &["CronJob"],
         "spec successfulJobsHistoryLimit",
-        Default::Is("3"),
+        Default::Int(3),
     ),
-    (
-        &["CronJob"],
-        "spec failedJobsHistoryLimit",
-        Default::Is("1"),
-    ),
+    (&["CronJob"], "spec failedJobsHistoryLimit", Default::Int(1)),
     // v1 Service
-    (&["Service"], "spec type", Default::Is(r#""ClusterIP""#)),
-    (
-        &["Service"],
-        "spec sessionAffinity",
-        Default::Is(r#""None""#),
-    ),
+    (&["Service"], "spec type", Default::Str("ClusterIP")),
+    (&["Service"], "spec sessionAffinity", Default::Str("None")),
     (&["Service"], "spec clusterIP", Default::Allocated),
     (&["Service"], "spec clusterIPs", Default::Allocated),
     (&["Service"], "spec ipFamilies", Default::Allocated),
     (
         &["Service"],
         "spec ipFamilyPolicy",
-        Default::Is(r#""SingleStack""#),
+        Default::Str("SingleStack"),
     ),
     (
         &["Service"],
         "spec internalTrafficPolicy",
-        Default::Is(r#""Cluster""#),
+        Default::Str("Cluster"),
     ),
-    (
-        &["Service"],
-        "spec ports * protocol",
-        Default::Is(r#""TCP""#),
-    ),
+    (&["Service"], "spec ports * protocol", Default::Str("TCP")),
     (
         &["Service"],
         "spec ports * targetPort",
@@ -303,40 +289,40 @@ const BY_KIND: &[Entry] = &[
     (
         &["Service"],
         "spec externalTrafficPolicy",
-        Default::Is(r#""Cluster""#),
+        Default::Str("Cluster"),
     ),
     (
         &["Service"],
         "spec allocateLoadBalancerNodePorts",
-        Default::Is("true"),
+        Default::Bool(true),
     ),
     // v1 others
     (
         &["Namespace"],
         "spec finalizers *",
-        Default::Is(r#""kubernetes""#),
+        Default::Str("kubernetes"),
     ),
     (
         &["Namespace"],
         "metadata labels kubernetes.io/metadata.name",
         Default::Allocated,
     ),
-    (&["Secret"], "type", Default::Is(r#""Opaque""#)),
+    (&["Secret"], "type", Default::Str("Opaque")),
     (
         &["PersistentVolumeClaim"],
         "spec volumeMode",
-        Default::Is(r#""Filesystem""#),
+        Default::Str("Filesystem"),
     ),
     (&["NetworkPolicy"], "spec policyTypes", Default::Allocated),
     (
         &["NetworkPolicy"],
         "spec ingress * ports * protocol",
-        Default::Is(r#""TCP""#),
+        Default::Str("TCP"),
     ),
     (
         &["NetworkPolicy"],
         "spec egress * ports * protocol",
-        Default::Is(r#""TCP""#),
+        Default::Str("TCP"),
     ),
     (
         &["RoleBinding", "ClusterRoleBinding"],
@@ -367,10 +353,10 @@ pub(super) fn pod_spec_relative<'p>(kind: &str, path: &'p [String]) -> Option<&'
         .then(|| &path[prefix.len()..])
 }
 
+/// Called for every undeclared field of every admitted object: no allocation.
 fn pattern_matches(pattern: &str, path: &[String]) -> bool {
-    let segments: Vec<&str> = pattern.split(' ').collect();
-    segments.len() == path.len()
-        && segments.iter().zip(path).all(|(s, p)| match *s {
+    pattern.split(' ').count() == path.len()
+        && pattern.split(' ').zip(path).all(|(s, p)| match s {
             "*" => true,
             "CONTAINERS" => matches!(
                 p.as_str(),
