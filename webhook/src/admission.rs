@@ -1,8 +1,12 @@
 //! AdmissionReview in, AdmissionReview out: pure functions over the policy bundle, so every
 //! decision can be tested without a server.
 
-use sealgate_core::policy::{Bundle, Effect, NamespaceLabels, Point, Review, Violation};
+use sealgate_core::policy::{
+    Action, Bundle, Effect, NamespaceLabels, Point, RequestInfo, Review, ReviewError, Violation,
+};
 use serde_json::{Value, json};
+
+use crate::provenance::Denial;
 
 /// A request the webhook cannot evaluate: answered with HTTP 400 and this message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -11,21 +15,19 @@ pub enum BadReview {
     Json(String),
     #[error("expected an admission.k8s.io/v1 AdmissionReview, got {0}")]
     WrongKind(String),
-    #[error("the AdmissionReview has no request")]
-    NoRequest,
-    #[error("invalid AdmissionReview request: {0}")]
-    Invalid(String),
+    #[error("invalid AdmissionReview request: request.uid is missing")]
+    NoUid,
+    #[error(transparent)]
+    Review(#[from] ReviewError),
 }
 
-/// Parse and check the envelope; returns the review and the request uid.
-pub fn parse(body: &[u8]) -> Result<(Value, String), BadReview> {
+/// Parse the body once into the review everything after reads: the envelope is checked, and
+/// the request's identifying fields are typed (`Review::info`).
+pub fn parse(body: &[u8]) -> Result<Review, BadReview> {
     // serde_json's syntax errors name a position, never object content.
     let review: Value = serde_json::from_slice(body).map_err(|e| BadReview::Json(e.to_string()))?;
-    let api = review
-        .get("apiVersion")
-        .and_then(Value::as_str)
-        .unwrap_or("");
-    let kind = review.get("kind").and_then(Value::as_str).unwrap_or("");
+    let field = |k: &str| review.get(k).and_then(Value::as_str).unwrap_or("");
+    let (api, kind) = (field("apiVersion"), field("kind"));
     if api != "admission.k8s.io/v1" || kind != "AdmissionReview" {
         let found = if api.is_empty() && kind.is_empty() {
             "an object without apiVersion and kind".into()
@@ -34,17 +36,11 @@ pub fn parse(body: &[u8]) -> Result<(Value, String), BadReview> {
         };
         return Err(BadReview::WrongKind(found));
     }
-    let request = review
-        .get("request")
-        .filter(|r| r.is_object())
-        .ok_or(BadReview::NoRequest)?;
-    let uid = request
-        .get("uid")
-        .and_then(Value::as_str)
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| BadReview::Invalid("request.uid is missing".into()))?
-        .to_string();
-    Ok((review, uid))
+    let review = Review::from_admission_review(review, Point::Admission)?;
+    if review.info.uid.is_empty() {
+        return Err(BadReview::NoUid);
+    }
+    Ok(review)
 }
 
 /// How a review ended, as logs and the `decision` metric label say it.
@@ -60,6 +56,8 @@ pub enum Outcome {
     Timeout,
     /// Not evaluated: the queue ahead would take longer than the deadline.
     Overloaded,
+    /// Not an AdmissionReview the webhook can evaluate: answered with HTTP 400.
+    BadRequest,
 }
 
 impl Outcome {
@@ -70,6 +68,7 @@ impl Outcome {
             Outcome::Exempt => "exempt",
             Outcome::Timeout => "timeout",
             Outcome::Overloaded => "overloaded",
+            Outcome::BadRequest => "bad_request",
         }
     }
 }
@@ -77,52 +76,43 @@ impl Outcome {
 /// What the webhook answers, plus what it logs and counts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
-    pub uid: String,
+    /// The request (its uid goes in the answer). Empty for a bad request.
+    pub request: RequestInfo,
     pub allowed: bool,
     pub outcome: Outcome,
-    /// The denial message: every deny violation as `[constraint] message`.
+    /// The denial message: every deny violation as `[constraint] message`; for a bad request,
+    /// what is wrong with it.
     pub message: Option<String>,
     pub warnings: Vec<String>,
     /// Every violated constraint with its action (dryrun ones are only logged and counted).
-    pub constraints: Vec<(String, &'static str)>,
+    pub constraints: Vec<(String, Action)>,
     pub break_glass: bool,
     pub evaluation_errors: usize,
-    pub request: RequestInfo,
+    /// Why provenance refused the object (a denial, or a warning under break-glass).
+    pub provenance: Option<Denial>,
 }
 
-/// The identifying fields of a request, for logs and metrics: never object data.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RequestInfo {
-    pub operation: String,
-    pub kind: String,
-    pub namespace: String,
-    pub name: String,
-    pub user: String,
-    pub dry_run: bool,
-    pub sub_resource: String,
-}
+impl Decision {
+    fn new(request: RequestInfo, outcome: Outcome) -> Decision {
+        Decision {
+            request,
+            allowed: true,
+            outcome,
+            message: None,
+            warnings: Vec::new(),
+            constraints: Vec::new(),
+            break_glass: false,
+            evaluation_errors: 0,
+            provenance: None,
+        }
+    }
 
-impl RequestInfo {
-    pub fn of(review: &Value) -> RequestInfo {
-        let r = &review["request"];
-        // Bounded before anything is logged or counted: these come from the request body, and
-        // a 4 MB `kind` must not become a 4 MB log line or label. Kubernetes' own limits
-        // (names 253, namespaces and kinds 63) leave room; longer is cut with `…`.
-        let s = |v: &Value, max: usize| {
-            let text = v.as_str().unwrap_or("");
-            match text.char_indices().nth(max) {
-                Some((cut, _)) => format!("{}…", &text[..cut]),
-                None => text.to_string(),
-            }
-        };
-        RequestInfo {
-            operation: s(&r["operation"], 16),
-            kind: s(&r["kind"]["kind"], 128),
-            namespace: s(&r["namespace"], 128),
-            name: s(&r["name"], 256),
-            user: s(&r["userInfo"]["username"], 256),
-            dry_run: r["dryRun"].as_bool().unwrap_or(false),
-            sub_resource: s(&r["subResource"], 64),
+    /// The answer to a body that is not an AdmissionReview the webhook can evaluate.
+    pub fn bad_request(why: &BadReview) -> Decision {
+        Decision {
+            allowed: false,
+            message: Some(why.to_string()),
+            ..Decision::new(RequestInfo::default(), Outcome::BadRequest)
         }
     }
 }
@@ -146,68 +136,62 @@ impl Default for Settings {
     }
 }
 
-/// Evaluate one review at the admission point. `info` is `RequestInfo::of(&review)`, taken
-/// before the review is handed over.
+/// Evaluate one review at the admission point.
 pub fn decide(
     bundle: &Bundle,
-    review: Value,
-    uid: String,
-    info: RequestInfo,
+    review: Review,
     namespaces: &NamespaceLabels,
     settings: &Settings,
-) -> Result<Decision, BadReview> {
-    let mut d = Decision {
-        uid,
-        allowed: true,
-        outcome: Outcome::Allowed,
-        message: None,
-        warnings: Vec::new(),
-        constraints: Vec::new(),
-        break_glass: false,
-        evaluation_errors: 0,
-        request: info,
-    };
-    if settings.exempt_namespaces.contains(&d.request.namespace) {
-        d.outcome = Outcome::Exempt;
-        return Ok(d);
+) -> Decision {
+    if settings.exempt_namespaces.contains(&review.info.namespace) {
+        return Decision::new(review.info, Outcome::Exempt);
     }
-    let r = Review::from_admission_review(review, Point::Admission)
-        .map_err(|e| BadReview::Invalid(e.to_string()))?;
-    let violations = bundle.evaluate(&r, namespaces);
+    let violations = bundle.evaluate(&review, namespaces);
     let mut denials = Vec::new();
+    let mut warnings = Vec::new();
+    let mut constraints = Vec::new();
+    let (mut break_glass, mut evaluation_errors) = (false, 0);
     for v in &violations {
         let line = format!("[{}] {}", v.constraint, v.message);
         match v.action.effect(Point::Admission, false) {
             Effect::Reject => denials.push(line),
-            Effect::Warn => d.warnings.push(line),
+            Effect::Warn => warnings.push(line),
             Effect::Report => {}
         }
-        let entry = (v.constraint.clone(), v.action.as_str());
-        if !d.constraints.contains(&entry) {
-            d.constraints.push(entry);
+        let entry = (v.constraint.clone(), v.action);
+        if !constraints.contains(&entry) {
+            constraints.push(entry);
         }
-        d.break_glass |= is_break_glass(v);
-        d.evaluation_errors += usize::from(v.evaluation_error);
+        break_glass |= is_break_glass(v);
+        evaluation_errors += usize::from(v.evaluation_error);
     }
     // Provenance: only where the policies admit (a denial already says no), and never for a
     // break-glass change, which is admitted and reported instead.
-    if let Some(p) = &settings.provenance
-        && denials.is_empty()
-    {
-        match p.check(&r.request, namespaces) {
-            Ok(()) => {}
-            Err(why) if d.break_glass => {
-                d.warnings.push(format!("{why} (admitted: break-glass)"));
-            }
-            Err(why) => denials.push(why),
-        }
+    let provenance = match &settings.provenance {
+        Some(p) if denials.is_empty() => p.denial(&review, namespaces),
+        _ => None,
+    };
+    match &provenance {
+        Some(why) if break_glass => warnings.push(format!("{why} (admitted: break-glass)")),
+        Some(why) => denials.push(why.to_string()),
+        None => {}
     }
-    if !denials.is_empty() {
-        d.allowed = false;
-        d.outcome = Outcome::Denied;
-        d.message = Some(denials.join("\n"));
+    let denied = !denials.is_empty();
+    Decision {
+        allowed: !denied,
+        outcome: if denied {
+            Outcome::Denied
+        } else {
+            Outcome::Allowed
+        },
+        message: denied.then(|| denials.join("\n")),
+        warnings,
+        constraints,
+        break_glass,
+        evaluation_errors,
+        provenance,
+        request: review.info,
     }
-    Ok(d)
 }
 
 /// A break-glass admission, as the built-in identity policy reports it (mode audit-break-glass).
@@ -216,20 +200,14 @@ fn is_break_glass(v: &Violation) -> bool {
 }
 
 /// The decision for a request whose evaluation did not finish in time.
-pub fn timed_out(
-    uid: String,
-    request: RequestInfo,
-    deadline: std::time::Duration,
-    allow: bool,
-) -> Decision {
+pub fn timed_out(request: RequestInfo, deadline: std::time::Duration, allow: bool) -> Decision {
     let why = format!("policy evaluation did not finish within {deadline:?}");
-    unevaluated(uid, request, Outcome::Timeout, &why, allow)
+    unevaluated(request, Outcome::Timeout, &why, allow)
 }
 
 /// The decision for a request not evaluated because the reviews queued before it would take
 /// longer than the deadline: answered at once, instead of after the deadline.
 pub fn overloaded(
-    uid: String,
     request: RequestInfo,
     queued: usize,
     wait: std::time::Duration,
@@ -239,44 +217,31 @@ pub fn overloaded(
         "the webhook is overloaded ({queued} reviews queued, about {} ms of evaluation, more than the deadline)",
         wait.as_millis()
     );
-    unevaluated(uid, request, Outcome::Overloaded, &why, allow)
+    unevaluated(request, Outcome::Overloaded, &why, allow)
 }
 
 /// No evaluation: the answer `--allow-on-timeout` chooses, saying why.
-fn unevaluated(
-    uid: String,
-    request: RequestInfo,
-    outcome: Outcome,
-    why: &str,
-    allow: bool,
-) -> Decision {
+fn unevaluated(request: RequestInfo, outcome: Outcome, why: &str, allow: bool) -> Decision {
     let what = if allow {
         "admitted without a decision"
     } else {
         "denied"
     };
-    Decision {
-        uid,
-        allowed: allow,
-        outcome,
-        message: (!allow).then(|| {
-            format!("[sealgate-webhook] {why}; the request was {what} (retry, or see the webhook's logs)")
-        }),
-        warnings: if allow {
-            vec![format!("[sealgate-webhook] {why}; the request was {what}")]
-        } else {
-            Vec::new()
-        },
-        constraints: Vec::new(),
-        break_glass: false,
-        evaluation_errors: 0,
-        request,
+    let mut d = Decision::new(request, outcome);
+    d.allowed = allow;
+    if allow {
+        d.warnings = vec![format!("[sealgate-webhook] {why}; the request was {what}")];
+    } else {
+        d.message = Some(format!(
+            "[sealgate-webhook] {why}; the request was {what} (retry, or see the webhook's logs)"
+        ));
     }
+    d
 }
 
 /// The AdmissionReview response body.
 pub fn response(d: &Decision) -> Value {
-    let mut resp = json!({"uid": d.uid, "allowed": d.allowed});
+    let mut resp = json!({"uid": d.request.uid, "allowed": d.allowed});
     if let Some(m) = &d.message {
         resp["status"] = json!({"code": 403, "reason": "Forbidden", "message": m});
     }

@@ -6,6 +6,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use sealgate_core::policy::Operation;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -13,6 +14,12 @@ pub struct RequestLabels {
     pub decision: String,
     pub operation: String,
     pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProvenanceLabels {
+    /// Why provenance refused an object (`Rejection::reason`): not_covered, changed, revoked, ….
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -32,13 +39,10 @@ pub struct ConstraintLabels {
 /// The `operation` label: admission's four operations, else `other`. Label values come from
 /// request bodies, so each is clamped to a known set: a flood of made-up kinds must not add a
 /// series each (20,000 random kinds once made 20,011 series).
-pub fn operation_label(operation: &str) -> &'static str {
+pub fn operation_label(operation: Operation) -> &'static str {
     match operation {
-        "CREATE" => "CREATE",
-        "UPDATE" => "UPDATE",
-        "DELETE" => "DELETE",
-        "CONNECT" => "CONNECT",
-        _ => "other",
+        Operation::Unspecified | Operation::Other => "other",
+        known => known.as_str(),
     }
 }
 
@@ -124,6 +128,8 @@ pub struct Metrics {
     pub violations: Family<ConstraintLabels, Counter>,
     pub evaluation_errors: Counter,
     pub break_glass: Counter,
+    /// Objects provenance refused (denied, or admitted under break-glass), by reason.
+    pub provenance_denials: Family<ProvenanceLabels, Counter>,
     pub reloads: Family<ReloadLabels, Counter>,
     pub constraints: Gauge,
     pub in_flight: Gauge,
@@ -143,6 +149,7 @@ impl Default for Metrics {
         let violations = Family::<ConstraintLabels, Counter>::default();
         let evaluation_errors = Counter::default();
         let break_glass = Counter::default();
+        let provenance_denials = Family::<ProvenanceLabels, Counter>::default();
         let reloads = Family::<ReloadLabels, Counter>::default();
         let constraints = Gauge::default();
         let in_flight = Gauge::default();
@@ -173,6 +180,11 @@ impl Default for Metrics {
             break_glass.clone(),
         );
         registry.register(
+            "provenance_denials",
+            "Objects no trusted attestation admits (denied, or admitted under break-glass), by reason",
+            provenance_denials.clone(),
+        );
+        registry.register(
             "reloads",
             "Policy bundle and TLS certificate reloads",
             reloads.clone(),
@@ -199,6 +211,7 @@ impl Default for Metrics {
             violations,
             evaluation_errors,
             break_glass,
+            provenance_denials,
             reloads,
             constraints,
             in_flight,

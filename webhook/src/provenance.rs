@@ -19,7 +19,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use sealgate_core::attest::resource;
 use sealgate_core::attest::statement::{Statement, subject_name};
 use sealgate_core::attest::verify::{self, Rejection, Rules, TrustedKey, Verified};
-use sealgate_core::policy::NamespaceLabels;
+use sealgate_core::policy::{NamespaceLabels, Operation, Review};
 use serde_json::Value;
 
 /// The Namespace label that requires provenance in that namespace.
@@ -170,14 +170,7 @@ impl Provenance {
         if let Err(e) = &result {
             tracing::warn!(target: "sealgate::provenance", attestation = name, reason = %e, "attestation not trusted");
             // Signed by a known key (the signature held): what it names can be said in denials.
-            let signed = matches!(
-                e,
-                Rejection::Revoked(_)
-                    | Rejection::KeyExpired { .. }
-                    | Rejection::Failed(_)
-                    | Rejection::TooOld { .. }
-                    | Rejection::Repository { .. }
-            );
+            let signed = e.signed();
             if let (true, Ok(env)) = (signed, &envelope) {
                 subjects = env
                     .payload_unverified()
@@ -227,55 +220,50 @@ impl Provenance {
             .and_then(|(_, r, _)| r.as_ref().err().cloned())
     }
 
-    /// The provenance decision for an admission request: `Ok` when it is not required here or
-    /// a trusted attestation covers the object as it is; `Err` says why not.
-    pub fn check(&self, request: &Value, namespaces: &NamespaceLabels) -> Result<(), String> {
-        let s = |p: &str| request.pointer(p).and_then(Value::as_str).unwrap_or("");
-        let namespace = s("/namespace");
-        let labelled = |labels: Option<&Value>| {
-            labels
-                .and_then(|l| l.get(REQUIRED_LABEL))
-                .and_then(Value::as_str)
-                == Some("required")
-        };
+    /// The provenance decision for an admission request: `None` when it is not required here or
+    /// a trusted attestation covers the object as it is, else why not.
+    pub fn denial(&self, review: &Review, namespaces: &NamespaceLabels) -> Option<Denial> {
+        let r = &review.info;
+        let labelled =
+            |labels: &Value| labels.get(REQUIRED_LABEL).and_then(Value::as_str) == Some("required");
         // A Namespace is judged by its own labels before the change: removing the label is a
         // change to an object that required provenance; adding it (turning protection on) is not.
-        let namespace_object = s("/kind/group").is_empty() && s("/kind/kind") == "Namespace";
+        let namespace_object = r.is_namespace();
         let unknown =
-            !namespace_object && !namespace.is_empty() && !namespaces.contains_key(namespace);
+            !namespace_object && !r.namespace.is_empty() && !namespaces.contains_key(&r.namespace);
         let required = self.config.required_everywhere
             || if namespace_object {
-                labelled(request.pointer("/oldObject/metadata/labels"))
+                labelled(&review.old_object()["metadata"]["labels"])
             } else {
                 // A namespace whose labels could not be read (the watch has not delivered it and
                 // reading it failed) closes: provenance is required there.
                 unknown
                     || namespaces
-                        .get(namespace)
+                        .get(&r.namespace)
                         .and_then(|l| l.get(REQUIRED_LABEL))
                         .is_some_and(|v| v == "required")
             };
         // Deletes leave nothing to prove; subresources (status, scale) are not manifests; nor
         // is what controllers derive from manifests.
-        let user = s("/userInfo/username");
         if !required
-            || !matches!(s("/operation"), "CREATE" | "UPDATE")
-            || !s("/subResource").is_empty()
-            || is_cluster_controller(user)
-            || self.config.exempt_users.iter().any(|u| u == user)
+            || !matches!(r.operation, Operation::Create | Operation::Update)
+            || !r.sub_resource.is_empty()
+            || is_cluster_controller(&r.user)
+            || self.config.exempt_users.contains(&r.user)
         {
-            return Ok(());
+            return None;
         }
-        let Some(object) = request.get("object").filter(|o| o.is_object()) else {
-            return Ok(());
-        };
+        let object = review.object();
+        if !object.is_object() {
+            return None;
+        }
         let name = object
             .pointer("/metadata/name")
             .and_then(Value::as_str)
-            .unwrap_or(s("/name"));
+            .unwrap_or(&r.name);
         // A Namespace is cluster-scoped, though the review names it as its own namespace.
-        let subject_namespace = if namespace_object { "" } else { namespace };
-        let subject = subject_name(s("/kind/group"), s("/kind/kind"), subject_namespace, name);
+        let subject_namespace = if namespace_object { "" } else { &r.namespace };
+        let subject = subject_name(&r.group, &r.kind, subject_namespace, name);
         let trusted = self.verified.load();
         let covering = trusted
             .by_subject
@@ -286,25 +274,66 @@ impl Provenance {
                 let v = &trusted.list[i];
                 (v, &v.statement.predicate.manifests[j])
             });
-        match verify::admit_among(
+        let rejection = match verify::admit_among(
             covering,
             &subject,
             object,
             &self.config.rules,
             time::OffsetDateTime::now_utc(),
         ) {
-            Ok(_) => Ok(()),
-            // Say which attestation named it and why it is refused.
-            Err(Rejection::NotCovered(_)) if trusted.refused.contains_key(&subject) => {
-                let (name, why) = &trusted.refused[&subject];
-                Err(format!(
-                    "[sealgate-provenance] {subject}: Attestation {name} covers it but is refused: {why}"
-                ))
-            }
-            Err(e) if unknown => Err(format!(
-                "[sealgate-provenance] {e} (namespace {namespace}'s labels could not be read, so provenance is required there)"
-            )),
-            Err(e) => Err(format!("[sealgate-provenance] {e}")),
+            Ok(_) => return None,
+            Err(rejection) => rejection,
+        };
+        // Say which attestation named it and why it is refused.
+        let refused = match &rejection {
+            Rejection::NotCovered(_) => trusted.refused.get(&subject),
+            _ => None,
+        };
+        Some(match refused {
+            Some((attestation, why)) => Denial {
+                subject,
+                attestation: Some(attestation.clone()),
+                rejection: why.clone(),
+                unreadable_namespace: None,
+            },
+            None => Denial {
+                subject,
+                attestation: None,
+                rejection,
+                unreadable_namespace: unknown.then(|| r.namespace.clone()),
+            },
+        })
+    }
+}
+
+/// Why provenance refuses an object: typed, so logs and metrics can name the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    /// The object (`group/kind/namespace/name` as attestations name subjects).
+    pub subject: String,
+    /// The Attestation that names the object but is refused, when one does.
+    pub attestation: Option<String>,
+    /// Why: the attestation's refusal, or why no trusted one admits the object.
+    pub rejection: Rejection,
+    /// The object's namespace, when its labels could not be read (so provenance was required).
+    pub unreadable_namespace: Option<String>,
+}
+
+impl std::fmt::Display for Denial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "[sealgate-provenance] ")?;
+        match (&self.attestation, &self.unreadable_namespace) {
+            (Some(name), _) => write!(
+                f,
+                "{}: Attestation {name} covers it but is refused: {}",
+                self.subject, self.rejection
+            ),
+            (None, Some(ns)) => write!(
+                f,
+                "{} (namespace {ns}'s labels could not be read, so provenance is required there)",
+                self.rejection
+            ),
+            (None, None) => write!(f, "{}", self.rejection),
         }
     }
 }

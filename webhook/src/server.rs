@@ -1,6 +1,6 @@
 //! The HTTP layer: `POST /validate`, `/healthz`, `/readyz` and, on another port, `/metrics`.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -12,8 +12,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
-use crate::admission::{self, Decision, RequestInfo};
-use crate::metrics::{ConstraintLabels, RequestLabels};
+use sealgate_core::policy::{RequestInfo, Review};
+
+use crate::admission::{self, Decision, Outcome};
+use crate::metrics::{ConstraintLabels, ProvenanceLabels, RequestLabels};
+use crate::pool::Incomplete;
 use crate::state::AppState;
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -71,25 +74,6 @@ async fn readyz(State(s): State<Arc<AppState>>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (code, axum::Json(body)).into_response()
-}
-
-fn bad_request(state: &AppState, message: String) -> Response {
-    state
-        .metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            decision: "bad_request".into(),
-            operation: String::new(),
-            kind: String::new(),
-        })
-        .inc();
-    tracing::warn!(target: "sealgate::decision", decision = "bad_request", error = %message, "rejected admission request");
-    (
-        StatusCode::BAD_REQUEST,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        format!("{message}\n"),
-    )
-        .into_response()
 }
 
 /// The request body, or the 413 answer when it is over `limit` bytes.
@@ -197,87 +181,95 @@ async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Respo
         Err(too_large) => return too_large,
     };
     let start = Instant::now();
-    let deadline = state.config.deadline;
+    let (deadline, allow) = (state.config.deadline, state.config.allow_on_timeout);
     // A review that could not even start before its deadline is answered now: waiting would only
     // hold the API server's request (and its caller) for the whole deadline, then answer the same.
     let wait = state.pool.expected_wait();
     if wait > deadline || state.pool.full() {
         let queued = state.pool.queued();
         state.metrics.queued.set(queued as i64);
-        let allow = state.config.allow_on_timeout;
-        return unevaluated(&state, &body, start, |uid, info| {
-            admission::overloaded(uid, info, queued, wait, allow)
-        });
+        // Rare, so the body is parsed here, on the reactor, for the uid the answer must carry.
+        let d = match admission::parse(&body) {
+            Ok(review) => admission::overloaded(review.info, queued, wait, allow),
+            Err(bad) => Decision::bad_request(&bad),
+        };
+        return answer(&state, &d, start);
     }
-    // Everything CPU-bound, parsing included, runs on an evaluation thread: a large body cannot
-    // stall the connections sharing this reactor, and the review is allocated and freed on one
-    // thread (cross-thread frees cost the allocator).
-    let evaluate = |lookup: bool| {
-        let (s, body) = (state.clone(), body.clone());
-        let bundle = s.bundle.load_full();
-        let namespaces = s.namespaces.load_full();
-        state.pool.run(move || {
+    // The evaluation hands the request's identity here once it has parsed the body, so a late
+    // or failed evaluation is answered without parsing it again.
+    let identity = Arc::new(OnceLock::new());
+    let evaluation = evaluate(state.clone(), body.clone(), identity.clone());
+    state.metrics.queued.set(state.pool.queued() as i64);
+    let outcome = tokio::time::timeout(deadline, evaluation).await;
+    let known = || match identity.get() {
+        Some(info) => Ok(RequestInfo::clone(info)),
+        // Never parsed: it was still queued when its deadline passed.
+        None => admission::parse(&body).map(|r| r.info),
+    };
+    let d = match outcome {
+        Ok(Ok(d)) => d,
+        Ok(Err(internal)) => {
+            let uid = known().map(|i| i.uid).unwrap_or_default();
+            tracing::error!(target: "sealgate::decision", uid = %uid, error = %internal, "evaluation failed");
+            return (StatusCode::INTERNAL_SERVER_ERROR, format!("{internal}\n")).into_response();
+        }
+        Err(_) => match known() {
+            Ok(info) => admission::timed_out(info, deadline, allow),
+            Err(bad) => Decision::bad_request(&bad),
+        },
+    };
+    answer(&state, &d, start)
+}
+
+/// Parse and decide on an evaluation thread: everything CPU-bound, parsing included, so a large
+/// body cannot stall the connections sharing the reactor, and the review is allocated and freed
+/// on one thread (cross-thread frees cost the allocator). A Namespace the watch has not delivered
+/// yet (created a moment ago) is read from the API in between, as Gatekeeper falls back to its
+/// uncached reader; the parsed review is carried across, not parsed again.
+async fn evaluate(
+    state: Arc<AppState>,
+    body: Bytes,
+    identity: Arc<OnceLock<RequestInfo>>,
+) -> Result<Decision, Incomplete> {
+    let can_read = state.api.get().is_some();
+    let s = state.clone();
+    let first = state
+        .pool
+        .run(move || {
             let _in_flight = InFlight::start(&s.metrics.in_flight);
-            let (review, uid) = match admission::parse(&body) {
-                Ok(r) => r,
-                Err(e) => return Evaluated::Answer(bad_request(&s, e.to_string())),
+            let review = match admission::parse(&body) {
+                Ok(review) => review,
+                Err(bad) => return Evaluated::Decided(Decision::bad_request(&bad)),
             };
             drop(body);
-            let info = RequestInfo::of(&review);
-            // A Namespace the watch has not delivered yet (created a moment ago): read it from
-            // the API before deciding, as Gatekeeper falls back to its uncached reader.
-            if lookup
-                && !info.namespace.is_empty()
-                && !namespaces.contains_key(&info.namespace)
-                && !s
-                    .config
-                    .settings
-                    .exempt_namespaces
-                    .contains(&info.namespace)
-            {
-                return Evaluated::Lookup(info.namespace);
+            let _ = identity.set(review.info.clone());
+            if can_read && s.namespace_unknown(&review.info.namespace) {
+                return Evaluated::Unknown(review);
             }
-            match admission::decide(&bundle, review, uid, info, &namespaces, &s.config.settings) {
-                Ok(d) => Evaluated::Answer(answer(&s, &d, start)),
-                Err(bad) => Evaluated::Answer(bad_request(&s, bad.to_string())),
-            }
+            Evaluated::Decided(s.decide(review))
         })
-    };
-    let evaluation = async {
-        match evaluate(state.api.get().is_some()).await {
-            Ok(Evaluated::Lookup(ns)) => {
-                lookup_namespace(&state, &ns).await;
-                evaluate(false).await
-            }
-            other => other,
+        .await?;
+    match first {
+        Evaluated::Decided(d) => Ok(d),
+        Evaluated::Unknown(review) => {
+            lookup_namespace(&state, &review.info.namespace).await;
+            let s = state.clone();
+            state
+                .pool
+                .run(move || {
+                    let _in_flight = InFlight::start(&s.metrics.in_flight);
+                    s.decide(review)
+                })
+                .await
         }
-    };
-    state.metrics.queued.set(state.pool.queued() as i64);
-    match tokio::time::timeout(deadline, evaluation).await {
-        Ok(Ok(Evaluated::Answer(response))) => response,
-        // A second evaluation never asks for a lookup; answer as for a failed evaluation.
-        Ok(Ok(Evaluated::Lookup(ns))) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("namespace {ns} still unknown after reading it\n"),
-        )
-            .into_response(),
-        Ok(Err(internal)) => {
-            let uid = admission::parse(&body)
-                .map(|(_, uid)| uid)
-                .unwrap_or_default();
-            tracing::error!(target: "sealgate::decision", uid = %uid, error = %internal, "evaluation failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, format!("{internal}\n")).into_response()
-        }
-        Err(_) => unevaluated(&state, &body, start, |uid, info| {
-            admission::timed_out(uid, info, deadline, state.config.allow_on_timeout)
-        }),
     }
 }
 
-/// What an evaluation thread hands back: the answer, or a Namespace to read first.
+/// What the first evaluation step hands back: the decision, or a review whose Namespace must be
+/// read first.
 enum Evaluated {
-    Answer(Response),
-    Lookup(String),
+    Decided(Decision),
+    Unknown(Review),
 }
 
 /// Read one Namespace from the API into the label cache. Not found (or unreachable): the review
@@ -306,23 +298,17 @@ async fn lookup_namespace(state: &AppState, name: &str) {
     }
 }
 
-/// Answer a review without evaluating it. Rare, so the envelope is parsed here, on the reactor,
-/// for the uid the answer must carry.
-fn unevaluated(
-    state: &AppState,
-    body: &[u8],
-    start: Instant,
-    decision: impl FnOnce(String, RequestInfo) -> Decision,
-) -> Response {
-    match admission::parse(body) {
-        Ok((review, uid)) => answer(state, &decision(uid, RequestInfo::of(&review)), start),
-        Err(e) => bad_request(state, e.to_string()),
-    }
-}
-
-/// Record the decision and write the AdmissionReview answer.
+/// Record the decision and write the answer: the AdmissionReview, or a 400 for a bad request.
 fn answer(state: &AppState, d: &Decision, start: Instant) -> Response {
     record(state, d, start.elapsed());
+    if d.outcome == Outcome::BadRequest {
+        return (
+            StatusCode::BAD_REQUEST,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("{}\n", d.message.as_deref().unwrap_or_default()),
+        )
+            .into_response();
+    }
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/json")],
@@ -347,22 +333,41 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Metrics and the decision log. The log names the request and the constraints, never object data.
+/// Metrics and the decision log. The log names the request and the constraints, never object
+/// data; the request's fields are bounded first (they come from the body, and a 4 MB `kind` must
+/// not become a 4 MB log line or label).
 fn record(state: &AppState, d: &Decision, elapsed: Duration) {
     let m = &state.metrics;
+    let r = &d.request;
+    let bad = d.outcome == Outcome::BadRequest;
     m.requests
         .get_or_create(&RequestLabels {
             decision: d.outcome.as_str().into(),
-            operation: crate::metrics::operation_label(&d.request.operation).into(),
-            kind: crate::metrics::kind_label(&d.request.kind).into(),
+            // A bad request has no operation or kind to speak of.
+            operation: (if bad {
+                ""
+            } else {
+                crate::metrics::operation_label(r.operation)
+            })
+            .into(),
+            kind: (if bad {
+                ""
+            } else {
+                crate::metrics::kind_label(&r.kind)
+            })
+            .into(),
         })
         .inc();
     m.duration.observe(elapsed.as_secs_f64());
+    if bad {
+        tracing::warn!(target: "sealgate::decision", decision = "bad_request", error = d.message.as_deref().unwrap_or_default(), "rejected admission request");
+        return;
+    }
     for (constraint, action) in &d.constraints {
         m.violations
             .get_or_create(&ConstraintLabels {
                 constraint: constraint.clone(),
-                action: (*action).into(),
+                action: action.as_str().into(),
             })
             .inc();
     }
@@ -370,13 +375,28 @@ fn record(state: &AppState, d: &Decision, elapsed: Duration) {
     if d.break_glass {
         m.break_glass.inc();
     }
-    let r = &d.request;
+    if let Some(p) = &d.provenance {
+        m.provenance_denials
+            .get_or_create(&ProvenanceLabels {
+                reason: p.rejection.reason().into(),
+            })
+            .inc();
+    }
+    // Kubernetes' own limits (names 253, namespaces and kinds 63) leave room; longer is cut.
+    let clip = |s: &str, max: usize| match s.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+        None => s.to_string(),
+    };
     tracing::info!(
         target: "sealgate::decision",
-        uid = %d.uid, decision = d.outcome.as_str(), allowed = d.allowed,
-        operation = %r.operation, kind = %r.kind, namespace = %r.namespace, name = %r.name,
-        sub_resource = %r.sub_resource, user = %r.user, dry_run = r.dry_run,
-        constraints = ?d.constraints, warnings = d.warnings.len(), break_glass = d.break_glass,
+        uid = %clip(&r.uid, 128), decision = d.outcome.as_str(), allowed = d.allowed,
+        operation = r.operation.as_str(), kind = %clip(&r.kind, 128),
+        namespace = %clip(&r.namespace, 128), name = %clip(&r.name, 256),
+        sub_resource = %clip(&r.sub_resource, 64), user = %clip(&r.user, 256), dry_run = r.dry_run,
+        constraints = ?d.constraints.iter().map(|(c, a)| (c, a.as_str())).collect::<Vec<_>>(),
+        warnings = d.warnings.len(), break_glass = d.break_glass,
+        provenance = d.provenance.as_ref().map(|p| p.rejection.reason()),
+        attestation = d.provenance.as_ref().and_then(|p| p.attestation.as_deref()),
         elapsed_ms = elapsed.as_secs_f64() * 1000.0,
         "admission decision"
     );

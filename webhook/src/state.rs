@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use sealgate_core::policy::{Bundle, NamespaceLabels};
+use sealgate_core::policy::{Bundle, NamespaceLabels, Review};
 
-use crate::admission::Settings;
+use crate::admission::{self, Decision, Settings};
 use crate::metrics::Metrics;
 use crate::pool::Pool;
 
@@ -95,6 +95,29 @@ impl AppState {
         let mut st = self.status.lock().unwrap_or_else(|e| e.into_inner());
         st.loaded_at = Some(now());
         st.last_error = None;
+    }
+
+    /// Whether `namespace` is one whose labels a decision needs but the cache lacks: read it
+    /// from the API first.
+    pub(crate) fn namespace_unknown(&self, namespace: &str) -> bool {
+        !namespace.is_empty()
+            && !self.namespaces.load().contains_key(namespace)
+            && !self
+                .config
+                .settings
+                .exempt_namespaces
+                .iter()
+                .any(|n| n == namespace)
+    }
+
+    /// Decide a parsed review with the bundle and Namespace labels in force now.
+    pub(crate) fn decide(&self, review: Review) -> Decision {
+        admission::decide(
+            &self.bundle.load(),
+            review,
+            &self.namespaces.load(),
+            &self.config.settings,
+        )
     }
 
     pub fn reload_failed(&self, error: String) {

@@ -234,6 +234,12 @@ async fn a_changed_declared_field_is_denied_naming_it() {
         "{msg}"
     );
     assert!(!msg.contains("6.6.6"), "values are not quoted: {msg}");
+    // Counted by reason: a dashboard tells "changed after review" from "never attested".
+    let m = metrics(&c.state).await;
+    assert!(
+        m.contains(r#"sealgate_webhook_provenance_denials_total{reason="changed"} 1"#),
+        "{m}"
+    );
 }
 
 #[tokio::test]
@@ -300,6 +306,12 @@ async fn break_glass_is_admitted_without_provenance_and_reported() {
             .contains("sealgate_webhook_break_glass_total 1"),
         "break-glass is counted"
     );
+    assert!(
+        metrics(&c.state)
+            .await
+            .contains(r#"sealgate_webhook_provenance_denials_total{reason="not_covered"} 1"#),
+        "what break-glass let through is counted by reason too"
+    );
 }
 
 #[tokio::test]
@@ -348,12 +360,16 @@ async fn unknown_namespaces_close_and_relabelling_needs_provenance() {
     let mut r = review("u9", FLUX, &[], d);
     r["request"]["namespace"] = "nowhere".into();
     // The built-in policies' namespaceSelector refuses it too; provenance on its own:
+    let parsed = sealgate_webhook::admission::parse(r.to_string().as_bytes()).unwrap();
     let e = c
         .provenance
-        .check(&r["request"], &NamespaceLabels::new())
-        .unwrap_err();
+        .denial(&parsed, &NamespaceLabels::new())
+        .expect("a denial");
+    assert_eq!(e.rejection.reason(), "not_covered");
+    assert_eq!(e.unreadable_namespace.as_deref(), Some("nowhere"));
     assert!(
-        e.contains("namespace nowhere's labels could not be read, so provenance is required"),
+        e.to_string()
+            .contains("namespace nowhere's labels could not be read, so provenance is required"),
         "{e}"
     );
     let resp = decide(&c.state, &r).await;

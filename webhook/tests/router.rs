@@ -441,6 +441,22 @@ async fn bad_requests_are_400_with_a_clear_body() {
     let (st, body) = post(&s, r#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": "x", "operation": "DELETE"}}"#).await;
     assert_eq!(st, StatusCode::BAD_REQUEST);
     assert!(body.contains("oldObject"), "{body}");
+    let (st, body) = post(&s, r#"{"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"operation": "CREATE", "object": {"kind": "Pod"}}}"#).await;
+    assert_eq!(
+        (st, body.trim()),
+        (
+            StatusCode::BAD_REQUEST,
+            "invalid AdmissionReview request: request.uid is missing"
+        )
+    );
+    // Counted once each, with no operation or kind: a bad body has none to speak of.
+    assert!(
+        s.metrics.encode().contains(
+            r#"sealgate_webhook_requests_total{decision="bad_request",operation="",kind=""} 5"#
+        ),
+        "{}",
+        s.metrics.encode()
+    );
 }
 
 #[tokio::test]

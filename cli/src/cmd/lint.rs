@@ -509,7 +509,7 @@ fn lint_parsed(
             let review = match Review::from_document(item.value, point) {
                 Ok(r) => r,
                 Err(e) => {
-                    objects.push(ObjectReport::invalid(item.line, object, &e));
+                    objects.push(ObjectReport::invalid(item.line, object, &e.to_string()));
                     continue;
                 }
             };

@@ -161,6 +161,39 @@ pub enum Rejection {
     },
 }
 
+impl Rejection {
+    /// A short, fixed name for the reason: a metric label or a log field.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejection::Malformed(_) => "malformed",
+            Rejection::Untrusted(_) => "untrusted",
+            Rejection::Revoked(_) => "revoked",
+            Rejection::KeyExpired { .. } => "key_expired",
+            Rejection::Failed(_) => "failed",
+            Rejection::Repository { .. } => "repository",
+            Rejection::TooOld { .. } => "too_old",
+            Rejection::NotCovered(_) => "not_covered",
+            Rejection::Changed { .. } => "changed",
+        }
+    }
+
+    /// Whether a trusted key's signature held (the attestation is refused for what it says, or
+    /// for its key's state): only then may what it names be repeated in a denial.
+    pub fn signed(&self) -> bool {
+        match self {
+            Rejection::Revoked(_)
+            | Rejection::KeyExpired { .. }
+            | Rejection::Failed(_)
+            | Rejection::TooOld { .. }
+            | Rejection::Repository { .. } => true,
+            Rejection::Malformed(_)
+            | Rejection::Untrusted(_)
+            | Rejection::NotCovered(_)
+            | Rejection::Changed { .. } => false,
+        }
+    }
+}
+
 fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|_| t.to_string())

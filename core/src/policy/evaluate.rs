@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use super::bundle::{Constraint, SyncKind};
 use super::compile::{Conftest, Template};
 use super::matching::ObjectInfo;
-use super::review::{to_rvalue, workload_containers};
+use super::review::{RequestInfo, to_rvalue, workload_containers};
 use super::scope::KindScopes;
 use super::{Action, ObjectRef, Review, Violation, builtins};
 
@@ -131,12 +131,8 @@ impl Bundle {
 
     /// What `match` sees of an object under review: its kind's scope as this bundle knows it,
     /// and the request's namespace (the API server's word at admission).
-    fn object_info(&self, object: &Value, request: &Value) -> ObjectInfo {
-        ObjectInfo::of(
-            object,
-            &self.scopes,
-            request.get("namespace").and_then(Value::as_str),
-        )
+    fn object_info(&self, object: &Value, request: &RequestInfo) -> ObjectInfo {
+        ObjectInfo::of(object, &self.scopes, Some(&request.namespace))
     }
 
     /// Evaluate every constraint that applies to the review at its point. `extra_namespaces`
@@ -169,14 +165,12 @@ impl Bundle {
         mut applied: Option<&mut Vec<(String, String)>>,
     ) -> Vec<Violation> {
         let object = review.object();
-        let info = self.object_info(object, &review.request);
+        let info = self.object_info(object, &review.info);
         // Gatekeeper's matchAny: an UPDATE is reviewed if its new or its old object matches (a
         // change that takes an object out of a constraint's match is still checked).
-        let old_info = review
-            .request
-            .get("oldObject")
+        let old_info = Some(review.old_object())
             .filter(|o| o.is_object())
-            .map(|o| self.object_info(o, &review.request));
+            .map(|o| self.object_info(o, &review.info));
         let object_ref = ObjectRef::of(object);
         let ns_labels = |ns: &str| {
             extra_namespaces

@@ -38,7 +38,9 @@ pub use bundle::{
 pub use compile::{ConftestNamespaces, Limits, Template};
 pub use enforcement::{Action, Effect, Enforcement, Point};
 pub use evaluate::{Bundle, Evaluation, NamespaceLabels};
-pub use review::{ObjectRef, Review, Violation, pod_spec_path};
+pub use review::{
+    ObjectRef, Operation, RequestInfo, Review, ReviewError, Violation, pod_spec_path,
+};
 
 /// Errors that make a bundle unusable. Each names the file and the object.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

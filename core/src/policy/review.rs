@@ -14,13 +14,137 @@ use super::{Action, Point};
 #[derive(Debug, Clone)]
 pub struct Review {
     /// The AdmissionRequest: `object`, `oldObject`, `operation`, `userInfo`, `namespace`, ….
+    /// Templates see it whole as `input.review`.
     pub request: Value,
+    /// The request's identifying fields, read once when the review is built: matching, the
+    /// webhook's decision, provenance, logs and metrics read these, never the JSON again.
+    pub info: RequestInfo,
     /// Where it is evaluated: decides which constraints' actions apply.
     pub point: Point,
     /// The file it came from (lint), for reports.
     pub file: Option<String>,
     /// The line its document starts on (lint).
     pub line: Option<usize>,
+}
+
+/// An AdmissionRequest's `operation`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Operation {
+    /// None given: a bare object (lint, audit, gator).
+    #[default]
+    Unspecified,
+    /// `CREATE`.
+    Create,
+    /// `UPDATE`.
+    Update,
+    /// `DELETE`.
+    Delete,
+    /// `CONNECT` (exec, attach, port-forward, proxy).
+    Connect,
+    /// A value Kubernetes does not send.
+    Other,
+}
+
+impl Operation {
+    fn parse(s: &str) -> Operation {
+        match s {
+            "" => Operation::Unspecified,
+            "CREATE" => Operation::Create,
+            "UPDATE" => Operation::Update,
+            "DELETE" => Operation::Delete,
+            "CONNECT" => Operation::Connect,
+            _ => Operation::Other,
+        }
+    }
+
+    /// As Kubernetes writes it (`other` for an unknown value, empty when unspecified).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Unspecified => "",
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+            Operation::Connect => "CONNECT",
+            Operation::Other => "other",
+        }
+    }
+}
+
+/// The identifying fields of an AdmissionRequest, exactly as sent (never object data). Logs and
+/// metric labels bound them; decisions compare them whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestInfo {
+    /// `uid`: the answer must carry it.
+    pub uid: String,
+    /// `kind.group` (empty for the core group).
+    pub group: String,
+    /// `kind.version`.
+    pub version: String,
+    /// `kind.kind`.
+    pub kind: String,
+    /// `namespace` (empty for cluster-scoped objects; a Namespace's own name for a Namespace).
+    pub namespace: String,
+    /// `name` (empty on a CREATE with `generateName`).
+    pub name: String,
+    /// `operation`.
+    pub operation: Operation,
+    /// `subResource` (`status`, `scale`, …), or empty.
+    pub sub_resource: String,
+    /// `userInfo.username`.
+    pub user: String,
+    /// `userInfo.groups`.
+    pub groups: Vec<String>,
+    /// `dryRun`.
+    pub dry_run: bool,
+}
+
+impl RequestInfo {
+    /// Read from an AdmissionRequest (its fields of the wrong type count as absent).
+    pub fn of_request(request: &Value) -> RequestInfo {
+        let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+        let kind = &request["kind"];
+        let user = &request["userInfo"];
+        RequestInfo {
+            uid: s(&request["uid"]),
+            group: s(&kind["group"]),
+            version: s(&kind["version"]),
+            kind: s(&kind["kind"]),
+            namespace: s(&request["namespace"]),
+            name: s(&request["name"]),
+            operation: Operation::parse(request["operation"].as_str().unwrap_or("")),
+            sub_resource: s(&request["subResource"]),
+            user: s(&user["username"]),
+            groups: user["groups"]
+                .as_array()
+                .map(|g| {
+                    g.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            dry_run: request["dryRun"].as_bool().unwrap_or(false),
+        }
+    }
+
+    /// Whether the request is about a Namespace (core group).
+    pub fn is_namespace(&self) -> bool {
+        self.group.is_empty() && self.kind == "Namespace"
+    }
+}
+
+/// An AdmissionReview that cannot be evaluated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReviewError {
+    /// `request` is missing or not an object.
+    #[error("the AdmissionReview has no request")]
+    NoRequest,
+    /// A DELETE with neither `object` nor `oldObject`.
+    #[error("a DELETE AdmissionReview needs request.oldObject")]
+    DeleteWithoutOldObject,
+    /// No `object` to evaluate.
+    #[error("the AdmissionReview has no request.object")]
+    NoObject,
 }
 
 impl Review {
@@ -32,10 +156,18 @@ impl Review {
             .and_then(Value::as_str)
             .map(|a| a.rsplit('/').next().unwrap_or(a).to_string())
             .unwrap_or_default();
+        let info = RequestInfo {
+            group: info.group,
+            version,
+            kind: info.kind,
+            namespace: info.namespace.unwrap_or_default(),
+            name: info.name,
+            ..RequestInfo::default()
+        };
         let mut request = json!({
-            "kind": {"group": info.group, "version": version, "kind": info.kind},
+            "kind": {"group": info.group, "version": info.version, "kind": info.kind},
             "name": info.name,
-            "namespace": info.namespace.clone().unwrap_or_default(),
+            "namespace": info.namespace,
             "operation": "",
             "userInfo": {},
             "oldObject": null,
@@ -45,6 +177,7 @@ impl Review {
         // lint's time went there).
         request["object"] = object;
         Review {
+            info,
             request,
             point,
             file: None,
@@ -54,24 +187,24 @@ impl Review {
 
     /// An `admission.k8s.io/v1` AdmissionReview: its request is evaluated as is (a recorded
     /// request can be replayed offline). For DELETE, `object` is `oldObject`, as in Gatekeeper.
-    pub fn from_admission_review(mut review: Value, point: Point) -> Result<Review, String> {
+    pub fn from_admission_review(mut review: Value, point: Point) -> Result<Review, ReviewError> {
         // Taken, not cloned: the webhook hands over the review it parsed.
         let mut request = review
             .get_mut("request")
             .filter(|r| r.is_object())
             .map(Value::take)
-            .ok_or("the AdmissionReview has no request")?;
-        let is_delete = request.get("operation").and_then(Value::as_str) == Some("DELETE");
-        if is_delete && request.get("object").is_none_or(Value::is_null) {
+            .ok_or(ReviewError::NoRequest)?;
+        let info = RequestInfo::of_request(&request);
+        if info.operation == Operation::Delete && request.get("object").is_none_or(Value::is_null) {
             let old = request
                 .get("oldObject")
                 .filter(|o| !o.is_null())
                 .cloned()
-                .ok_or("a DELETE AdmissionReview needs request.oldObject")?;
+                .ok_or(ReviewError::DeleteWithoutOldObject)?;
             request["object"] = old;
         }
         if request.get("object").is_none_or(Value::is_null) {
-            return Err("the AdmissionReview has no request.object".into());
+            return Err(ReviewError::NoObject);
         }
         for (k, default) in [
             ("oldObject", Value::Null),
@@ -84,6 +217,7 @@ impl Review {
         }
         Ok(Review {
             request,
+            info,
             point,
             file: None,
             line: None,
@@ -92,7 +226,7 @@ impl Review {
 
     /// A document as `lint` and `policy verify` read it: an AdmissionReview is that request (at
     /// the point `admission`), anything else a bare object at `point`.
-    pub fn from_document(doc: Value, point: Point) -> Result<Review, String> {
+    pub fn from_document(doc: Value, point: Point) -> Result<Review, ReviewError> {
         if Review::is_admission_review(&doc) {
             Review::from_admission_review(doc, Point::Admission)
         } else {
@@ -118,6 +252,11 @@ impl Review {
     /// `request.object`.
     pub fn object(&self) -> &Value {
         &self.request["object"]
+    }
+
+    /// `request.oldObject` (null when there is none).
+    pub fn old_object(&self) -> &Value {
+        &self.request["oldObject"]
     }
 }
 

@@ -488,6 +488,7 @@ fn admission_review_requests() {
     assert!(
         Review::from_admission_review(bad, Point::Admission)
             .unwrap_err()
+            .to_string()
             .contains("oldObject")
     );
 }
