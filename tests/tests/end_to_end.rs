@@ -230,7 +230,7 @@ async fn keys_seal_unseal_admit_and_lint() {
 async fn lint_attest_then_admit_only_what_was_attested() {
     use sealgate_core::attest::keys::VerifyingKey;
     use sealgate_core::attest::verify::{Rules, TrustedKey};
-    use sealgate_webhook::admission::Settings;
+    use sealgate_webhook::namespaces::NamespaceCache;
     use sealgate_webhook::provenance::{self, Provenance, ProvenanceConfig};
 
     let dir = tempfile::tempdir().unwrap();
@@ -301,14 +301,13 @@ async fn lint_attest_then_admit_only_what_was_attested() {
         ]
         .into(),
     );
-    let config = EvalConfig {
-        settings: Settings {
-            provenance: Some(prov),
-            ..Settings::default()
-        },
-        ..EvalConfig::default()
-    };
-    let state = AppState::new(b.build().unwrap(), labels, config).unwrap();
+    let state = AppState::build(
+        b.build().unwrap(),
+        NamespaceCache::fixed(labels),
+        Some(prov),
+        EvalConfig::default(),
+    )
+    .unwrap();
 
     let manifest = yaml_docs(
         &std::fs::read(repo().join("examples/gitops/apps/shop/deployment.yaml")).unwrap(),

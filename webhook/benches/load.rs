@@ -177,7 +177,7 @@ fn main() {
     let settings = admission::Settings::default();
     let from_bytes = rate(1, || {
         let review = admission::parse(body.as_bytes()).unwrap();
-        let d = admission::decide(&bundle, review, &ns, &settings);
+        let d = admission::decide(&bundle, review, &ns, None, &settings);
         black_box(serde_json::to_vec(&admission::response(&d)).unwrap());
     });
     // What one parse of the body costs: the webhook parses each review once; before issue 28 a
@@ -496,14 +496,11 @@ fn provenance_cost(bundle: &sealgate_core::policy::Bundle) {
         ns.insert("shop".into(), l);
         ns
     };
-    let settings = admission::Settings {
-        provenance: Some(prov),
-        ..admission::Settings::default()
-    };
+    let settings = admission::Settings::default();
     let per_review = |ns: &sealgate_core::policy::NamespaceLabels| {
         rate(1, || {
             let review = admission::parse(&body).unwrap();
-            let d = admission::decide(bundle, review, ns, &settings);
+            let d = admission::decide(bundle, review, ns, Some(&prov), &settings);
             assert!(d.allowed, "{:?}", d.message);
             black_box(serde_json::to_vec(&admission::response(&d)).unwrap());
         })

@@ -6,7 +6,7 @@ use sealgate_core::policy::{
 };
 use serde_json::{Value, json};
 
-use crate::provenance::Denial;
+use crate::provenance::{Denial, Provenance};
 
 /// A request the webhook cannot evaluate: answered with HTTP 400 and this message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -123,24 +123,22 @@ pub struct Settings {
     /// Namespaces always admitted: the webhook's own and kube-system, so it can never deadlock
     /// the cluster.
     pub exempt_namespaces: Vec<String>,
-    /// Provenance checks (attestations), when trusted keys are configured.
-    pub provenance: Option<std::sync::Arc<crate::provenance::Provenance>>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             exempt_namespaces: vec!["kube-system".into(), "sealgate-system".into()],
-            provenance: None,
         }
     }
 }
 
-/// Evaluate one review at the admission point.
+/// Evaluate one review at the admission point (and provenance, when given).
 pub fn decide(
     bundle: &Bundle,
     review: Review,
     namespaces: &NamespaceLabels,
+    provenance: Option<&Provenance>,
     settings: &Settings,
 ) -> Decision {
     if settings.exempt_namespaces.contains(&review.info.namespace) {
@@ -167,7 +165,7 @@ pub fn decide(
     }
     // Provenance: only where the policies admit (a denial already says no), and never for a
     // break-glass change, which is admitted and reported instead.
-    let provenance = match &settings.provenance {
+    let provenance = match provenance {
         Some(p) if denials.is_empty() => p.denial(&review, namespaces),
         _ => None,
     };

@@ -17,10 +17,8 @@ use kube::api::{Api, DynamicObject};
 use kube::core::GroupVersionKind;
 use kube::discovery::ApiResource;
 use kube::runtime::{WatchStreamExt, watcher};
-use sealgate_core::policy::{Sources, SyncKind};
+use sealgate_core::policy::SyncKind;
 use serde_json::Value;
-
-use crate::state::AppState;
 
 /// One kind's objects by (namespace, name).
 type Objects = BTreeMap<(String, String), Value>;
@@ -82,8 +80,8 @@ impl Inventory {
         self.changed.notify_one();
     }
 
-    /// Start waiting for a kind's first list.
-    fn expect(&self, kind: &SyncKind) {
+    /// Not ready until `kind`'s first list is in.
+    fn await_first_list(&self, kind: &SyncKind) {
         self.pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -117,16 +115,16 @@ impl Inventory {
 /// Applies one kind's watcher events to the inventory. A relist (`Init` … `InitDone`) replaces
 /// the kind's objects whole, so an object deleted while the watch was down does not linger.
 pub struct Tracker {
-    state: Arc<AppState>,
+    inventory: Arc<Inventory>,
     kind: SyncKind,
     pending: Option<Objects>,
 }
 
 impl Tracker {
-    pub fn new(state: Arc<AppState>, kind: SyncKind) -> Tracker {
-        state.inventory.expect(&kind);
+    pub fn new(inventory: Arc<Inventory>, kind: SyncKind) -> Tracker {
+        inventory.await_first_list(&kind);
         Tracker {
-            state,
+            inventory,
             kind,
             pending: None,
         }
@@ -146,7 +144,7 @@ impl Tracker {
     }
 
     pub fn apply(&mut self, event: watcher::Event<DynamicObject>) {
-        let inv = &self.state.inventory;
+        let inv = &self.inventory;
         let update = |f: &mut dyn FnMut(&mut Objects)| {
             let mut objects = inv.objects.lock().unwrap_or_else(|e| e.into_inner());
             f(objects.entry(self.kind.clone()).or_default());
@@ -223,14 +221,18 @@ const NOT_SERVED_RECHECK: Duration = Duration::from_secs(60);
 /// The resource to watch for `kind`. A kind the cluster does not serve is not waited for (as
 /// Gatekeeper skips it): readiness would otherwise never come, and with it no admission at all,
 /// for a sync configuration copied from the library. It is looked up again now and then.
-async fn served_resource(client: &kube::Client, state: &AppState, kind: &SyncKind) -> ApiResource {
+async fn served_resource(
+    client: &kube::Client,
+    inventory: &Inventory,
+    kind: &SyncKind,
+) -> ApiResource {
     let mut warned = false;
     loop {
         match resolve(client, kind).await {
             Resolved::Served(ar) => {
                 if warned {
                     tracing::info!(target: "sealgate::inventory", kind = %kind.kind, group = %kind.group, version = %kind.version, "the synced kind is served now; replicating it");
-                    state.inventory.expect(kind);
+                    inventory.await_first_list(kind);
                 }
                 return ar;
             }
@@ -241,7 +243,7 @@ async fn served_resource(client: &kube::Client, state: &AppState, kind: &SyncKin
             Resolved::NotServed(why) => {
                 if !warned {
                     tracing::warn!(target: "sealgate::inventory", kind = %kind.kind, group = %kind.group, version = %kind.version, reason = %why, "a synced kind is not served by this cluster; not replicated, looked up again every minute");
-                    state.inventory.not_served(kind);
+                    inventory.not_served(kind);
                     warned = true;
                 }
                 tokio::time::sleep(NOT_SERVED_RECHECK).await;
@@ -251,10 +253,10 @@ async fn served_resource(client: &kube::Client, state: &AppState, kind: &SyncKin
 }
 
 /// Watch one kind for as long as it is synced (errors back off and retry).
-async fn watch_kind(client: kube::Client, state: Arc<AppState>, kind: SyncKind) {
-    let ar = served_resource(&client, &state, &kind).await;
+async fn watch_kind(client: kube::Client, inventory: Arc<Inventory>, kind: SyncKind) {
+    let ar = served_resource(&client, &inventory, &kind).await;
     let api: Api<DynamicObject> = Api::all_with(client, &ar);
-    let mut tracker = Tracker::new(state, kind.clone());
+    let mut tracker = Tracker::new(inventory, kind.clone());
     let mut events = watcher(api, watcher::Config::default())
         .default_backoff()
         .boxed();
@@ -268,46 +270,63 @@ async fn watch_kind(client: kube::Client, state: Arc<AppState>, kind: SyncKind) 
     }
 }
 
-/// Keep one watch per kind of the current bundle's sync configuration, and rebuild the bundle
-/// with the inventory when it changes (at most once per `debounce`).
-pub async fn run(client: kube::Client, state: Arc<AppState>, sources: Sources, debounce: Duration) {
+/// What the inventory serves: the bundle that names the kinds to replicate and is rebuilt with
+/// them. The webhook's reloader is one ([`crate::reload::Rebuilder`]); the inventory does not
+/// know how a bundle is built.
+pub trait Consumer: Send + Sync + 'static {
+    /// The kinds the bundle in force syncs.
+    fn wanted(&self) -> BTreeSet<SyncKind>;
+    /// Rebuild the bundle with the inventory as it is now; whether that succeeded.
+    fn rebuild(&self) -> futures::future::BoxFuture<'_, bool>;
+}
+
+/// Keep one watch per kind `consumer` wants, and have it rebuild its bundle when the inventory
+/// changes (at most once per `debounce`).
+pub async fn run(
+    client: kube::Client,
+    inventory: Arc<Inventory>,
+    consumer: impl Consumer,
+    debounce: Duration,
+) {
     let mut watches: BTreeMap<SyncKind, tokio::task::JoinHandle<()>> = BTreeMap::new();
     let mut built = 0;
     loop {
-        let wanted: BTreeSet<SyncKind> = state.bundle.load().sync_kinds().iter().cloned().collect();
+        let wanted = consumer.wanted();
         watches.retain(|kind, task| {
             let keep = wanted.contains(kind);
             if !keep {
                 task.abort();
-                state.inventory.forget(kind);
+                inventory.forget(kind);
             }
             keep
         });
         for kind in wanted {
             if let std::collections::btree_map::Entry::Vacant(e) = watches.entry(kind) {
                 // Not ready until this kind is listed.
-                state.inventory.expect(e.key());
-                let task = tokio::spawn(watch_kind(client.clone(), state.clone(), e.key().clone()));
+                inventory.await_first_list(e.key());
+                let task = tokio::spawn(watch_kind(
+                    client.clone(),
+                    inventory.clone(),
+                    e.key().clone(),
+                ));
                 e.insert(task);
             }
         }
-        let version = state.inventory.version.load(Ordering::Acquire);
+        let version = inventory.version.load(Ordering::Acquire);
         if version != built {
             tokio::time::sleep(debounce).await;
-            built = state.inventory.version.load(Ordering::Acquire);
-            let complete = state
-                .inventory
+            built = inventory.version.load(Ordering::Acquire);
+            let complete = inventory
                 .pending
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .is_empty();
-            if crate::reload::reload_policies(&state, &sources).await && complete {
-                state.inventory.ready.store(true, Ordering::Release);
+            if consumer.rebuild().await && complete {
+                inventory.ready.store(true, Ordering::Release);
             }
             continue;
         }
         // Woken by a change, or now and then to follow a reloaded sync configuration.
-        let _ =
-            tokio::time::timeout(Duration::from_secs(5), state.inventory.changed.notified()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), inventory.changed.notified()).await;
     }
 }

@@ -70,6 +70,34 @@ pub async fn watch_policies(state: Arc<AppState>, sources: Sources, every: Durat
     }
 }
 
+/// The reloader as the inventory sees it: the kinds the bundle in force syncs, and a rebuild.
+pub struct Rebuilder {
+    state: Arc<AppState>,
+    sources: Sources,
+}
+
+impl Rebuilder {
+    pub fn new(state: Arc<AppState>, sources: Sources) -> Rebuilder {
+        Rebuilder { state, sources }
+    }
+}
+
+impl crate::inventory::Consumer for Rebuilder {
+    fn wanted(&self) -> std::collections::BTreeSet<sealgate_core::policy::SyncKind> {
+        self.state
+            .bundle
+            .load()
+            .sync_kinds()
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    fn rebuild(&self) -> futures::future::BoxFuture<'_, bool> {
+        Box::pin(reload_policies(&self.state, &self.sources))
+    }
+}
+
 /// Rebuild the bundle now, with the current inventory (also used by tests).
 pub async fn reload_policies(state: &AppState, sources: &Sources) -> bool {
     let s = sources.clone();

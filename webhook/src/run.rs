@@ -11,10 +11,11 @@ use sealgate_service::LogFormat;
 
 use crate::admission::Settings;
 use crate::audit::{self, AuditError, AuditFormat};
+use crate::namespaces::NamespaceCache;
 use crate::provenance::{self, ProvenanceConfig};
 use crate::self_tls::{self, SelfTlsConfig};
 use crate::state::{AppState, EvalConfig};
-use crate::{inventory, namespaces, reload, server};
+use crate::{inventory, reload, server};
 use sealgate_core::attest::compare::IgnoredField;
 use sealgate_core::attest::keys::VerifyingKey;
 use sealgate_core::attest::verify::{self, Rules, TrustedKey};
@@ -392,15 +393,14 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     let bundle = reload::build(&sources, Vec::new()).map_err(RunError::Bundle)?;
     let from_cluster = namespace_source == NamespaceSource::Cluster;
     let namespaces = match &namespace_source {
-        NamespaceSource::Cluster => Default::default(),
-        NamespaceSource::Files(files) => {
-            reload::namespace_labels_from(files).map_err(RunError::NamespaceLabels)?
-        }
+        NamespaceSource::Cluster => NamespaceCache::watched(),
+        NamespaceSource::Files(files) => NamespaceCache::fixed(
+            reload::namespace_labels_from(files).map_err(RunError::NamespaceLabels)?,
+        ),
     };
     let eval = EvalConfig {
         settings: Settings {
             exempt_namespaces: exempt,
-            provenance: provenance.map(|c| Arc::new(provenance::Provenance::new(c))),
         },
         deadline: config.deadline,
         allow_on_timeout: config.allow_on_timeout,
@@ -408,24 +408,22 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         concurrency: config.concurrency(),
     };
     tracing::info!(constraints = bundle.constraints().len(), exempt = ?eval.settings.exempt_namespaces, "starting sealgate-webhook");
-    let state = AppState::new(bundle, namespaces, eval).map_err(RunError::Pool)?;
+    let provenance = provenance.map(|c| Arc::new(provenance::Provenance::new(c)));
+    let state = AppState::build(bundle, namespaces, provenance, eval).map_err(RunError::Pool)?;
     if from_cluster {
         let client = client("for Namespace labels; or pass --namespace-labels FILE").await?;
-        state
-            .namespaces_synced
-            .store(false, std::sync::atomic::Ordering::Release);
         let _ = state.api.set(client.clone());
-        tokio::spawn(namespaces::watch(client.clone(), state.clone()));
-        if let Some(p) = &state.config.settings.provenance {
+        tokio::spawn(state.namespaces.clone().watch(client.clone()));
+        if let Some(p) = &state.provenance {
             tokio::spawn(provenance::watch(client.clone(), p.clone()));
         }
         tokio::spawn(inventory::run(
             client,
-            state.clone(),
-            sources.clone(),
+            state.inventory.clone(),
+            reload::Rebuilder::new(state.clone(), sources.clone()),
             config.inventory_debounce,
         ));
-    } else if let Some(p) = &state.config.settings.provenance {
+    } else if let Some(p) = &state.provenance {
         // Attestations are read from the cluster only: without it, none is trusted.
         tracing::warn!(
             "attestation keys are set, but --namespace-labels is not `cluster`: no Attestation is watched, so provenance admits nothing it requires"

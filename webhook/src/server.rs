@@ -47,11 +47,9 @@ pub fn metrics_router(state: Arc<AppState>) -> Router {
 async fn readyz(State(s): State<Arc<AppState>>) -> Response {
     let status = s.status.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let bundle = s.bundle.load();
-    let namespaces = s
-        .namespaces_synced
-        .load(std::sync::atomic::Ordering::Acquire);
+    let namespaces = s.namespaces.is_synced();
     let inventory = s.inventory.is_ready();
-    let provenance = s.config.settings.provenance.as_ref();
+    let provenance = s.provenance.as_ref();
     let attestations = provenance.is_none_or(|p| p.is_synced());
     let synced = namespaces && inventory && attestations;
     let body = json!({
@@ -252,7 +250,12 @@ async fn evaluate(
     match first {
         Evaluated::Decided(d) => Ok(d),
         Evaluated::Unknown(review) => {
-            lookup_namespace(&state, &review.info.namespace).await;
+            if let Some(client) = state.api.get() {
+                state
+                    .namespaces
+                    .read_missing(client, &review.info.namespace)
+                    .await;
+            }
             let s = state.clone();
             state
                 .pool
@@ -270,32 +273,6 @@ async fn evaluate(
 enum Evaluated {
     Decided(Decision),
     Unknown(Review),
-}
-
-/// Read one Namespace from the API into the label cache. Not found (or unreachable): the review
-/// is decided without it, which a namespaceSelector reports as an unknown Namespace.
-async fn lookup_namespace(state: &AppState, name: &str) {
-    let Some(client) = state.api.get() else {
-        return;
-    };
-    let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client.clone());
-    match api.get_opt(name).await {
-        Ok(Some(ns)) => {
-            let Some((name, labels)) = crate::namespaces::labels(&ns) else {
-                return;
-            };
-            state.namespaces.rcu(|m| {
-                let mut next = (**m).clone();
-                next.insert(name.clone(), labels.clone());
-                next
-            });
-            tracing::debug!(target: "sealgate::namespaces", namespace = %name, "namespace read on a cache miss");
-        }
-        Ok(None) => {}
-        Err(e) => {
-            tracing::warn!(target: "sealgate::namespaces", namespace = %name, error = %e, "cannot read a namespace missing from the cache")
-        }
-    }
 }
 
 /// Record the decision and write the answer: the AdmissionReview, or a 400 for a bad request.

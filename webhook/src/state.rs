@@ -1,6 +1,7 @@
-//! The webhook's shared state: the bundle in force, Namespace labels, the inventory, metrics, the
-//! evaluation pool and how reviews are evaluated. The server, the watches and the reloaders all
-//! hold an `Arc<AppState>`.
+//! The webhook's shared state: the bundle in force, and beside it each watched thing with its own
+//! owner (Namespace labels, the inventory, attestations), metrics, the evaluation pool and how
+//! reviews are evaluated. The server and the reloaders hold an `Arc<AppState>`; each watch holds
+//! only what it keeps current.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,8 +10,11 @@ use arc_swap::ArcSwap;
 use sealgate_core::policy::{Bundle, NamespaceLabels, Review};
 
 use crate::admission::{self, Decision, Settings};
+use crate::inventory::Inventory;
 use crate::metrics::Metrics;
+use crate::namespaces::NamespaceCache;
 use crate::pool::Pool;
+use crate::provenance::Provenance;
 
 /// How the webhook evaluates.
 #[derive(Debug, Clone)]
@@ -47,32 +51,45 @@ pub struct ReloadStatus {
 
 pub struct AppState {
     pub bundle: ArcSwap<Bundle>,
-    /// Labels of the cluster's Namespaces, for namespaceSelector.
-    pub namespaces: ArcSwap<NamespaceLabels>,
+    /// Labels of the cluster's Namespaces, for namespaceSelector and provenance.
+    pub namespaces: Arc<NamespaceCache>,
+    /// `data.inventory`: the kinds the sync configuration names.
+    pub inventory: Arc<Inventory>,
+    /// Provenance checks (trusted keys and the watched Attestations), when configured.
+    pub provenance: Option<Arc<Provenance>>,
     pub config: EvalConfig,
     pub metrics: Metrics,
     pub status: Mutex<ReloadStatus>,
-    /// False while the Namespace watch has not completed its first list (see `namespaces`).
-    pub namespaces_synced: std::sync::atomic::AtomicBool,
-    /// `data.inventory`: the kinds the sync configuration names (see `inventory`).
-    pub inventory: crate::inventory::Inventory,
     /// The API, to read a Namespace the watch has not delivered yet (set when watching).
     pub api: std::sync::OnceLock<kube::Client>,
     pub(crate) pool: Pool,
 }
 
 impl AppState {
-    /// Fails only if the evaluation threads cannot be started.
+    /// With fixed Namespace labels and no provenance. Fails only if the evaluation threads cannot
+    /// be started.
     pub fn new(
         bundle: Bundle,
         namespaces: NamespaceLabels,
+        config: EvalConfig,
+    ) -> std::io::Result<Arc<AppState>> {
+        AppState::build(bundle, NamespaceCache::fixed(namespaces), None, config)
+    }
+
+    /// With every part given.
+    pub fn build(
+        bundle: Bundle,
+        namespaces: NamespaceCache,
+        provenance: Option<Arc<Provenance>>,
         config: EvalConfig,
     ) -> std::io::Result<Arc<AppState>> {
         let metrics = Metrics::default();
         metrics.constraints.set(bundle.constraints().len() as i64);
         Ok(Arc::new(AppState {
             bundle: ArcSwap::from_pointee(bundle),
-            namespaces: ArcSwap::from_pointee(namespaces),
+            namespaces: Arc::new(namespaces),
+            inventory: Arc::new(Inventory::new()),
+            provenance,
             pool: Pool::new(config.concurrency)?,
             config,
             metrics,
@@ -80,8 +97,6 @@ impl AppState {
                 loaded_at: Some(now()),
                 last_error: None,
             }),
-            namespaces_synced: std::sync::atomic::AtomicBool::new(true),
-            inventory: crate::inventory::Inventory::new(),
             api: std::sync::OnceLock::new(),
         }))
     }
@@ -101,7 +116,7 @@ impl AppState {
     /// from the API first.
     pub(crate) fn namespace_unknown(&self, namespace: &str) -> bool {
         !namespace.is_empty()
-            && !self.namespaces.load().contains_key(namespace)
+            && !self.namespaces.contains(namespace)
             && !self
                 .config
                 .settings
@@ -115,7 +130,8 @@ impl AppState {
         admission::decide(
             &self.bundle.load(),
             review,
-            &self.namespaces.load(),
+            &self.namespaces.snapshot(),
+            self.provenance.as_deref(),
             &self.config.settings,
         )
     }

@@ -145,8 +145,8 @@ async fn a_referential_template_denies_at_admission_from_the_watched_inventory()
     api.fail_next("GET", "/ingresses", 500);
     let task = tokio::spawn(inventory::run(
         api.client(),
-        state.clone(),
-        sources,
+        state.inventory.clone(),
+        reload::Rebuilder::new(state.clone(), sources),
         Duration::from_millis(10),
     ));
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -208,7 +208,7 @@ fn dynamic(v: Value) -> DynamicObject {
 async fn watch_events_keep_the_inventory_current() {
     let (_dir, _sources, state) = setup();
     let kind = state.bundle.load().sync_kinds()[0].clone();
-    let mut t = Tracker::new(state.clone(), kind);
+    let mut t = Tracker::new(state.inventory.clone(), kind);
     assert!(!state.inventory.is_ready(), "waiting for the first list");
     t.apply(watcher::Event::Init);
     t.apply(watcher::Event::InitApply(dynamic(ingress(
@@ -291,8 +291,8 @@ async fn a_kind_the_cluster_does_not_serve_is_not_waited_for() {
     );
     let task = tokio::spawn(inventory::run(
         api.client(),
-        state.clone(),
-        sources,
+        state.inventory.clone(),
+        reload::Rebuilder::new(state.clone(), sources),
         Duration::from_millis(10),
     ));
     // Ready with the served kind's objects (the inventory starts out ready, before any watch).

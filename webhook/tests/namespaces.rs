@@ -2,12 +2,12 @@
 //! makes the webhook ready, watch events keep the labels current, and decisions follow them.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use http::{Request, Response};
 use kube::client::Body;
 use sealgate_core::policy::{BundleBuilder, Limits};
+use sealgate_webhook::namespaces::NamespaceCache;
 use sealgate_webhook::state::{AppState, EvalConfig};
 use serde_json::{Value, json};
 
@@ -33,7 +33,7 @@ async fn eventually(what: &str, f: impl Fn() -> bool) {
 fn governed(state: &AppState, name: &str) -> Option<bool> {
     state
         .namespaces
-        .load()
+        .snapshot()
         .get(name)
         .map(|l| l.get("sealgate.dev/governed").map(String::as_str) == Some("true"))
 }
@@ -44,14 +44,14 @@ async fn namespace_labels_follow_the_cluster() {
     let client = kube::Client::new(service, "default");
     let mut b = BundleBuilder::new(Limits::default());
     b.add_builtin();
-    let state = AppState::new(
+    let state = AppState::build(
         b.build().unwrap(),
-        Default::default(),
+        NamespaceCache::watched(),
+        None,
         EvalConfig::default(),
     )
     .unwrap();
-    state.namespaces_synced.store(false, Ordering::Release);
-    let watch = tokio::spawn(sealgate_webhook::namespaces::watch(client, state.clone()));
+    let watch = tokio::spawn(state.namespaces.clone().watch(client));
 
     // The initial list.
     let (req, send) = api.next_request().await.expect("a list request");
@@ -62,7 +62,7 @@ async fn namespace_labels_follow_the_cluster() {
         req.uri()
     );
     assert!(
-        !state.namespaces_synced.load(Ordering::Acquire),
+        !state.namespaces.is_synced(),
         "not ready before the list completes"
     );
     let list = json!({"apiVersion": "v1", "kind": "NamespaceList", "metadata": {"resourceVersion": "10"}, "items": [ns("shop", true), ns("dev", false)]});
@@ -71,10 +71,7 @@ async fn namespace_labels_follow_the_cluster() {
             .body(Body::from(serde_json::to_vec(&list).unwrap()))
             .unwrap(),
     );
-    eventually("the initial sync", || {
-        state.namespaces_synced.load(Ordering::Acquire)
-    })
-    .await;
+    eventually("the initial sync", || state.namespaces.is_synced()).await;
     assert_eq!(governed(&state, "shop"), Some(true));
     assert_eq!(governed(&state, "dev"), Some(false));
 
@@ -114,13 +111,15 @@ async fn readyz_is_503_until_the_namespaces_are_synced() {
     use tower::ServiceExt;
     let mut b = BundleBuilder::new(Limits::default());
     b.add_builtin();
-    let state: Arc<AppState> = AppState::new(
-        b.build().unwrap(),
-        Default::default(),
+    let bundle = b.build().unwrap();
+    let watched = AppState::build(
+        bundle.clone(),
+        NamespaceCache::watched(),
+        None,
         EvalConfig::default(),
     )
     .unwrap();
-    state.namespaces_synced.store(false, Ordering::Release);
+    let fixed = AppState::new(bundle, Default::default(), EvalConfig::default()).unwrap();
     let get = |s: Arc<AppState>| async move {
         sealgate_webhook::server::router(s)
             .oneshot(
@@ -132,9 +131,8 @@ async fn readyz_is_503_until_the_namespaces_are_synced() {
             .unwrap()
             .status()
     };
-    assert_eq!(get(state.clone()).await, 503);
-    state.namespaces_synced.store(true, Ordering::Release);
-    assert_eq!(get(state).await, 200);
+    assert_eq!(get(watched).await, 503, "a watch that has not listed yet");
+    assert_eq!(get(fixed).await, 200, "labels from files are complete");
 }
 
 /// A Namespace the watch has not delivered yet (created a moment before its objects) is read

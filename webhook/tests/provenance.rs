@@ -12,7 +12,7 @@ use sealgate_core::attest::resource;
 use sealgate_core::attest::statement::{PredicateInfo, Verdict};
 use sealgate_core::attest::verify::{Rules, TrustedKey};
 use sealgate_core::policy::{BundleBuilder, Limits, NamespaceLabels};
-use sealgate_webhook::admission::Settings;
+use sealgate_webhook::namespaces::NamespaceCache;
 use sealgate_webhook::provenance::{Provenance, ProvenanceConfig};
 use sealgate_webhook::{
     server,
@@ -158,15 +158,14 @@ fn cluster_with(ci: &SigningKey, tweak: impl FnOnce(&mut ProvenanceConfig)) -> C
     let provenance = Arc::new(Provenance::new(config));
     let mut b = BundleBuilder::new(Limits::default());
     b.add_builtin();
-    let config = EvalConfig {
-        settings: Settings {
-            provenance: Some(provenance.clone()),
-            ..Settings::default()
-        },
-        ..EvalConfig::default()
-    };
     Cluster {
-        state: AppState::new(b.build().unwrap(), ns, config).unwrap(),
+        state: AppState::build(
+            b.build().unwrap(),
+            NamespaceCache::fixed(ns),
+            Some(provenance.clone()),
+            EvalConfig::default(),
+        )
+        .unwrap(),
         provenance,
     }
 }

@@ -600,7 +600,6 @@ async fn a_broken_bundle_on_reload_keeps_the_old_one_serving() {
         EvalConfig {
             settings: Settings {
                 exempt_namespaces: vec![],
-                ..Settings::default()
             },
             ..EvalConfig::default()
         },
