@@ -187,21 +187,6 @@ pub struct ControllerArgs {
     pub kubeconfig: Option<PathBuf>,
 }
 
-impl ControllerArgs {
-    pub fn connect(&self) -> anyhow::Result<Option<crate::controller_client::Controller>> {
-        self.controller
-            .as_deref()
-            .map(|url| {
-                crate::controller_client::Controller::connect(
-                    url,
-                    self.kube_context.as_deref(),
-                    self.kubeconfig.as_deref(),
-                )
-            })
-            .transpose()
-    }
-}
-
 #[derive(Debug, Args)]
 pub struct CertArgs {
     #[command(flatten)]

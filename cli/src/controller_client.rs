@@ -4,6 +4,8 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 
+use crate::args::ControllerArgs;
+
 pub const DEFAULT_NAMESPACE: &str = "sealgate-system";
 pub const DEFAULT_SERVICE: &str = "sealgate-controller";
 /// The controller Service's port name (deploy/ names it so the proxy path can use it).
@@ -67,6 +69,20 @@ fn summarize(body: &str) -> String {
     }
 }
 
+/// The controller `--controller` names, if it names one.
+pub fn connect(args: &ControllerArgs) -> Result<Option<Controller>> {
+    args.controller
+        .as_deref()
+        .map(|url| {
+            Controller::connect(
+                url,
+                args.kube_context.as_deref(),
+                args.kubeconfig.as_deref(),
+            )
+        })
+        .transpose()
+}
+
 impl Controller {
     /// `http(s)://…` or `kube://[NAMESPACE/SERVICE]`; `context` picks the kubeconfig context and
     /// `kubeconfig` the file [default: KUBECONFIG, else ~/.kube/config].
@@ -76,7 +92,7 @@ impl Controller {
         kubeconfig: Option<&std::path::Path>,
     ) -> Result<Controller> {
         if url.starts_with("http://") || url.starts_with("https://") {
-            crate::io::warn_plain_http(url, "talking to the controller");
+            crate::fetch::warn_plain_http(url, "talking to the controller");
             use ureq::tls::{RootCerts, TlsConfig};
             let agent = ureq::Agent::config_builder()
                 .tls_config(

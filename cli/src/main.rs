@@ -1,27 +1,12 @@
-//! `sealgate`: thin binary; the work is in sealgate-core.
+//! `sealgate`: parses the command line, runs it (the `sealgate_cli` library) and maps errors to
+//! exit codes.
 #![forbid(unsafe_code)]
-
-/// `println!` that returns the write's error instead of panicking, so a closed pipe
-/// (`sealgate validate … | head`) reaches `main`'s quiet exit.
-macro_rules! outln {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        writeln!(std::io::stdout(), $($arg)*)
-    }};
-}
-
-mod args;
-mod cmd;
-mod controller_client;
-mod io;
-mod report;
 
 use std::process::ExitCode;
 
-use anyhow::Context;
-use clap::{CommandFactory, Parser};
-
-use args::{Cli, Command};
+use clap::Parser;
+use sealgate_cli::args::Cli;
+use sealgate_cli::{output, run};
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -46,42 +31,11 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             eprintln!("error: {}", describe(&e));
-            if e.is::<io::VerifyFailed>() {
+            if e.is::<output::VerifyFailed>() {
                 ExitCode::from(1)
             } else {
                 ExitCode::from(2)
             }
-        }
-    }
-}
-
-fn run(cli: &Cli) -> anyhow::Result<ExitCode> {
-    let keys = cli.command.key_store(cli.keys.as_deref());
-    match &cli.command {
-        Command::Keys(args) => cmd::keys::run(keys, &args.command),
-        Command::Seal(args) => cmd::seal::run(keys, args),
-        Command::Unseal(args) => cmd::unseal::run(keys, args),
-        Command::Reseal(args) => cmd::reseal::run(keys, args),
-        Command::Validate(args) => cmd::validate::run(keys, args),
-        Command::Cert(args) => cmd::keys::cert(keys, args),
-        Command::Lint(args) => cmd::lint::run(args),
-        Command::Policy(cmd) => cmd::policy::run(cmd),
-        Command::Attest(cmd) => cmd::attest::run(cmd),
-        Command::VerifyAttestation(args) => cmd::attest::verify(args),
-        Command::Completions { shell } => {
-            clap_complete::generate(
-                *shell,
-                &mut Cli::command(),
-                "sealgate",
-                &mut std::io::stdout(),
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Man { dir } => {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            clap_mangen::generate_to(Cli::command(), dir)
-                .with_context(|| format!("writing man pages into {}", dir.display()))?;
-            Ok(ExitCode::SUCCESS)
         }
     }
 }

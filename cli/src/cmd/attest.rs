@@ -12,7 +12,7 @@ use sealgate_core::attest::{resource, statement};
 use serde_json::Value;
 
 use crate::args::{AttestAlgorithm, AttestCommand, LintArgs, VerifyAttestationArgs};
-use crate::io;
+use crate::{input, output};
 
 /// cosign's variable for the private key's password, so the same CI secret serves both tools.
 const PASSWORD_ENV: &str = "COSIGN_PASSWORD";
@@ -48,8 +48,8 @@ fn keygen(alg: AttestAlgorithm, prefix: &Path) -> Result<ExitCode> {
         AttestAlgorithm::Ed25519 => Algorithm::Ed25519,
     })?;
     let pem = key.to_cosign_pem(&password)?;
-    io::emit(&pem, Some(&private), Some(0o600))?;
-    io::emit(&key.verifying_key().to_pem(), Some(&public), None)?;
+    output::emit(&pem, Some(&private), Some(0o600))?;
+    output::emit(&key.verifying_key().to_pem(), Some(&public), None)?;
     outln!(
         "wrote {} (private, encrypted with {PASSWORD_ENV}) and {} (public; give it to the webhook as a trusted key), key id {}",
         private.display(),
@@ -71,7 +71,7 @@ pub fn attest_lint(args: &LintArgs, files: &[PathBuf], bundle_digest: &str) -> R
     let (Some(out), Some(key_file)) = (&args.attest, &args.attest_key) else {
         return Ok(());
     };
-    let key_pem = io::read_file(key_file)?;
+    let key_pem = input::read_file(key_file)?;
     let key = SigningKey::from_pem(&key_pem.bytes, &password()?)
         .with_context(|| key_file.display().to_string())?;
     let mut manifests = Vec::new();
@@ -81,8 +81,8 @@ pub fn attest_lint(args: &LintArgs, files: &[PathBuf], bundle_digest: &str) -> R
                 "--attest signs files it can read again; pass the rendered manifests as a file, not stdin"
             );
         }
-        let input = io::read_file(f)?;
-        for doc in io::parse_docs(&input)? {
+        let input = input::read_file(f)?;
+        for doc in input::parse_docs(&input)? {
             // kustomize's own files are instructions to kustomize, never applied.
             let kustomize = doc
                 .value
@@ -91,7 +91,7 @@ pub fn attest_lint(args: &LintArgs, files: &[PathBuf], bundle_digest: &str) -> R
                 .is_some_and(|a| a.starts_with("kustomize.config.k8s.io/"));
             let kind = doc.value.get("kind").and_then(Value::as_str);
             if !kustomize && kind.is_some_and(|k| !k.is_empty()) {
-                subject_of(&doc.value).map_err(|e| anyhow!("{}: {e}", io::at(&input, &doc)))?;
+                subject_of(&doc.value).map_err(|e| anyhow!("{}: {e}", input::at(&input, &doc)))?;
                 manifests.push(doc.value);
             }
         }
@@ -114,7 +114,7 @@ pub fn attest_lint(args: &LintArgs, files: &[PathBuf], bundle_digest: &str) -> R
         verdict: Verdict::Pass,
     };
     let docs = resource::sign(manifests, &info, &key)?;
-    io::emit(
+    output::emit(
         &sealgate_core::manifest::to_yaml_stream(&docs),
         Some(out),
         None,
@@ -168,7 +168,7 @@ fn detect_repository() -> Result<String> {
 pub fn verify(args: &VerifyAttestationArgs) -> Result<ExitCode> {
     let mut keys = Vec::new();
     for k in &args.keys {
-        let input = io::read_file(k)?;
+        let input = input::read_file(k)?;
         keys.push(TrustedKey {
             name: k.display().to_string(),
             key: VerifyingKey::from_pem(&input.bytes).with_context(|| input.name.clone())?,
@@ -194,9 +194,9 @@ pub fn verify(args: &VerifyAttestationArgs) -> Result<ExitCode> {
     let mut verified: Vec<Verified> = Vec::new();
     let mut failed = 0;
     for f in &args.files {
-        let input = io::read_file(f)?;
-        for doc in io::parse_docs(&input)? {
-            let at = io::at(&input, &doc);
+        let input = input::read_file(f)?;
+        for doc in input::parse_docs(&input)? {
+            let at = input::at(&input, &doc);
             let result = resource::envelope_of(&doc.value)
                 .map_err(|e| verify::Rejection::Malformed(e.to_string()))
                 .and_then(|env| verify::verify(&env, &keys, &rules, now));
@@ -221,8 +221,8 @@ pub fn verify(args: &VerifyAttestationArgs) -> Result<ExitCode> {
         }
     }
     for f in &args.objects {
-        let input = io::read_file(f)?;
-        for doc in io::parse_docs(&input)? {
+        let input = input::read_file(f)?;
+        for doc in input::parse_docs(&input)? {
             for object in objects_in(doc.value) {
                 let subject = statement::subject_of(&object)?;
                 match verify::admit(&verified, &subject, &object, &rules, now) {
@@ -240,7 +240,7 @@ pub fn verify(args: &VerifyAttestationArgs) -> Result<ExitCode> {
     }
     if failed > 0 {
         return Err(
-            io::VerifyFailed(format!("{failed} attestation(s) or object(s) refused")).into(),
+            output::VerifyFailed(format!("{failed} attestation(s) or object(s) refused")).into(),
         );
     }
     Ok(ExitCode::SUCCESS)

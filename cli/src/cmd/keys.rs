@@ -10,13 +10,13 @@ use sealgate_core::keys::{KeyGenOptions, KeyRing, PublicKey, SealingKey};
 use serde_json::json;
 
 use crate::args::{CertArgs, KeyGenArgs, KeysCommand, ListFormat};
-use crate::io;
+use crate::{input, key_source, output};
 
 pub fn run(store_dir: Option<&Path>, cmd: &KeysCommand) -> Result<ExitCode> {
-    let store = io::key_store(store_dir)?;
+    let store = key_source::key_store(store_dir)?;
     match cmd {
         KeysCommand::Init(args) => {
-            let ring = io::load_store(&store)?;
+            let ring = key_source::load_store(&store)?;
             if let Some(newest) = ring.newest() {
                 outln!(
                     "key store {} already has {} key(s); the newest is {}. Use `sealgate keys rotate` to add a newer one.",
@@ -30,7 +30,7 @@ pub fn run(store_dir: Option<&Path>, cmd: &KeysCommand) -> Result<ExitCode> {
         }
         KeysCommand::Rotate(args) => generate(&store, args),
         KeysCommand::List { output } => {
-            let ring = io::load_store(&store)?;
+            let ring = key_source::load_store(&store)?;
             let rows: Vec<_> = ring.iter().collect();
             match output {
                 ListFormat::Json => {
@@ -88,7 +88,7 @@ pub fn run(store_dir: Option<&Path>, cmd: &KeysCommand) -> Result<ExitCode> {
             age,
             output_file,
         } => {
-            let ring = io::load_store(&store)?;
+            let ring = key_source::load_store(&store)?;
             if ring.is_empty() {
                 bail!(
                     "no keys in {}: run `sealgate keys init` first",
@@ -106,7 +106,7 @@ pub fn run(store_dir: Option<&Path>, cmd: &KeysCommand) -> Result<ExitCode> {
             print_public(&keys, *age, output_file.as_deref())
         }
         KeysCommand::Import { files } => {
-            let mut ring = io::load_store(&store)?;
+            let mut ring = key_source::load_store(&store)?;
             let imports = keys_to_import(files, &ring)?;
             // All or nothing: a failed write takes back what this command wrote before it.
             let mut written = Vec::new();
@@ -152,8 +152,8 @@ fn keys_to_import(files: &[PathBuf], ring: &KeyRing) -> Result<Vec<(SealingKey, 
     let mut inputs = Vec::new();
     let mut certs: Vec<(String, Vec<u8>)> = Vec::new();
     for f in files {
-        let input = io::read_file(f)?;
-        let pem = io::manifest_docs(&input).is_none();
+        let input = input::read_file(f)?;
+        let pem = input::manifest_docs(&input).is_none();
         if pem && !secret::pem_has_private_key(&input.bytes) {
             let found = secret::pem_certificates(&input.bytes);
             if found.is_empty() {
@@ -185,7 +185,7 @@ fn keys_to_import(files: &[PathBuf], ring: &KeyRing) -> Result<Vec<(SealingKey, 
             };
             vec![(key, from, source == CertSource::Generated)]
         } else {
-            io::keys_from_input(input)?
+            key_source::keys_from_input(input)?
                 .into_iter()
                 .map(|k| (k, input.name.clone(), false))
                 .collect()
@@ -285,13 +285,13 @@ fn print_public(keys: &[PublicKey], age: bool, output_file: Option<&Path>) -> Re
             out.push_str(&k.cert_pem());
         }
     }
-    io::emit(&out, output_file, None)?;
+    output::emit(&out, output_file, None)?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// `sealgate cert`: the cluster's public keys from the controller, else the key store's.
 pub fn cert(store_dir: Option<&Path>, args: &CertArgs) -> Result<ExitCode> {
-    let Some(controller) = args.controller.connect()? else {
+    let Some(controller) = crate::controller_client::connect(&args.controller)? else {
         return run(
             store_dir,
             &KeysCommand::ExportPublic {

@@ -13,15 +13,15 @@ use sealgate_core::policy::{
 use serde_json::Value;
 
 use crate::args::{BundleArgs, LintArgs};
-use crate::io;
 use crate::report::{self, FileReport, Finding, ObjectReport, ParseError};
+use crate::{discover, input, output};
 
 pub fn run(args: &LintArgs) -> Result<ExitCode> {
     // No path: stdin when something is piped in (`kustomize build | sealgate lint`, forgetting
     // the `-`), as ripgrep does; else the current directory.
     let paths = if !args.paths.is_empty() {
         args.paths.clone()
-    } else if io::stdin_has_input() {
+    } else if input::stdin_has_input() {
         // Implicit stdin that holds nothing is a mistake (`cat missing.yaml | sealgate lint`),
         // not a clean lint of zero objects.
         if stdin_bytes()
@@ -36,7 +36,7 @@ pub fn run(args: &LintArgs) -> Result<ExitCode> {
     } else {
         vec![PathBuf::from(".")]
     };
-    let files = io::discover(&paths)?;
+    let files = discover::discover(&paths)?;
     let limits = Limits::default().with_max_documents(args.max_documents);
     // As `gator test`: templates and constraints among the inputs are policies, not objects.
     let from_inputs = if args.no_policies_from_inputs {
@@ -107,7 +107,7 @@ pub fn run(args: &LintArgs) -> Result<ExitCode> {
     report_invalid_constraints(&mut reports, invalid);
     let summary = report::Summary::of(&reports, args.fail_on_warn);
     let text = report::render(&reports, &summary, args.format);
-    io::emit(&text, args.output_file.as_deref(), None)?;
+    output::emit(&text, args.output_file.as_deref(), None)?;
     if let Some(out) = &args.attest {
         if summary.errors > 0 || summary.failed > 0 {
             eprintln!(
@@ -251,9 +251,9 @@ fn is_policy(v: &Value) -> bool {
 fn build_bundle(args: &BundleArgs, from_inputs: Vec<(String, String)>) -> Result<Bundle> {
     let mut inventory = Vec::new();
     for p in &args.inventory {
-        for f in io::discover(std::slice::from_ref(p))? {
-            let input = io::read_file(&f)?;
-            inventory.extend(io::parse_docs(&input)?.into_iter().map(|d| d.value));
+        for f in discover::discover(std::slice::from_ref(p))? {
+            let input = input::read_file(&f)?;
+            inventory.extend(input::parse_docs(&input)?.into_iter().map(|d| d.value));
         }
     }
     let mut sources = sources(args);
@@ -284,7 +284,7 @@ struct Source {
 fn stdin_bytes() -> &'static Result<Vec<u8>, String> {
     static STDIN: std::sync::OnceLock<Result<Vec<u8>, String>> = std::sync::OnceLock::new();
     STDIN.get_or_init(|| {
-        io::read_input(None, "manifests")
+        input::read_input(None, "manifests")
             .map(|i| i.bytes.to_vec())
             .map_err(|e| format!("{e:#}"))
     })
@@ -301,7 +301,7 @@ fn read_file(path: &Path, limits: &Limits) -> Source {
     // Bounded, whatever the file claims to be (/dev/zero has no size).
     let limit = limits.max_bytes;
     let bytes = std::fs::File::open(path)
-        .and_then(|f| io::read_limited(f, limit))
+        .and_then(|f| input::read_limited(f, limit))
         .map_err(|e| e.to_string())
         .and_then(|b| {
             b.map(|mut b| std::mem::take(&mut *b))

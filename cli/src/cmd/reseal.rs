@@ -10,7 +10,7 @@ use sealgate_core::sealing::{self, ApiGroup, SealedSecret};
 
 use crate::args::ResealArgs;
 use crate::controller_client::Controller;
-use crate::io;
+use crate::{input, key_source, output};
 
 /// How each SealedSecret is re-encrypted: offline with private keys, or by the cluster.
 enum Resealer {
@@ -59,7 +59,7 @@ impl Resealer {
 }
 
 pub fn run(store_dir: Option<&Path>, args: &ResealArgs) -> Result<ExitCode> {
-    let resealer = match args.controller.connect()? {
+    let resealer = match crate::controller_client::connect(&args.controller)? {
         Some(c) => {
             if args.value_format.is_some()
                 || args.api.is_some()
@@ -74,11 +74,11 @@ pub fn run(store_dir: Option<&Path>, args: &ResealArgs) -> Result<ExitCode> {
             Resealer::Controller(c)
         }
         None => {
-            let ring = io::load_ring(store_dir, &args.private)?;
-            let extra = io::extra_recipients(&args.recipients, &[])?;
+            let ring = key_source::load_ring(store_dir, &args.private)?;
+            let extra = key_source::extra_recipients(&args.recipients, &[])?;
             Resealer::Offline {
                 ring,
-                target: io::target(store_dir, args.cert.as_deref(), extra, args.pq)?,
+                target: key_source::target(store_dir, args.cert.as_deref(), extra, args.pq)?,
                 format: args.value_format.map(Format::from),
             }
         }
@@ -104,7 +104,7 @@ pub fn run(store_dir: Option<&Path>, args: &ResealArgs) -> Result<ExitCode> {
         args.files.len() - failed
     );
     if failed > 0 {
-        return Err(io::VerifyFailed(format!(
+        return Err(output::VerifyFailed(format!(
             "{failed} file(s) could not be re-encrypted and were left unchanged"
         ))
         .into());
@@ -122,27 +122,27 @@ fn reseal_file(
     dry_run: bool,
 ) -> Result<usize> {
     let stdio = file.as_os_str() == "-";
-    let input = io::read_input(Some(file), "SealedSecrets")?;
-    let docs = io::parse_docs(&input)?;
+    let input = input::read_input(Some(file), "SealedSecrets")?;
+    let docs = input::parse_docs(&input)?;
     let mut changed: Vec<(usize, serde_json::Value)> = Vec::new();
     for doc in &docs {
         if doc.value.get("kind").and_then(|k| k.as_str()) != Some("SealedSecret") {
             continue;
         }
         let ss = SealedSecret::from_value(&doc.value)
-            .map_err(|e| anyhow!("{}: {e}", io::at(&input, doc)))?;
+            .map_err(|e| anyhow!("{}: {e}", input::at(&input, doc)))?;
         let ss = match api {
             Some(api) => ss
                 .with_api(api)
-                .map_err(|e| anyhow!("{}: {e}", io::at(&input, doc)))?,
+                .map_err(|e| anyhow!("{}: {e}", input::at(&input, doc)))?,
             None => ss,
         };
         let re = resealer
             .reseal(&ss, &doc.value)
-            .map_err(|e| anyhow!("{}: {e:#}", io::at(&input, doc)))?;
+            .map_err(|e| anyhow!("{}: {e:#}", input::at(&input, doc)))?;
         eprintln!(
             "{}: {} item(s)",
-            io::at(&input, doc),
+            input::at(&input, doc),
             ss.encrypted_data.len()
         );
         changed.push((doc.index, re));
@@ -150,7 +150,7 @@ fn reseal_file(
     if dry_run || (changed.is_empty() && !stdio) {
         return Ok(changed.len());
     }
-    let out = io::rewrite(&input, &docs, &changed)?;
-    io::emit(&out, (!stdio).then_some(file), None)?;
+    let out = output::rewrite(&input, &docs, &changed)?;
+    output::emit(&out, (!stdio).then_some(file), None)?;
     Ok(changed.len())
 }

@@ -10,7 +10,7 @@ use sealgate_core::objects::check_item_key;
 use sealgate_core::sealing::{self, ApiGroup, SealOptions, SealedSecret, Secret, Target};
 
 use crate::args::{FormatArg, OutputFormat, SealArgs};
-use crate::io;
+use crate::{input, key_source, output};
 
 pub fn run(store_dir: Option<&Path>, args: &SealArgs) -> Result<ExitCode> {
     if let Some(instead) = args.kubeseal.instead() {
@@ -27,9 +27,9 @@ pub fn run(store_dir: Option<&Path>, args: &SealArgs) -> Result<ExitCode> {
     } else {
         Format::Age
     };
-    let target = io::public_target(store_dir, &args.keys)?;
+    let target = key_source::public_target(store_dir, &args.keys)?;
     if let Some(file) = &args.merge_into {
-        let input = io::read_input(args.file.as_deref(), "a Secret")?;
+        let input = input::read_input(args.file.as_deref(), "a Secret")?;
         return merge(file, &input, &target, explicit, default);
     }
     let format = explicit.unwrap_or(default);
@@ -37,9 +37,9 @@ pub fn run(store_dir: Option<&Path>, args: &SealArgs) -> Result<ExitCode> {
     if args.raw {
         return raw(args, &target, format);
     }
-    let input = io::read_input(args.file.as_deref(), "a Secret")?;
+    let input = input::read_input(args.file.as_deref(), "a Secret")?;
     // A List (`kubectl get secrets -o yaml`) is its items: each Secret is sealed.
-    let docs = io::objects(&input, io::parse_docs(&input)?);
+    let docs = input::objects(&input, input::parse_docs(&input)?);
     if docs.is_empty() {
         bail!(
             "no Secrets found in {}: expected v1 Secrets as YAML or JSON (UTF-8)",
@@ -56,18 +56,22 @@ pub fn run(store_dir: Option<&Path>, args: &SealArgs) -> Result<ExitCode> {
     };
     let mut secrets = Vec::with_capacity(docs.len());
     for doc in &docs {
-        let secret =
-            Secret::from_value(&doc.value).map_err(|e| anyhow!("{}: {e}", io::at(&input, doc)))?;
+        let secret = Secret::from_value(&doc.value)
+            .map_err(|e| anyhow!("{}: {e}", input::at(&input, doc)))?;
         secrets.push((doc, secret));
     }
     let mut out = Vec::with_capacity(secrets.len());
     for (doc, secret) in &secrets {
         let ss = sealing::seal_secret(secret, &target, &opts)
-            .map_err(|e| anyhow!("{}: {e}", io::at(&input, doc)))?;
+            .map_err(|e| anyhow!("{}: {e}", input::at(&input, doc)))?;
         out.push(ss.to_value());
     }
-    let fmt = io::output_format(output, args.output_file.as_deref());
-    io::emit(&io::render(&out, fmt), args.output_file.as_deref(), None)?;
+    let fmt = output::output_format(output, args.output_file.as_deref());
+    output::emit(
+        &output::render(&out, fmt),
+        args.output_file.as_deref(),
+        None,
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -119,12 +123,12 @@ fn check_age_target(format: Format, target: &Target) -> Result<()> {
 /// format FILE's values already have unless one is given.
 fn merge(
     file: &Path,
-    input: &io::Input,
+    input: &input::Input,
     target: &Target,
     explicit: Option<Format>,
     default: Format,
 ) -> Result<ExitCode> {
-    let docs = io::objects(input, io::parse_docs(input)?);
+    let docs = input::objects(input, input::parse_docs(input)?);
     let [doc] = &docs[..] else {
         bail!(
             "--merge-into takes exactly one Secret, but {} has {}",
@@ -133,9 +137,9 @@ fn merge(
         );
     };
     let secret =
-        Secret::from_value(&doc.value).map_err(|e| anyhow!("{}: {e}", io::at(input, doc)))?;
-    let existing = io::read_file(file)?;
-    let docs = io::parse_docs(&existing)?;
+        Secret::from_value(&doc.value).map_err(|e| anyhow!("{}: {e}", input::at(input, doc)))?;
+    let existing = input::read_file(file)?;
+    let docs = input::parse_docs(&existing)?;
     let [sdoc] = &docs[..] else {
         bail!(
             "{}: --merge-into needs a file with exactly one SealedSecret, found {} documents",
@@ -144,7 +148,7 @@ fn merge(
         );
     };
     let mut ss = SealedSecret::from_value(&sdoc.value)
-        .map_err(|e| anyhow!("{}: {e}", io::at(&existing, sdoc)))?;
+        .map_err(|e| anyhow!("{}: {e}", input::at(&existing, sdoc)))?;
     let format = explicit.or_else(|| sealing::values_format(&ss)).unwrap_or(
         if ss.api == ApiGroup::Bitnami {
             Format::Kubeseal
@@ -156,12 +160,12 @@ fn merge(
     sealing::merge_into(&mut ss, &secret, target, format).map_err(|e| {
         anyhow!(
             "{}: merging into {}: {e}",
-            io::at(input, doc),
+            input::at(input, doc),
             ss.describe()
         )
     })?;
-    let out = io::rewrite(&existing, &docs, &[(sdoc.index, ss.to_value())])?;
-    io::emit(&out, Some(file), None)?;
+    let out = output::rewrite(&existing, &docs, &[(sdoc.index, ss.to_value())])?;
+    output::emit(&out, Some(file), None)?;
     eprintln!(
         "merged {} item(s) into {} ({})",
         secret.data.len(),
@@ -198,7 +202,7 @@ fn raw(args: &SealArgs, target: &Target, format: Format) -> Result<ExitCode> {
             "the age format binds the item name in strict scope: pass --item KEY or --from-file KEY=PATH"
         );
     }
-    let input = io::read_input(path.as_deref().map(Path::new), "the value to seal")?;
+    let input = input::read_input(path.as_deref().map(Path::new), "the value to seal")?;
     let value = SecretBytes::from(&input.bytes[..]);
     let binding = Binding {
         scope,
@@ -209,6 +213,6 @@ fn raw(args: &SealArgs, target: &Target, format: Format) -> Result<ExitCode> {
     let sealed = target
         .seal_value(format, &binding, value.expose())
         .context("cannot seal the value")?;
-    io::emit(&sealed, None, None)?;
+    output::emit(&sealed, None, None)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -9,41 +9,44 @@ use sealgate_core::sealing::{self, SealedSecret};
 use zeroize::Zeroizing;
 
 use crate::args::UnsealArgs;
-use crate::io;
+use crate::{input, key_source, output};
 
 pub fn run(store_dir: Option<&Path>, args: &UnsealArgs) -> Result<ExitCode> {
-    let ring = io::load_ring(store_dir, &args.private)?;
-    let input = io::read_input(args.file.as_deref(), "a SealedSecret")?;
+    let ring = key_source::load_ring(store_dir, &args.private)?;
+    let input = input::read_input(args.file.as_deref(), "a SealedSecret")?;
     // A List (`kubectl get sealedsecrets -o yaml`) is its items.
-    let docs = io::objects(&input, io::parse_docs(&input)?);
+    let docs = input::objects(&input, input::parse_docs(&input)?);
     let mut secrets = Vec::new();
     let (mut failed, mut objects) = (0, 0);
     for doc in &docs {
         if doc.value.get("kind").and_then(|k| k.as_str()) != Some("SealedSecret") {
-            eprintln!("note: {}: skipped, not a SealedSecret", io::at(&input, doc));
+            eprintln!(
+                "note: {}: skipped, not a SealedSecret",
+                input::at(&input, doc)
+            );
             continue;
         }
         objects += 1;
         let ss = SealedSecret::from_value(&doc.value)
-            .map_err(|e| anyhow!("{}: {e}", io::at(&input, doc)))?;
+            .map_err(|e| anyhow!("{}: {e}", input::at(&input, doc)))?;
         match sealing::unseal(&ss, &ring) {
             Ok(u) => secrets.push(u.secret.to_value()),
             Err(e) => {
                 failed += 1;
-                eprintln!("error: {}: {e}", io::at(&input, doc));
+                eprintln!("error: {}: {e}", input::at(&input, doc));
             }
         }
     }
     if objects == 0 {
         bail!("no SealedSecrets found in {}", input.name);
     }
-    let fmt = io::output_format(args.output, args.output_file.as_deref());
-    let text = Zeroizing::new(io::render(&secrets, fmt));
+    let fmt = output::output_format(args.output, args.output_file.as_deref());
+    let text = Zeroizing::new(output::render(&secrets, fmt));
     if failed > 0 {
         if args.output_file.is_none() {
-            io::emit(&text, None, None)?;
+            output::emit(&text, None, None)?;
         }
-        return Err(io::VerifyFailed(format!(
+        return Err(output::VerifyFailed(format!(
             "{failed} of {objects} SealedSecret(s) could not be unsealed{}",
             if args.output_file.is_some() {
                 "; nothing was written"
@@ -54,6 +57,6 @@ pub fn run(store_dir: Option<&Path>, args: &UnsealArgs) -> Result<ExitCode> {
         .into());
     }
     // Plaintext on disk: owner-only.
-    io::emit(&text, args.output_file.as_deref(), Some(0o600))?;
+    output::emit(&text, args.output_file.as_deref(), Some(0o600))?;
     Ok(ExitCode::SUCCESS)
 }

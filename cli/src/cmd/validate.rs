@@ -15,7 +15,7 @@ use sealgate_core::sealing::{self, SealedSecret};
 
 use crate::args::ValidateArgs;
 use crate::controller_client::Controller;
-use crate::io;
+use crate::{discover, fetch, input, key_source};
 
 /// What a run can prove, from the strongest to the weakest.
 enum Proof {
@@ -30,7 +30,7 @@ enum Proof {
 }
 
 pub fn run(store_dir: Option<&Path>, args: &ValidateArgs) -> Result<ExitCode> {
-    let controller = args.controller.connect()?;
+    let controller = crate::controller_client::connect(&args.controller)?;
     if controller.is_some() && (args.decrypt || !args.certs.is_empty()) {
         bail!(
             "--controller checks with the cluster's own keys: it cannot be combined with --cert or --decrypt"
@@ -39,15 +39,15 @@ pub fn run(store_dir: Option<&Path>, args: &ValidateArgs) -> Result<ExitCode> {
     let proof = if let Some(c) = controller {
         Proof::Cluster(c)
     } else if args.decrypt {
-        Proof::Decrypt(io::load_ring(store_dir, &args.private)?)
+        Proof::Decrypt(key_source::load_ring(store_dir, &args.private)?)
     } else if !args.certs.is_empty() {
         let mut v = Vec::new();
         for c in &args.certs {
-            v.extend(io::fetch_certs(c)?);
+            v.extend(fetch::fetch_certs(c)?);
         }
         Proof::Fits(v)
     } else {
-        let keys = io::load_store(&io::key_store(store_dir)?)?.public_keys();
+        let keys = key_source::load_store(&key_source::key_store(store_dir)?)?.public_keys();
         if keys.is_empty() {
             Proof::Structure
         } else {
@@ -66,10 +66,10 @@ pub fn run(store_dir: Option<&Path>, args: &ValidateArgs) -> Result<ExitCode> {
         Proof::Structure => ", well-formed (not checked against any key)",
     };
 
-    let files = io::discover(&args.paths)?;
+    let files = discover::discover(&args.paths)?;
     let (mut passed, mut failed, mut unreadable) = (0usize, 0usize, 0usize);
     for file in &files {
-        let input = match io::read_file(file) {
+        let input = match input::read_file(file) {
             Ok(i) => i,
             Err(e) => {
                 unreadable += 1;
@@ -78,8 +78,8 @@ pub fn run(store_dir: Option<&Path>, args: &ValidateArgs) -> Result<ExitCode> {
             }
         };
         // SealedSecrets in a List (`kubectl get sealedsecrets -o yaml`) are each validated.
-        let docs = match io::parse_docs(&input) {
-            Ok(d) => io::objects(&input, d),
+        let docs = match input::parse_docs(&input) {
+            Ok(d) => input::objects(&input, d),
             Err(e) => {
                 unreadable += 1;
                 outln!("FAIL  {e:#}")?;
@@ -90,7 +90,7 @@ pub fn run(store_dir: Option<&Path>, args: &ValidateArgs) -> Result<ExitCode> {
             if doc.value.get("kind").and_then(|k| k.as_str()) != Some("SealedSecret") {
                 continue;
             }
-            let at = io::at(&input, doc);
+            let at = input::at(&input, doc);
             let ss = match SealedSecret::from_value(&doc.value) {
                 Ok(ss) => ss,
                 Err(e) => {
