@@ -233,3 +233,48 @@ fn output_folders_are_created() {
         assert_eq!(mode, 0o700, "a folder made for plaintext is private");
     }
 }
+
+/// The attestation covers exactly what the lint judged: a rendered stream on stdin (`kustomize
+/// build | sealgate lint - --attest …`), each item of a List as its own object, kustomize's own
+/// configuration left out, and a ConstraintTemplate taken as a policy attested as the object the
+/// agent applies. Each file is read once, so stdin needs no second read.
+#[test]
+fn what_the_lint_judged_is_what_is_attested_stdin_included() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    sealgate(d).args(["attest", "keygen"]).assert().success();
+    let service = "apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: shop}\nspec:\n  selector: {app: web}\n  ports: [{port: 80, targetPort: 8080}]\n";
+    let indent = |doc: &str| {
+        doc.lines()
+            .enumerate()
+            .map(|(i, l)| format!("{}{l}\n", if i == 0 { "  - " } else { "    " }))
+            .collect::<String>()
+    };
+    let template = "apiVersion: templates.gatekeeper.sh/v1\nkind: ConstraintTemplate\nmetadata: {name: k8snolabel}\nspec:\n  crd: {spec: {names: {kind: K8sNoLabel}}}\n  targets:\n    - target: admission.k8s.gatekeeper.sh\n      rego: |\n        package k8snolabel\n        violation[{\"msg\": \"never\"}] { false }\n";
+    let stream = format!(
+        "apiVersion: v1\nkind: List\nitems:\n{}{}---\napiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [app.yaml]\n---\n{template}",
+        indent(DEPLOYMENT),
+        indent(service)
+    );
+    lint_attest(d, "-", "att.yaml", "r")
+        .write_stdin(stream)
+        .assert()
+        .success()
+        .stderr(contains("attested 3 object(s) of revision 4f2c9e1"));
+    write(d, "service.yaml", service);
+    write(d, "template.yaml", template);
+    sealgate(d)
+        .args(["verify-attestation", "att.yaml", "--key", "cosign.pub"])
+        .args(["--object", "service.yaml", "--object", "template.yaml"])
+        .assert()
+        .success()
+        .stdout(contains("ok     core/Service/shop/web"))
+        .stdout(contains(
+            "ok     templates.gatekeeper.sh/ConstraintTemplate//k8snolabel",
+        ));
+    let attestations = std::fs::read_to_string(d.join("att.yaml")).unwrap();
+    assert!(
+        !attestations.contains("kustomize.config.k8s.io"),
+        "kustomize's configuration is not applied, so not attested"
+    );
+}

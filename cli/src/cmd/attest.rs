@@ -11,6 +11,7 @@ use sealgate_core::attest::verify::{self, Rules, TrustedKey, Verified};
 use sealgate_core::attest::{resource, statement};
 use serde_json::Value;
 
+use super::lint::Judged;
 use crate::args::{AttestAlgorithm, AttestCommand, LintArgs, VerifyAttestationArgs};
 use crate::{input, output};
 
@@ -66,35 +67,18 @@ fn with_ext(prefix: &Path, ext: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// After a passing lint: sign the linted objects and write the Attestations to `--attest`.
-pub fn attest_lint(args: &LintArgs, files: &[PathBuf], bundle_digest: &str) -> Result<()> {
+/// After a passing lint: sign the objects it judged and write the Attestations to `--attest`.
+pub fn attest_lint(args: &LintArgs, applied: Vec<Judged>, bundle_digest: &str) -> Result<()> {
     let (Some(out), Some(key_file)) = (&args.attest, &args.attest_key) else {
         return Ok(());
     };
     let key_pem = input::read_file(key_file)?;
     let key = SigningKey::from_pem(&key_pem.bytes, &password()?)
         .with_context(|| key_file.display().to_string())?;
-    let mut manifests = Vec::new();
-    for f in files {
-        if f.as_os_str() == "-" {
-            bail!(
-                "--attest signs files it can read again; pass the rendered manifests as a file, not stdin"
-            );
-        }
-        let input = input::read_file(f)?;
-        for doc in input::parse_docs(&input)? {
-            // kustomize's own files are instructions to kustomize, never applied.
-            let kustomize = doc
-                .value
-                .get("apiVersion")
-                .and_then(Value::as_str)
-                .is_some_and(|a| a.starts_with("kustomize.config.k8s.io/"));
-            let kind = doc.value.get("kind").and_then(Value::as_str);
-            if !kustomize && kind.is_some_and(|k| !k.is_empty()) {
-                subject_of(&doc.value).map_err(|e| anyhow!("{}: {e}", input::at(&input, &doc)))?;
-                manifests.push(doc.value);
-            }
-        }
+    let mut manifests = Vec::with_capacity(applied.len());
+    for j in applied {
+        subject_of(&j.object).map_err(|e| anyhow!("{}:{}: {e}", j.file, j.line))?;
+        manifests.push(j.object);
     }
     let count = manifests.len();
     let info = PredicateInfo {

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Result;
+use sealgate_core::attest::statement::is_applied_object;
 use sealgate_core::manifest::{self, Document, Limits};
 use sealgate_core::policy::{
     Action, Bundle, InvalidConstraint, NamespaceLabels, ObjectRef, Point, Review, Sources,
@@ -38,11 +39,17 @@ pub fn run(args: &LintArgs) -> Result<ExitCode> {
     };
     let files = discover::discover(&paths)?;
     let limits = Limits::default().with_max_documents(args.max_documents);
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    // Each file is read once: for the policies among them, the lint and the attestation.
+    let sources = parallel(&files, jobs, |f| read_file(f, &limits));
     // As `gator test`: templates and constraints among the inputs are policies, not objects.
     let from_inputs = if args.no_policies_from_inputs {
         Vec::new()
     } else {
-        policies_among(&files, &limits)
+        policies_among(&sources, &limits)
     };
     if !from_inputs.is_empty() {
         eprintln!(
@@ -90,19 +97,21 @@ pub fn run(args: &LintArgs) -> Result<ExitCode> {
             }
         );
     }
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
     let bundle_digest = bundle.digest().to_string();
     let invalid = bundle.invalid_constraints().to_vec();
-    let mut reports = lint_files(
+    let Linted {
+        mut reports,
+        applied,
+    } = lint_sources(
         bundle,
-        &files,
-        args.point.into(),
-        jobs,
-        &limits,
-        !args.no_policies_from_inputs,
+        sources,
+        &Pass {
+            point: args.point.into(),
+            jobs,
+            limits: &limits,
+            skip_policies: !args.no_policies_from_inputs,
+            keep_applied: args.attest.is_some(),
+        },
     );
     report_invalid_constraints(&mut reports, invalid);
     let summary = report::Summary::of(&reports, args.fail_on_warn);
@@ -115,7 +124,7 @@ pub fn run(args: &LintArgs) -> Result<ExitCode> {
                 out.display()
             );
         } else {
-            super::attest::attest_lint(args, &files, &bundle_digest)?;
+            super::attest::attest_lint(args, applied, &bundle_digest)?;
         }
     }
     Ok(if summary.errors > 0 {
@@ -215,22 +224,21 @@ pub fn sources(args: &BundleArgs) -> Sources {
     }
 }
 
-/// The files among `files` that hold ConstraintTemplates or Constraints: (name, text).
-fn policies_among(files: &[PathBuf], limits: &Limits) -> Vec<(String, String)> {
+/// The files among `sources` that hold ConstraintTemplates or Constraints: (name, text).
+fn policies_among(sources: &[Source], limits: &Limits) -> Vec<(String, String)> {
     static POLICY: std::sync::LazyLock<regex::bytes::Regex> = std::sync::LazyLock::new(|| {
         regex::bytes::Regex::new(r"(templates|constraints)\.gatekeeper\.sh/").expect("valid regex")
     });
-    files
+    sources
         .iter()
-        .map(|f| read_file(f, limits))
-        .filter_map(|s| match s.bytes {
+        .filter_map(|s| match &s.bytes {
             // The text may only mention them (a ConfigMap holding policies): parse to be sure.
             Ok(b)
-                if POLICY.is_match(&b)
-                    && manifest::parse(&b, limits)
+                if POLICY.is_match(b)
+                    && manifest::parse(b, limits)
                         .is_ok_and(|docs| docs.iter().any(|d| is_policy(&d.value))) =>
             {
-                Some((s.name, String::from_utf8(b).ok()?))
+                Some((s.name.clone(), String::from_utf8(b.clone()).ok()?))
             }
             _ => None,
         })
@@ -391,31 +399,56 @@ fn parallel<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R + Sy
     results.into_iter().map(|(_, r)| r).collect()
 }
 
-/// Lint every file. Public for the benchmark.
+/// What a lint gives back: a report per file and, when asked for, the objects it judged that the
+/// GitOps agent applies (what `--attest` signs, so the attestation covers exactly what passed).
+pub struct Linted {
+    pub reports: Vec<FileReport>,
+    pub applied: Vec<Judged>,
+}
+
+/// An applied object as the lint judged it, and where it came from.
+pub struct Judged {
+    pub file: String,
+    pub line: usize,
+    pub object: Value,
+}
+
+/// How a lint pass runs.
+pub struct Pass<'a> {
+    pub point: Point,
+    pub jobs: usize,
+    pub limits: &'a Limits,
+    /// Policies taken from the inputs are not linted as objects.
+    pub skip_policies: bool,
+    /// Keep the applied objects (for `--attest`).
+    pub keep_applied: bool,
+}
+
+/// Lint every file.
 ///
 /// Files that may define Namespaces or CRDs are parsed first; every other file is parsed and
 /// linted in one pass by one worker, so its documents are still in cache when evaluated and
 /// memory holds a few files' documents rather than the whole tree's.
-pub fn lint_files(
-    mut bundle: Bundle,
-    files: &[PathBuf],
-    point: Point,
-    jobs: usize,
-    limits: &Limits,
-    skip_policies: bool,
-) -> Vec<FileReport> {
+fn lint_sources(mut bundle: Bundle, sources: Vec<Source>, pass: &Pass) -> Linted {
     enum Stage {
         Read(Source),
         Parsed(Parsed),
         Taken,
     }
-    let stages: Vec<std::sync::Mutex<Stage>> = parallel(files, jobs, |p| {
-        let source = read_file(p, limits);
-        std::sync::Mutex::new(if source.may_define_scope() {
-            Stage::Parsed(source.parse(limits))
-        } else {
-            Stage::Read(source)
-        })
+    let stages: Vec<std::sync::Mutex<Stage>> = sources
+        .into_iter()
+        .map(|s| std::sync::Mutex::new(Stage::Read(s)))
+        .collect();
+    parallel(&stages, pass.jobs, |s| {
+        let mut stage = s.lock().unwrap_or_else(|e| e.into_inner());
+        if let Stage::Read(source) = &*stage
+            && source.may_define_scope()
+        {
+            let Stage::Read(source) = std::mem::replace(&mut *stage, Stage::Taken) else {
+                unreachable!("matched above")
+            };
+            *stage = Stage::Parsed(source.parse(pass.limits));
+        }
     });
     let early: Vec<Value> = stages
         .iter()
@@ -451,38 +484,48 @@ pub fn lint_files(
     }
     bundle.add_crds(&early);
     let bundle = &bundle;
-    parallel(&stages, jobs, |s| {
+    let linted = parallel(&stages, pass.jobs, |s| {
         let stage = std::mem::replace(
             &mut *s.lock().unwrap_or_else(|e| e.into_inner()),
             Stage::Taken,
         );
         let mut p = match stage {
-            Stage::Read(source) => source.parse(limits),
+            Stage::Read(source) => source.parse(pass.limits),
             Stage::Parsed(p) => p,
             Stage::Taken => unreachable!("each file is linted once"),
         };
-        lint_parsed(bundle, &mut p, point, &namespaces, skip_policies)
-    })
+        lint_parsed(bundle, &mut p, pass, &namespaces)
+    });
+    let mut out = Linted {
+        reports: Vec::with_capacity(linted.len()),
+        applied: Vec::new(),
+    };
+    for (report, applied) in linted {
+        out.reports.push(report);
+        out.applied.extend(applied);
+    }
+    out
 }
 
 fn lint_parsed(
     bundle: &Bundle,
     p: &mut Parsed,
-    point: Point,
+    pass: &Pass,
     namespaces: &NamespaceLabels,
-    skip_policies: bool,
-) -> FileReport {
+) -> (FileReport, Vec<Judged>) {
     let docs = match &mut p.docs {
         Ok(d) => std::mem::take(d),
         Err(e) => {
-            return FileReport {
+            let report = FileReport {
                 file: p.name.clone(),
                 objects: Vec::new(),
                 error: Some(e.clone()),
             };
+            return (report, Vec::new());
         }
     };
     let mut objects = Vec::new();
+    let mut applied = Vec::new();
     // Field lines need a second, position-tracking parse: only of the documents with findings
     // that name a field, each on its own lines (a file's other documents are not parsed again).
     let next_lines: Vec<Option<usize>> = (0..docs.len())
@@ -501,19 +544,30 @@ fn lint_parsed(
                 .get("kind")
                 .and_then(|k| k.as_str())
                 .is_none_or(str::is_empty)
-                || (skip_policies && is_policy(&item.value))
             {
                 continue;
             }
+            let keep = pass.keep_applied && is_applied_object(&item.value);
+            if pass.skip_policies && is_policy(&item.value) {
+                // Applied to the cluster like any object, so attested too.
+                if keep {
+                    applied.push(Judged {
+                        file: p.name.clone(),
+                        line: item.line,
+                        object: item.value,
+                    });
+                }
+                continue;
+            }
             let object = sealgate_core::policy::ObjectRef::of(&item.value);
-            let review = match Review::from_document(item.value, point) {
+            let review = match Review::from_document(item.value, pass.point) {
                 Ok(r) => r,
                 Err(e) => {
                     objects.push(ObjectReport::invalid(item.line, object, &e.to_string()));
                     continue;
                 }
             };
-            let review = review.at(p.name.clone(), item.line);
+            let mut review = review.at(p.name.clone(), item.line);
             let evaluation = bundle.evaluate_with_matches(&review, namespaces);
             let mut findings: Vec<Finding> = evaluation
                 .violations
@@ -554,11 +608,19 @@ fn lint_parsed(
                 findings,
                 applied: evaluation.applied,
             });
+            if keep {
+                applied.push(Judged {
+                    file: p.name.clone(),
+                    line: item.line,
+                    object: review.request["object"].take(),
+                });
+            }
         }
     }
-    FileReport {
+    let report = FileReport {
         file: p.name.clone(),
         objects,
         error: None,
-    }
+    };
+    (report, applied)
 }

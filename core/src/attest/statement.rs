@@ -76,6 +76,17 @@ pub fn subject_name(group: &str, kind: &str, namespace: &str, name: &str) -> Str
     format!("{group}/{kind}/{namespace}/{name}")
 }
 
+/// Whether a rendered document is an object the GitOps agent applies to the cluster, and so one
+/// an attestation covers: a Kubernetes object with a kind, not kustomize's own configuration
+/// (instructions to kustomize, never applied) nor an AdmissionReview (a recorded request).
+pub fn is_applied_object(doc: &Value) -> bool {
+    let s = |k: &str| doc.get(k).and_then(Value::as_str).unwrap_or("");
+    let api = s("apiVersion");
+    !s("kind").is_empty()
+        && !api.starts_with("kustomize.config.k8s.io/")
+        && !api.starts_with("admission.k8s.io/")
+}
+
 /// The subject name of a manifest, from its apiVersion, kind and metadata.
 pub fn subject_of(manifest: &Value) -> Result<String, AttestError> {
     let s = |p: &str| manifest.pointer(p).and_then(Value::as_str).unwrap_or("");
@@ -178,6 +189,29 @@ pub struct PredicateInfo {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn applied_objects_are_kubernetes_objects_not_kustomize_or_admission_documents() {
+        use super::is_applied_object as applied;
+        use serde_json::json;
+        assert!(applied(
+            &json!({"apiVersion": "apps/v1", "kind": "Deployment"})
+        ));
+        assert!(applied(
+            &json!({"apiVersion": "sealgate.dev/v1alpha1", "kind": "SealedSecret"})
+        ));
+        assert!(!applied(
+            &json!({"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization"})
+        ));
+        assert!(!applied(
+            &json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"})
+        ));
+        assert!(
+            !applied(&json!({"image": {"tag": "1.0"}})),
+            "Helm values have no kind"
+        );
+        assert!(!applied(&json!({"apiVersion": "v1", "kind": ""})));
+    }
+
     use super::*;
     use serde_json::json;
 
