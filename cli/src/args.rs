@@ -498,53 +498,14 @@ pub enum ReportFormat {
 /// Where policies come from (shared by lint and the webhook-facing commands).
 #[derive(Debug, Args, Clone)]
 pub struct BundleArgs {
-    /// Policy directory or file: ConstraintTemplates, Constraints, conftest `.rego` modules
-    /// (repeatable). A Constraint with the name of a built-in one replaces it
-    #[arg(
-        long = "policy",
-        short = 'p',
-        value_name = "PATH",
-        env = "SEALGATE_POLICY",
-        value_delimiter = ','
-    )]
-    pub policies: Vec<PathBuf>,
-    /// Do not load the built-in policies
-    #[arg(long)]
-    pub no_builtin: bool,
+    #[command(flatten)]
+    pub policy: sealgate_core::policy::flags::PolicyArgs,
     /// Objects for data.inventory (referential policies) and namespaceSelector: files or directories (repeatable)
     #[arg(long, value_name = "PATH")]
     pub inventory: Vec<PathBuf>,
-    /// Kinds to treat as namespaced in `match` (Kind or group/Kind, comma-separated), for custom
-    /// resources whose CRD is not among the linted files, policies or inventory
-    #[arg(long, value_name = "KINDS", env = "SEALGATE_NAMESPACED_KINDS")]
-    pub namespaced_kinds: Vec<String>,
-    /// Kinds to treat as cluster-scoped in `match` (Kind or group/Kind, comma-separated)
-    #[arg(long, value_name = "KINDS", env = "SEALGATE_CLUSTER_KINDS")]
-    pub cluster_kinds: Vec<String>,
     /// Time limit for one policy evaluation, e.g. 500ms or 2s
     #[arg(long, default_value = "2s", value_parser = sealgate_core::duration::parse, value_name = "DURATION")]
     pub eval_timeout: std::time::Duration,
-    /// Rego engine: regorus's register VM, or its interpreter (slower; for a policy that meets
-    /// a VM gap)
-    #[arg(long, value_enum, default_value_t = RegoEngine::Vm, env = "SEALGATE_REGO_ENGINE")]
-    pub rego_engine: RegoEngine,
-    /// conftest modules: run the deny/warn/violation rules of this Rego package (repeatable;
-    /// conftest's --namespace) [default: main]
-    #[arg(
-        long = "namespace",
-        value_name = "PACKAGE",
-        conflicts_with = "all_namespaces"
-    )]
-    pub conftest_namespaces: Vec<String>,
-    /// conftest modules: run the rules of every package (conftest's --all-namespaces)
-    #[arg(long)]
-    pub all_namespaces: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum RegoEngine {
-    Vm,
-    Interpreter,
 }
 
 #[derive(Debug, Args)]

@@ -35,12 +35,21 @@ fn main() -> Result<()> {
         print!("{}", sealgate_controller::crd::crd_yaml());
         return Ok(());
     }
+    // Flags are checked before anything starts; one that cannot be used exits 2, as a usage
+    // error does.
+    let settings = match args.config.validate() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
     sealgate_service::install_crypto_provider();
     sealgate_service::init_logging(args.config.log_format);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(run(args.config))?;
+        .block_on(run(args.config, settings))?;
     Ok(())
 }

@@ -100,10 +100,8 @@ pub enum RunError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("{0} is too long")]
-    TooLong(&'static str),
-    #[error("--key-size {0}: use 2048, 3072, 4096 or 8192")]
-    KeySize(usize),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     #[error("leader election: {0}")]
     Leader(String),
     #[error("the {0} task failed: {1}")]
@@ -123,27 +121,85 @@ pub fn parse_time(s: &str) -> Result<time::OffsetDateTime, String> {
         .map_err(|_| format!("{s:?} is not an RFC 3339 or RFC 2822 time (e.g. `date -R`)"))
 }
 
+/// A flag that cannot be used: the process exits 2 saying which.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0} is too long")]
+    TooLong(&'static str),
+    #[error("--key-size {0}: use 2048, 3072, 4096 or 8192")]
+    KeySize(usize),
+    #[error("{flag} {value}: must be more than zero")]
+    NotPositive { flag: &'static str, value: String },
+    #[error("--listen and --metrics-listen are both {0}: give each its own port")]
+    SameAddress(SocketAddr),
+    #[error("--lease-name is empty")]
+    NoLeaseName,
+}
+
+/// The flags, checked: what [`run`] starts from. Nothing is bound, elected or asked of the API
+/// server before this exists.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// When new sealing keys are generated.
+    pub renewal: RenewalPolicy,
+    /// How they are generated.
+    pub keygen: KeyGenOptions,
+}
+
 impl Config {
-    /// Key renewal and generation as the flags ask, or which flag cannot be used.
-    pub fn key_settings(&self) -> Result<(RenewalPolicy, KeyGenOptions), RunError> {
+    /// Check every flag and combination: a bad one is refused here, before a socket opens, a
+    /// lease is taken or the API server is called.
+    pub fn validate(&self) -> Result<Settings, ConfigError> {
+        let positive = |flag: &'static str, ok: bool, value: String| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::NotPositive { flag, value })
+            }
+        };
+        positive("--workers", self.workers > 0, self.workers.to_string())?;
+        positive(
+            "--kube-api-qps",
+            self.kube_api_qps.is_finite() && self.kube_api_qps > 0.0,
+            self.kube_api_qps.to_string(),
+        )?;
+        positive(
+            "--kube-api-burst",
+            self.kube_api_burst > 0,
+            self.kube_api_burst.to_string(),
+        )?;
+        for (flag, d) in [
+            ("--key-poll-period", self.key_poll_period),
+            ("--resync-period", self.resync_period),
+            ("--max-backoff", self.max_backoff),
+            ("--key-ttl", self.key_ttl),
+        ] {
+            positive(flag, !d.is_zero(), format!("{d:?}"))?;
+        }
+        if self.listen == self.metrics_listen {
+            return Err(ConfigError::SameAddress(self.listen));
+        }
+        if self.lease_name.trim().is_empty() {
+            return Err(ConfigError::NoLeaseName);
+        }
         if ![2048, 3072, 4096, 8192].contains(&self.key_size) {
-            return Err(RunError::KeySize(self.key_size));
+            return Err(ConfigError::KeySize(self.key_size));
         }
         let renewal = RenewalPolicy {
             period: (!self.key_renew_period.is_zero())
                 .then(|| time::Duration::try_from(self.key_renew_period))
                 .transpose()
-                .map_err(|_| RunError::TooLong("--key-renew-period"))?,
+                .map_err(|_| ConfigError::TooLong("--key-renew-period"))?,
             cutoff: self.key_cutoff_time,
         };
         let keygen = KeyGenOptions {
             rsa_bits: self.key_size,
             validity: time::Duration::try_from(self.key_ttl)
-                .map_err(|_| RunError::TooLong("--key-ttl"))?,
+                .map_err(|_| ConfigError::TooLong("--key-ttl"))?,
             common_name: self.key_cn.clone(),
             ..KeyGenOptions::default()
         };
-        Ok((renewal, keygen))
+        Ok(Settings { renewal, keygen })
     }
 }
 
@@ -159,10 +215,8 @@ fn on_shutdown(
 
 /// Run the controller until SIGTERM or Ctrl-C (or until it loses its lease: a leader that loses
 /// it must stop writing at once, so it exits and Kubernetes restarts it as a follower).
-pub async fn run(args: Config) -> Result<(), RunError> {
-    // Flags that cannot be used are refused before anything starts: no listener bound, no lease
-    // taken, no API call made.
-    let (renewal, keygen) = args.key_settings()?;
+pub async fn run(args: Config, settings: Settings) -> Result<(), RunError> {
+    let Settings { renewal, keygen } = settings;
     let namespace = sealgate_service::own_namespace(args.namespace.clone());
     let identity = args
         .pod_name
@@ -257,7 +311,7 @@ pub async fn run(args: Config) -> Result<(), RunError> {
         ReconcileConfig {
             resync: args.resync_period,
             backoff_cap: args.max_backoff,
-            workers: args.workers.max(1),
+            workers: args.workers,
             ..ReconcileConfig::default()
         },
         Some(identity),

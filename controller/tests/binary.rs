@@ -146,25 +146,50 @@ async fn runs_serves_unseals_and_shuts_down_cleanly() {
 /// names the flag, and comes before any attempt to reach the API server (there is none here).
 #[test]
 fn unusable_key_flags_are_refused_before_anything_starts() {
-    for (args, want) in [
-        (["--key-ttl", "200000000000000d"], "--key-ttl is too long"),
+    let cases: &[(&[&str], &str)] = &[
+        (&["--key-ttl", "200000000000000d"], "--key-ttl is too long"),
         (
-            ["--key-size", "1024"],
+            &["--key-renew-period", "200000000000000d"],
+            "--key-renew-period is too long",
+        ),
+        (
+            &["--key-size", "1024"],
             "--key-size 1024: use 2048, 3072, 4096 or 8192",
         ),
-    ] {
+        (&["--workers", "0"], "--workers 0: must be more than zero"),
+        (
+            &["--kube-api-qps", "0"],
+            "--kube-api-qps 0: must be more than zero",
+        ),
+        (
+            &["--kube-api-burst", "0"],
+            "--kube-api-burst 0: must be more than zero",
+        ),
+        (
+            &["--key-poll-period", "0s"],
+            "--key-poll-period 0ns: must be more than zero",
+        ),
+        (&["--lease-name", " "], "--lease-name is empty"),
+        (
+            &[
+                "--metrics-listen",
+                "127.0.0.1:8080",
+                "--listen",
+                "127.0.0.1:8080",
+            ],
+            "--listen and --metrics-listen are both 127.0.0.1:8080",
+        ),
+    ];
+    for (args, want) in cases {
         let out = Command::new(env!("CARGO_BIN_EXE_sealgate-controller"))
-            .args(args)
-            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .args(*args)
             .env("KUBECONFIG", "/nonexistent/kubeconfig")
             .env_remove("KUBERNETES_SERVICE_HOST")
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !out.status.success() && err.contains(want),
-            "{args:?}: {err}"
-        );
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
         assert!(
             !err.contains("kubeconfig"),
             "reached for the cluster first: {err}"

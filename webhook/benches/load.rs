@@ -174,7 +174,7 @@ fn main() {
     let raw1 = rate(1, evaluate);
     let raw_all = rate(cores, evaluate);
     // What the server does per review besides TLS, HTTP and the kernel: the ceiling of its rate.
-    let settings = admission::Settings::default();
+    let settings = admission::Exemptions::default();
     let from_bytes = rate(1, || {
         let review = admission::parse(body.as_bytes()).unwrap();
         let d = admission::decide(&bundle, review, &ns, None, &settings);
@@ -496,7 +496,7 @@ fn provenance_cost(bundle: &sealgate_core::policy::Bundle) {
         ns.insert("shop".into(), l);
         ns
     };
-    let settings = admission::Settings::default();
+    let settings = admission::Exemptions::default();
     let per_review = |ns: &sealgate_core::policy::NamespaceLabels| {
         rate(1, || {
             let review = admission::parse(&body).unwrap();

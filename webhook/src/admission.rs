@@ -117,17 +117,17 @@ impl Decision {
     }
 }
 
-/// Settings that shape decisions.
+/// Exemptions that shape decisions.
 #[derive(Debug, Clone)]
-pub struct Settings {
+pub struct Exemptions {
     /// Namespaces always admitted: the webhook's own and kube-system, so it can never deadlock
     /// the cluster.
     pub exempt_namespaces: Vec<String>,
 }
 
-impl Default for Settings {
+impl Default for Exemptions {
     fn default() -> Self {
-        Settings {
+        Exemptions {
             exempt_namespaces: vec!["kube-system".into(), "sealgate-system".into()],
         }
     }
@@ -139,7 +139,7 @@ pub fn decide(
     review: Review,
     namespaces: &NamespaceLabels,
     provenance: Option<&Provenance>,
-    settings: &Settings,
+    settings: &Exemptions,
 ) -> Decision {
     if settings.exempt_namespaces.contains(&review.info.namespace) {
         return Decision::new(review.info, Outcome::Exempt);

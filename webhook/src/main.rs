@@ -39,6 +39,15 @@ fn main() -> Result<()> {
     if sealgate_service::check_args_only() {
         return Ok(());
     }
+    // Flags are checked before anything starts; one that cannot be used exits 2, as a usage
+    // error does.
+    let settings = match args.config.validate() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
     sealgate_service::install_crypto_provider();
     let runtime = args
         .config
@@ -49,14 +58,14 @@ fn main() -> Result<()> {
             output,
             fail_on_deny,
         }) => {
-            let denied = runtime.block_on(audit(&args.config, output))?;
+            let denied = runtime.block_on(audit(&settings, output))?;
             if fail_on_deny && denied {
                 std::process::exit(1);
             }
         }
         None => {
             sealgate_service::init_logging(args.config.log_format);
-            runtime.block_on(run(args.config))?;
+            runtime.block_on(run(args.config, settings))?;
         }
     }
     Ok(())

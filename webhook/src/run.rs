@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sealgate_core::policy::{Limits, Sources};
+use sealgate_core::policy::Sources;
+use sealgate_core::policy::flags::PolicyArgs;
 use sealgate_service::LogFormat;
 
-use crate::admission::Settings;
+use crate::admission::Exemptions;
 use crate::audit::{self, AuditError, AuditFormat};
 use crate::namespaces::NamespaceCache;
 use crate::provenance::{self, ProvenanceConfig};
@@ -73,34 +74,8 @@ pub struct Config {
     /// cluster
     #[arg(long = "tls-san", value_name = "IP|DNS", value_parser = crate::self_tls::parse_san, requires = "self_signed_tls")]
     pub tls_sans: Vec<String>,
-    /// Policy directory (mounted ConfigMap), reloaded when it changes (repeatable)
-    #[arg(
-        global = true,
-        long = "policy",
-        env = "SEALGATE_WEBHOOK_POLICY",
-        value_delimiter = ','
-    )]
-    pub policies: Vec<PathBuf>,
-    /// Do not load the built-in policies
-    #[arg(long, global = true)]
-    pub no_builtin: bool,
-    /// Kinds to treat as namespaced in `match` (Kind or group/Kind), as `sealgate lint` takes
-    /// them; at admission the API server's request says so anyway
-    #[arg(
-        long,
-        global = true,
-        value_name = "KINDS",
-        env = "SEALGATE_NAMESPACED_KINDS"
-    )]
-    pub namespaced_kinds: Vec<String>,
-    /// Kinds to treat as cluster-scoped in `match` (Kind or group/Kind)
-    #[arg(
-        long,
-        global = true,
-        value_name = "KINDS",
-        env = "SEALGATE_CLUSTER_KINDS"
-    )]
-    pub cluster_kinds: Vec<String>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
     /// How long inventory changes (the kinds a Gatekeeper Config or SyncSet among the policies
     /// syncs) are collected before the bundle is rebuilt with them
     #[arg(long, default_value = "1s", value_parser = sealgate_core::duration::parse)]
@@ -155,7 +130,11 @@ pub struct Config {
     )]
     pub attestation_keys: Vec<KeySpec>,
     /// A withdrawn attestation key (repeatable): attestations it signed are refused, saying so
-    #[arg(long = "attestation-revoked-key", value_name = "FILE")]
+    #[arg(
+        long = "attestation-revoked-key",
+        value_name = "FILE",
+        requires = "attestation_keys"
+    )]
     pub attestation_revoked_keys: Vec<PathBuf>,
     /// Refuse attestations linted longer ago than this: the rollback window. Checked at every
     /// admission, as is each key's @TIME
@@ -163,15 +142,27 @@ pub struct Config {
     pub attestation_max_age: Duration,
     /// Repository attestations may come from (their `predicate.repository`; repeatable).
     /// Without it, an attestation linted in any repository by a trusted key admits
-    #[arg(long = "attestation-repository", value_name = "URL")]
+    #[arg(
+        long = "attestation-repository",
+        value_name = "URL",
+        requires = "attestation_keys"
+    )]
     pub attestation_repositories: Vec<String>,
     /// Field left out of the attested-manifest check: `[KIND[,KIND]:]PATH`, `*` for any key
     /// (repeatable; e.g. `Deployment:spec.replicas` with an autoscaler)
-    #[arg(long = "attestation-ignore-field", value_name = "FIELD")]
+    #[arg(
+        long = "attestation-ignore-field",
+        value_name = "FIELD",
+        requires = "attestation_keys"
+    )]
     pub attestation_ignore_fields: Vec<String>,
     /// A container a mutating webhook injects into pod templates (e.g. istio-proxy), which
     /// attested manifests do not hold: admitted by that name (repeatable; none by default)
-    #[arg(long = "attestation-allow-injected", value_name = "CONTAINER")]
+    #[arg(
+        long = "attestation-allow-injected",
+        value_name = "CONTAINER",
+        requires = "attestation_keys"
+    )]
     pub attestation_allow_injected: Vec<String>,
     /// Require provenance for every object, not only in namespaces labelled
     /// sealgate.dev/provenance=required
@@ -179,21 +170,12 @@ pub struct Config {
     pub provenance_required: bool,
     /// A user whose changes need no attestation: an operator that creates objects (e.g.
     /// system:serviceaccount:cert-manager:cert-manager). Kubernetes' controllers always are
-    #[arg(long = "provenance-exempt-user", value_name = "USER")]
+    #[arg(
+        long = "provenance-exempt-user",
+        value_name = "USER",
+        requires = "attestation_keys"
+    )]
     pub provenance_exempt_users: Vec<String>,
-    /// Rego engine: regorus's register VM, or its interpreter (slower; for a policy that meets
-    /// a VM gap)
-    #[arg(long, global = true, env = "SEALGATE_REGO_ENGINE", value_enum, default_value_t = RegoEngine::Vm)]
-    pub rego_engine: RegoEngine,
-}
-
-/// `--rego-engine`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum RegoEngine {
-    /// regorus's register VM.
-    Vm,
-    /// regorus's interpreter.
-    Interpreter,
 }
 
 /// Where namespaceSelector gets Namespace labels (`--namespace-labels`).
@@ -255,28 +237,136 @@ pub enum RunError {
     Serve(#[source] std::io::Error),
     #[error(transparent)]
     Audit(#[from] AuditError),
-    #[error("{0}")]
-    Provenance(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// The flags, checked: what [`run`] starts from. Nothing is bound, watched or asked of the API
+/// server before this exists, so a bad flag costs nothing and says which flag.
+#[derive(Debug)]
+pub struct Settings {
+    /// Where Namespace labels come from.
+    pub namespaces: NamespaceSource,
+    /// Provenance checks, with the trusted keys read and parsed.
+    pub provenance: Option<ProvenanceConfig>,
+    /// The policy bundle's sources.
+    pub sources: Sources,
+    /// How reviews are evaluated.
+    pub eval: EvalConfig,
+    /// The webhook's own namespace (exempt by default; where --self-signed-tls keeps its Secret).
+    pub own_namespace: String,
+}
+
+/// A flag that cannot be used: the process exits 2 saying which.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--namespace-labels: {0}")]
+    NamespaceLabels(String),
+    #[error("{flag} {}: {reason}", path.display())]
+    KeyFile {
+        flag: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error(
+        "--attestation-key {trusted} is also given as --attestation-revoked-key {revoked}: a key is trusted or revoked, not both (remove it from --attestation-key)"
+    )]
+    TrustedAndRevoked { trusted: String, revoked: String },
+    #[error("--attestation-ignore-field: {0}")]
+    IgnoreField(String),
+    #[error("{0} is too long")]
+    TooLong(&'static str),
+    #[error("{flag} {value}: must be at least {min}")]
+    TooSmall {
+        flag: &'static str,
+        value: u128,
+        min: u128,
+    },
+    #[error("--listen and --metrics-listen are both {0}: give each its own port")]
+    SameAddress(SocketAddr),
+    #[error(
+        "{flag} {}: {reason} (mount the serving certificate there, or use --self-signed-tls)",
+        path.display()
+    )]
+    TlsFile {
+        flag: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
 }
 
 impl Config {
+    /// Check every flag and combination, and read what they name (keys, certificates): a bad flag
+    /// is refused here, before a socket opens.
+    pub fn validate(&self) -> Result<Settings, ConfigError> {
+        let at_least = |flag: &'static str, value: u128, min: u128| {
+            if value < min {
+                Err(ConfigError::TooSmall { flag, value, min })
+            } else {
+                Ok(())
+            }
+        };
+        at_least("--concurrency", self.concurrency.unwrap_or(1) as u128, 1)?;
+        at_least("--io-threads", self.io_threads.unwrap_or(1) as u128, 1)?;
+        at_least("--max-body-bytes", self.max_body_bytes as u128, 1024)?;
+        at_least("--deadline (ms)", self.deadline.as_millis(), 1)?;
+        at_least(
+            "--reload-interval (ms)",
+            self.reload_interval.as_millis(),
+            1,
+        )?;
+        if self.listen == self.metrics_listen {
+            return Err(ConfigError::SameAddress(self.listen));
+        }
+        if !self.insecure_http && !self.self_signed_tls {
+            for (flag, path) in [("--tls-cert", &self.tls_cert), ("--tls-key", &self.tls_key)] {
+                std::fs::metadata(path).map_err(|e| ConfigError::TlsFile {
+                    flag,
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+            }
+        }
+        let own_namespace = sealgate_service::own_namespace(None);
+        let exempt_namespaces = if self.exempt_namespaces.is_empty() {
+            vec!["kube-system".into(), own_namespace.clone()]
+        } else {
+            self.exempt_namespaces.clone()
+        };
+        Ok(Settings {
+            namespaces: self.namespace_source()?,
+            provenance: self.provenance()?,
+            sources: self.sources(),
+            eval: EvalConfig {
+                settings: Exemptions { exempt_namespaces },
+                deadline: self.deadline,
+                allow_on_timeout: self.allow_on_timeout,
+                max_body_bytes: self.max_body_bytes,
+                concurrency: self.concurrency(),
+            },
+            own_namespace,
+        })
+    }
+
     /// The provenance configuration, when attestation keys are given.
-    pub fn provenance(&self) -> Result<Option<ProvenanceConfig>, RunError> {
+    fn provenance(&self) -> Result<Option<ProvenanceConfig>, ConfigError> {
         if self.attestation_keys.is_empty() {
             return Ok(None);
         }
-        let bad = |what: String| RunError::Provenance(what);
-        let read = |path: &std::path::Path| -> Result<VerifyingKey, RunError> {
-            let text = std::fs::read(path)
-                .map_err(|e| bad(format!("--attestation-key {}: {e}", path.display())))?;
-            VerifyingKey::from_pem(&text)
-                .map_err(|e| bad(format!("--attestation-key {}: {e}", path.display())))
+        let read = |flag: &'static str, path: &std::path::Path| {
+            let bad = |reason: String| ConfigError::KeyFile {
+                flag,
+                path: path.to_path_buf(),
+                reason,
+            };
+            let text = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+            VerifyingKey::from_pem(&text).map_err(|e| bad(e.to_string()))
         };
         let mut keys = Vec::new();
         for spec in &self.attestation_keys {
             keys.push(TrustedKey {
                 name: spec.file.display().to_string(),
-                key: read(&spec.file)?,
+                key: read("--attestation-key", &spec.file)?,
                 not_after: spec.not_after,
                 revoked: false,
             });
@@ -284,29 +374,25 @@ impl Config {
         for path in &self.attestation_revoked_keys {
             keys.push(TrustedKey {
                 name: path.display().to_string(),
-                key: read(path)?,
+                key: read("--attestation-revoked-key", path)?,
                 not_after: None,
                 revoked: true,
             });
         }
         if let Some((trusted, revoked)) = verify::overlapping(&keys).into_iter().next() {
-            return Err(bad(format!(
-                "--attestation-key {trusted} is also given as --attestation-revoked-key {revoked}: a key is trusted or revoked, not both (remove it from --attestation-key)"
-            )));
+            return Err(ConfigError::TrustedAndRevoked { trusted, revoked });
         }
         let ignored = self
             .attestation_ignore_fields
             .iter()
-            .map(|f| {
-                IgnoredField::parse(f).map_err(|e| bad(format!("--attestation-ignore-field: {e}")))
-            })
+            .map(|f| IgnoredField::parse(f).map_err(|e| ConfigError::IgnoreField(e.to_string())))
             .collect::<Result<_, _>>()?;
         Ok(Some(ProvenanceConfig {
             keys,
             rules: Rules {
                 max_age: Some(
                     time::Duration::try_from(self.attestation_max_age)
-                        .map_err(|_| bad("--attestation-max-age is too long".into()))?,
+                        .map_err(|_| ConfigError::TooLong("--attestation-max-age"))?,
                 ),
                 ignored,
                 repositories: self.attestation_repositories.clone(),
@@ -320,25 +406,14 @@ impl Config {
     /// The bundle's sources, as `sealgate lint` describes them; the engine's per-evaluation timer
     /// is the request deadline.
     pub fn sources(&self) -> Sources {
-        Sources {
-            builtin: !self.no_builtin,
-            policies: self.policies.clone(),
-            namespaced_kinds: self.namespaced_kinds.clone(),
-            cluster_kinds: self.cluster_kinds.clone(),
-            limits: Limits {
-                eval_timeout: self.deadline,
-            },
-            use_vm: self.rego_engine == RegoEngine::Vm,
-            conftest_namespaces: Default::default(),
-            from_inputs: Vec::new(),
-        }
+        self.policy.sources(self.deadline)
     }
 
     /// `--namespace-labels`: `cluster` alone, or files.
-    pub fn namespace_source(&self) -> Result<NamespaceSource, RunError> {
+    fn namespace_source(&self) -> Result<NamespaceSource, ConfigError> {
         match self.namespace_labels.as_slice() {
             [only] if only == "cluster" => Ok(NamespaceSource::Cluster),
-            files if files.iter().any(|f| f == "cluster") => Err(RunError::NamespaceLabels(
+            files if files.iter().any(|f| f == "cluster") => Err(ConfigError::NamespaceLabels(
                 "`cluster` watches the cluster's Namespaces and cannot be combined with files"
                     .into(),
             )),
@@ -379,17 +454,14 @@ async fn client(why: &'static str) -> Result<kube::Client, RunError> {
 
 /// Serve admission reviews until SIGTERM or Ctrl-C, then let in-flight reviews finish (up to
 /// 25 s, inside the default 30 s termination grace period).
-pub async fn run(config: Config) -> Result<(), RunError> {
-    let own_namespace = sealgate_service::own_namespace(None);
-    let exempt = if config.exempt_namespaces.is_empty() {
-        vec!["kube-system".into(), own_namespace.clone()]
-    } else {
-        config.exempt_namespaces.clone()
-    };
-    // Every flag is checked before a socket opens or the API server is asked anything.
-    let namespace_source = config.namespace_source()?;
-    let provenance = config.provenance()?;
-    let sources = config.sources();
+pub async fn run(config: Config, settings: Settings) -> Result<(), RunError> {
+    let Settings {
+        namespaces: namespace_source,
+        provenance,
+        sources,
+        eval,
+        own_namespace,
+    } = settings;
     let bundle = reload::build(&sources, Vec::new()).map_err(RunError::Bundle)?;
     let from_cluster = namespace_source == NamespaceSource::Cluster;
     let namespaces = match &namespace_source {
@@ -397,15 +469,6 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         NamespaceSource::Files(files) => NamespaceCache::fixed(
             reload::namespace_labels_from(files).map_err(RunError::NamespaceLabels)?,
         ),
-    };
-    let eval = EvalConfig {
-        settings: Settings {
-            exempt_namespaces: exempt,
-        },
-        deadline: config.deadline,
-        allow_on_timeout: config.allow_on_timeout,
-        max_body_bytes: config.max_body_bytes,
-        concurrency: config.concurrency(),
     };
     tracing::info!(constraints = bundle.constraints().len(), exempt = ?eval.settings.exempt_namespaces, "starting sealgate-webhook");
     let provenance = provenance.map(|c| Arc::new(provenance::Provenance::new(c)));
@@ -519,9 +582,9 @@ async fn serve(config: &Config, state: Arc<AppState>) -> Result<(), RunError> {
 /// `sealgate-webhook audit`: evaluate the cluster's objects at the point `audit` and print the
 /// report as `format` (kinds that could not be listed go to stderr). Returns whether an object
 /// violates a deny constraint.
-pub async fn audit(config: &Config, format: AuditFormat) -> Result<bool, RunError> {
+pub async fn audit(settings: &Settings, format: AuditFormat) -> Result<bool, RunError> {
     let client = client("for audit").await?;
-    let report = audit::run(client, &config.sources()).await?;
+    let report = audit::run(client, &settings.sources).await?;
     print!("{}", audit::render(&report, format));
     for e in &report.errors {
         eprintln!("warning: not audited: {e}");

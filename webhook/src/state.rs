@@ -9,7 +9,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use sealgate_core::policy::{Bundle, NamespaceLabels, Review};
 
-use crate::admission::{self, Decision, Settings};
+use crate::admission::{self, Decision, Exemptions};
 use crate::inventory::Inventory;
 use crate::metrics::Metrics;
 use crate::namespaces::NamespaceCache;
@@ -19,7 +19,7 @@ use crate::provenance::Provenance;
 /// How the webhook evaluates.
 #[derive(Debug, Clone)]
 pub struct EvalConfig {
-    pub settings: Settings,
+    pub settings: Exemptions,
     /// The whole evaluation of one request, below the ValidatingWebhookConfiguration's timeout.
     pub deadline: Duration,
     /// Admit (with a warning) instead of deny when the deadline passes.
@@ -32,7 +32,7 @@ pub struct EvalConfig {
 impl Default for EvalConfig {
     fn default() -> Self {
         EvalConfig {
-            settings: Settings::default(),
+            settings: Exemptions::default(),
             deadline: Duration::from_millis(2500),
             allow_on_timeout: false,
             max_body_bytes: 7 << 20,

@@ -497,8 +497,13 @@ fn try_flags(args: &[&str]) -> Result<sealgate_webhook::run::Config, clap::Error
         config: sealgate_webhook::run::Config,
     }
     use clap::Parser as _;
-    Cli::try_parse_from(std::iter::once("sealgate-webhook").chain(args.iter().copied()))
-        .map(|c| c.config)
+    // Plain HTTP: the serving certificate's files are checked too, and there are none here.
+    Cli::try_parse_from(
+        ["sealgate-webhook", "--insecure-http"]
+            .into_iter()
+            .chain(args.iter().copied()),
+    )
+    .map(|c| c.config)
 }
 
 fn flags(args: &[&str]) -> sealgate_webhook::run::Config {
@@ -520,17 +525,18 @@ fn flags_are_checked_before_anything_starts() {
     assert!(try_flags(&["--rego-engine", "jit"]).is_err());
     use sealgate_webhook::run::NamespaceSource;
     assert_eq!(
-        flags(&[]).namespace_source().unwrap(),
+        flags(&[]).validate().unwrap().namespaces,
         NamespaceSource::Cluster
     );
     assert_eq!(
         flags(&["--namespace-labels", "a.yaml,b.yaml"])
-            .namespace_source()
-            .unwrap(),
+            .validate()
+            .unwrap()
+            .namespaces,
         NamespaceSource::Files(vec!["a.yaml".into(), "b.yaml".into()])
     );
     let e = flags(&["--namespace-labels", "cluster,ns.yaml"])
-        .namespace_source()
+        .validate()
         .unwrap_err()
         .to_string();
     assert!(e.contains("cannot be combined with files"), "{e}");
@@ -549,7 +555,7 @@ fn a_key_both_trusted_and_revoked_refuses_to_start() {
         ["--attestation-key", pem, "--attestation-revoked-key", pem],
         ["--attestation-revoked-key", pem, "--attestation-key", pem],
     ] {
-        let e = flags(&args).provenance().unwrap_err().to_string();
+        let e = flags(&args).validate().unwrap_err().to_string();
         assert!(
             e.contains("is also given as --attestation-revoked-key") && e.contains("ci.pub"),
             "{e}"
@@ -561,8 +567,9 @@ fn a_key_both_trusted_and_revoked_refuses_to_start() {
         "--attestation-repository",
         "https://git.example.com/apps",
     ])
-    .provenance()
+    .validate()
     .unwrap()
+    .provenance
     .unwrap();
     assert_eq!(config.rules.max_age, Some(time::Duration::days(90)));
     assert_eq!(config.rules.repositories, ["https://git.example.com/apps"]);

@@ -9,7 +9,7 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use sealgate_core::policy::Sources;
 use sealgate_core::policy::{BundleBuilder, Limits, NamespaceLabels};
-use sealgate_webhook::admission::Settings;
+use sealgate_webhook::admission::Exemptions;
 use sealgate_webhook::reload;
 use sealgate_webhook::{
     server,
@@ -598,7 +598,7 @@ async fn a_broken_bundle_on_reload_keeps_the_old_one_serving() {
         reload::build(&sources, Vec::new()).unwrap(),
         governed(),
         EvalConfig {
-            settings: Settings {
+            settings: Exemptions {
                 exempt_namespaces: vec![],
             },
             ..EvalConfig::default()

@@ -8,8 +8,7 @@ use anyhow::Result;
 use sealgate_core::attest::statement::is_applied_object;
 use sealgate_core::manifest::{self, Document, Limits};
 use sealgate_core::policy::{
-    Action, Bundle, InvalidConstraint, NamespaceLabels, ObjectRef, Point, Review, Sources,
-    Violation,
+    Action, Bundle, InvalidConstraint, NamespaceLabels, ObjectRef, Point, Review, Violation,
 };
 use serde_json::Value;
 
@@ -68,7 +67,7 @@ pub fn run(args: &LintArgs) -> Result<ExitCode> {
             bundle.templates().count(),
             bundle.constraints().len(),
             bundle.conftest_rules(),
-            describe_sources(&args.bundle)
+            args.bundle.policy.describe()
         );
         for dir in bundle.skipped_dirs() {
             eprintln!(
@@ -89,8 +88,8 @@ pub fn run(args: &LintArgs) -> Result<ExitCode> {
         anyhow::bail!(
             "no policies: the bundle has no constraint and no conftest rule, so every object would pass ({}). \
              Point -p at ConstraintTemplates and Constraints or Rego modules{}, or pass --allow-empty-bundle",
-            describe_sources(&args.bundle),
-            if args.bundle.no_builtin {
+            args.bundle.policy.describe(),
+            if args.bundle.policy.no_builtin {
                 ", drop --no-builtin"
             } else {
                 ""
@@ -186,44 +185,6 @@ fn report_invalid_constraints(reports: &mut Vec<FileReport>, invalid: Vec<Invali
     }
 }
 
-/// The bundle's sources in words, for messages.
-fn describe_sources(args: &BundleArgs) -> String {
-    let mut parts = Vec::new();
-    if !args.no_builtin {
-        parts.push("the built-in policies".to_string());
-    }
-    for p in &args.policies {
-        parts.push(format!("-p {}", p.display()));
-    }
-    if parts.is_empty() {
-        "--no-builtin and no -p".to_string()
-    } else {
-        format!("loaded from {}", parts.join(", "))
-    }
-}
-
-/// Where the bundle comes from, as the webhook describes it too.
-pub fn sources(args: &BundleArgs) -> Sources {
-    Sources {
-        builtin: !args.no_builtin,
-        policies: args.policies.clone(),
-        namespaced_kinds: args.namespaced_kinds.clone(),
-        cluster_kinds: args.cluster_kinds.clone(),
-        limits: sealgate_core::policy::Limits {
-            eval_timeout: args.eval_timeout,
-        },
-        use_vm: args.rego_engine == crate::args::RegoEngine::Vm,
-        from_inputs: Vec::new(),
-        conftest_namespaces: if args.all_namespaces {
-            sealgate_core::policy::ConftestNamespaces::All
-        } else if args.conftest_namespaces.is_empty() {
-            sealgate_core::policy::ConftestNamespaces::default()
-        } else {
-            sealgate_core::policy::ConftestNamespaces::Only(args.conftest_namespaces.clone())
-        },
-    }
-}
-
 /// The files among `sources` that hold ConstraintTemplates or Constraints: (name, text).
 fn policies_among(sources: &[Source], limits: &Limits) -> Vec<(String, String)> {
     static POLICY: std::sync::LazyLock<regex::bytes::Regex> = std::sync::LazyLock::new(|| {
@@ -264,7 +225,7 @@ fn build_bundle(args: &BundleArgs, from_inputs: Vec<(String, String)>) -> Result
             inventory.extend(input::parse_docs(&input)?.into_iter().map(|d| d.value));
         }
     }
-    let mut sources = sources(args);
+    let mut sources = args.policy.sources(args.eval_timeout);
     sources.from_inputs = from_inputs;
     sources.build_reporting(inventory).map_err(|errors| {
         let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();

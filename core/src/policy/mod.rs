@@ -24,6 +24,8 @@ pub mod compat;
 mod compile;
 pub mod enforcement;
 pub mod evaluate;
+#[cfg(feature = "flags")]
+pub mod flags;
 pub mod matching;
 pub mod report;
 pub mod review;
