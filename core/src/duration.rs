@@ -2,13 +2,32 @@
 
 use std::time::Duration;
 
+/// A duration flag that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    /// No number first.
+    #[error("{0:?} is not a duration like 500ms, 2s or 1m")]
+    NotADuration(String),
+    /// More seconds than fit.
+    #[error("{0:?} is too long")]
+    TooLong(String),
+    /// A unit other than ms, s, m, h or d.
+    #[error("{input:?}: unknown unit {unit:?} (ms, s, m, h or d)")]
+    UnknownUnit {
+        /// What was given.
+        input: String,
+        /// Its unit.
+        unit: String,
+    },
+}
+
 /// Parses `500ms`, `30s`, `10m`, `2h`, `30d` (one number, one unit), as the flags take them.
-pub fn parse(s: &str) -> Result<Duration, String> {
+pub fn parse(s: &str) -> Result<Duration, DurationError> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let n: u64 = t[..split]
         .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 500ms, 2s or 1m"))?;
+        .map_err(|_| DurationError::NotADuration(s.to_string()))?;
     match &t[split..] {
         "ms" => Ok(Duration::from_millis(n)),
         "s" | "" => Ok(Duration::from_secs(n)),
@@ -20,9 +39,12 @@ pub fn parse(s: &str) -> Result<Duration, String> {
             };
             n.checked_mul(unit)
                 .map(Duration::from_secs)
-                .ok_or_else(|| format!("{s:?} is too long"))
+                .ok_or_else(|| DurationError::TooLong(s.to_string()))
         }
-        u => Err(format!("{s:?}: unknown unit {u:?} (ms, s, m, h or d)")),
+        u => Err(DurationError::UnknownUnit {
+            input: s.to_string(),
+            unit: u.to_string(),
+        }),
     }
 }
 
@@ -38,7 +60,22 @@ mod tests {
         assert_eq!(parse("720h"), Ok(Duration::from_secs(720 * 3600)));
         assert_eq!(parse("30d"), Ok(Duration::from_secs(30 * 86_400)));
         assert_eq!(parse("1m"), Ok(Duration::from_secs(60)));
-        assert!(parse("2w").unwrap_err().contains("unknown unit \"w\""));
-        assert!(parse("soon").unwrap_err().contains("not a duration"));
+        assert_eq!(
+            parse("2w"),
+            Err(DurationError::UnknownUnit {
+                input: "2w".into(),
+                unit: "w".into()
+            })
+        );
+        assert!(
+            parse("soon")
+                .unwrap_err()
+                .to_string()
+                .contains("not a duration")
+        );
+        assert_eq!(
+            parse("300000000000000d"),
+            Err(DurationError::TooLong("300000000000000d".into()))
+        );
     }
 }

@@ -66,10 +66,10 @@ pub enum ModelError {
     },
 }
 
-fn field_err(field: impl Into<String>, problem: impl Into<String>) -> ModelError {
+fn field_err(field: impl Into<String>, problem: impl std::fmt::Display) -> ModelError {
     ModelError::Field {
         field: field.into(),
-        problem: problem.into(),
+        problem: problem.to_string(),
     }
 }
 
@@ -157,19 +157,33 @@ fn string_map(
     Ok(out)
 }
 
+/// Why a Secret item key is not one Kubernetes accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ItemKeyError {
+    /// Empty, or over 253 characters.
+    #[error("an item key must be 1 to 253 characters")]
+    Length,
+    /// `.` or `..`.
+    #[error("an item key cannot be '.' or '..'")]
+    Dots,
+    /// Other characters than letters, digits, `-`, `_` and `.`.
+    #[error("an item key may contain only letters, digits, '-', '_' and '.'")]
+    Characters,
+}
+
 /// Kubernetes' rule for Secret item keys (`IsConfigMapKey`).
-pub fn check_item_key(key: &str) -> Result<(), String> {
+pub fn check_item_key(key: &str) -> Result<(), ItemKeyError> {
     if key.is_empty() || key.len() > 253 {
-        return Err("an item key must be 1 to 253 characters".into());
+        return Err(ItemKeyError::Length);
     }
     if key == "." || key == ".." {
-        return Err("an item key cannot be '.' or '..'".into());
+        return Err(ItemKeyError::Dots);
     }
     if !key
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
     {
-        return Err("an item key may contain only letters, digits, '-', '_' and '.'".into());
+        return Err(ItemKeyError::Characters);
     }
     Ok(())
 }
@@ -631,9 +645,9 @@ pub fn scope_from_annotations(
     match api {
         ApiGroup::Sealgate => match annotations.get(SCOPE_ANNOTATION) {
             None => Ok(Scope::Strict),
-            Some(v) => v.parse().map_err(|e: String| {
-                field_err(format!("metadata.annotations.{SCOPE_ANNOTATION}"), e)
-            }),
+            Some(v) => v
+                .parse::<Scope>()
+                .map_err(|e| field_err(format!("metadata.annotations.{SCOPE_ANNOTATION}"), e)),
         },
         ApiGroup::Bitnami => {
             let on = |k| annotations.get(k).is_some_and(|v| v == "true");

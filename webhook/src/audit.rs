@@ -97,8 +97,8 @@ pub fn render(report: &Report, format: AuditFormat) -> String {
 /// Why an audit could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    #[error("the policy bundle does not compile: {0}")]
-    Bundle(String),
+    #[error(transparent)]
+    Bundle(#[from] sealgate_core::policy::BundleErrors),
     #[error(transparent)]
     Kube(#[from] kube::Error),
 }

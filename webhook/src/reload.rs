@@ -9,20 +9,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sealgate_core::policy::{Bundle, NamespaceLabels, Sources};
+use sealgate_core::policy::{Bundle, BundleErrors, NamespaceLabels, Sources};
 
 use crate::state::AppState;
 
 /// Build the bundle from its sources with the current inventory (empty unless a sync
 /// configuration is watched), the one way the webhook and audit assemble it.
-pub fn build(sources: &Sources, inventory: Vec<serde_json::Value>) -> Result<Bundle, String> {
-    sources.build(inventory).map_err(|errors| {
-        errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ")
-    })
+pub fn build(sources: &Sources, inventory: Vec<serde_json::Value>) -> Result<Bundle, BundleErrors> {
+    sources.build(inventory)
 }
 
 /// SHA-256 over the paths and contents of every file under `paths` (symlinks followed).
@@ -102,9 +96,10 @@ impl crate::inventory::Consumer for Rebuilder {
 pub async fn reload_policies(state: &AppState, sources: &Sources) -> bool {
     let s = sources.clone();
     let inventory = state.inventory.snapshot();
-    let built = tokio::task::spawn_blocking(move || build(&s, inventory))
-        .await
-        .unwrap_or_else(|e| Err(e.to_string()));
+    let built =
+        tokio::task::spawn_blocking(move || build(&s, inventory).map_err(|e| e.to_string()))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
     match built {
         Ok(bundle) => {
             tracing::info!(target: "sealgate::reload", constraints = bundle.constraints().len(), "policy bundle reloaded");

@@ -216,8 +216,8 @@ fn parse_key_spec(spec: &str) -> Result<KeySpec, String> {
 /// Why the webhook stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("the policy bundle does not compile: {0}")]
-    Bundle(String),
+    #[error(transparent)]
+    Bundle(#[from] sealgate_core::policy::BundleErrors),
     #[error("--namespace-labels: {0}")]
     NamespaceLabels(String),
     #[error("cannot start the evaluation threads: {0}")]

@@ -227,14 +227,7 @@ fn build_bundle(args: &BundleArgs, from_inputs: Vec<(String, String)>) -> Result
     }
     let mut sources = args.policy.sources(args.eval_timeout);
     sources.from_inputs = from_inputs;
-    sources.build_reporting(inventory).map_err(|errors| {
-        let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
-        anyhow::anyhow!(
-            "the policy bundle has {} problem(s):\n{}",
-            errors.len(),
-            list.join("\n")
-        )
-    })
+    Ok(sources.build_reporting(inventory)?)
 }
 
 struct Parsed {

@@ -21,6 +21,11 @@ use serde_json::Value;
 
 use super::defaults;
 
+/// An ignored field that is not a dotted path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a field path (e.g. Deployment:spec.replicas)")]
+pub struct NotAFieldPath(pub String);
+
 /// A field to leave out of the check, for some kinds or all.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IgnoredField {
@@ -32,16 +37,14 @@ pub struct IgnoredField {
 
 impl IgnoredField {
     /// `KIND[,KIND…]:PATH` or `PATH` (every kind), e.g. `Deployment:spec.replicas`.
-    pub fn parse(s: &str) -> Result<IgnoredField, String> {
+    pub fn parse(s: &str) -> Result<IgnoredField, NotAFieldPath> {
         let (kinds, path) = match s.split_once(':') {
             Some((k, p)) => (k.split(',').map(|k| k.trim().to_string()).collect(), p),
             None => (Vec::new(), s),
         };
         let path: Vec<String> = path.split('.').map(str::to_string).collect();
         if path.iter().any(String::is_empty) {
-            return Err(format!(
-                "{s:?} is not a field path (e.g. Deployment:spec.replicas)"
-            ));
+            return Err(NotAFieldPath(s.to_string()));
         }
         Ok(IgnoredField { kinds, path })
     }

@@ -127,9 +127,31 @@ impl Header {
     }
 }
 
+/// Why an age header is refused unread.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    /// Not an age file (armor or line structure).
+    #[error("malformed age value ({0})")]
+    Malformed(String),
+    /// No MAC line ends the header.
+    #[error("malformed age value (the header has no MAC line)")]
+    NoMac,
+    /// Over [`MAX_HEADER_BYTES`].
+    #[error(
+        "its age header is over {} KiB, more than a sealed value needs (a few recipients): refused unread",
+        MAX_HEADER_BYTES / 1024
+    )]
+    TooLarge,
+    /// Over [`MAX_STANZAS`] recipient stanzas.
+    #[error(
+        "it has more than {MAX_STANZAS} age recipient stanzas; a sealed value has a few (the cluster and extra recipients): refused unread"
+    )]
+    TooManyStanzas,
+}
+
 /// Scan the header of an age file (binary or armored) within [`MAX_STANZAS`] and
 /// [`MAX_HEADER_BYTES`]: what those bounds refuse never reaches the age crate.
-pub fn header(raw: &[u8]) -> Result<Header, String> {
+pub fn header(raw: &[u8]) -> Result<Header, HeaderError> {
     use std::io::BufRead;
     let trimmed = raw.trim_ascii_start();
     let raw = if trimmed.starts_with(ARMOR) {
@@ -145,25 +167,20 @@ pub fn header(raw: &[u8]) -> Result<Header, String> {
         line.clear();
         let n = reader
             .read_until(b'\n', &mut line)
-            .map_err(|e| format!("malformed age value ({e})"))?;
+            .map_err(|e| HeaderError::Malformed(e.to_string()))?;
         read += n;
         if read > MAX_HEADER_BYTES {
-            return Err(format!(
-                "its age header is over {} KiB, more than a sealed value needs (a few recipients): refused unread",
-                MAX_HEADER_BYTES / 1024
-            ));
+            return Err(HeaderError::TooLarge);
         }
         if n == 0 {
-            return Err("malformed age value (the header has no MAC line)".into());
+            return Err(HeaderError::NoMac);
         }
         if line.starts_with(b"--- ") {
             return Ok(Header { stanzas });
         }
         if let Some(stanza) = line.strip_prefix(b"-> ") {
             if stanzas.len() == MAX_STANZAS {
-                return Err(format!(
-                    "it has more than {MAX_STANZAS} age recipient stanzas; a sealed value has a few (the cluster and extra recipients): refused unread"
-                ));
+                return Err(HeaderError::TooManyStanzas);
             }
             let tag = stanza
                 .split(|&b| b == b' ' || b == b'\n')
@@ -197,7 +214,7 @@ pub fn decrypt(identities: &[&dyn age::Identity], raw: &[u8]) -> Result<SecretBy
     } else {
         raw
     };
-    header(raw).map_err(OpenFailure::Malformed)?;
+    header(raw).map_err(|e| OpenFailure::Malformed(e.to_string()))?;
     let decryptor =
         age::Decryptor::new_buffered(age::armor::ArmoredReader::new(raw)).map_err(|e| match e {
             E::InvalidMac | E::DecryptionFailed => OpenFailure::Tampered,
@@ -317,7 +334,7 @@ pub fn parse_recipient(s: &str) -> Result<AgeRecipient, SealError> {
     if s.starts_with("age1pq1") {
         s.parse::<pq::Recipient>()
             .map(AgeRecipient::Pq)
-            .map_err(bad)
+            .map_err(|e| bad(e.to_string()))
     } else {
         s.parse::<x25519::Recipient>()
             .map(AgeRecipient::X25519)

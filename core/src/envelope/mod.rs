@@ -47,16 +47,19 @@ impl fmt::Display for Scope {
     }
 }
 
+/// A scope name other than strict, namespace-wide or cluster-wide.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown scope {0:?}: expected strict, namespace-wide or cluster-wide")]
+pub struct UnknownScope(pub String);
+
 impl FromStr for Scope {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownScope;
+    fn from_str(s: &str) -> Result<Self, UnknownScope> {
         match s {
             "strict" | "" => Ok(Scope::Strict),
             "namespace-wide" => Ok(Scope::NamespaceWide),
             "cluster-wide" => Ok(Scope::ClusterWide),
-            other => Err(format!(
-                "unknown scope {other:?}: expected strict, namespace-wide or cluster-wide"
-            )),
+            other => Err(UnknownScope(other.to_string())),
         }
     }
 }
@@ -258,6 +261,12 @@ mod tests {
         for s in Scope::ALL {
             assert_eq!(s.as_str().parse::<Scope>().unwrap(), s);
         }
-        assert!("wide".parse::<Scope>().unwrap_err().contains("strict"));
+        assert!(
+            "wide"
+                .parse::<Scope>()
+                .unwrap_err()
+                .to_string()
+                .contains("strict")
+        );
     }
 }

@@ -83,23 +83,44 @@ impl fmt::Debug for Identity {
     }
 }
 
+/// Text that is not the post-quantum age key it should be.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseKeyError {
+    /// Not Bech32 at all.
+    #[error("not a Bech32 string ({0})")]
+    Bech32(String),
+    /// Bech32, of another kind (`what` names the expected one).
+    #[error("not {0}")]
+    WrongKind(&'static str),
+    /// An identity whose seed is not 32 bytes.
+    #[error("the identity is not 32 bytes")]
+    IdentityLength,
+    /// A recipient that is not an X-Wing encapsulation key.
+    #[error("not an X-Wing encapsulation key (1,216 bytes)")]
+    NotXWing,
+}
+
 /// The data of a Bech32 string whose HRP is `hrp` (`what` names the expected kind in errors).
 /// Zeroizing: an identity's data is its seed.
-fn bech32_data(s: &str, hrp: bech32::Hrp, what: &str) -> Result<Zeroizing<Vec<u8>>, String> {
+fn bech32_data(
+    s: &str,
+    hrp: bech32::Hrp,
+    what: &'static str,
+) -> Result<Zeroizing<Vec<u8>>, ParseKeyError> {
     age_core::primitives::bech32_decode(
         s.trim(),
-        |e| format!("not a Bech32 string ({e})"),
+        |e| ParseKeyError::Bech32(e.to_string()),
         |found| {
             (found == hrp)
                 .then_some(())
-                .ok_or_else(|| format!("not {what}"))
+                .ok_or(ParseKeyError::WrongKind(what))
         },
         |_, bytes| Ok(Zeroizing::new(bytes.collect())),
     )
 }
 
 impl FromStr for Identity {
-    type Err = String;
+    type Err = ParseKeyError;
 
     /// Parses `AGE-SECRET-KEY-PQ-1…` (age writes identities in upper case; Bech32 refuses
     /// mixed case).
@@ -111,7 +132,7 @@ impl FromStr for Identity {
         )?;
         let seed: [u8; SEED_BYTES] = data[..]
             .try_into()
-            .map_err(|_| "the identity is not 32 bytes".to_string())?;
+            .map_err(|_| ParseKeyError::IdentityLength)?;
         Ok(Identity::from_seed(Zeroizing::new(seed)))
     }
 }
@@ -137,14 +158,14 @@ impl fmt::Debug for Recipient {
 }
 
 impl FromStr for Recipient {
-    type Err = String;
+    type Err = ParseKeyError;
 
     /// Parses `age1pq1…`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let data = bech32_data(s, RECIPIENT_HRP, "a post-quantum age recipient (age1pq1…)")?;
         PublicKey::from_bytes(&data)
             .map(|k| Recipient(Box::new(k)))
-            .map_err(|_| "not an X-Wing encapsulation key (1,216 bytes)".into())
+            .map_err(|_| ParseKeyError::NotXWing)
     }
 }
 
@@ -503,6 +524,7 @@ mod tests {
             "age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq"
                 .parse::<Recipient>()
                 .unwrap_err()
+                .to_string()
                 .contains("not a post-quantum age recipient")
         );
     }

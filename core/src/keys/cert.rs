@@ -98,7 +98,7 @@ pub fn parse(der: &[u8]) -> Result<CertInfo, KeyError> {
             let bad =
                 |e: String| KeyError::Certificate(format!("bad age recipient in its SAN: {e}"));
             if r.starts_with("age1pq1") {
-                pq_recipient = Some(r.parse::<pq::Recipient>().map_err(bad)?);
+                pq_recipient = Some(r.parse::<pq::Recipient>().map_err(|e| bad(e.to_string()))?);
             } else {
                 age_recipient = Some(
                     r.parse::<x25519::Recipient>()

@@ -76,17 +76,23 @@ impl fmt::Debug for KeyId {
     }
 }
 
+/// Text that is not a key id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a key id is 64 hex digits")]
+pub struct NotAKeyId;
+
 impl std::str::FromStr for KeyId {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = NotAKeyId;
+    fn from_str(s: &str) -> Result<Self, NotAKeyId> {
         let s = s.trim();
         if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err("a key id is 64 hex digits".into());
+            return Err(NotAKeyId);
         }
         let mut id = [0u8; 32];
         for (i, chunk) in s.as_bytes().chunks(2).enumerate() {
-            let hex = std::str::from_utf8(chunk).map_err(|e| e.to_string())?;
-            id[i] = u8::from_str_radix(hex, 16).map_err(|e| e.to_string())?;
+            // ASCII hex digits, checked above: each pair is a byte.
+            let hex = std::str::from_utf8(chunk).map_err(|_| NotAKeyId)?;
+            id[i] = u8::from_str_radix(hex, 16).map_err(|_| NotAKeyId)?;
         }
         Ok(KeyId(id))
     }

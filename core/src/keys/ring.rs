@@ -186,7 +186,7 @@ impl KeyRing {
         hint: &mut Option<KeyId>,
         budget: &mut KeyBudget,
     ) -> Result<Opened, SealError> {
-        let header = age::header(raw).map_err(SealError::MalformedAge)?;
+        let header = age::header(raw).map_err(|e| SealError::MalformedAge(e.to_string()))?;
         let keys: Vec<&SealingKey> = self
             .candidates(*hint)
             .filter(|k| !k.age_identities().is_empty())

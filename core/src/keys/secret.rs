@@ -165,9 +165,9 @@ pub fn from_secret(secret: &Secret) -> Result<SealingKey, KeyError> {
 
 /// The Secrets in a parsed document: a Secret, or the Secrets of a `v1 List` (what
 /// `kubectl get secret -l … -o yaml` prints). Other kinds are skipped.
-pub fn secrets_in(value: &Value) -> Vec<Result<Secret, String>> {
+pub fn secrets_in(value: &Value) -> Vec<Result<Secret, crate::objects::ModelError>> {
     match value.get("kind").and_then(Value::as_str) {
-        Some("Secret") => vec![Secret::from_value(value).map_err(|e| e.to_string())],
+        Some("Secret") => vec![Secret::from_value(value)],
         Some(k) if k.ends_with("List") => value
             .get("items")
             .and_then(Value::as_array)

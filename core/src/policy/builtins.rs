@@ -34,12 +34,25 @@ pub const EXTENSIONS: &[(&str, u8, Extension)] = &[
     }),
 ];
 
+/// An extension regorus refused.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot register {name}: {reason}")]
+pub struct RegisterError {
+    /// The extension.
+    pub name: &'static str,
+    /// regorus's reason.
+    pub reason: String,
+}
+
 /// Register the extensions on an interpreter engine.
-pub fn register(engine: &mut Engine) -> Result<(), String> {
+pub fn register(engine: &mut Engine) -> Result<(), RegisterError> {
     for (name, n, f) in EXTENSIONS {
         engine
             .add_extension(name.to_string(), *n, Box::new(*f))
-            .map_err(|err| format!("cannot register {name}: {err}"))?;
+            .map_err(|err| RegisterError {
+                name,
+                reason: err.to_string(),
+            })?;
     }
     Ok(())
 }

@@ -127,7 +127,7 @@ impl Sources {
     pub fn build(
         &self,
         inventory: impl IntoIterator<Item = Value>,
-    ) -> Result<Bundle, Vec<PolicyError>> {
+    ) -> Result<Bundle, BundleErrors> {
         self.builder(inventory).build()
     }
 
@@ -136,8 +136,32 @@ impl Sources {
     pub fn build_reporting(
         &self,
         inventory: impl IntoIterator<Item = Value>,
-    ) -> Result<Bundle, Vec<PolicyError>> {
+    ) -> Result<Bundle, BundleErrors> {
         self.builder(inventory).build_reporting()
+    }
+}
+
+/// Everything wrong with a bundle, each problem with its file and line: every one is reported,
+/// not only the first. One rendering for lint, the webhook's reloads and logs, and audit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BundleErrors(pub Vec<PolicyError>);
+
+impl std::fmt::Display for BundleErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the policy bundle has {} problem(s):", self.0.len())?;
+        for e in &self.0 {
+            write!(f, "\n  {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for BundleErrors {}
+
+impl std::ops::Deref for BundleErrors {
+    type Target = [PolicyError];
+    fn deref(&self) -> &[PolicyError] {
+        &self.0
     }
 }
 
@@ -422,22 +446,24 @@ impl BundleBuilder {
     }
 
     /// Compile everything. Every problem is reported, not only the first.
-    pub fn build(self) -> Result<Bundle, Vec<PolicyError>> {
+    pub fn build(self) -> Result<Bundle, BundleErrors> {
         let bundle = self.build_reporting()?;
         if bundle.invalid_constraints.is_empty() {
             Ok(bundle)
         } else {
-            Err(bundle
-                .invalid_constraints
-                .iter()
-                .map(InvalidConstraint::error)
-                .collect())
+            Err(BundleErrors(
+                bundle
+                    .invalid_constraints
+                    .iter()
+                    .map(InvalidConstraint::error)
+                    .collect(),
+            ))
         }
     }
 
     /// [`BundleBuilder::build`], but Constraints that do not fit their kind's schema are left
     /// out and listed in [`Bundle::invalid_constraints`] instead of failing the build.
-    pub fn build_reporting(self) -> Result<Bundle, Vec<PolicyError>> {
+    pub fn build_reporting(self) -> Result<Bundle, BundleErrors> {
         let digest = self.digest();
         let mut errors = self.errors;
         let mut scopes = self.scopes;
@@ -570,7 +596,7 @@ impl BundleBuilder {
                 }
             };
         if !errors.is_empty() {
-            return Err(errors);
+            return Err(BundleErrors(errors));
         }
         Ok(Bundle {
             digest,

@@ -40,25 +40,37 @@ pub const MAX_NESTING: usize = 12;
 /// ends at 308.
 pub const MAX_EXPONENT: u64 = 1000;
 
+/// Rego text regorus is not given, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LimitError {
+    /// Brackets nest deeper than [`MAX_NESTING`].
+    #[error(
+        "brackets nest {0} levels deep; sealgate reads at most {MAX_NESTING} (the Rego parser's time doubles with each level): flatten the expression into helper rules"
+    )]
+    Nesting(usize),
+    /// More minus signs in a row than [`MAX_NESTING`].
+    #[error(
+        "{0} minus signs in a row; sealgate reads at most {MAX_NESTING} (each is a level of the Rego parser's recursion)"
+    )]
+    MinusRun(usize),
+    /// A number literal's exponent is over [`MAX_EXPONENT`].
+    #[error("a number literal has exponent {0}; sealgate reads at most {MAX_EXPONENT}")]
+    Exponent(u64),
+}
+
 /// Whether regorus can be given `src` safely: nesting within [`MAX_NESTING`], exponents within
 /// [`MAX_EXPONENT`]. The error says what, for a person.
-pub fn check_limits(src: &str) -> Result<(), String> {
+pub fn check_limits(src: &str) -> Result<(), LimitError> {
     let depth = nesting_depth(src);
     if depth > MAX_NESTING {
-        return Err(format!(
-            "brackets nest {depth} levels deep; sealgate reads at most {MAX_NESTING} (the Rego parser's time doubles with each level): flatten the expression into helper rules"
-        ));
+        return Err(LimitError::Nesting(depth));
     }
     let minus = longest_minus_run(src);
     if minus > MAX_NESTING {
-        return Err(format!(
-            "{minus} minus signs in a row; sealgate reads at most {MAX_NESTING} (each is a level of the Rego parser's recursion)"
-        ));
+        return Err(LimitError::MinusRun(minus));
     }
     if let Some(e) = largest_exponent(src).filter(|e| *e > MAX_EXPONENT) {
-        return Err(format!(
-            "a number literal has exponent {e}; sealgate reads at most {MAX_EXPONENT}"
-        ));
+        return Err(LimitError::Exponent(e));
     }
     Ok(())
 }

@@ -90,7 +90,7 @@ fn new_engine(v0: bool, data: &RValue, limits: Limits) -> Result<regorus::Engine
     let mut e = regorus::Engine::new();
     e.set_rego_v0(v0);
     e.set_strict_builtin_errors(false);
-    builtins::register(&mut e)?;
+    builtins::register(&mut e).map_err(|e| e.to_string())?;
     e.add_data(data.clone()).map_err(|err| err.to_string())?;
     e.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
         limit: limits.eval_timeout,
@@ -204,7 +204,7 @@ pub(super) fn compile_template(
         }
     };
     for text in std::iter::once(&rego).chain(libs.iter()) {
-        compat::check_limits(text).map_err(rego_err)?;
+        compat::check_limits(text).map_err(|e| rego_err(e.to_string()))?;
     }
     let mut engine = new_engine(!v1, data, limits).map_err(rego_err)?;
     let file = format!("{kind}.rego");

@@ -11,8 +11,7 @@ use super::{ConftestNamespaces, Limits, Sources};
 #[derive(Debug, Clone, clap::Args)]
 pub struct PolicyArgs {
     /// Policy directory or file: ConstraintTemplates, Constraints, conftest `.rego` modules
-    /// (repeatable). A Constraint with the name of a built-in one replaces it. The webhook
-    /// reloads them when they change
+    /// (repeatable). A Constraint with the name of a built-in one replaces it
     #[arg(
         long = "policy",
         short = 'p',
@@ -26,8 +25,7 @@ pub struct PolicyArgs {
     #[arg(long, global = true)]
     pub no_builtin: bool,
     /// Kinds to treat as namespaced in `match` (Kind or group/Kind, comma-separated), for custom
-    /// resources whose CRD is not among the linted files, policies or inventory (at admission
-    /// the API server's request says so anyway)
+    /// resources whose CRD is not among the linted files, policies or inventory
     #[arg(
         long,
         value_name = "KINDS",

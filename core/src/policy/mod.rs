@@ -34,7 +34,7 @@ pub mod scope;
 pub mod suite;
 
 pub use bundle::{
-    BundleBuilder, Constraint, InvalidConstraint, Sources, SyncKind, inventory_data,
+    BundleBuilder, BundleErrors, Constraint, InvalidConstraint, Sources, SyncKind, inventory_data,
     namespace_labels,
 };
 pub use compile::{ConftestNamespaces, Limits, Template};

@@ -189,15 +189,7 @@ fn run_test(suite: &str, base: &Path, name: &str, test: &Value, limits: Limits) 
     let base_bundle = match base_bundle {
         Ok(b) => b,
         Err(e) => {
-            return vec![result(
-                "",
-                Outcome::Fail(
-                    e.iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                ),
-            )];
+            return vec![result("", Outcome::Fail(e.to_string()))];
         }
     };
     if base_bundle.constraints.is_empty() {
@@ -230,7 +222,7 @@ fn run_case(
     base: &Path,
     case: &Value,
     base_bundle: &super::Bundle,
-    build: &dyn Fn(Vec<Value>) -> Result<super::Bundle, Vec<super::PolicyError>>,
+    build: &dyn Fn(Vec<Value>) -> Result<super::Bundle, super::BundleErrors>,
 ) -> Outcome {
     let load = |rel: &str| resolve(base, rel).and_then(|p| read_docs(&p));
     let Some(obj_rel) = case.get("object").and_then(Value::as_str) else {

@@ -615,7 +615,7 @@ fn check_value_shape(api: ApiGroup, value: &str, known: &[PublicKey]) -> Result<
                 return Err("an age value in a bitnami.com SealedSecret, which Bitnami's controller cannot open".into());
             }
             // Bounded first: what the bounds refuse never reaches the age crate's parser.
-            let header = crate::envelope::age::header(&raw)?;
+            let header = crate::envelope::age::header(&raw).map_err(|e| e.to_string())?;
             age::Decryptor::new_buffered(age::armor::ArmoredReader::new(&raw[..]))
                 .map_err(|e| format!("malformed age value ({e})"))?;
             let types: Vec<&str> = header.recipients().collect();
