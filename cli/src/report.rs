@@ -34,7 +34,7 @@ pub struct ObjectReport {
     pub object: ObjectRef,
     pub findings: Vec<Finding>,
     /// (policy, constraint) of every constraint that applied, for pass results.
-    pub applied: Vec<(String, String)>,
+    pub applied: Vec<(sealgate_core::policy::PolicyRef, String)>,
 }
 
 impl ObjectReport {
@@ -45,7 +45,7 @@ impl ObjectReport {
             findings: vec![Finding {
                 line,
                 violation: Violation {
-                    policy: "sealgate".into(),
+                    policy: sealgate_core::policy::PolicyRef::Sealgate,
                     constraint: "invalid-object".into(),
                     message: why.to_string(),
                     details: json!({}),

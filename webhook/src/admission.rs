@@ -2,7 +2,7 @@
 //! decision can be tested without a server.
 
 use sealgate_core::policy::{
-    Action, Bundle, Effect, NamespaceLabels, Point, RequestInfo, Review, ReviewError, Violation,
+    Action, Bundle, Effect, NamespaceLabels, Point, RequestInfo, Review, ReviewError,
 };
 use serde_json::{Value, json};
 
@@ -160,7 +160,7 @@ pub fn decide(
         if !constraints.contains(&entry) {
             constraints.push(entry);
         }
-        break_glass |= is_break_glass(v);
+        break_glass |= v.is_break_glass();
         evaluation_errors += usize::from(v.evaluation_error);
     }
     // Provenance: only where the policies admit (a denial already says no), and never for a
@@ -190,11 +190,6 @@ pub fn decide(
         provenance,
         request: review.info,
     }
-}
-
-/// A break-glass admission, as the built-in identity policy reports it (mode audit-break-glass).
-fn is_break_glass(v: &Violation) -> bool {
-    v.policy == "SealgateGitOpsIdentity" && v.details.get("reason").is_some()
 }
 
 /// The decision for a request whose evaluation did not finish in time.

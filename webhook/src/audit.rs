@@ -223,7 +223,7 @@ mod tests {
             name: "web".into(),
         };
         let violation = |constraint: &str, action| Violation {
-            policy: "K8sDisallowedTags".into(),
+            policy: sealgate_core::policy::PolicyRef::Template("K8sDisallowedTags".into()),
             constraint: constraint.into(),
             message: "container <app> uses a disallowed tag <nginx:latest>".into(),
             details: serde_json::Value::Null,
@@ -237,7 +237,10 @@ mod tests {
             results: vec![ObjectResult {
                 object: object.clone(),
                 uid: Some("0b3c".into()),
-                applied: vec![("K8sDisallowedTags".into(), "no-latest".into())],
+                applied: vec![(
+                    sealgate_core::policy::PolicyRef::Template("K8sDisallowedTags".into()),
+                    "no-latest".into(),
+                )],
                 violations: vec![
                     violation("no-latest", Action::Deny),
                     violation("no-latest-warn", Action::Warn),

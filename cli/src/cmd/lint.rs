@@ -142,7 +142,7 @@ fn report_invalid_constraints(reports: &mut Vec<FileReport>, invalid: Vec<Invali
         let object = ObjectReport {
             line: c.line,
             object: ObjectRef {
-                api_version: "constraints.gatekeeper.sh/v1beta1".into(),
+                api_version: c.api_version.clone(),
                 kind: c.kind.clone(),
                 namespace: String::new(),
                 name: c.name.clone(),
@@ -156,7 +156,7 @@ fn report_invalid_constraints(reports: &mut Vec<FileReport>, invalid: Vec<Invali
             .map(|problem| Finding {
                 line: c.line,
                 violation: Violation {
-                    policy: "sealgate".into(),
+                    policy: sealgate_core::policy::PolicyRef::Sealgate,
                     constraint: "constraint-schema".into(),
                     message: format!(
                         "{problem}: the Constraint does not fit the schema of {} (kubectl apply would refuse it), so it was not loaded",

@@ -12,7 +12,8 @@ use super::compile::{ConftestNamespaces, Limits, Template, compile_conftest, com
 use super::matching::{Match, ObjectInfo};
 use super::scope::{self, KindScopes};
 use super::{
-    Bundle, Enforcement, NamespaceLabels, ObjectRef, PolicyError, at, builtin_bundle, schema,
+    Bundle, Enforcement, NamespaceLabels, ObjectRef, PolicyError, SourceRef, at, builtin_bundle,
+    schema,
 };
 
 /// A Constraint: an instance of a template with its match, parameters and enforcement.
@@ -22,8 +23,8 @@ pub struct Constraint {
     pub kind: String,
     /// `metadata.name`.
     pub name: String,
-    /// The file it was loaded from.
-    pub source: String,
+    /// Where it was loaded from.
+    pub source: SourceRef,
     /// `spec.match`.
     pub matcher: Match,
     /// `spec.parameters`, as the template's `input.parameters`.
@@ -41,6 +42,8 @@ pub struct InvalidConstraint {
     pub file: String,
     /// The line its document starts at.
     pub line: usize,
+    /// `apiVersion` (`constraints.gatekeeper.sh/v1beta1`, or another served version).
+    pub api_version: String,
     /// `kind`.
     pub kind: String,
     /// `metadata.name`.
@@ -52,7 +55,7 @@ pub struct InvalidConstraint {
 impl InvalidConstraint {
     fn error(&self) -> PolicyError {
         at(
-            &format!("{}:{}", self.file, self.line),
+            format!("{}:{}", self.file, self.line),
             format!("{} {}", self.kind, self.name),
             self.problems.join("; "),
         )
@@ -215,8 +218,8 @@ fn sync_config(doc: &Value) -> Option<Vec<SyncKind>> {
 /// Collects policy sources, then compiles them into a [`Bundle`].
 #[derive(Default)]
 pub struct BundleBuilder {
-    templates: Vec<(String, Value)>,
-    constraints: Vec<(String, Value)>,
+    templates: Vec<(SourceRef, Value)>,
+    constraints: Vec<(SourceRef, Value)>,
     modules: Vec<(String, String)>,
     inventory: Vec<Value>,
     /// CustomResourceDefinitions found among the policies and the inventory.
@@ -234,7 +237,7 @@ pub struct BundleBuilder {
     pub(super) compat: bool,
     /// Each template's file text and document index, by source: for the file line of a Rego
     /// error.
-    template_texts: HashMap<String, (Arc<str>, usize)>,
+    template_texts: HashMap<SourceRef, (Arc<str>, usize)>,
 }
 
 /// Directories under a policy directory that hold examples, not policy.
@@ -369,7 +372,10 @@ impl BundleBuilder {
                 .get("apiVersion")
                 .and_then(Value::as_str)
                 .unwrap_or("");
-            let where_ = format!("{source}:{}", doc.line);
+            let where_ = SourceRef {
+                file: source.to_string(),
+                line: doc.line,
+            };
             if api.starts_with("templates.gatekeeper.sh/") {
                 self.template_texts
                     .insert(where_.clone(), (shared.clone(), doc.index));
@@ -415,7 +421,7 @@ impl BundleBuilder {
 
     /// A Rego error's line in the template's file: where the Rego block scalar starts, plus the
     /// line regorus names. Left as it is when the Rego is not a block scalar (`rego: |`).
-    fn locate(texts: &HashMap<String, (Arc<str>, usize)>, e: PolicyError) -> PolicyError {
+    fn locate(texts: &HashMap<SourceRef, (Arc<str>, usize)>, e: PolicyError) -> PolicyError {
         let PolicyError::Rego {
             file,
             template,
@@ -433,9 +439,9 @@ impl BundleBuilder {
                 .starts_with(['|', '>'])
                 .then_some(key + rego_at.line)
         });
-        let file = match (line, file.rsplit_once(':')) {
-            (Some(line), Some((path, _))) => format!("{path}:{line}"),
-            _ => file,
+        let file = match line {
+            Some(line) => SourceRef { line, ..file },
+            None => file,
         };
         PolicyError::Rego {
             file,
@@ -539,13 +545,10 @@ impl BundleBuilder {
                 let mut problems = Vec::new();
                 schema::check(&schema::constraint(t.schema.as_ref()), v, "", &mut problems);
                 if !problems.is_empty() {
-                    let (file, line) = source
-                        .rsplit_once(':')
-                        .and_then(|(f, l)| Some((f.to_string(), l.parse().ok()?)))
-                        .unwrap_or((source.clone(), 1));
                     invalid.push(InvalidConstraint {
-                        file,
-                        line,
+                        file: source.file.clone(),
+                        line: source.line,
+                        api_version: text("/apiVersion").to_string(),
                         kind: text("/kind").to_string(),
                         name: text("/metadata/name").to_string(),
                         problems,
@@ -571,7 +574,7 @@ impl BundleBuilder {
                     {
                         // A user's constraint replaces the built-in one of the same name: that is
                         // how built-in policies are configured.
-                        if constraints[i].source.starts_with("builtin:") {
+                        if constraints[i].source.is_builtin() {
                             constraints[i] = c;
                         } else {
                             errors.push(at(
@@ -670,7 +673,7 @@ pub fn namespace_labels<'a>(objects: impl IntoIterator<Item = &'a Value>) -> Nam
         .collect()
 }
 
-fn parse_constraint(source: &str, v: &Value) -> Result<Constraint, PolicyError> {
+fn parse_constraint(source: &SourceRef, v: &Value) -> Result<Constraint, PolicyError> {
     let kind = v
         .get("kind")
         .and_then(Value::as_str)
@@ -701,7 +704,7 @@ fn parse_constraint(source: &str, v: &Value) -> Result<Constraint, PolicyError> 
     Ok(Constraint {
         kind,
         name,
-        source: source.to_string(),
+        source: source.clone(),
         matcher,
         parameters: RValue::from(parameters),
         enforcement,

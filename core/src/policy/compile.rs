@@ -8,7 +8,7 @@ use std::time::Duration;
 use regorus::Value as RValue;
 use serde_json::Value;
 
-use super::{Action, PolicyError, at, builtins, compat, matching};
+use super::{Action, PolicyError, SourceRef, at, builtins, compat, matching};
 
 /// Evaluation settings.
 #[derive(Debug, Clone, Copy)]
@@ -30,8 +30,8 @@ impl Default for Limits {
 pub struct Template {
     /// The constraint kind it defines (`spec.crd.spec.names.kind`).
     pub kind: String,
-    /// The file it was loaded from.
-    pub source: String,
+    /// Where it was loaded from.
+    pub source: SourceRef,
     entry: String,
     engine: regorus::Engine,
     /// The same policy compiled for regorus's register VM; `None` when the VM cannot compile it
@@ -100,7 +100,7 @@ fn new_engine(v0: bool, data: &RValue, limits: Limits) -> Result<regorus::Engine
 }
 
 pub(super) fn compile_template(
-    source: &str,
+    source: &SourceRef,
     v: &Value,
     data: &RValue,
     limits: Limits,
@@ -197,7 +197,7 @@ pub(super) fn compile_template(
     let rego_err = |message: String| {
         let (message, at) = locate_rego_error(&kind, &field, &message);
         PolicyError::Rego {
-            file: source.to_string(),
+            file: source.clone(),
             template: kind.clone(),
             message,
             at,
@@ -238,7 +238,7 @@ pub(super) fn compile_template(
         .flatten();
     Ok(Template {
         kind,
-        source: source.to_string(),
+        source: source.clone(),
         entry,
         vm,
         engine,

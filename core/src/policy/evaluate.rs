@@ -12,7 +12,7 @@ use super::compile::{Conftest, Template};
 use super::matching::ObjectInfo;
 use super::review::{RequestInfo, to_rvalue, workload_containers};
 use super::scope::KindScopes;
-use super::{Action, ObjectRef, Review, Violation, builtins};
+use super::{Action, ObjectRef, PolicyRef, Review, Violation, builtins};
 
 /// Labels of known Namespaces, for `namespaceSelector`.
 pub type NamespaceLabels = BTreeMap<String, BTreeMap<String, String>>;
@@ -96,7 +96,7 @@ impl Bundle {
     ) -> Vec<(&'a Constraint, &'a str)> {
         self.constraints
             .iter()
-            .filter(|c| !c.source.starts_with("builtin:"))
+            .filter(|c| !c.source.is_builtin())
             .flat_map(|c| c.matcher.literal_namespaces().map(move |n| (c, n)))
             .filter(|(_, n)| !tree.contains_key(*n) && !self.namespaces.contains_key(*n))
             .collect()
@@ -162,7 +162,7 @@ impl Bundle {
         &self,
         review: &Review,
         extra_namespaces: &NamespaceLabels,
-        mut applied: Option<&mut Vec<(String, String)>>,
+        mut applied: Option<&mut Vec<(PolicyRef, String)>>,
     ) -> Vec<Violation> {
         let object = review.object();
         let info = self.object_info(object, &review.info);
@@ -195,13 +195,13 @@ impl Bundle {
             match matched {
                 Ok(true) => {
                     if let Some(a) = applied.as_deref_mut() {
-                        a.push((c.kind.clone(), c.name.clone()));
+                        a.push((PolicyRef::Template(c.kind.clone()), c.name.clone()));
                     }
                 }
                 Ok(false) => continue,
                 Err(e) => {
                     out.push(Violation::evaluation_error(
-                        &c.kind,
+                        PolicyRef::Template(c.kind.clone()),
                         &c.name,
                         format!("constraint {} could not be matched: {e}", c.name),
                         action,
@@ -239,11 +239,17 @@ impl Bundle {
             match t.eval(RValue::from(input), self.use_vm) {
                 Ok(result) => {
                     for r in results(&result) {
-                        out.push(violation(&t.kind, &c.name, r, action, &object_ref));
+                        out.push(violation(
+                            PolicyRef::Template(t.kind.clone()),
+                            &c.name,
+                            r,
+                            action,
+                            &object_ref,
+                        ));
                     }
                 }
                 Err(e) => out.push(Violation::evaluation_error(
-                    &t.kind,
+                    PolicyRef::Template(t.kind.clone()),
                     &c.name,
                     format!(
                         "template {} failed to evaluate: {}",
@@ -259,18 +265,24 @@ impl Bundle {
             let input = to_rvalue(object);
             for (path, rule, action) in &ct.rules {
                 if let Some(a) = applied.as_deref_mut() {
-                    a.push(("conftest".to_string(), rule.clone()));
+                    a.push((PolicyRef::Conftest, rule.clone()));
                 }
                 let mut engine = ct.engine.clone();
                 engine.set_input(input.clone());
                 match engine.eval_rule(path.clone()) {
                     Ok(result) => {
                         for r in results(&result) {
-                            out.push(violation("conftest", rule, r, *action, &object_ref));
+                            out.push(violation(
+                                PolicyRef::Conftest,
+                                rule,
+                                r,
+                                *action,
+                                &object_ref,
+                            ));
                         }
                     }
                     Err(e) => out.push(Violation::evaluation_error(
-                        "conftest",
+                        PolicyRef::Conftest,
                         rule,
                         format!(
                             "rule {rule} failed to evaluate: {}",
@@ -293,7 +305,7 @@ pub struct Evaluation {
     pub violations: Vec<Violation>,
     /// (policy, constraint) of every constraint (and conftest rule) that applied to the review,
     /// violated or not, in bundle order.
-    pub applied: Vec<(String, String)>,
+    pub applied: Vec<(PolicyRef, String)>,
 }
 
 fn first_line(s: &str) -> String {
@@ -318,7 +330,7 @@ fn results(v: &RValue) -> Vec<RValue> {
 }
 
 fn violation(
-    policy: &str,
+    policy: PolicyRef,
     constraint: &str,
     r: RValue,
     action: Action,
@@ -351,7 +363,7 @@ fn violation(
                 .collect()
         });
     Violation {
-        policy: policy.to_string(),
+        policy,
         constraint: constraint.to_string(),
         message,
         details,

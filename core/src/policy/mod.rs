@@ -41,7 +41,8 @@ pub use compile::{ConftestNamespaces, Limits, Template};
 pub use enforcement::{Action, Effect, Enforcement, Point};
 pub use evaluate::{Bundle, Evaluation, NamespaceLabels};
 pub use review::{
-    ObjectRef, Operation, RequestInfo, Review, ReviewError, Violation, pod_spec_path,
+    BREAK_GLASS_DETAIL, ObjectRef, Operation, PolicyRef, RequestInfo, Review, ReviewError,
+    Violation, pod_spec_path,
 };
 
 /// Errors that make a bundle unusable. Each names the file and the object.
@@ -53,8 +54,8 @@ pub enum PolicyError {
     /// A template's Rego does not compile.
     #[error("{file}: ConstraintTemplate {template}: Rego error: {message}")]
     Rego {
-        /// The template's file, with the line of the error when known (`path:LINE`).
-        file: String,
+        /// The template's file, at the line of the error when known (else of its document).
+        file: SourceRef,
         /// The template's kind.
         template: String,
         /// What is wrong, and where in the Rego (`line 6, column 1 of spec.targets[0].rego`).
@@ -86,7 +87,36 @@ pub struct RegoAt {
     pub column: usize,
 }
 
-fn at(source: &str, what: impl Into<String>, problem: impl Into<String>) -> PolicyError {
+/// Where a policy document comes from: its file (`builtin:…` for the built-in policies) and the
+/// line its document starts on. Reports, duplicates and the webhook's logs name it as
+/// `file:line`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SourceRef {
+    /// The file.
+    pub file: String,
+    /// The 1-based line.
+    pub line: usize,
+}
+
+impl SourceRef {
+    /// Whether it is one of sealgate's built-in policies (a user's Constraint of the same name
+    /// replaces it).
+    pub fn is_builtin(&self) -> bool {
+        self.file.starts_with("builtin:")
+    }
+}
+
+impl std::fmt::Display for SourceRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+fn at(
+    source: impl std::fmt::Display,
+    what: impl Into<String>,
+    problem: impl Into<String>,
+) -> PolicyError {
     PolicyError::At {
         file: source.to_string(),
         what: what.into(),

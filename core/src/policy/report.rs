@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use super::{Action, ObjectRef, Point, Violation};
+use super::{Action, ObjectRef, Point, PolicyRef, Violation};
 
 /// Results per report object.
 pub const MAX_RESULTS: usize = 1000;
@@ -24,7 +24,7 @@ pub struct ObjectResult {
     /// `metadata.uid`, when the object came from a cluster.
     pub uid: Option<String>,
     /// (policy, constraint) of every constraint that applied ([`super::evaluate::Evaluation`]).
-    pub applied: Vec<(String, String)>,
+    pub applied: Vec<(PolicyRef, String)>,
     /// What it violated.
     pub violations: Vec<Violation>,
     /// Added to every result's `properties` (lint: `file`, `line`).
@@ -60,7 +60,7 @@ fn resource(r: &ObjectResult) -> Value {
 /// One result: of a violation, or `pass` for a constraint that applied and found nothing.
 fn entry(
     r: &ObjectResult,
-    (policy, rule): (&str, &str),
+    (policy, rule): (&PolicyRef, &str),
     violation: Option<&Violation>,
     point: Point,
     timestamp: u64,
@@ -113,7 +113,7 @@ pub fn policy_reports(results: &[ObjectResult], point: Point, timestamp: u64) ->
             if !r
                 .violations
                 .iter()
-                .any(|v| &v.policy == policy && &v.constraint == rule)
+                .any(|v| v.policy == *policy && v.constraint == *rule)
             {
                 out.push(entry(r, (policy, rule), None, point, timestamp));
             }
@@ -166,7 +166,7 @@ mod tests {
 
     fn violation(policy: &str, constraint: &str, action: Action, ns: &str) -> Violation {
         Violation {
-            policy: policy.into(),
+            policy: PolicyRef::Template(policy.into()),
             constraint: constraint.into(),
             message: format!("{constraint} says no"),
             details: json!({}),
@@ -188,9 +188,15 @@ mod tests {
             object: violation("P", "c", Action::Deny, "shop").object,
             uid: Some("u-1".into()),
             applied: vec![
-                ("K8sAllowedRepos".into(), "repos".into()),
-                ("K8sRequiredLabels".into(), "labels".into()),
-                ("Probes".into(), "probes".into()),
+                (
+                    PolicyRef::Template("K8sAllowedRepos".into()),
+                    "repos".into(),
+                ),
+                (
+                    PolicyRef::Template("K8sRequiredLabels".into()),
+                    "labels".into(),
+                ),
+                (PolicyRef::Template("Probes".into()), "probes".into()),
             ],
             violations: vec![
                 violation("K8sAllowedRepos", "repos", Action::Deny, "shop"),
@@ -205,7 +211,10 @@ mod tests {
                 namespace: String::new(),
                 name: "admin".into(),
             },
-            applied: vec![("NoWildcards".into(), "no-wildcards".into())],
+            applied: vec![(
+                PolicyRef::Template("NoWildcards".into()),
+                "no-wildcards".into(),
+            )],
             violations: vec![Violation {
                 evaluation_error: true,
                 ..violation("NoWildcards", "no-wildcards", Action::Dryrun, "")

@@ -301,11 +301,56 @@ impl std::fmt::Display for ObjectRef {
     }
 }
 
+/// Which policy a violation, or a check that applied, comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PolicyRef {
+    /// A ConstraintTemplate, by the kind it defines.
+    Template(String),
+    /// A conftest module's rules (`deny`, `warn`, `violation`).
+    Conftest,
+    /// sealgate's own checks of the inputs (an object or a Constraint it cannot take).
+    Sealgate,
+}
+
+impl PolicyRef {
+    /// As reports and logs write it: the template kind, `conftest` or `sealgate`.
+    pub fn as_str(&self) -> &str {
+        match self {
+            PolicyRef::Template(kind) => kind,
+            PolicyRef::Conftest => "conftest",
+            PolicyRef::Sealgate => "sealgate",
+        }
+    }
+}
+
+impl std::fmt::Display for PolicyRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for PolicyRef {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for PolicyRef {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// The key a policy sets in a violation's `details` to report a break-glass change: the
+/// webhook admits it and counts it (`sealgate_webhook_break_glass_total`), whichever policy it
+/// comes from. The built-in identity policy sets it in mode `audit-break-glass`.
+pub const BREAK_GLASS_DETAIL: &str = "breakGlass";
+
 /// One violation of one constraint by one object.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Violation {
-    /// The template kind (or `conftest`).
-    pub policy: String,
+    /// The policy it comes from.
+    pub policy: PolicyRef,
     /// The constraint name (or the conftest rule).
     pub constraint: String,
     /// The policy's message.
@@ -325,17 +370,25 @@ pub struct Violation {
 }
 
 impl Violation {
+    /// Whether the policy reports a break-glass change ([`BREAK_GLASS_DETAIL`] is `true` in its
+    /// details): a typed marker, not a policy's name.
+    pub fn is_break_glass(&self) -> bool {
+        self.details.get(BREAK_GLASS_DETAIL) == Some(&Value::Bool(true))
+    }
+}
+
+impl Violation {
     /// A constraint (or conftest rule) that could not be decided for an object: Gatekeeper
     /// reports it as a violation of that constraint whose message is the error.
     pub(super) fn evaluation_error(
-        policy: &str,
+        policy: PolicyRef,
         constraint: &str,
         message: String,
         action: Action,
         object: &ObjectRef,
     ) -> Violation {
         Violation {
-            policy: policy.to_string(),
+            policy,
             constraint: constraint.to_string(),
             message,
             details: json!({}),
