@@ -240,6 +240,7 @@ async fn evaluate(
                 Err(bad) => return Evaluated::Decided(Decision::bad_request(&bad)),
             };
             drop(body);
+            let _span = admission_span(&review.info).entered();
             let _ = identity.set(review.info.clone());
             if can_read && s.namespace_unknown(&review.info.namespace) {
                 return Evaluated::Unknown(review);
@@ -261,6 +262,7 @@ async fn evaluate(
                 .pool
                 .run(move || {
                     let _in_flight = InFlight::start(&s.metrics.in_flight);
+                    let _span = admission_span(&review.info).entered();
                     s.decide(review)
                 })
                 .await
@@ -310,9 +312,31 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Metrics and the decision log. The log names the request and the constraints, never object
-/// data; the request's fields are bounded first (they come from the body, and a 4 MB `kind` must
-/// not become a 4 MB log line or label).
+/// The span of one admission request: every event while it is evaluated and decided carries the
+/// request's identity, bounded (these fields come from the body, and a 4 MB `kind` must not
+/// become a 4 MB log line). Never object data.
+fn admission_span(r: &RequestInfo) -> tracing::Span {
+    // Kubernetes' own limits (names 253, namespaces and kinds 63) leave room; longer is cut.
+    let clip = |s: &str, max: usize| match s.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+        None => s.to_string(),
+    };
+    tracing::info_span!(
+        "admission",
+        uid = %clip(&r.uid, 128),
+        operation = r.operation.as_str(),
+        kind = %clip(&r.kind, 128),
+        namespace = %clip(&r.namespace, 128),
+        // Not `name`: a JSON log writes the span's own name under that key.
+        object = %clip(&r.name, 256),
+        sub_resource = %clip(&r.sub_resource, 64),
+        user = %clip(&r.user, 256),
+        dry_run = r.dry_run,
+    )
+}
+
+/// Metrics and the decision log, in the request's span. The log names the constraints, never
+/// object data.
 fn record(state: &AppState, d: &Decision, elapsed: Duration) {
     let m = &state.metrics;
     let r = &d.request;
@@ -359,17 +383,10 @@ fn record(state: &AppState, d: &Decision, elapsed: Duration) {
             })
             .inc();
     }
-    // Kubernetes' own limits (names 253, namespaces and kinds 63) leave room; longer is cut.
-    let clip = |s: &str, max: usize| match s.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &s[..cut]),
-        None => s.to_string(),
-    };
+    let _span = admission_span(r).entered();
     tracing::info!(
         target: "sealgate::decision",
-        uid = %clip(&r.uid, 128), decision = d.outcome.as_str(), allowed = d.allowed,
-        operation = r.operation.as_str(), kind = %clip(&r.kind, 128),
-        namespace = %clip(&r.namespace, 128), name = %clip(&r.name, 256),
-        sub_resource = %clip(&r.sub_resource, 64), user = %clip(&r.user, 256), dry_run = r.dry_run,
+        decision = d.outcome.as_str(), allowed = d.allowed,
         constraints = ?d.constraints.iter().map(|(c, a)| (c, a.as_str())).collect::<Vec<_>>(),
         warnings = d.warnings.len(), break_glass = d.break_glass,
         provenance = d.provenance.as_ref().map(|p| p.rejection.reason()),

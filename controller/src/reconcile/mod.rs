@@ -21,6 +21,7 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use sealgate_core::keys::KeyRing;
+use tracing::Instrument;
 
 pub mod desired;
 pub mod plan;
@@ -150,13 +151,28 @@ fn key_of<K: SealedKind>(obj: &K) -> (&'static str, String, String) {
     )
 }
 
+/// The span of one reconcile: every event about the object carries its group, namespace, name
+/// and uid once, instead of each repeating them.
+fn reconcile_span<K: SealedKind>(obj: &K) -> tracing::Span {
+    let meta = obj.meta();
+    tracing::info_span!(
+        "reconcile",
+        group = K::SOURCE.group(),
+        namespace = meta.namespace.as_deref().unwrap_or_default(),
+        object = meta.name.as_deref().unwrap_or_default(),
+        uid = meta.uid.as_deref().unwrap_or_default(),
+    )
+}
+
 /// Reconcile one SealedSecret (sealgate's or, in `--bitnami` mode, Bitnami's).
 pub async fn reconcile<K: SealedKind>(
     obj: Arc<K>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
     let start = Instant::now();
-    let result = reconcile_inner(&*obj, &ctx).await;
+    let result = reconcile_inner(&*obj, &ctx)
+        .instrument(reconcile_span(&*obj))
+        .await;
     let outcome = match &result {
         Ok(Synced::UpToDate) => "up_to_date",
         Ok(Synced::Applied) => "applied",
@@ -267,7 +283,7 @@ async fn reconcile_inner<K: SealedKind>(obj: &K, ctx: &Context) -> Result<Synced
     if let Some(event) = event {
         // An event that cannot be written must not fail the reconcile: it is a courtesy.
         if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
-            tracing::warn!(namespace = %ns, name = %name, error = %e, "cannot publish an event");
+            tracing::warn!(error = %e, "cannot publish an event");
         }
     }
     match the_plan {
@@ -293,9 +309,8 @@ pub fn error_policy<K: SealedKind>(obj: Arc<K>, err: &ReconcileError, ctx: Arc<C
         *n
     };
     let delay = backoff(n, ctx.config.backoff_base, ctx.config.backoff_cap);
+    let _span = reconcile_span(&*obj).entered();
     tracing::warn!(
-        namespace = %obj.namespace().unwrap_or_default(),
-        name = %obj.name_any(),
         error = %err,
         retry_in_seconds = delay.as_secs_f64(),
         failures = n,
