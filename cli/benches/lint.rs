@@ -14,7 +14,7 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::Instant;
 
-use sealgate_core::policy::{BundleBuilder, Limits, Point, Review};
+use sealgate_core::policy::{BundleBuilder, EvalLimits, Point, Review};
 
 // The same allocator as the `sealgate` binary, so both figures are comparable.
 #[global_allocator]
@@ -118,7 +118,7 @@ fn main() {
     );
 
     // In-process: the same bundle on pre-parsed documents.
-    let mut b = BundleBuilder::new(Limits::default());
+    let mut b = BundleBuilder::new(EvalLimits::default());
     b.add_builtin();
     let bundle = b.build().unwrap();
     let mut reviews = Vec::with_capacity(docs);
@@ -159,7 +159,7 @@ fn main() {
     );
     if std::env::var_os("SEALGATE_BENCH_PROFILE").is_some() {
         for c in bundle.constraints() {
-            let mut only = BundleBuilder::new(Limits::default());
+            let mut only = BundleBuilder::new(EvalLimits::default());
             only.add_builtin();
             let mut single = only.build().unwrap();
             single.retain_constraints(|x| x.name == c.name);

@@ -547,7 +547,7 @@ pub struct LintArgs {
     pub jobs: Option<usize>,
     /// Most documents read from one file or stream (a bound against YAML bombs, not a size
     /// limit for repositories)
-    #[arg(long, value_name = "N", default_value_t = sealgate_core::manifest::Limits::default().max_documents)]
+    #[arg(long, value_name = "N", default_value_t = sealgate_core::manifest::ParseLimits::default().max_documents)]
     pub max_documents: usize,
     /// When the lint passes, write signed Attestations of the linted objects to FILE (in CI,
     /// after review, on the merge commit); the agent applies them with the manifests

@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Read};
 use std::path::Path;
 
 use anyhow::{Context, Result, anyhow, bail};
-use sealgate_core::manifest::{self, Document, Limits};
+use sealgate_core::manifest::{self, Document, ParseLimits};
 use serde_json::Value;
 use zeroize::Zeroizing;
 
@@ -93,7 +93,7 @@ pub fn read_limited(r: impl Read, limit: usize) -> std::io::Result<Option<Zeroiz
 
 /// Parse an input into documents; errors read `FILE:LINE:COL: reason`.
 pub fn parse_docs(input: &Input) -> Result<Vec<Document>> {
-    manifest::parse(&input.bytes, &Limits::default()).map_err(|e| match e {
+    manifest::parse(&input.bytes, &ParseLimits::default()).map_err(|e| match e {
         manifest::ManifestError::Syntax { .. } => anyhow!("{}:{e}", input.name),
         other => anyhow!("{}: {other}", input.name),
     })

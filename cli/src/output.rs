@@ -22,7 +22,7 @@ pub fn output_format(explicit: Option<OutputFormat>, file: Option<&Path>) -> Out
     })
 }
 
-pub fn render(values: &[Value], format: OutputFormat) -> String {
+pub fn serialize_objects(values: &[Value], format: OutputFormat) -> String {
     match format {
         OutputFormat::Yaml => manifest::to_yaml_stream(values),
         OutputFormat::Json => manifest::to_json_stream(values),
@@ -54,7 +54,7 @@ pub fn rewrite(
         .collect();
     // A document written anew follows the `---` line it keeps.
     let render = |v: &Value| {
-        let r = render(std::slice::from_ref(v), fmt);
+        let r = serialize_objects(std::slice::from_ref(v), fmt);
         r.strip_prefix("---\n").map(str::to_string).unwrap_or(r)
     };
     match sealgate_core::rewrite::rewrite(text, &changes, render) {
@@ -83,7 +83,7 @@ pub fn rewrite(
                         .map_or_else(|| d.value.clone(), |(_, v)| v.clone())
                 })
                 .collect();
-            Ok(self::render(&values, fmt))
+            Ok(serialize_objects(&values, fmt))
         }
         Err(e) => bail!("{}: {e}", input.name),
     }

@@ -116,7 +116,11 @@ impl Summary {
     }
 }
 
-pub fn render(reports: &[FileReport], summary: &Summary, format: ReportFormat) -> String {
+pub fn render_lint_report(
+    reports: &[FileReport],
+    summary: &Summary,
+    format: ReportFormat,
+) -> String {
     match format {
         ReportFormat::Text => text(reports, summary),
         ReportFormat::Json => json_report(reports, summary),

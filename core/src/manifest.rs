@@ -16,7 +16,7 @@ use serde_json::Value;
 /// costs at least a byte or two of input, except an alias, whose expansion serde-saphyr bounds
 /// itself), so the node and event budgets are set from `max_bytes`, not guessed.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub struct ParseLimits {
     /// Bytes in one stream or file.
     pub max_bytes: usize,
     /// Documents in one stream (`--max-documents`).
@@ -27,10 +27,10 @@ pub struct Limits {
     pub max_nodes: usize,
 }
 
-impl Default for Limits {
+impl Default for ParseLimits {
     fn default() -> Self {
         let max_bytes = 256 << 20;
-        Limits {
+        ParseLimits {
             max_bytes,
             max_documents: 100_000,
             max_depth: 64,
@@ -40,10 +40,10 @@ impl Default for Limits {
     }
 }
 
-impl Limits {
+impl ParseLimits {
     /// The limits with another document count (`--max-documents`).
-    pub fn with_max_documents(self, max_documents: usize) -> Limits {
-        Limits {
+    pub fn with_max_documents(self, max_documents: usize) -> ParseLimits {
+        ParseLimits {
             max_documents,
             ..self
         }
@@ -74,7 +74,7 @@ pub enum ManifestError {
         /// What the parser says is wrong.
         reason: String,
     },
-    /// A limit of [`Limits`] was passed; the message says which and how to raise it.
+    /// A limit of [`ParseLimits`] was passed; the message says which and how to raise it.
     #[error("{0}")]
     Limit(String),
     /// The input is not UTF-8; the offset of the first bad byte.
@@ -83,7 +83,7 @@ pub enum ManifestError {
 }
 
 /// Parse a YAML or JSON stream into documents.
-pub fn parse(bytes: &[u8], limits: &Limits) -> Result<Vec<Document>, ManifestError> {
+pub fn parse(bytes: &[u8], limits: &ParseLimits) -> Result<Vec<Document>, ManifestError> {
     if bytes.len() > limits.max_bytes {
         return Err(ManifestError::Limit(format!(
             "input is {} bytes, over the {}-byte limit",
@@ -105,7 +105,7 @@ pub fn parse(bytes: &[u8], limits: &Limits) -> Result<Vec<Document>, ManifestErr
     }
 }
 
-pub(crate) fn options(limits: &Limits) -> serde_saphyr::Options {
+pub(crate) fn options(limits: &ParseLimits) -> serde_saphyr::Options {
     serde_saphyr::options! {
         budget: serde_saphyr::budget! {
             max_documents: limits.max_documents,
@@ -125,7 +125,7 @@ pub(crate) fn options(limits: &Limits) -> serde_saphyr::Options {
 fn parse_yaml(
     text: &str,
     line_offset: usize,
-    limits: &Limits,
+    limits: &ParseLimits,
 ) -> Result<Vec<Document>, ManifestError> {
     let docs: Vec<serde_saphyr::Spanned<Value>> =
         serde_saphyr::from_multiple_with_options(text, options(limits)).map_err(|e| {
@@ -144,7 +144,7 @@ fn parse_yaml(
 }
 
 /// A breached budget, said for a person: which limit, its value, and how to raise it.
-fn budget_error(e: &serde_saphyr::Error, limits: &Limits) -> Option<ManifestError> {
+fn budget_error(e: &serde_saphyr::Error, limits: &ParseLimits) -> Option<ManifestError> {
     use serde_saphyr::budget::BudgetBreach as B;
     let mut e = e;
     while let serde_saphyr::Error::WithSnippet { error, .. }
@@ -211,7 +211,7 @@ fn syntax_error(e: &serde_saphyr::Error, line_offset: usize) -> ManifestError {
 
 /// `{...}{...}` or `{...}\n{...}`: find each object's bytes with serde_json, then parse each with
 /// serde-saphyr so duplicate keys and budgets are handled the same way as YAML.
-fn parse_json_stream(text: &str, limits: &Limits) -> Result<Vec<Document>, ManifestError> {
+fn parse_json_stream(text: &str, limits: &ParseLimits) -> Result<Vec<Document>, ManifestError> {
     let mut stream = serde_json::Deserializer::from_str(text).into_iter::<serde::de::IgnoredAny>();
     let mut docs = Vec::new();
     let mut start = 0;
@@ -318,7 +318,7 @@ pub struct Positions {
 impl Positions {
     /// Index a text. `None` if it does not parse (then its documents have no findings anyway).
     pub fn parse(text: &str) -> Option<Positions> {
-        let opts = || options(&Limits::default());
+        let opts = || options(&ParseLimits::default());
         let docs = if text.trim_start().starts_with('{') {
             let mut stream =
                 serde_json::Deserializer::from_str(text).into_iter::<serde::de::IgnoredAny>();
@@ -354,7 +354,8 @@ impl Positions {
         };
         let slice = &text[skipped..skipped + len];
         let nodes: Vec<PNode> =
-            serde_saphyr::from_multiple_with_options(slice, options(&Limits::default())).ok()?;
+            serde_saphyr::from_multiple_with_options(slice, options(&ParseLimits::default()))
+                .ok()?;
         let first = nodes.into_iter().next()?;
         // Line numbers inside the slice are 1-based from its start.
         Some(Positions {
@@ -565,7 +566,7 @@ mod tests {
     use super::*;
 
     fn p(s: &str) -> Result<Vec<Document>, ManifestError> {
-        parse(s.as_bytes(), &Limits::default())
+        parse(s.as_bytes(), &ParseLimits::default())
     }
 
     #[test]
@@ -624,16 +625,16 @@ mod tests {
 
     #[test]
     fn limits_and_binary() {
-        let limits = Limits {
+        let limits = ParseLimits {
             max_bytes: 10,
-            ..Limits::default()
+            ..ParseLimits::default()
         };
         assert!(matches!(
             parse(b"kind: Secret\n", &limits),
             Err(ManifestError::Limit(_))
         ));
         assert_eq!(
-            parse(b"a: \xff\xfe", &Limits::default()),
+            parse(b"a: \xff\xfe", &ParseLimits::default()),
             Err(ManifestError::NotUtf8(3))
         );
         assert!(p("").unwrap().is_empty());
@@ -644,7 +645,7 @@ mod tests {
     #[test]
     fn lists_are_their_items() {
         let text = "apiVersion: v1\nkind: List\nitems:\n  - apiVersion: v1\n    kind: Secret\n    metadata: {name: a}\n  - apiVersion: apps/v1\n    kind: Deployment\n    metadata: {name: b}\nmetadata:\n  resourceVersion: \"\"\n---\nkind: ConfigMap\n";
-        let docs = parse(text.as_bytes(), &Limits::default()).unwrap();
+        let docs = parse(text.as_bytes(), &ParseLimits::default()).unwrap();
         let next = docs.get(1).map(|d| d.line);
         let mut it = docs.into_iter();
         let list = items(it.next().unwrap(), Some(text), next);
@@ -662,7 +663,7 @@ mod tests {
         assert_eq!((cm.len(), cm[0].line, cm[0].path.len()), (1, 13, 0));
 
         let json = "{\"apiVersion\": \"v1\", \"kind\": \"SecretList\",\n \"items\": [\n  {\"kind\": \"Secret\"}]}\n";
-        let doc = parse(json.as_bytes(), &Limits::default())
+        let doc = parse(json.as_bytes(), &ParseLimits::default())
             .unwrap()
             .remove(0);
         let secrets = items(doc, Some(json), None);
@@ -701,10 +702,10 @@ mod tests {
         assert_eq!(locate(json, 2, &p(&["spec", "x"])), Some(4));
 
         // One document indexed on its own lines gives the same lines as the whole text.
-        let docs = parse(text.as_bytes(), &Limits::default()).unwrap();
+        let docs = parse(text.as_bytes(), &ParseLimits::default()).unwrap();
         let third = "---\n# c\nkind: Service\nspec:\n  ports: [1]\n";
         let three = format!("{text}{third}");
-        let all = parse(three.as_bytes(), &Limits::default()).unwrap();
+        let all = parse(three.as_bytes(), &ParseLimits::default()).unwrap();
         for path in [
             p(&["spec", "containers", "1", "image"]),
             p(&["spec"]),

@@ -9,7 +9,7 @@
 
 use serde_json::Value;
 
-use crate::manifest::{self, Limits};
+use crate::manifest::{self, ParseLimits};
 
 /// A document to change: its 1-based index in the stream ([`manifest::Document::index`]) and
 /// its new content.
@@ -50,7 +50,7 @@ pub fn rewrite(
     changes: &[Change<'_>],
     render: impl Fn(&Value) -> String,
 ) -> Result<Rewritten, RewriteError> {
-    let limits = Limits::default();
+    let limits = ParseLimits::default();
     // For its messages: a stream that does not parse is reported as lint and seal report it.
     manifest::parse(text.as_bytes(), &limits)?;
     let parse_all = || -> Option<(Vec<Value>, Vec<Node>)> {
@@ -288,7 +288,7 @@ mod tests {
     }
 
     fn docs(text: &str) -> Vec<Value> {
-        manifest::parse(text.as_bytes(), &Limits::default())
+        manifest::parse(text.as_bytes(), &ParseLimits::default())
             .unwrap()
             .into_iter()
             .map(|d| d.value)

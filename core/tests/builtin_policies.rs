@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use sealgate_core::policy::suite::{self, Outcome};
-use sealgate_core::policy::{BundleBuilder, Limits};
+use sealgate_core::policy::{BundleBuilder, EvalLimits};
 
 fn policies() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../policies"))
@@ -13,7 +13,7 @@ fn policies() -> &'static Path {
 
 #[test]
 fn builtin_bundle_compiles_with_a_constraint_per_template() {
-    let mut b = BundleBuilder::new(Limits::default());
+    let mut b = BundleBuilder::new(EvalLimits::default());
     b.add_builtin();
     let bundle = b.build().unwrap_or_else(|e| panic!("{e:#?}"));
     let kinds: std::collections::BTreeSet<_> = bundle.templates().map(|t| t.kind.clone()).collect();
@@ -41,7 +41,7 @@ fn every_builtin_suite_passes() {
     let mut failures = Vec::new();
     let mut passed = 0;
     for s in &suites {
-        for r in suite::run_suite(s, None, Limits::default()) {
+        for r in suite::run_suite(s, None, EvalLimits::default()) {
             match r.outcome {
                 Outcome::Pass => passed += 1,
                 Outcome::Fail(why) => {
@@ -92,7 +92,7 @@ fn a_failing_assertion_fails_the_case() {
         "kind: Suite\napiVersion: test.gatekeeper.sh/v1alpha1\ntests:\n- name: t\n  template: template.yaml\n  constraint: constraint.yaml\n  cases:\n  - name: wrong\n    object: samples/pod.yaml\n    assertions: [{violations: 3}]\n  - name: no-assertions\n    object: samples/pod.yaml\n  - name: missing-object\n    object: samples/nope.yaml\n    assertions: [{violations: no}]\n",
     )
     .unwrap();
-    let results = suite::run_suite(&dir.path().join("suite.yaml"), None, Limits::default());
+    let results = suite::run_suite(&dir.path().join("suite.yaml"), None, EvalLimits::default());
     let why: Vec<String> = results
         .iter()
         .map(|r| match &r.outcome {
@@ -114,7 +114,7 @@ fn native_containers_equal_the_rego_lib() {
     let template = format!(
         "apiVersion: templates.gatekeeper.sh/v1\nkind: ConstraintTemplate\nmetadata: {{name: equiv}}\nspec:\n  crd: {{spec: {{names: {{kind: Equiv}}}}}}\n  targets:\n    - target: admission.k8s.gatekeeper.sh\n      code:\n        - engine: Rego\n          source:\n            version: v1\n            rego: |\n              package equiv\n              import data.lib.sealgate.workloads\n              violation contains {{\"msg\": \"differs\"}} if workloads.containers(input.review.object) != input.sealgate.containers\n            libs:\n{lib}"
     );
-    let mut b = BundleBuilder::new(Limits::default());
+    let mut b = BundleBuilder::new(EvalLimits::default());
     b.add_text("equiv.yaml", &template);
     b.add_text(
         "c.yaml",
@@ -215,7 +215,7 @@ fn the_deploy_configmap_copy_equals_policies() {
 #[test]
 fn the_register_vm_agrees_with_the_interpreter_on_every_sample() {
     use sealgate_core::policy::{Point, Review};
-    let mut b = BundleBuilder::new(Limits::default());
+    let mut b = BundleBuilder::new(EvalLimits::default());
     b.add_builtin();
     let vm = b.build().unwrap();
     assert!(

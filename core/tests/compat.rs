@@ -11,7 +11,7 @@ use aes_gcm::aead::{Aead, KeyInit};
 use base64::Engine as _;
 use sealgate_core::envelope::{Format, Scope, kubeseal};
 use sealgate_core::keys::{KeyOrigin, KeyRing, SealingKey, secret};
-use sealgate_core::manifest::{self, Limits};
+use sealgate_core::manifest::{self, ParseLimits};
 use sealgate_core::sealing::{self, ApiGroup, SealOptions, SealedSecret, Secret, Target};
 
 fn data(name: &str) -> PathBuf {
@@ -22,7 +22,7 @@ fn data(name: &str) -> PathBuf {
 
 fn docs(name: &str) -> Vec<serde_json::Value> {
     let bytes = std::fs::read(data(name)).unwrap();
-    manifest::parse(&bytes, &Limits::default())
+    manifest::parse(&bytes, &ParseLimits::default())
         .unwrap()
         .into_iter()
         .map(|d| d.value)

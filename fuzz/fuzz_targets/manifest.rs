@@ -6,7 +6,7 @@ use sealgate_core::sealing::SealedSecret;
 
 fuzz_target!(|data: &[u8]| {
     // Small limits keep each execution fast; the limits' own errors are part of what is fuzzed.
-    let limits = manifest::Limits::default().with_max_documents(64);
+    let limits = manifest::ParseLimits::default().with_max_documents(64);
     if let Ok(docs) = manifest::parse(data, &limits) {
         for d in &docs {
             // Every document has a line inside the input.

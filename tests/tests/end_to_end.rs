@@ -19,7 +19,7 @@ use sealgate_controller::keys::plan::RenewalPolicy;
 use sealgate_controller::metrics::Metrics;
 use sealgate_controller::reconcile::{Context, ReconcileConfig, reconcile};
 use sealgate_core::keys::{KeyGenOptions, KeyRing};
-use sealgate_core::policy::{BundleBuilder, Limits, NamespaceLabels};
+use sealgate_core::policy::{BundleBuilder, EvalLimits, NamespaceLabels};
 use sealgate_testkit::FakeApi;
 use sealgate_testkit::process::{bin_dir, repo};
 use sealgate_webhook::{
@@ -163,7 +163,7 @@ async fn keys_seal_unseal_admit_and_lint() {
     );
 
     // 4. The webhook as deploy/ configures it: --no-builtin --policy <the ConfigMap's files>.
-    let mut b = BundleBuilder::new(Limits::default());
+    let mut b = BundleBuilder::new(EvalLimits::default());
     b.add_path(&repo().join("deploy/base/webhook/policies"));
     let mut governed = NamespaceLabels::new();
     governed.insert(
@@ -287,7 +287,7 @@ async fn lint_attest_then_admit_only_what_was_attested() {
         "the watch lists and verifies them"
     );
 
-    let mut b = BundleBuilder::new(Limits::default());
+    let mut b = BundleBuilder::new(EvalLimits::default());
     b.add_path(&repo().join("deploy/base/webhook/policies"));
     let mut labels = NamespaceLabels::new();
     labels.insert(

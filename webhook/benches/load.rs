@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sealgate_core::policy::{BundleBuilder, Limits, Point, Review};
+use sealgate_core::policy::{BundleBuilder, EvalLimits, Point, Review};
 use sealgate_testkit::process::{free_port, without_library_backtraces};
 use sealgate_testkit::tls::pki;
 use sealgate_webhook::admission;
@@ -133,7 +133,7 @@ fn main() {
     let body = serde_json::to_string(&review).unwrap();
 
     // Raw in-process evaluation of the same review with the same bundle.
-    let mut b = BundleBuilder::new(Limits::default());
+    let mut b = BundleBuilder::new(EvalLimits::default());
     b.add_builtin();
     let bundle = b.build().unwrap();
     assert!(

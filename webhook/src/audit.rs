@@ -58,7 +58,7 @@ pub enum AuditFormat {
 }
 
 /// The report as `format` prints it on stdout.
-pub fn render(report: &Report, format: AuditFormat) -> String {
+pub fn render_audit_report(report: &Report, format: AuditFormat) -> String {
     let violations: Vec<&Violation> = report.violations().collect();
     match format {
         AuditFormat::Policyreport => {
@@ -255,7 +255,7 @@ mod tests {
     fn text_lists_each_violation_then_the_counts() {
         let r = report();
         assert_eq!(r.denies(), 1);
-        let text = render(&r, AuditFormat::Text);
+        let text = render_audit_report(&r, AuditFormat::Text);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3, "{text}");
         assert_eq!(
@@ -269,12 +269,13 @@ mod tests {
     #[test]
     fn json_and_policy_reports_carry_the_same_findings() {
         let r = report();
-        let json: serde_json::Value = serde_json::from_str(&render(&r, AuditFormat::Json)).unwrap();
+        let json: serde_json::Value =
+            serde_json::from_str(&render_audit_report(&r, AuditFormat::Json)).unwrap();
         assert_eq!(json["objects"], 3);
         assert_eq!(json["violations"].as_array().unwrap().len(), 2);
         assert_eq!(json["errors"][0], "v1 Secret: forbidden");
 
-        let yaml = render(&r, AuditFormat::Policyreport);
+        let yaml = render_audit_report(&r, AuditFormat::Policyreport);
         let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&yaml).unwrap();
         assert_eq!(docs.len(), 1, "one namespace, one PolicyReport: {yaml}");
         assert_eq!(docs[0]["apiVersion"], "wgpolicyk8s.io/v1alpha2");

@@ -585,7 +585,7 @@ async fn serve(config: &Config, state: Arc<AppState>) -> Result<(), RunError> {
 pub async fn audit(settings: &Settings, format: AuditFormat) -> Result<bool, RunError> {
     let client = client("for audit").await?;
     let report = audit::run(client, &settings.sources).await?;
-    print!("{}", audit::render(&report, format));
+    print!("{}", audit::render_audit_report(&report, format));
     for e in &report.errors {
         eprintln!("warning: not audited: {e}");
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use http::{Request, Response};
 use kube::client::Body;
-use sealgate_core::policy::{BundleBuilder, Limits};
+use sealgate_core::policy::{BundleBuilder, EvalLimits};
 use sealgate_webhook::namespaces::NamespaceCache;
 use sealgate_webhook::state::{AppState, EvalConfig};
 use serde_json::{Value, json};
@@ -42,7 +42,7 @@ fn governed(state: &AppState, name: &str) -> Option<bool> {
 async fn namespace_labels_follow_the_cluster() {
     let (service, mut api) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(service, "default");
-    let mut b = BundleBuilder::new(Limits::default());
+    let mut b = BundleBuilder::new(EvalLimits::default());
     b.add_builtin();
     let state = AppState::build(
         b.build().unwrap(),
@@ -109,7 +109,7 @@ async fn namespace_labels_follow_the_cluster() {
 async fn readyz_is_503_until_the_namespaces_are_synced() {
     use axum::body::Body as AxumBody;
     use tower::ServiceExt;
-    let mut b = BundleBuilder::new(Limits::default());
+    let mut b = BundleBuilder::new(EvalLimits::default());
     b.add_builtin();
     let bundle = b.build().unwrap();
     let watched = AppState::build(
@@ -144,7 +144,7 @@ async fn a_namespace_missing_from_the_cache_is_read_from_the_api() {
     use tower::ServiceExt;
     let api = sealgate_testkit::fake_api::FakeApi::new();
     api.insert("/api/v1/namespaces", ns("new-team", true));
-    let mut b = BundleBuilder::new(Limits::default());
+    let mut b = BundleBuilder::new(EvalLimits::default());
     b.add_builtin();
     let state = AppState::new(
         b.build().unwrap(),

@@ -11,7 +11,7 @@ use sealgate_core::attest::keys::{Algorithm, SigningKey};
 use sealgate_core::attest::resource;
 use sealgate_core::attest::statement::{PredicateInfo, Verdict};
 use sealgate_core::attest::verify::{Rules, TrustedKey};
-use sealgate_core::policy::{BundleBuilder, Limits, NamespaceLabels};
+use sealgate_core::policy::{BundleBuilder, EvalLimits, NamespaceLabels};
 use sealgate_webhook::namespaces::NamespaceCache;
 use sealgate_webhook::provenance::{Provenance, ProvenanceConfig};
 use sealgate_webhook::{
@@ -156,7 +156,7 @@ fn cluster_with(ci: &SigningKey, tweak: impl FnOnce(&mut ProvenanceConfig)) -> C
     };
     tweak(&mut config);
     let provenance = Arc::new(Provenance::new(config));
-    let mut b = BundleBuilder::new(Limits::default());
+    let mut b = BundleBuilder::new(EvalLimits::default());
     b.add_builtin();
     Cluster {
         state: AppState::build(

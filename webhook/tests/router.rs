@@ -8,7 +8,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use sealgate_core::policy::Sources;
-use sealgate_core::policy::{BundleBuilder, Limits, NamespaceLabels};
+use sealgate_core::policy::{BundleBuilder, EvalLimits, NamespaceLabels};
 use sealgate_webhook::admission::Exemptions;
 use sealgate_webhook::reload;
 use sealgate_webhook::{
@@ -30,7 +30,7 @@ fn governed() -> NamespaceLabels {
 }
 
 fn state_with(config: EvalConfig) -> Arc<AppState> {
-    let mut b = BundleBuilder::new(Limits::default());
+    let mut b = BundleBuilder::new(EvalLimits::default());
     b.add_builtin();
     AppState::new(b.build().unwrap(), governed(), config).unwrap()
 }
@@ -480,7 +480,7 @@ fn slow_bundle(dir: &std::path::Path) -> Sources {
     Sources {
         builtin: false,
         policies: vec![dir.to_path_buf()],
-        limits: Limits {
+        limits: EvalLimits {
             eval_timeout: Duration::from_millis(500),
         },
         ..Sources::default()

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sealgate_core::policy::{BundleBuilder, Limits};
+use sealgate_core::policy::{BundleBuilder, EvalLimits};
 use sealgate_testkit::tls::pki;
 use sealgate_webhook::reload;
 use sealgate_webhook::{
@@ -53,7 +53,7 @@ async fn serve() -> (
     let (ca, cert_pem, key_pem) = pki();
     std::fs::write(&cert, &cert_pem).unwrap();
     std::fs::write(&key, &key_pem).unwrap();
-    let mut b = BundleBuilder::new(Limits::default());
+    let mut b = BundleBuilder::new(EvalLimits::default());
     b.add_builtin();
     // The review's namespace, as the Namespace watch would know it (without the governed label).
     let namespaces = [("shop".to_string(), Default::default())].into();

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Result;
 use sealgate_core::attest::statement::is_applied_object;
-use sealgate_core::manifest::{self, Document, Limits};
+use sealgate_core::manifest::{self, Document, ParseLimits};
 use sealgate_core::policy::{
     Action, Bundle, InvalidConstraint, NamespaceLabels, ObjectRef, Point, Review, Violation,
 };
@@ -37,13 +37,13 @@ pub fn run(args: &LintArgs) -> Result<ExitCode> {
         vec![PathBuf::from(".")]
     };
     let files = discover::discover(&paths)?;
-    let limits = Limits::default().with_max_documents(args.max_documents);
+    let limits = ParseLimits::default().with_max_documents(args.max_documents);
     let jobs = args
         .jobs
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
     // Each file is read once: for the policies among them, the lint and the attestation.
-    let sources = parallel(&files, jobs, |f| read_file(f, &limits));
+    let sources = parallel(&files, jobs, |f| read_source(f, &limits));
     // As `gator test`: templates and constraints among the inputs are policies, not objects.
     let from_inputs = if args.no_policies_from_inputs {
         Vec::new()
@@ -114,7 +114,7 @@ pub fn run(args: &LintArgs) -> Result<ExitCode> {
     );
     report_invalid_constraints(&mut reports, invalid);
     let summary = report::Summary::of(&reports, args.fail_on_warn);
-    let text = report::render(&reports, &summary, args.format);
+    let text = report::render_lint_report(&reports, &summary, args.format);
     output::emit(&text, args.output_file.as_deref(), None)?;
     if let Some(out) = &args.attest {
         if summary.errors > 0 || summary.failed > 0 {
@@ -186,7 +186,7 @@ fn report_invalid_constraints(reports: &mut Vec<FileReport>, invalid: Vec<Invali
 }
 
 /// The files among `sources` that hold ConstraintTemplates or Constraints: (name, text).
-fn policies_among(sources: &[Source], limits: &Limits) -> Vec<(String, String)> {
+fn policies_among(sources: &[Source], limits: &ParseLimits) -> Vec<(String, String)> {
     static POLICY: std::sync::LazyLock<regex::bytes::Regex> = std::sync::LazyLock::new(|| {
         regex::bytes::Regex::new(r"(templates|constraints)\.gatekeeper\.sh/").expect("valid regex")
     });
@@ -252,7 +252,7 @@ fn stdin_bytes() -> &'static Result<Vec<u8>, String> {
     })
 }
 
-fn read_file(path: &Path, limits: &Limits) -> Source {
+fn read_source(path: &Path, limits: &ParseLimits) -> Source {
     if path.as_os_str() == "-" {
         return Source {
             name: "<stdin>".to_string(),
@@ -288,7 +288,7 @@ impl Source {
         self.bytes.as_ref().is_ok_and(|b| SCOPE_WORDS.is_match(b))
     }
 
-    fn parse(self, limits: &Limits) -> Parsed {
+    fn parse(self, limits: &ParseLimits) -> Parsed {
         let bytes = match self.bytes {
             Ok(b) => b,
             Err(e) => {
@@ -371,7 +371,7 @@ pub struct Judged {
 pub struct Pass<'a> {
     pub point: Point,
     pub jobs: usize,
-    pub limits: &'a Limits,
+    pub limits: &'a ParseLimits,
     /// Policies taken from the inputs are not linted as objects.
     pub skip_policies: bool,
     /// Keep the applied objects (for `--attest`).

@@ -26,7 +26,7 @@ pub fn run(cmd: &PolicyCommand) -> Result<ExitCode> {
     } else {
         paths.clone()
     };
-    let limits = sealgate_core::policy::Limits {
+    let limits = sealgate_core::policy::EvalLimits {
         eval_timeout: *eval_timeout,
     };
     let (mut passed, mut failed, mut skipped, mut suites) = (0, 0, 0, 0);

@@ -68,7 +68,7 @@ pub fn run(store_dir: Option<&Path>, args: &SealArgs) -> Result<ExitCode> {
     }
     let fmt = output::output_format(output, args.output_file.as_deref());
     output::emit(
-        &output::render(&out, fmt),
+        &output::serialize_objects(&out, fmt),
         args.output_file.as_deref(),
         None,
     )?;

@@ -41,7 +41,7 @@ pub fn run(store_dir: Option<&Path>, args: &UnsealArgs) -> Result<ExitCode> {
         bail!("no SealedSecrets found in {}", input.name);
     }
     let fmt = output::output_format(args.output, args.output_file.as_deref());
-    let text = Zeroizing::new(output::render(&secrets, fmt));
+    let text = Zeroizing::new(output::serialize_objects(&secrets, fmt));
     if failed > 0 {
         if args.output_file.is_none() {
             output::emit(&text, None, None)?;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::secret::{self, KeySecretKind};
 use super::{KeyError, KeyRing, SealingKey};
-use crate::manifest::{self, Limits};
+use crate::manifest::{self, ParseLimits};
 use crate::objects::Secret;
 
 /// The local key store: one key Secret per file in a directory (the shape the controller keeps
@@ -66,7 +66,7 @@ impl KeyStore {
         for path in paths {
             let name = path.display().to_string();
             let bytes = std::fs::read(&path).map_err(|e| self.err(format!("{name}: {e}")))?;
-            let docs = manifest::parse(&bytes, &Limits::default())
+            let docs = manifest::parse(&bytes, &ParseLimits::default())
                 .map_err(|e| self.err(format!("{name}:{e}")))?;
             for doc in docs {
                 let secret = Secret::from_value(&doc.value)

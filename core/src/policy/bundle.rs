@@ -8,7 +8,9 @@ use std::sync::Arc;
 use regorus::Value as RValue;
 use serde_json::{Value, json};
 
-use super::compile::{ConftestNamespaces, Limits, Template, compile_conftest, compile_template};
+use super::compile::{
+    ConftestNamespaces, EvalLimits, Template, compile_conftest, compile_template,
+};
 use super::matching::{Match, ObjectInfo};
 use super::scope::{self, KindScopes};
 use super::{
@@ -76,7 +78,7 @@ pub struct Sources {
     /// Kinds to treat as cluster-scoped (`Kind` or `group/Kind`).
     pub cluster_kinds: Vec<String>,
     /// Per-evaluation limits.
-    pub limits: Limits,
+    pub limits: EvalLimits,
     /// Evaluate on regorus's register VM (else its interpreter).
     pub use_vm: bool,
     /// Which packages' conftest rules run (`--namespace`, `--all-namespaces`).
@@ -93,7 +95,7 @@ impl Default for Sources {
             policies: Vec::new(),
             namespaced_kinds: Vec::new(),
             cluster_kinds: Vec::new(),
-            limits: Limits::default(),
+            limits: EvalLimits::default(),
             use_vm: true,
             conftest_namespaces: ConftestNamespaces::default(),
             from_inputs: Vec::new(),
@@ -228,7 +230,7 @@ pub struct BundleBuilder {
     sync: Vec<SyncKind>,
     scopes: KindScopes,
     errors: Vec<PolicyError>,
-    limits: Limits,
+    limits: EvalLimits,
     use_vm: bool,
     conftest_namespaces: ConftestNamespaces,
     /// Directories `add_path` skipped (`samples/`, `testdata/`, `tests/`).
@@ -269,7 +271,7 @@ impl BundleBuilder {
     }
 
     /// An empty builder; add policies, then [`BundleBuilder::build`].
-    pub fn new(limits: Limits) -> BundleBuilder {
+    pub fn new(limits: EvalLimits) -> BundleBuilder {
         BundleBuilder {
             limits,
             use_vm: true,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::{Action, Bundle, BundleBuilder, Enforcement, Limits, Point, Review};
+use super::{Action, Bundle, BundleBuilder, Enforcement, EvalLimits, Point, Review};
 
 /// (suite directory, test/case) where the layer changes the result, and why.
 const EXPECTED: &[(&str, &str, &str)] = &[
@@ -97,7 +97,7 @@ fn build(
     inventory: &[Value],
     compat: bool,
 ) -> Result<Bundle, String> {
-    let mut b = BundleBuilder::new(Limits::default());
+    let mut b = BundleBuilder::new(EvalLimits::default());
     b.compat = compat;
     b.add_text(&template.0, &template.1);
     b.add_text(&constraint.0, &constraint.1);

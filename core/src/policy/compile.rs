@@ -12,14 +12,14 @@ use super::{Action, PolicyError, SourceRef, at, builtins, compat, matching};
 
 /// Evaluation settings.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub struct EvalLimits {
     /// Wall-clock limit for one evaluation of one constraint.
     pub eval_timeout: Duration,
 }
 
-impl Default for Limits {
+impl Default for EvalLimits {
     fn default() -> Self {
-        Limits {
+        EvalLimits {
             eval_timeout: Duration::from_secs(2),
         }
     }
@@ -86,7 +86,7 @@ impl ConftestNamespaces {
     }
 }
 
-fn new_engine(v0: bool, data: &RValue, limits: Limits) -> Result<regorus::Engine, String> {
+fn new_engine(v0: bool, data: &RValue, limits: EvalLimits) -> Result<regorus::Engine, String> {
     let mut e = regorus::Engine::new();
     e.set_rego_v0(v0);
     e.set_strict_builtin_errors(false);
@@ -103,7 +103,7 @@ pub(super) fn compile_template(
     source: &SourceRef,
     v: &Value,
     data: &RValue,
-    limits: Limits,
+    limits: EvalLimits,
     use_vm: bool,
     compat: bool,
 ) -> Result<Template, PolicyError> {
@@ -325,7 +325,7 @@ impl VmProgram {
         engine: &regorus::Engine,
         entry: &str,
         data: &RValue,
-        limits: Limits,
+        limits: EvalLimits,
     ) -> Option<VmProgram> {
         let host: Vec<(&str, usize)> = builtins::EXTENSIONS
             .iter()
@@ -434,7 +434,7 @@ pub(super) fn compile_conftest(
     modules: &[(String, String)],
     namespaces: &ConftestNamespaces,
     data: &RValue,
-    limits: Limits,
+    limits: EvalLimits,
 ) -> Result<Option<Conftest>, Vec<PolicyError>> {
     if modules.is_empty() {
         return Ok(None);

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{ConftestNamespaces, Limits, Sources};
+use super::{ConftestNamespaces, EvalLimits, Sources};
 
 /// Where the policies come from and how they are evaluated.
 #[derive(Debug, Clone, clap::Args)]
@@ -76,7 +76,7 @@ impl PolicyArgs {
             policies: self.policies.clone(),
             namespaced_kinds: self.namespaced_kinds.clone(),
             cluster_kinds: self.cluster_kinds.clone(),
-            limits: Limits { eval_timeout },
+            limits: EvalLimits { eval_timeout },
             use_vm: self.rego_engine == RegoEngine::Vm,
             conftest_namespaces: if self.all_namespaces {
                 ConftestNamespaces::All

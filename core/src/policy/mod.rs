@@ -37,7 +37,7 @@ pub use bundle::{
     BundleBuilder, BundleErrors, Constraint, InvalidConstraint, Sources, SyncKind, inventory_data,
     namespace_labels,
 };
-pub use compile::{ConftestNamespaces, Limits, Template};
+pub use compile::{ConftestNamespaces, EvalLimits, Template};
 pub use enforcement::{Action, Effect, Enforcement, Point};
 pub use evaluate::{Bundle, Evaluation, NamespaceLabels};
 pub use review::{

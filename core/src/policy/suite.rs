@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::{Action, BundleBuilder, Enforcement, Limits, Point, Review};
+use super::{Action, BundleBuilder, Enforcement, EvalLimits, Point, Review};
 use crate::manifest;
 
 /// The outcome of one case (or of a test that failed before its cases ran).
@@ -88,7 +88,11 @@ fn resolve(base: &Path, rel: &str) -> Result<PathBuf, String> {
 }
 
 /// Run every test of one suite file. Tests whose name does not match `filter` are skipped.
-pub fn run_suite(path: &Path, filter: Option<&regex::Regex>, limits: Limits) -> Vec<CaseResult> {
+pub fn run_suite(
+    path: &Path,
+    filter: Option<&regex::Regex>,
+    limits: EvalLimits,
+) -> Vec<CaseResult> {
     let suite = path.display().to_string();
     let fail = |test: &str, case: &str, why: String| CaseResult {
         suite: suite.clone(),
@@ -139,7 +143,13 @@ pub fn run_suite(path: &Path, filter: Option<&regex::Regex>, limits: Limits) -> 
     out
 }
 
-fn run_test(suite: &str, base: &Path, name: &str, test: &Value, limits: Limits) -> Vec<CaseResult> {
+fn run_test(
+    suite: &str,
+    base: &Path,
+    name: &str,
+    test: &Value,
+    limits: EvalLimits,
+) -> Vec<CaseResult> {
     let result = |case: &str, outcome| CaseResult {
         suite: suite.to_string(),
         test: name.to_string(),

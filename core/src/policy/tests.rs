@@ -23,7 +23,7 @@ fn bundle(parts: &[String]) -> Bundle {
 }
 
 fn try_bundle(parts: &[String]) -> Result<Bundle, BundleErrors> {
-    let mut b = BundleBuilder::new(Limits::default());
+    let mut b = BundleBuilder::new(EvalLimits::default());
     for (i, p) in parts.iter().enumerate() {
         b.add_text(&format!("part{i}.yaml"), p);
     }
@@ -406,7 +406,7 @@ fn bundle_errors_name_the_template_and_the_rego_line() {
 fn evaluation_errors_become_violations() {
     // 25 million iterations: far beyond the 50 ms limit, which both engines check as they loop.
     let slow = r#"violation[{"msg": "never"}] { count([x | a := numbers.range(1, 5000)[_]; b := numbers.range(1, 5000)[_]; x := a * b; x < 0]) > 0 }"#;
-    let mut b = BundleBuilder::new(Limits {
+    let mut b = BundleBuilder::new(EvalLimits {
         eval_timeout: Duration::from_millis(50),
     });
     b.add_text("t.yaml", &template("Slow", slow));
@@ -432,7 +432,7 @@ fn inventory_for_referential_templates() {
   msg := sprintf("host %v is used by %v/%v", [host, ns, name])
 }"#;
     let ing = |name: &str, ns: &str, host: &str| json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": name, "namespace": ns}, "spec": {"host": host}});
-    let mut b = BundleBuilder::new(Limits::default());
+    let mut b = BundleBuilder::new(EvalLimits::default());
     b.add_text("t.yaml", &template("UniqueHost", rego));
     b.add_text("c.yaml", &constraint("UniqueHost", "u", json!({})));
     b.add_inventory([ing("old", "other", "shop.example.com")]);
@@ -447,7 +447,7 @@ fn inventory_for_referential_templates() {
 
 #[test]
 fn conftest_modules() {
-    let mut b = BundleBuilder::new(Limits::default());
+    let mut b = BundleBuilder::new(EvalLimits::default());
     b.add_module("policy/main.rego", "package main\n\ndeny contains msg if {\n  input.kind == \"Deployment\"\n  not input.spec.template.spec.securityContext.runAsNonRoot\n  msg := \"containers must not run as root\"\n}\n\nwarn_replicas contains {\"msg\": \"one replica\"} if input.spec.replicas == 1\n");
     b.add_module("policy/legacy.rego", "package main\n\nviolation_latest[msg] {\n  endswith(input.spec.template.spec.containers[_].image, \":latest\")\n  msg := \"latest tag\"\n}\n");
     b.add_module("policy/main_test.rego", "package main\ntest_x { false }\n");
@@ -709,7 +709,7 @@ fn deeply_nested_rego_is_refused_before_it_is_parsed() {
         all.contains("brackets nest 40 levels deep; sealgate reads at most 12"),
         "{all}"
     );
-    let mut b = BundleBuilder::new(Limits::default());
+    let mut b = BundleBuilder::new(EvalLimits::default());
     b.add_module(
         "deep.rego",
         &deep.replace("package k8sdeep", "package main"),
