@@ -26,7 +26,9 @@ pub fn init_logging(format: LogFormat) {
         tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let logs = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
-        LogFormat::Json => logs.json().init(),
+        // The current span (a request's, a reconcile's) is in each line under `span`; the list
+        // of enclosing spans would repeat it (there is one level) at a cost on every event.
+        LogFormat::Json => logs.json().with_span_list(false).init(),
         LogFormat::Text => logs.init(),
     }
 }

@@ -13,7 +13,7 @@
 //! - [`state`]: the shared state (bundle, the three watched things, metrics, pool) and its config.
 //! - [`reload`]: hot reload of the policy bundle and the TLS certificate.
 //! - [`audit`]: the background scan of existing objects.
-//! - [`server`]: the axum routers, the per-request span and the decision log.
+//! - [`server`]: the axum routers and the decision log.
 //! - [`self_tls`]: self-contained TLS (own CA, serving certificate, caBundle).
 //! - [`run`]: the process: its flags ([`run::Config`], checked by [`run::Config::validate`]),
 //!   [`run::run`] and [`run::audit()`].
