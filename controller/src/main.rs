@@ -35,15 +35,7 @@ fn main() -> Result<()> {
         print!("{}", sealgate_controller::crd::crd_yaml());
         return Ok(());
     }
-    // Flags are checked before anything starts; one that cannot be used exits 2, as a usage
-    // error does.
-    let settings = match args.config.validate() {
-        Ok(settings) => settings,
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(2);
-        }
-    };
+    let settings = sealgate_service::usable(args.config.validate());
     sealgate_service::install_crypto_provider();
     sealgate_service::init_logging(args.config.log_format);
     tokio::runtime::Builder::new_multi_thread()

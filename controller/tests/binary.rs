@@ -181,18 +181,10 @@ fn unusable_key_flags_are_refused_before_anything_starts() {
         ),
     ];
     for (args, want) in cases {
-        let out = Command::new(env!("CARGO_BIN_EXE_sealgate-controller"))
-            .args(*args)
-            .env("KUBECONFIG", "/nonexistent/kubeconfig")
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        assert!(err.contains(want), "{args:?}: {err}");
-        assert!(
-            !err.contains("kubeconfig"),
-            "reached for the cluster first: {err}"
+        sealgate_testkit::process::refused_at_start(
+            env!("CARGO_BIN_EXE_sealgate-controller"),
+            args,
+            want,
         );
     }
 }

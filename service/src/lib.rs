@@ -33,6 +33,15 @@ pub fn init_logging(format: LogFormat) {
     }
 }
 
+/// The settings validated flags give, or, for a flag that cannot be used, its error on stderr
+/// and exit code 2, as for a usage error: before anything starts.
+pub fn usable<T, E: std::fmt::Display>(validated: Result<T, E>) -> T {
+    validated.unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(2)
+    })
+}
+
 /// rustls' process-wide provider: aws-lc-rs, the project's single crypto backend. Idempotent.
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

@@ -101,3 +101,23 @@ pub fn with_stdout_closed_after_one_byte(mut cmd: std::process::Command) -> std:
         .expect("one byte of output");
     child.wait_with_output().expect("the command ends")
 }
+
+/// Run the binary `bin` with `args` where no cluster can be reached (no in-cluster variables, a
+/// kubeconfig that does not exist) and return its stderr, asserting it refused them as a usage
+/// error (exit 2) that says `want`, before reaching for the cluster.
+pub fn refused_at_start(bin: &str, args: &[&str], want: &str) -> String {
+    let out = std::process::Command::new(bin)
+        .args(args)
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .expect("the binary starts");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert!(err.contains(want), "{args:?}: {err}");
+    assert!(
+        !err.contains("kubeconfig") && !err.contains("Kubernetes API"),
+        "{args:?} reached for the cluster before refusing: {err}"
+    );
+    err
+}

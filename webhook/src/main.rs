@@ -39,15 +39,11 @@ fn main() -> Result<()> {
     if sealgate_service::check_args_only() {
         return Ok(());
     }
-    // Flags are checked before anything starts; one that cannot be used exits 2, as a usage
-    // error does.
-    let settings = match args.config.validate() {
-        Ok(settings) => settings,
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::exit(2);
-        }
-    };
+    // Every flag is checked before anything starts; `audit` does not serve.
+    let settings = sealgate_service::usable(match args.command {
+        Some(Command::Audit { .. }) => args.config.validate(),
+        None => args.config.validate_serving(),
+    });
     sealgate_service::install_crypto_provider();
     let runtime = args
         .config

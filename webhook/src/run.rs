@@ -315,18 +315,6 @@ impl Config {
             self.reload_interval.as_millis(),
             1,
         )?;
-        if self.listen == self.metrics_listen {
-            return Err(ConfigError::SameAddress(self.listen));
-        }
-        if !self.insecure_http && !self.self_signed_tls {
-            for (flag, path) in [("--tls-cert", &self.tls_cert), ("--tls-key", &self.tls_key)] {
-                std::fs::metadata(path).map_err(|e| ConfigError::TlsFile {
-                    flag,
-                    path: path.clone(),
-                    reason: e.to_string(),
-                })?;
-            }
-        }
         let own_namespace = sealgate_service::own_namespace(None);
         let exempt_namespaces = if self.exempt_namespaces.is_empty() {
             vec!["kube-system".into(), own_namespace.clone()]
@@ -346,6 +334,25 @@ impl Config {
             },
             own_namespace,
         })
+    }
+
+    /// [`Config::validate`], and what serving needs besides (`audit` does not serve): two
+    /// listeners on different addresses, and the serving certificate unless it is plain HTTP or
+    /// self-signed.
+    pub fn validate_serving(&self) -> Result<Settings, ConfigError> {
+        if self.listen == self.metrics_listen {
+            return Err(ConfigError::SameAddress(self.listen));
+        }
+        if !self.insecure_http && !self.self_signed_tls {
+            for (flag, path) in [("--tls-cert", &self.tls_cert), ("--tls-key", &self.tls_key)] {
+                std::fs::metadata(path).map_err(|e| ConfigError::TlsFile {
+                    flag,
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+            }
+        }
+        self.validate()
     }
 
     /// The provenance configuration, when attestation keys are given.

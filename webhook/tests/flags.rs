@@ -2,9 +2,7 @@
 //! 2, as a usage error, naming the flag, and no log of a start, no listener, no call to the API
 //! server (there is none to call here).
 
-use std::process::Command;
-
-use sealgate_testkit::process::free_port;
+use sealgate_testkit::process::{free_port, refused_at_start};
 
 #[test]
 fn each_unusable_flag_exits_2_before_a_socket_opens() {
@@ -76,31 +74,39 @@ fn each_unusable_flag_exits_2_before_a_socket_opens() {
         ),
     ];
     for (args, want) in cases {
-        let out = Command::new(env!("CARGO_BIN_EXE_sealgate-webhook"))
-            .args(["--insecure-http", "--log-format", "text"])
-            .args(*args)
-            .env("KUBECONFIG", "/nonexistent/kubeconfig")
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        assert!(err.contains(want), "{args:?}: {err}");
+        let args: Vec<&str> = ["--insecure-http", "--log-format", "text"]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect();
+        let err = refused_at_start(env!("CARGO_BIN_EXE_sealgate-webhook"), &args, want);
         assert!(
-            !err.contains("starting sealgate-webhook") && !err.contains("Kubernetes API"),
+            !err.contains("starting sealgate-webhook"),
             "{args:?} started before refusing: {err}"
         );
     }
     // The serving certificate is checked too, unless plain HTTP or self-signed TLS is asked for.
-    let out = Command::new(env!("CARGO_BIN_EXE_sealgate-webhook"))
-        .args(["--tls-cert", "/nonexistent/tls.crt", "--log-format", "text"])
+    let err = refused_at_start(
+        env!("CARGO_BIN_EXE_sealgate-webhook"),
+        &["--tls-cert", "/nonexistent/tls.crt", "--log-format", "text"],
+        "--tls-cert /nonexistent/tls.crt: No such file or directory",
+    );
+    assert!(err.contains("or use --self-signed-tls"), "{err}");
+    // `audit` serves nothing: no certificate is needed, and it gets as far as the cluster (none
+    // here); its other flags are checked as the server's are.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sealgate-webhook"))
+        .args(["--tls-cert", "/nonexistent/tls.crt", "audit"])
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env_remove("KUBERNETES_SERVICE_HOST")
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("--tls-cert /nonexistent/tls.crt: No such file or directory")
-            && err.contains("or use --self-signed-tls"),
+        out.status.code() != Some(2) && err.contains("cannot reach the Kubernetes API"),
         "{err}"
+    );
+    refused_at_start(
+        env!("CARGO_BIN_EXE_sealgate-webhook"),
+        &["--concurrency", "0", "audit"],
+        "--concurrency 0: must be at least 1",
     );
 }
