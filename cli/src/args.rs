@@ -493,6 +493,9 @@ pub enum ReportFormat {
     /// wgpolicyk8s.io/v1alpha2 PolicyReport and ClusterPolicyReport objects (YAML), as Kyverno
     /// writes them for Policy Reporter
     Policyreport,
+    /// openreports.io/v1alpha1 Report and ClusterReport objects (YAML), as Kyverno 1.15+ writes
+    /// them for Policy Reporter 3
+    Openreports,
 }
 
 /// Where policies come from (shared by lint and the webhook-facing commands).

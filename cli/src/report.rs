@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use sealgate_core::policy::report::ReportApi;
 use sealgate_core::policy::{Action, Effect, ObjectRef, Point, Violation};
 use serde_json::{Value, json};
 
@@ -127,14 +128,15 @@ pub fn render_lint_report(
         ReportFormat::Sarif => sarif(reports),
         ReportFormat::Junit => junit(reports, summary),
         ReportFormat::Github => github(reports, summary),
-        ReportFormat::Policyreport => policy_reports(reports),
+        ReportFormat::Policyreport => policy_reports(reports, ReportApi::WgPolicy),
+        ReportFormat::Openreports => policy_reports(reports, ReportApi::OpenReports),
     }
 }
 
-/// PolicyReport / ClusterPolicyReport objects (`wgpolicyk8s.io/v1alpha2`), YAML, one document
-/// each; every result carries the file and line. Unparseable files are not objects: they are
-/// reported on stderr by the exit code's usual path.
-fn policy_reports(reports: &[FileReport]) -> String {
+/// Report objects in `api` (wg-policy's PolicyReport / ClusterPolicyReport, or OpenReports'
+/// Report / ClusterReport), YAML, one document each; every result carries the file and line.
+/// Unparseable files are not objects: they are reported on stderr by the exit code's usual path.
+fn policy_reports(reports: &[FileReport], api: ReportApi) -> String {
     use sealgate_core::policy::report::{ObjectResult, policy_reports, unix_now};
     let results: Vec<ObjectResult> = reports
         .iter()
@@ -151,7 +153,7 @@ fn policy_reports(reports: &[FileReport]) -> String {
             })
         })
         .collect();
-    let docs = policy_reports(&results, sealgate_core::policy::Point::Ci, unix_now());
+    let docs = policy_reports(&results, sealgate_core::policy::Point::Ci, unix_now(), api);
     sealgate_core::manifest::to_yaml_stream(&docs)
 }
 

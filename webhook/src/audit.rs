@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::discovery::{ApiResource, Discovery, verbs};
-use sealgate_core::policy::report::{ObjectResult, policy_reports, unix_now};
+use sealgate_core::policy::report::{ObjectResult, ReportApi, policy_reports, unix_now};
 use sealgate_core::policy::{
     Action, ObjectRef, Point, Review, Sources, Violation, namespace_labels,
 };
@@ -55,14 +55,21 @@ pub enum AuditFormat {
     /// wgpolicyk8s.io/v1alpha2 PolicyReport and ClusterPolicyReport objects, as YAML, for
     /// `kubectl apply -f -` and Policy Reporter.
     Policyreport,
+    /// openreports.io/v1alpha1 Report and ClusterReport objects, as YAML, as Kyverno 1.15+ writes
+    /// them for Policy Reporter 3.
+    Openreports,
 }
 
 /// The report as `format` prints it on stdout.
 pub fn render_audit_report(report: &Report, format: AuditFormat) -> String {
     let violations: Vec<&Violation> = report.violations().collect();
     match format {
-        AuditFormat::Policyreport => {
-            let docs = policy_reports(&report.results, Point::Audit, unix_now());
+        AuditFormat::Policyreport | AuditFormat::Openreports => {
+            let api = match format {
+                AuditFormat::Openreports => ReportApi::OpenReports,
+                _ => ReportApi::WgPolicy,
+            };
+            let docs = policy_reports(&report.results, Point::Audit, unix_now(), api);
             sealgate_core::manifest::to_yaml_stream(&docs)
         }
         AuditFormat::Json => {

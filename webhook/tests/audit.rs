@@ -146,7 +146,12 @@ async fn audit_lists_what_constraints_match_and_evaluates_it() {
     assert!(report.errors.is_empty(), "{:?}", report.errors);
 
     // As PolicyReports: one for namespace shop, with the failing ConfigMap and passes.
-    let reports = sealgate_core::policy::report::policy_reports(&report.results, Point::Audit, 7);
+    let reports = sealgate_core::policy::report::policy_reports(
+        &report.results,
+        Point::Audit,
+        7,
+        sealgate_core::policy::report::ReportApi::WgPolicy,
+    );
     let shop = reports
         .iter()
         .find(|r| r["kind"] == "PolicyReport" && r["metadata"]["namespace"] == "shop")

@@ -105,6 +105,7 @@ pub fn secret_reasons(
     use std::sync::OnceLock;
     static TOKENS: OnceLock<regex::RegexSet> = OnceLock::new();
     static SECRET_NAME: OnceLock<regex::Regex> = OnceLock::new();
+    static NAMES_A_SECRET: OnceLock<regex::Regex> = OnceLock::new();
     let tokens = TOKENS.get_or_init(|| {
         regex::RegexSet::new(TOKEN_PATTERNS.iter().map(|(_, re)| *re))
             .expect("valid token patterns")
@@ -139,7 +140,17 @@ pub fn secret_reasons(
     {
         reasons.push("a high-entropy string");
     }
-    let reference = value.starts_with('/') || value.starts_with('$') || value.starts_with("{{");
+    // A key that names a secret instead of holding one (ALLOYDB_SECRET_NAME, TLS_SECRET_REF,
+    // DB_PASSWORD_FILE, KEY_PATH): its value is a name or a path, judged by its content only.
+    // Found in GoogleCloudPlatform/microservices-demo.
+    let names_a_secret = NAMES_A_SECRET.get_or_init(|| {
+        regex::Regex::new(r"(?i)(secret[-_.]?(key[-_.]?)?(name|ref)|[-_.](file|path))$")
+            .expect("valid regex")
+    });
+    let reference = value.starts_with('/')
+        || value.starts_with('$')
+        || value.starts_with("{{")
+        || names_a_secret.is_match(key);
     // A secret value is one line; several lines are a file (a config, a script, a policy), whose
     // name says nothing about its content: the content checks above judge it.
     let file = value.trim_end().contains('\n');
@@ -479,6 +490,34 @@ mod tests {
             vec!["a value under a secret-sounding name"]
         );
         assert!(secret_reasons("DB_PASSWORD", "/run/secrets/db", "env var", &p).is_empty());
+        // A key that names a secret holds a name or a path: not a finding by its name alone
+        // (GoogleCloudPlatform/microservices-demo), but still one by its content.
+        for (key, value) in [
+            ("ALLOYDB_SECRET_NAME", "ALLOYDB_SECRET_NAME_VAL"),
+            ("tls-secret-ref", "shop-tls-certificate"),
+            ("SIGNING_SECRET_KEY_NAME", "signing-key-v2"),
+            ("DB_PASSWORD_FILE", "db-password.txt"),
+            ("API_TOKEN_PATH", "tokens/api-token"),
+        ] {
+            assert!(
+                secret_reasons(key, value, "env var", &p).is_empty(),
+                "{key}"
+            );
+        }
+        assert!(
+            secret_reasons(
+                "GITHUB_SECRET_NAME",
+                "ghp_0123456789abcdefghijABCDEFGHIJ0123456789",
+                "env var",
+                &p
+            )
+            .contains(&"a GitHub token")
+        );
+        assert_eq!(
+            secret_reasons("SECRET_NAMESPACE_PASSWORD", "Tr0ub4dor&3", "env var", &p),
+            vec!["a value under a secret-sounding name"],
+            "only a name that ends naming a secret"
+        );
         // A file under a secret-sounding key name is judged by its content only.
         assert!(
             secret_reasons(

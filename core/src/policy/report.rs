@@ -1,7 +1,9 @@
-//! Results as `wgpolicyk8s.io/v1alpha2` PolicyReport and ClusterPolicyReport objects, the format
-//! Kyverno writes and Policy Reporter (and `kubectl get polr`) reads: one PolicyReport per
-//! namespace and one ClusterPolicyReport for cluster-scoped (and namespace-less) objects, each
-//! result naming the template (`policy`), the constraint (`rule`) and the object.
+//! Results as policy report objects in either API Kyverno writes and Policy Reporter reads
+//! ([`ReportApi`]): `wgpolicyk8s.io/v1alpha2` PolicyReport and ClusterPolicyReport, or
+//! `openreports.io/v1alpha1` Report and ClusterReport (Policy Reporter 3, Kyverno 1.15+). One
+//! namespaced report per namespace and one cluster report for cluster-scoped (and namespace-less)
+//! objects, each result naming the template (`policy`), the constraint (`rule`) and the object.
+//! The two APIs have the same result fields; OpenReports also names the `source` of the report.
 //!
 //! Report names are fixed per enforcement point (`sealgate-audit`, `sealgate-ci`), so applying a
 //! new report replaces the last one. A report holds at most [`MAX_RESULTS`] results (etcd keeps
@@ -15,6 +17,32 @@ use super::{Action, ObjectRef, Point, PolicyRef, Violation};
 
 /// Results per report object.
 pub const MAX_RESULTS: usize = 1000;
+
+/// Which report API to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportApi {
+    /// `wgpolicyk8s.io/v1alpha2` PolicyReport / ClusterPolicyReport.
+    WgPolicy,
+    /// `openreports.io/v1alpha1` Report / ClusterReport.
+    OpenReports,
+}
+
+impl ReportApi {
+    fn api_version(self) -> &'static str {
+        match self {
+            ReportApi::WgPolicy => "wgpolicyk8s.io/v1alpha2",
+            ReportApi::OpenReports => "openreports.io/v1alpha1",
+        }
+    }
+
+    /// (namespaced kind, cluster kind).
+    fn kinds(self) -> (&'static str, &'static str) {
+        match self {
+            ReportApi::WgPolicy => ("PolicyReport", "ClusterPolicyReport"),
+            ReportApi::OpenReports => ("Report", "ClusterReport"),
+        }
+    }
+}
 
 /// What was found for one object.
 #[derive(Debug, Clone, Default)]
@@ -95,7 +123,12 @@ pub fn unix_now() -> u64 {
 }
 
 /// The report objects for `results` found at `point`, at `timestamp` (seconds since the epoch).
-pub fn policy_reports(results: &[ObjectResult], point: Point, timestamp: u64) -> Vec<Value> {
+pub fn policy_reports(
+    results: &[ObjectResult],
+    point: Point,
+    timestamp: u64,
+    api: ReportApi,
+) -> Vec<Value> {
     // namespace ("" = cluster) → results
     let mut by_ns: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
     for r in results {
@@ -142,19 +175,24 @@ pub fn policy_reports(results: &[ObjectResult], point: Point, timestamp: u64) ->
                 "name": name,
                 "labels": {"app.kubernetes.io/managed-by": "sealgate"},
             });
+            let (namespaced, cluster) = api.kinds();
             let kind = if ns.is_empty() {
-                "ClusterPolicyReport"
+                cluster
             } else {
                 metadata["namespace"] = ns.into();
-                "PolicyReport"
+                namespaced
             };
-            reports.push(json!({
-                "apiVersion": "wgpolicyk8s.io/v1alpha2",
+            let mut report = json!({
+                "apiVersion": api.api_version(),
                 "kind": kind,
                 "metadata": metadata,
                 "summary": summary,
                 "results": chunk,
-            }));
+            });
+            if api == ReportApi::OpenReports {
+                report["source"] = "sealgate".into();
+            }
+            reports.push(report);
         }
     }
     reports
@@ -221,8 +259,31 @@ mod tests {
             }],
             ..ObjectResult::default()
         };
-        let reports = policy_reports(&[web, role], Point::Audit, 1_800_000_000);
+        let reports = policy_reports(
+            &[web.clone(), role.clone()],
+            Point::Audit,
+            1_800_000_000,
+            ReportApi::WgPolicy,
+        );
         assert_eq!(reports.len(), 2);
+        // OpenReports: the same results under openreports.io's kinds, with the report's source.
+        let open = policy_reports(
+            &[web, role],
+            Point::Audit,
+            1_800_000_000,
+            ReportApi::OpenReports,
+        );
+        assert_eq!(
+            (&open[0]["apiVersion"], &open[0]["kind"], &open[1]["kind"]),
+            (
+                &json!("openreports.io/v1alpha1"),
+                &json!("ClusterReport"),
+                &json!("Report")
+            )
+        );
+        assert_eq!(open[1]["source"], "sealgate");
+        assert_eq!(open[1]["results"], reports[1]["results"]);
+        assert_eq!(open[1]["summary"], reports[1]["summary"]);
         let cluster = &reports[0];
         assert_eq!(cluster["kind"], "ClusterPolicyReport");
         assert_eq!(cluster["metadata"]["name"], "sealgate-audit");
@@ -266,7 +327,7 @@ mod tests {
                 .collect(),
             ..ObjectResult::default()
         };
-        let reports = policy_reports(&[r], Point::Ci, 0);
+        let reports = policy_reports(&[r], Point::Ci, 0, ReportApi::WgPolicy);
         assert_eq!(reports.len(), 2);
         assert_eq!(reports[1]["metadata"]["name"], "sealgate-ci-2");
         assert_eq!(reports[0]["summary"]["fail"], MAX_RESULTS);
