@@ -17,6 +17,12 @@ pub struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// allowed, denied, exempt, timeout, overloaded, bad_request
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProvenanceLabels {
     /// Why provenance refused an object (`Rejection::reason`): not_covered, changed, revoked, ….
     pub reason: String,
@@ -124,7 +130,8 @@ pub fn kind_label(kind: &str) -> &'static str {
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
-    pub duration: Histogram,
+    /// Time to answer, by outcome: a denial's latency apart from an admission's.
+    pub duration: Family<OutcomeLabels, Histogram>,
     pub violations: Family<ConstraintLabels, Counter>,
     pub evaluation_errors: Counter,
     pub break_glass: Counter,
@@ -136,6 +143,12 @@ pub struct Metrics {
     /// Reviews waiting for an evaluation thread, as the last review found them: a saturation
     /// signal (raise --concurrency, or add replicas).
     pub queued: Gauge,
+    /// 1 once the Namespace watch has listed (see `/readyz`), read at each scrape.
+    pub namespaces_synced: Gauge,
+    /// 1 once every synced kind is listed and a bundle was built with it.
+    pub inventory_synced: Gauge,
+    /// Objects replicated into `data.inventory`.
+    pub inventory_objects: Gauge,
 }
 
 impl Default for Metrics {
@@ -143,9 +156,12 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("sealgate_webhook");
         let requests = Family::<RequestLabels, Counter>::default();
         // Up to 10 s: webhook latency stories are about the slow tail (Gatekeeper #4036).
-        let duration = Histogram::new([
-            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-        ]);
+        let duration = Family::<OutcomeLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ])
+        });
         let violations = Family::<ConstraintLabels, Counter>::default();
         let evaluation_errors = Counter::default();
         let break_glass = Counter::default();
@@ -154,6 +170,9 @@ impl Default for Metrics {
         let constraints = Gauge::default();
         let in_flight = Gauge::default();
         let queued = Gauge::default();
+        let namespaces_synced = Gauge::default();
+        let inventory_synced = Gauge::default();
+        let inventory_objects = Gauge::default();
         registry.register(
             "requests",
             "Admission reviews by decision, operation and kind",
@@ -161,7 +180,7 @@ impl Default for Metrics {
         );
         registry.register(
             "request_duration_seconds",
-            "Time to answer an admission review",
+            "Time to answer an admission review, by outcome",
             duration.clone(),
         );
         registry.register(
@@ -204,8 +223,26 @@ impl Default for Metrics {
             "Admission reviews waiting for an evaluation thread, when the last one arrived",
             queued.clone(),
         );
+        registry.register(
+            "namespaces_synced",
+            "1 once the Namespace watch has listed the cluster's Namespaces",
+            namespaces_synced.clone(),
+        );
+        registry.register(
+            "inventory_synced",
+            "1 once every kind the policies sync is listed and in the bundle",
+            inventory_synced.clone(),
+        );
+        registry.register(
+            "inventory_objects",
+            "Objects replicated into data.inventory",
+            inventory_objects.clone(),
+        );
         Metrics {
             registry,
+            namespaces_synced,
+            inventory_synced,
+            inventory_objects,
             requests,
             duration,
             violations,

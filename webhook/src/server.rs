@@ -15,7 +15,7 @@ use serde_json::json;
 use sealgate_core::policy::{RequestInfo, Review};
 
 use crate::admission::{self, Decision, Outcome};
-use crate::metrics::{ConstraintLabels, ProvenanceLabels, RequestLabels};
+use crate::metrics::{ConstraintLabels, OutcomeLabels, ProvenanceLabels, RequestLabels};
 use crate::pool::Incomplete;
 use crate::state::AppState;
 
@@ -32,6 +32,11 @@ pub fn metrics_router(state: Arc<AppState>) -> Router {
         .route(
             "/metrics",
             get(|State(s): State<Arc<AppState>>| async move {
+                // The watches' state, as of this scrape.
+                let m = &s.metrics;
+                m.namespaces_synced.set(i64::from(s.namespaces.is_synced()));
+                m.inventory_synced.set(i64::from(s.inventory.is_ready()));
+                m.inventory_objects.set(s.inventory.len() as i64);
                 (
                     [(
                         header::CONTENT_TYPE,
@@ -343,7 +348,11 @@ fn record(state: &AppState, d: &Decision, elapsed: Duration) {
             .into(),
         })
         .inc();
-    m.duration.observe(elapsed.as_secs_f64());
+    m.duration
+        .get_or_create(&OutcomeLabels {
+            outcome: d.outcome.as_str().into(),
+        })
+        .observe(elapsed.as_secs_f64());
     if bad {
         tracing::warn!(target: "sealgate::decision", decision = "bad_request", error = d.message.as_deref().unwrap_or_default(), "rejected admission request");
         return;

@@ -670,9 +670,13 @@ async fn health_readiness_and_metrics() {
     for want in [
         "sealgate_webhook_requests_total{decision=\"denied\",operation=\"CREATE\",kind=\"Deployment\"} 1",
         "sealgate_webhook_violations_total{constraint=\"image-policy\",action=\"deny\"} 1",
-        "sealgate_webhook_request_duration_seconds_bucket{le=\"10.0\"} 1",
+        "sealgate_webhook_request_duration_seconds_bucket{le=\"10.0\",outcome=\"denied\"} 1",
         "sealgate_webhook_constraints ",
         "sealgate_webhook_queued_requests 0",
+        // The watches' state, read at the scrape (no watch here: labels from files, no sync).
+        "sealgate_webhook_namespaces_synced 1",
+        "sealgate_webhook_inventory_synced 1",
+        "sealgate_webhook_inventory_objects 0",
     ] {
         assert!(m.contains(want), "missing {want}\n{m}");
     }

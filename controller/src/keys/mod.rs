@@ -134,6 +134,11 @@ impl KeyManager {
                 "sealing keys loaded"
             );
             self.metrics.keys.set(ring.len() as i64);
+            if let Some(newest) = ring.newest() {
+                self.metrics
+                    .newest_key_created
+                    .set(newest.created().unix_timestamp());
+            }
             self.ring.store(Arc::new(ring));
         }
     }
