@@ -65,6 +65,15 @@ pub const BITNAMI: GoModule = GoModule {
     cold_build: "about 4 minutes",
 };
 
+/// Prometheus' promtool (v0.316.0, Prometheus 3.x): `check rules` and `test rules` on the
+/// alerts in `deploy/components/monitoring`.
+pub const PROMTOOL: GoModule = GoModule {
+    dir: "promtool",
+    packages: &["github.com/prometheus/prometheus/cmd/promtool"],
+    ldflags: "-s -w",
+    cold_build: "about 5 minutes",
+};
+
 /// Why the binaries cannot be had: the tier skips (or, with `SEALGATE_REQUIRE_CLUSTER`, fails)
 /// with this message.
 #[derive(Debug)]

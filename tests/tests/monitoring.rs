@@ -168,3 +168,53 @@ async fn every_metric_the_alerts_use_is_exported() {
         assert!(used.iter().any(|u| u.starts_with(prefix)), "{prefix}");
     }
 }
+
+/// promtool, built from its Go module (`testenv/go/promtool`), checks the rules and runs their
+/// unit tests (`prometheusrule.test.yaml`): each alert fires on the series it is for, with its
+/// labels and annotations, and not before its `for`.
+#[test]
+fn promtool_checks_and_tests_the_alerts() {
+    let bin = match sealgate_testenv::go::binaries(&sealgate_testenv::go::PROMTOOL) {
+        Ok(dir) => dir.join("promtool"),
+        Err(e) => {
+            sealgate_testkit::peer::missing(&format!(
+                "promtool (Go 1.26 and the Go module proxy build it from testenv/go/promtool): {e}"
+            ));
+            return;
+        }
+    };
+    let component = repo().join("deploy/components/monitoring");
+    let rule: serde_json::Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(component.join("prometheusrule.yaml")).unwrap(),
+    )
+    .unwrap();
+    // A PrometheusRule's spec is a Prometheus rule file.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.yaml"),
+        serde_json::to_string(&rule["spec"]).unwrap(),
+    )
+    .unwrap();
+    std::fs::copy(
+        component.join("prometheusrule.test.yaml"),
+        dir.path().join("tests.yaml"),
+    )
+    .unwrap();
+    for args in [
+        ["check", "rules", "rules.yaml"],
+        ["test", "rules", "tests.yaml"],
+    ] {
+        let out = std::process::Command::new(&bin)
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {}: {}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
