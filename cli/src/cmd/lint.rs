@@ -140,7 +140,7 @@ pub fn run(args: &LintArgs) -> Result<ExitCode> {
 fn report_invalid_constraints(reports: &mut Vec<FileReport>, invalid: Vec<InvalidConstraint>) {
     for c in invalid {
         let object = ObjectReport {
-            line: c.line,
+            line: c.source.line,
             object: ObjectRef {
                 api_version: c.api_version.clone(),
                 kind: c.kind.clone(),
@@ -154,7 +154,7 @@ fn report_invalid_constraints(reports: &mut Vec<FileReport>, invalid: Vec<Invali
             .problems
             .iter()
             .map(|problem| Finding {
-                line: c.line,
+                line: c.source.line,
                 violation: Violation {
                     policy: sealgate_core::policy::PolicyRef::Sealgate,
                     constraint: "constraint-schema".into(),
@@ -171,13 +171,13 @@ fn report_invalid_constraints(reports: &mut Vec<FileReport>, invalid: Vec<Invali
             })
             .collect();
         let object = ObjectReport { findings, ..object };
-        match reports.iter_mut().find(|r| r.file == c.file) {
+        match reports.iter_mut().find(|r| r.file == c.source.file) {
             Some(r) => {
                 r.objects.push(object);
                 r.objects.sort_by_key(|o| o.line);
             }
             None => reports.push(FileReport {
-                file: c.file,
+                file: c.source.file,
                 objects: vec![object],
                 error: None,
             }),

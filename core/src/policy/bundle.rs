@@ -40,10 +40,8 @@ pub struct Constraint {
 /// apply it); everywhere else it makes the bundle unusable.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidConstraint {
-    /// The file it was loaded from.
-    pub file: String,
-    /// The line its document starts at.
-    pub line: usize,
+    /// Where it was loaded from.
+    pub source: SourceRef,
     /// `apiVersion` (`constraints.gatekeeper.sh/v1beta1`, or another served version).
     pub api_version: String,
     /// `kind`.
@@ -57,7 +55,7 @@ pub struct InvalidConstraint {
 impl InvalidConstraint {
     fn error(&self) -> PolicyError {
         at(
-            format!("{}:{}", self.file, self.line),
+            &self.source,
             format!("{} {}", self.kind, self.name),
             self.problems.join("; "),
         )
@@ -548,8 +546,7 @@ impl BundleBuilder {
                 schema::check(&schema::constraint(t.schema.as_ref()), v, "", &mut problems);
                 if !problems.is_empty() {
                     invalid.push(InvalidConstraint {
-                        file: source.file.clone(),
-                        line: source.line,
+                        source: source.clone(),
                         api_version: text("/apiVersion").to_string(),
                         kind: text("/kind").to_string(),
                         name: text("/metadata/name").to_string(),
