@@ -43,16 +43,20 @@ fn policy_reports(env: &Env) -> Result<(), Failed> {
     restored.map_err(fail)?;
     env.wait_webhook_serving()?;
 
-    let out = std::process::Command::new(env.bin.join("sealgate-webhook"))
-        .args(["audit", "-o", "policyreport", "--no-builtin", "--policy"])
-        .arg(env.file("deploy/base/webhook/policies"))
-        .env("KUBECONFIG", env.cp.kubeconfig(&Identity::Admin))
-        .output()
-        .map_err(|e| fail(e.to_string()))?;
-    ensure(out.status.success(), || {
-        format!("audit failed: {}", String::from_utf8_lossy(&out.stderr))
-    })?;
-    let reports = String::from_utf8_lossy(&out.stdout).into_owned();
+    // `sealgate-webhook audit -o FORMAT` with deploy/'s policies, as the admin: its stdout.
+    let audit = |format: &str| -> Result<Vec<u8>, Failed> {
+        let out = std::process::Command::new(env.bin.join("sealgate-webhook"))
+            .args(["audit", "-o", format, "--no-builtin", "--policy"])
+            .arg(env.file("deploy/base/webhook/policies"))
+            .env("KUBECONFIG", env.cp.kubeconfig(&Identity::Admin))
+            .output()
+            .map_err(|e| fail(e.to_string()))?;
+        ensure(out.status.success(), || {
+            format!("audit failed: {}", String::from_utf8_lossy(&out.stderr))
+        })?;
+        Ok(out.stdout)
+    };
+    let reports = String::from_utf8_lossy(&audit("policyreport")?).into_owned();
     ensure(reports.contains("kind: PolicyReport"), || {
         format!("no PolicyReport in the audit output:\n{reports}")
     })?;
@@ -96,15 +100,7 @@ fn policy_reports(env: &Env) -> Result<(), Failed> {
         sealgate_testenv::crds::OPENREPORTS_REPORT,
         sealgate_testenv::crds::OPENREPORTS_CLUSTER_REPORT,
     ])?;
-    let audit = std::process::Command::new(env.bin.join("sealgate-webhook"))
-        .args(["audit", "-o", "openreports", "--no-builtin", "--policy"])
-        .arg(env.file("deploy/base/webhook/policies"))
-        .env("KUBECONFIG", env.cp.kubeconfig(&Identity::Admin))
-        .output()
-        .map_err(|e| fail(e.to_string()))?;
-    ensure(audit.status.success(), || {
-        format!("audit failed: {}", String::from_utf8_lossy(&audit.stderr))
-    })?;
+    let audited = audit("openreports")?;
     let dir = tempfile::tempdir().map_err(|e| fail(e.to_string()))?;
     let pod = dir.path().join("pod.yaml");
     std::fs::write(
@@ -125,7 +121,7 @@ fn policy_reports(env: &Env) -> Result<(), Failed> {
             String::from_utf8_lossy(&lint.stderr)
         )
     })?;
-    for (what, out) in [("audit", &audit.stdout), ("lint", &lint.stdout)] {
+    for (what, out) in [("audit", &audited), ("lint", &lint.stdout)] {
         let reports = String::from_utf8_lossy(out).into_owned();
         ensure(
             reports.contains("apiVersion: openreports.io/v1alpha1"),
