@@ -483,6 +483,41 @@ subjects:
             .unwrap_or_else(|e| panic!("apply as {who:?} failed: {e}\n{yaml}"))
     }
 
+    /// Wait until every CRD that `kubectl get ARGS` names (stdin as its input) is Established.
+    /// Not `kubectl wait --for=condition=Established`: that fails at once ("accessor error: <nil>
+    /// is of the type <nil>") when it reads a CRD before the API server has written its first
+    /// conditions, which a loaded 2-core machine shows now and then.
+    pub fn wait_established(&self, args: &[&str], stdin: &str) -> Result<(), String> {
+        const LIMIT: Duration = Duration::from_secs(60);
+        let mut get = vec!["get", "-o", "name"];
+        get.extend_from_slice(args);
+        let names = self.try_kubectl_stdin(&Identity::Admin, &get, stdin)?;
+        let until = Instant::now() + LIMIT;
+        for name in names.lines().map(str::trim).filter(|n| !n.is_empty()) {
+            loop {
+                let status = self.try_kubectl(
+                    &Identity::Admin,
+                    &[
+                        "get",
+                        name,
+                        "-o",
+                        "jsonpath={.status.conditions[?(@.type==\"Established\")].status}",
+                    ],
+                )?;
+                if status.trim() == "True" {
+                    break;
+                }
+                if Instant::now() > until {
+                    return Err(format!(
+                        "{name} not Established after {LIMIT:?} (status {status:?})"
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Ok(())
+    }
+
     /// Poll `ok` every 100 ms until it holds, or fail after `limit` with the control plane's logs.
     pub fn wait_for(&self, what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
         let until = Instant::now() + limit;

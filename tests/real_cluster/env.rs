@@ -166,15 +166,12 @@ impl Env {
             )
             .map_err(|e| format!("kubectl apply --server-side -k deploy was refused: {e}"))?;
         self.cp
-            .try_kubectl(
-                &Identity::Admin,
+            .wait_established(
                 &[
-                    "wait",
-                    "--for=condition=Established",
-                    "--timeout=60s",
                     "crd/sealedsecrets.sealgate.dev",
                     "crd/attestations.sealgate.dev",
                 ],
+                "",
             )
             .map_err(|e| format!("the CRDs were not established: {e}"))?;
         self.point_webhook_at_loopback()
@@ -478,17 +475,7 @@ impl Env {
             let text = sealgate_testenv::crds::read(file).map_err(|e| fail(e.to_string()))?;
             self.cp.apply(&Identity::Admin, &text);
             self.cp
-                .try_kubectl_stdin(
-                    &Identity::Admin,
-                    &[
-                        "wait",
-                        "--for=condition=Established",
-                        "--timeout=60s",
-                        "-f",
-                        "-",
-                    ],
-                    &text,
-                )
+                .wait_established(&["-f", "-"], &text)
                 .map_err(|e| fail(format!("{} was not established: {e}", file.2)))?;
         }
         Ok(())
