@@ -7,7 +7,7 @@ fn committed_crd_matches_the_types() {
     let committed = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         committed == sealgate_controller::crd::crd_yaml(),
-        "{} is out of date: run `cargo run -p sealgate-controller -- crd > deploy/crds/sealedsecrets.sealgate.dev.yaml`",
+        "{} is out of date: run `cargo run -p sealgate-controller -- crd > deploy/crds/sealedsecrets.sealgate.dev.yaml` and copy it to charts/sealgate/files/crds/",
         path.display()
     );
 }

@@ -166,7 +166,7 @@ fn native_containers_equal_the_rego_lib() {
 
 /// `deploy/base/webhook/policies` (the webhook's ConfigMap, which kustomize can only read from
 /// inside `deploy/`) holds exactly `policies/*/{template,constraint}.yaml`, and the kustomization
-/// lists every file. `UPDATE_DEPLOY=1` rewrites the copy.
+/// lists every file. `UPDATE_DEPLOY=1` rewrites the copy (and the Helm chart's).
 #[test]
 fn the_deploy_configmap_copy_equals_policies() {
     let deploy = policies().join("../deploy/base");
@@ -184,10 +184,16 @@ fn the_deploy_configmap_copy_equals_policies() {
         }
     }
     if std::env::var_os("UPDATE_DEPLOY").is_some() {
-        let _ = std::fs::remove_dir_all(&copy_dir);
-        std::fs::create_dir_all(&copy_dir).unwrap();
-        for (file, text) in &expected {
-            std::fs::write(copy_dir.join(file), text).unwrap();
+        // The Helm chart's copy too (tests/tests/chart.rs keeps it equal to deploy/'s).
+        for dir in [
+            copy_dir.clone(),
+            policies().join("../charts/sealgate/files/policies"),
+        ] {
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            for (file, text) in &expected {
+                std::fs::write(dir.join(file), text).unwrap();
+            }
         }
     }
     let mut actual = std::collections::BTreeMap::new();

@@ -74,6 +74,14 @@ pub const PROMTOOL: GoModule = GoModule {
     cold_build: "about 5 minutes",
 };
 
+/// Helm 4 (v4.3.2): lints, renders and installs `charts/sealgate`.
+pub const HELM: GoModule = GoModule {
+    dir: "helm",
+    packages: &["helm.sh/helm/v4/cmd/helm"],
+    ldflags: "-s -w -X helm.sh/helm/v4/internal/version.version=v4.3.2",
+    cold_build: "about 4 minutes",
+};
+
 /// Why the binaries cannot be had: the tier skips (or, with `SEALGATE_REQUIRE_CLUSTER`, fails)
 /// with this message.
 #[derive(Debug)]

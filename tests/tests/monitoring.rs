@@ -1,5 +1,5 @@
-//! The alerts in `deploy/components/monitoring` name only metrics the binaries export: every
-//! `sealgate_*` series in a rule's expression is declared (`# TYPE`) by the webhook's or the
+//! The alerts and the Grafana dashboard in `deploy/components/monitoring` name only metrics the
+//! binaries export: every `sealgate_*` series in a rule's or a panel's expression is declared (`# TYPE`) by the webhook's or the
 //! controller's `/metrics`, as they encode it. A renamed metric fails here, not silently in
 //! Prometheus.
 
@@ -29,6 +29,45 @@ fn family(series: &str) -> &str {
         .iter()
         .find_map(|s| series.strip_suffix(s))
         .unwrap_or(series)
+}
+
+/// The label names of each exported family (from the sample lines).
+fn exported_labels(text: &str) -> std::collections::BTreeMap<String, BTreeSet<String>> {
+    let mut out = std::collections::BTreeMap::<String, BTreeSet<String>>::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, rest)) = line.split_once('{') else {
+            continue;
+        };
+        let set = out.entry(family(name).to_string()).or_default();
+        for pair in rest.split(',') {
+            if let Some((k, _)) = pair.split_once('=') {
+                set.insert(k.trim().to_string());
+            }
+        }
+    }
+    out
+}
+
+/// The label names a PromQL expression groups by (`by (…)`) or selects on (`{k="v"}`).
+fn label_names(expr: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for part in expr.split("by (").skip(1) {
+        let list = part.split(')').next().unwrap_or_default();
+        out.extend(list.split(',').map(|l| l.trim().to_string()));
+    }
+    for part in expr.split('{').skip(1) {
+        let list = part.split('}').next().unwrap_or_default();
+        for matcher in list.split(',') {
+            let name: String = matcher
+                .trim()
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            out.insert(name);
+        }
+    }
+    out.retain(|l| !l.is_empty());
+    out
 }
 
 /// The webhook's `/metrics`, through its router, after some activity: a review admitted by the
@@ -128,21 +167,41 @@ fn controller_metrics() -> String {
     m.encode()
 }
 
-#[tokio::test]
-async fn every_metric_the_alerts_use_is_exported() {
-    let rules =
-        std::fs::read_to_string(repo().join("deploy/components/monitoring/prometheusrule.yaml"))
-            .unwrap();
+/// The PromQL expressions of the alerts and of the dashboard's panels.
+fn expressions() -> (Vec<String>, Vec<String>) {
+    let component = repo().join("deploy/components/monitoring");
+    let rules = std::fs::read_to_string(component.join("prometheusrule.yaml")).unwrap();
     let doc: serde_json::Value = serde_saphyr::from_str(&rules).unwrap();
-    let exprs: Vec<&str> = doc["spec"]["groups"]
+    let alerts: Vec<String> = doc["spec"]["groups"]
         .as_array()
         .unwrap()
         .iter()
         .flat_map(|g| g["rules"].as_array().unwrap())
-        .map(|r| r["expr"].as_str().unwrap())
+        .map(|r| r["expr"].as_str().unwrap().to_string())
         .collect();
-    assert!(exprs.len() >= 9, "{exprs:?}");
-    let used: BTreeSet<String> = exprs.iter().flat_map(|e| metric_names(e)).collect();
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(component.join("dashboard.json")).unwrap())
+            .unwrap();
+    let panels: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+        .map(|t| t["expr"].as_str().unwrap().to_string())
+        .collect();
+    (alerts, panels)
+}
+
+#[tokio::test]
+async fn every_metric_the_alerts_and_the_dashboard_use_is_exported() {
+    let (alerts, panels) = expressions();
+    assert!(alerts.len() >= 9, "{alerts:?}");
+    assert!(panels.len() >= 20, "{panels:?}");
+    let used: BTreeSet<String> = alerts
+        .iter()
+        .chain(&panels)
+        .flat_map(|e| metric_names(e))
+        .collect();
     let exported = format!("{}{}", webhook_metrics().await, controller_metrics());
     let declared: BTreeSet<&str> = exported
         .lines()
@@ -155,7 +214,7 @@ async fn every_metric_the_alerts_use_is_exported() {
         .collect();
     assert!(
         missing.is_empty(),
-        "the alerts use metrics no binary exports: {missing:?} (exported: {declared:?})"
+        "the alerts or the dashboard use metrics no binary exports: {missing:?} (exported: {declared:?})"
     );
     // The check can fail: a name no binary exports is caught.
     assert_eq!(
@@ -163,10 +222,45 @@ async fn every_metric_the_alerts_use_is_exported() {
         "sealgate_webhook_requests"
     );
     assert!(!declared.contains(family("sealgate_webhook_no_such_metric_total")));
-    // Both components are covered.
-    for prefix in ["sealgate_webhook_", "sealgate_controller_"] {
-        assert!(used.iter().any(|u| u.starts_with(prefix)), "{prefix}");
+    // And the labels they group or select by are the series' labels.
+    let labels = exported_labels(&exported);
+    for e in alerts.iter().chain(&panels) {
+        let have: BTreeSet<&str> = metric_names(e)
+            .iter()
+            .filter_map(|m| labels.get(family(m)))
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        for l in label_names(e) {
+            assert!(
+                l == "le" || have.contains(l.as_str()),
+                "{e:?} uses the label {l:?}, which its metrics do not have ({have:?})"
+            );
+        }
     }
+    assert_eq!(
+        label_names(r#"sum by (reason, le) (x{status="False",b=~"y"}) and z{c!="d"}"#),
+        ["b", "c", "le", "reason", "status"]
+            .map(String::from)
+            .into()
+    );
+    // Both components are covered, by the alerts and by the dashboard.
+    for exprs in [&alerts, &panels] {
+        let names: BTreeSet<String> = exprs.iter().flat_map(|e| metric_names(e)).collect();
+        for prefix in ["sealgate_webhook_", "sealgate_controller_"] {
+            assert!(names.iter().any(|u| u.starts_with(prefix)), "{prefix}");
+        }
+    }
+    eprintln!(
+        "  {} metrics used by {} alert and {} panel expressions, all exported: {}",
+        used.len(),
+        alerts.len(),
+        panels.len(),
+        used.iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 }
 
 /// promtool, built from its Go module (`testenv/go/promtool`), checks the rules and runs their
