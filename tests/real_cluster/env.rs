@@ -157,6 +157,18 @@ impl Env {
             .map_err(Failed::from)
     }
 
+    /// Install with `install` (e.g. the Helm chart) instead of `deploy/`; the components then run
+    /// under the service accounts and RBAC it created. Before anything calls [`Env::installed`].
+    pub fn install_with(
+        &self,
+        install: impl FnOnce(&Env) -> Result<(), String>,
+    ) -> Result<(), Failed> {
+        self.installed
+            .get_or_init(|| install(self))
+            .clone()
+            .map_err(Failed::from)
+    }
+
     fn install(&self) -> Result<(), String> {
         let deploy = self.repo.join("deploy");
         self.cp

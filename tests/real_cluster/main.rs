@@ -16,6 +16,7 @@
 
 mod audit;
 mod bitnami;
+mod chart;
 mod controller;
 mod env;
 mod install;
@@ -36,6 +37,7 @@ type Test = fn(&Env) -> Result<(), Failed>;
 fn tests() -> Vec<(&'static str, Test)> {
     let mut all = Vec::new();
     all.extend(install::TESTS);
+    all.extend(chart::TESTS);
     all.extend(controller::TESTS);
     all.extend(webhook::TESTS);
     all.extend(inventory::TESTS);

@@ -40,7 +40,7 @@ pub const TESTS: &[(&str, Test)] = &[
     ),
 ];
 
-fn pod(ns: &str, name: &str, privileged: bool) -> String {
+pub fn pod(ns: &str, name: &str, privileged: bool) -> String {
     format!(
         r#"apiVersion: v1
 kind: Pod
@@ -95,7 +95,7 @@ spec:
 const IMAGE: &str =
     "ghcr.io/example/shop@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
-fn denied_by_us(e: &str) -> bool {
+pub fn denied_by_us(e: &str) -> bool {
     e.contains("admission webhook \"validate.sealgate.dev\" denied the request")
 }
 
