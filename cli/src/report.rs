@@ -54,6 +54,7 @@ impl ObjectReport {
                     object: object.clone(),
                     path: None,
                     evaluation_error: false,
+                    severity: None,
                 },
             }],
             object,

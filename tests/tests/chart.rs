@@ -417,6 +417,10 @@ fn bad_values_are_refused_naming_the_value() {
             "/webhook/timeoutSeconds",
         ),
         (&["--set", "webhook.deadline=2.5"], "/webhook/deadline"),
+        (
+            &["--set", "webhook.deadline=6s"],
+            "webhook.deadline (6s) must be below webhook.timeoutSeconds (5 s)",
+        ),
         (&["--set", "tls.mode=vault"], "/tls/mode"),
         (
             &[

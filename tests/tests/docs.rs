@@ -4,7 +4,7 @@
 //!   `examples/`, `deploy/` and `policies/`, with this workspace's binaries first on PATH and a
 //!   throwaway HOME. The blocks of one document run in order, in one sandbox.
 //! - ```` ```sh cluster ```` (needs a cluster) and ```` ```sh check ```` (names your own files):
-//!   run the same way, but with `kubectl`, `kind`, `k3d`, `docker`, `cargo`, `git` and `jq` stubbed
+//!   run the same way, but with `kubectl`, `helm`, `kind`, `k3d`, `docker`, `cargo`, `git` and `jq` stubbed
 //!   and the sealgate binaries only checking their arguments (`SEALGATE_CHECK_ARGS=1`), so a
 //!   renamed flag or subcommand fails here. `tests/kind.sh` runs the cluster flow for real.
 //! - ```` ```sh ci ````: every command line must start a line of `.ci/run`, which CI runs.
@@ -56,7 +56,7 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-const STUBS: &str = "kubectl() { :; }; kind() { :; }; k3d() { :; }; docker() { :; }; \
+const STUBS: &str = "kubectl() { :; }; helm() { :; }; kind() { :; }; k3d() { :; }; docker() { :; }; \
 cargo() { :; }; git() { :; }; jq() { cat > /dev/null; }\n";
 
 fn run(sandbox: &Path, script: &str, check_only: bool) -> std::process::Output {

@@ -238,6 +238,7 @@ mod tests {
             object: object.clone(),
             path: None,
             evaluation_error: false,
+            severity: None,
         };
         Report {
             objects: 3,

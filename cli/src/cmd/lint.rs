@@ -167,6 +167,7 @@ fn report_invalid_constraints(reports: &mut Vec<FileReport>, invalid: Vec<Invali
                     object: object.object.clone(),
                     path: None,
                     evaluation_error: false,
+                    severity: None,
                 },
             })
             .collect();

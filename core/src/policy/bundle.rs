@@ -14,8 +14,8 @@ use super::compile::{
 use super::matching::{Match, ObjectInfo};
 use super::scope::{self, KindScopes};
 use super::{
-    Bundle, Enforcement, NamespaceLabels, ObjectRef, PolicyError, SourceRef, at, builtin_bundle,
-    schema,
+    Bundle, Enforcement, NamespaceLabels, ObjectRef, PolicyError, Severity, SourceRef, at,
+    builtin_bundle, schema,
 };
 
 /// A Constraint: an instance of a template with its match, parameters and enforcement.
@@ -33,6 +33,8 @@ pub struct Constraint {
     pub parameters: RValue,
     /// `spec.enforcementAction` (and `scopedEnforcementActions`).
     pub enforcement: Enforcement,
+    /// The severity its annotations declare ([`Severity::ANNOTATIONS`]), for reports.
+    pub severity: Option<Severity>,
 }
 
 /// A Constraint with fields its kind's schema does not declare, or values of the wrong type: it
@@ -700,6 +702,20 @@ fn parse_constraint(source: &SourceRef, v: &Value) -> Result<Constraint, PolicyE
         .filter(|p| !p.is_null())
         .cloned()
         .unwrap_or_else(|| json!({}));
+    let severity = Severity::ANNOTATIONS
+        .iter()
+        .find_map(|a| {
+            v.pointer("/metadata/annotations")
+                .and_then(|m| m.get(*a))
+                .map(|s| (a, s))
+        })
+        .map(|(a, s)| {
+            s.as_str()
+                .ok_or_else(|| format!("annotation {a} must be a string"))
+                .and_then(str::parse)
+                .map_err(|e| at(source, &what, format!("{a}: {e}")))
+        })
+        .transpose()?;
     Ok(Constraint {
         kind,
         name,
@@ -707,5 +723,6 @@ fn parse_constraint(source: &SourceRef, v: &Value) -> Result<Constraint, PolicyE
         matcher,
         parameters: RValue::from(parameters),
         enforcement,
+        severity,
     })
 }

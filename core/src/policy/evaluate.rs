@@ -185,6 +185,7 @@ impl Bundle {
             let Some(action) = c.enforcement.at(review.point) else {
                 continue;
             };
+            let first = out.len();
             let matched = c
                 .matcher
                 .matches(&info, review.point, &ns_labels)
@@ -259,6 +260,9 @@ impl Bundle {
                     action,
                     &object_ref,
                 )),
+            }
+            for v in &mut out[first..] {
+                v.severity = c.severity;
             }
         }
         if let Some(ct) = &self.conftest {
@@ -371,5 +375,6 @@ fn violation(
         object: object.clone(),
         path,
         evaluation_error: false,
+        severity: None,
     }
 }

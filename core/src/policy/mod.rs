@@ -42,7 +42,7 @@ pub use enforcement::{Action, Effect, Enforcement, Point};
 pub use evaluate::{Bundle, Evaluation, NamespaceLabels};
 pub use review::{
     BREAK_GLASS_DETAIL, ObjectRef, Operation, PolicyRef, RequestInfo, Review, ReviewError,
-    Violation, pod_spec_path,
+    Severity, Violation, pod_spec_path,
 };
 
 /// Errors that make a bundle unusable. Each names the file and the object.

@@ -111,6 +111,10 @@ fn entry(
     });
     if let Some(v) = violation {
         e["message"] = v.message.clone().into();
+        // Only when the constraint declares it, as Kyverno reports a policy's annotation.
+        if let Some(s) = v.severity {
+            e["severity"] = s.as_str().into();
+        }
     }
     e
 }
@@ -217,6 +221,7 @@ mod tests {
             },
             path: None,
             evaluation_error: false,
+            severity: None,
         }
     }
 
@@ -237,7 +242,10 @@ mod tests {
                 (PolicyRef::Template("Probes".into()), "probes".into()),
             ],
             violations: vec![
-                violation("K8sAllowedRepos", "repos", Action::Deny, "shop"),
+                Violation {
+                    severity: Some(crate::policy::Severity::High),
+                    ..violation("K8sAllowedRepos", "repos", Action::Deny, "shop")
+                },
                 violation("K8sRequiredLabels", "labels", Action::Warn, "shop"),
             ],
             properties: BTreeMap::from([("file".into(), "apps/web.yaml".into())]),
@@ -312,7 +320,11 @@ mod tests {
             fail["properties"],
             json!({"enforcementAction": "deny", "enforcementPoint": "audit", "file": "apps/web.yaml"})
         );
+        // Severity only where the constraint declares one.
+        assert_eq!(fail["severity"], "high");
+        assert_eq!(open[1]["results"][0]["severity"], "high");
         assert_eq!(results[1]["result"], "warn");
+        assert!(results[1].get("severity").is_none());
         assert_eq!(results[2]["result"], "pass");
         assert_eq!(results[2]["policy"], "Probes");
         assert!(results[2].get("message").is_none());

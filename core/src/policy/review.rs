@@ -346,6 +346,60 @@ impl PartialEq<&str> for PolicyRef {
 /// comes from. The built-in identity policy sets it in mode `audit-break-glass`.
 pub const BREAK_GLASS_DETAIL: &str = "breakGlass";
 
+/// How severe a constraint's violations are, when the constraint says so (annotation
+/// `sealgate.dev/severity`, or Kyverno's `policies.kyverno.io/severity`): the `severity` of
+/// PolicyReport and OpenReports results, which take exactly these values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// `critical`.
+    Critical,
+    /// `high`.
+    High,
+    /// `medium`.
+    Medium,
+    /// `low`.
+    Low,
+    /// `info`.
+    Info,
+}
+
+impl Severity {
+    /// The annotations a constraint declares its severity with, in order of precedence.
+    pub const ANNOTATIONS: [&str; 2] = ["sealgate.dev/severity", "policies.kyverno.io/severity"];
+
+    /// The value reports carry.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
+            Severity::Info => "info",
+        }
+    }
+}
+
+impl std::str::FromStr for Severity {
+    type Err = String;
+
+    /// Case-insensitive, as Kyverno reads its annotation.
+    fn from_str(s: &str) -> Result<Severity, String> {
+        Ok(match s.to_ascii_lowercase().as_str() {
+            "critical" => Severity::Critical,
+            "high" => Severity::High,
+            "medium" => Severity::Medium,
+            "low" => Severity::Low,
+            "info" => Severity::Info,
+            _ => {
+                return Err(format!(
+                    "severity {s:?} is not one of critical, high, medium, low, info"
+                ));
+            }
+        })
+    }
+}
+
 /// One violation of one constraint by one object.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Violation {
@@ -367,6 +421,9 @@ pub struct Violation {
     /// The policy failed to evaluate (timeout, runtime error): the message says why.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub evaluation_error: bool,
+    /// The constraint's declared severity (none unless it declares one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
 }
 
 impl Violation {
@@ -396,6 +453,7 @@ impl Violation {
             object: object.clone(),
             path: None,
             evaluation_error: true,
+            severity: None,
         }
     }
 }

@@ -778,3 +778,51 @@ fn a_template_loaded_twice_is_one_template() {
         "{errors:?}"
     );
 }
+
+/// A constraint's severity annotation reaches its violations (for reports); a value outside
+/// PolicyReport's enum refuses the constraint, naming the annotation.
+#[test]
+fn constraint_severity_reaches_violations() {
+    let with = |annotations: Value| {
+        serde_json::to_string(&json!({
+            "apiVersion": "constraints.gatekeeper.sh/v1beta1", "kind": "K8sAllowedRepos",
+            "metadata": {"name": "repos", "annotations": annotations},
+            "spec": {"parameters": {"repos": ["registry.example.com/"]}}
+        }))
+        .unwrap()
+    };
+    let severity_of = |annotations: Value| {
+        let b = bundle(&[template("K8sAllowedRepos", REPOS), with(annotations)]);
+        let v = eval(&b, pod("web", "docker.io/nginx"));
+        assert_eq!(v.len(), 1, "{v:?}");
+        v[0].severity
+    };
+    assert_eq!(
+        severity_of(json!({"sealgate.dev/severity": "high"})),
+        Some(Severity::High)
+    );
+    // Kyverno's annotation, case-insensitive as Kyverno reads it; sealgate's wins when both are set.
+    assert_eq!(
+        severity_of(json!({"policies.kyverno.io/severity": "Medium"})),
+        Some(Severity::Medium)
+    );
+    assert_eq!(
+        severity_of(
+            json!({"policies.kyverno.io/severity": "low", "sealgate.dev/severity": "critical"})
+        ),
+        Some(Severity::Critical)
+    );
+    assert_eq!(severity_of(json!({})), None);
+    let err = try_bundle(&[
+        template("K8sAllowedRepos", REPOS),
+        with(json!({"sealgate.dev/severity": "urgent"})),
+    ])
+    .unwrap_err();
+    let text = format!("{err:?}");
+    assert!(
+        text.contains("sealgate.dev/severity")
+            && text.contains("urgent")
+            && text.contains("is not one of"),
+        "{text}"
+    );
+}
