@@ -34,6 +34,70 @@ pub const EXTENSIONS: &[(&str, u8, Extension)] = &[
     }),
 ];
 
+/// OPA's deprecated built-ins, which OPA still evaluates in Rego v0 mode (and Gatekeeper with
+/// it): older templates installed in clusters call them. Registered only on v0 engines, so a v1
+/// module calling one fails to compile, as in OPA 1.x. Semantics as OPA's `v0` implementation:
+/// a wrong operand type is an error (undefined without strict errors).
+pub const DEPRECATED: &[(&str, u8, Extension)] = &[
+    // true if any element of an array or set is `true` (not merely truthy).
+    ("any", 1, |a| {
+        Ok(Value::from(elements(&a[0])?.iter().any(is_true)))
+    }),
+    // true if every element of an array or set is `true`; an empty one is.
+    ("all", 1, |a| {
+        Ok(Value::from(elements(&a[0])?.iter().all(is_true)))
+    }),
+    ("set_diff", 2, |a| {
+        let (x, y) = (a[0].as_set()?, a[1].as_set()?);
+        Ok(x.difference(y).into_value())
+    }),
+    // Whether the CIDR contains the IP address (an address only: OPA's parses the second
+    // operand with net.ParseIP).
+    ("net.cidr_overlap", 2, |a| {
+        let net: ipnet::IpNet = a[0].as_string()?.parse()?;
+        let ip: std::net::IpAddr = a[1].as_string()?.parse()?;
+        Ok(Value::from(net.contains(&ip)))
+    }),
+    // An array as is; a set as an array in the set's order.
+    ("cast_array", 1, |a| Ok(Value::from(elements(&a[0])?))),
+    ("cast_set", 1, |a| {
+        Ok(Value::from(
+            elements(&a[0])?
+                .into_iter()
+                .collect::<std::collections::BTreeSet<Value>>(),
+        ))
+    }),
+    ("cast_string", 1, |a| {
+        a[0].as_string()?;
+        Ok(a[0].clone())
+    }),
+    ("cast_boolean", 1, |a| {
+        a[0].as_bool()?;
+        Ok(a[0].clone())
+    }),
+    ("cast_null", 1, |a| {
+        anyhow::ensure!(a[0] == Value::Null, "operand 1 must be null");
+        Ok(Value::Null)
+    }),
+    ("cast_object", 1, |a| {
+        a[0].as_object()?;
+        Ok(a[0].clone())
+    }),
+];
+
+/// The elements of an array or a set; another type is an operand type error.
+fn elements(v: &Value) -> anyhow::Result<Vec<Value>> {
+    match v {
+        Value::Array(a) => Ok(a.iter().cloned().collect()),
+        Value::Set(s) => Ok(s.iter_sorted().cloned().collect()),
+        _ => anyhow::bail!("operand 1 must be one of {{array, set}}"),
+    }
+}
+
+fn is_true(v: &Value) -> bool {
+    *v == Value::Bool(true)
+}
+
 /// An extension regorus refused.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot register {name}: {reason}")]
@@ -44,11 +108,19 @@ pub struct RegisterError {
     pub reason: String,
 }
 
-/// Register the extensions on an interpreter engine.
-pub fn register(engine: &mut Engine) -> Result<(), RegisterError> {
-    for (name, n, f) in EXTENSIONS {
+/// Register the extensions on an interpreter engine, and the deprecated built-ins when it reads
+/// Rego v0.
+pub fn register(engine: &mut Engine, v0: bool) -> Result<(), RegisterError> {
+    let deprecated = if v0 { DEPRECATED } else { &[] };
+    for (name, n, f) in EXTENSIONS.iter().chain(deprecated) {
         engine
-            .add_extension(name.to_string(), *n, Box::new(*f))
+            // A failing extension is undefined, as a failing built-in is without strict errors
+            // (and as the register VM's host-await answers it, `call`'s callers).
+            .add_extension(
+                name.to_string(),
+                *n,
+                Box::new(move |args| Ok(f(args).unwrap_or(Value::Undefined))),
+            )
             .map_err(|err| RegisterError {
                 name,
                 reason: err.to_string(),
@@ -61,6 +133,7 @@ pub fn register(engine: &mut Engine) -> Result<(), RegisterError> {
 pub fn call(name: &str, args: &Value) -> anyhow::Result<Value> {
     let (_, n, f) = EXTENSIONS
         .iter()
+        .chain(DEPRECATED)
         .find(|(n, _, _)| *n == name)
         .ok_or_else(|| anyhow::anyhow!("unknown extension {name}"))?;
     let args: Vec<Value> = args.as_array()?.iter().cloned().collect();

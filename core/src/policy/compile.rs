@@ -90,7 +90,7 @@ fn new_engine(v0: bool, data: &RValue, limits: EvalLimits) -> Result<regorus::En
     let mut e = regorus::Engine::new();
     e.set_rego_v0(v0);
     e.set_strict_builtin_errors(false);
-    builtins::register(&mut e).map_err(|e| e.to_string())?;
+    builtins::register(&mut e, v0).map_err(|e| e.to_string())?;
     e.add_data(data.clone()).map_err(|err| err.to_string())?;
     e.set_execution_timer_config(regorus::utils::limits::ExecutionTimerConfig {
         limit: limits.eval_timeout,
@@ -234,7 +234,7 @@ pub(super) fn compile_template(
         }
     }
     let vm = use_vm
-        .then(|| VmProgram::compile(&engine, &entry, data, limits))
+        .then(|| VmProgram::compile(&engine, &entry, data, limits, !v1))
         .flatten();
     Ok(Template {
         kind,
@@ -326,9 +326,12 @@ impl VmProgram {
         entry: &str,
         data: &RValue,
         limits: EvalLimits,
+        v0: bool,
     ) -> Option<VmProgram> {
+        let deprecated = if v0 { builtins::DEPRECATED } else { &[] };
         let host: Vec<(&str, usize)> = builtins::EXTENSIONS
             .iter()
+            .chain(deprecated)
             .map(|(name, n, _)| (*name, *n as usize))
             .collect();
         let policy = engine.clone().compile_with_entrypoint(&entry.into()).ok()?;
@@ -439,7 +442,8 @@ pub(super) fn compile_conftest(
     if modules.is_empty() {
         return Ok(None);
     }
-    let mut engine = new_engine(false, data, limits).map_err(|e| vec![PolicyError::Invalid(e)])?;
+    // v0 modules are accepted too (below), so the deprecated built-ins are registered.
+    let mut engine = new_engine(true, data, limits).map_err(|e| vec![PolicyError::Invalid(e)])?;
     let mut errors = Vec::new();
     let mut rules = Vec::new();
     let mut skipped = Vec::new();

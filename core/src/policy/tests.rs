@@ -826,3 +826,163 @@ fn constraint_severity_reaches_violations() {
         "{text}"
     );
 }
+
+/// OPA's deprecated built-ins, in a v0 template (Gatekeeper's `rego:`), as OPA documents them:
+/// every check holds (a failing one is a violation naming it), wrong operand types are undefined
+/// (not a crash, not true), and both engines agree (`eval`).
+#[test]
+fn deprecated_builtins_in_rego_v0() {
+    const CHECKS: &str = r#"# Each check is its own rule: an undefined result (an error) fails it too.
+failed[name] {
+  name := "any: one true"
+  not any([false, true]) == true
+}
+
+failed[name] {
+  name := "any: a set"
+  not any({false, true}) == true
+}
+
+failed[name] {
+  name := "any: none true"
+  not any([false, "true", 1]) == false
+}
+
+failed[name] {
+  name := "any: empty"
+  not any([]) == false
+}
+
+failed[name] {
+  name := "all: all true"
+  not all([true, true]) == true
+}
+
+failed[name] {
+  name := "all: one not true"
+  not all([true, 1]) == false
+}
+
+failed[name] {
+  name := "all: a set"
+  not all({true}) == true
+}
+
+failed[name] {
+  name := "all: empty"
+  not all(set()) == true
+}
+
+failed[name] {
+  name := "set_diff"
+  not set_diff({1, 2, 3}, {2, 4}) == {1, 3}
+}
+
+failed[name] {
+  name := "net.cidr_overlap: inside"
+  not net.cidr_overlap("10.0.0.0/8", "10.1.2.3") == true
+}
+
+failed[name] {
+  name := "net.cidr_overlap: outside"
+  not net.cidr_overlap("10.0.0.0/8", "192.168.0.1") == false
+}
+
+failed[name] {
+  name := "net.cidr_overlap: IPv6"
+  not net.cidr_overlap("fd00::/64", "fd00::1") == true
+}
+
+failed[name] {
+  name := "cast_array: a set"
+  not cast_array({3, 1}) == [1, 3]
+}
+
+failed[name] {
+  name := "cast_array: an array"
+  not cast_array([2, 1]) == [2, 1]
+}
+
+failed[name] {
+  name := "cast_set"
+  not cast_set([1, 1, 2]) == {1, 2}
+}
+
+failed[name] {
+  name := "cast_string"
+  not cast_string("s") == "s"
+}
+
+failed[name] {
+  name := "cast_boolean"
+  not cast_boolean(false) == false
+}
+
+failed[name] {
+  name := "cast_null"
+  not cast_null(null) == null
+}
+
+failed[name] {
+  name := "cast_object"
+  not cast_object({"a": 1}) == {"a": 1}
+}
+
+violation[{"msg": msg}] {
+  failed[name]
+  msg := sprintf("%v does not hold", [name])
+}
+
+# Wrong operand types are errors: undefined, never a result.
+gave[name] {
+  name := "any on a string"
+  _ = any("x")
+}
+
+gave[name] {
+  name := "all on an object"
+  _ = all({"a": true})
+}
+
+gave[name] {
+  name := "set_diff on arrays"
+  _ = set_diff([1], [1])
+}
+
+gave[name] {
+  name := "net.cidr_overlap on a CIDR"
+  _ = net.cidr_overlap("10.0.0.0/8", "10.1.0.0/16")
+}
+
+gave[name] {
+  name := "cast_string on a number"
+  _ = cast_string(1)
+}
+
+gave[name] {
+  name := "cast_object on an array"
+  _ = cast_object([])
+}
+
+violation[{"msg": msg}] {
+  gave[name]
+  msg := sprintf("%v gave a result", [name])
+}
+
+violation[{"msg": "ran"}] { true }"#;
+    let b = bundle(&[
+        template("K8sDeprecated", CHECKS),
+        constraint("K8sDeprecated", "deprecated", json!({})),
+    ]);
+    let v = eval(&b, pod("web", "nginx"));
+    let messages: Vec<&str> = v.iter().map(|v| v.message.as_str()).collect();
+    assert_eq!(messages, ["ran"], "{v:?}");
+}
+
+/// In Rego v1 the deprecated built-ins are gone, as in OPA 1.x: the template does not compile.
+#[test]
+fn deprecated_builtins_are_not_in_rego_v1() {
+    let v1 = "apiVersion: templates.gatekeeper.sh/v1\nkind: ConstraintTemplate\nmetadata:\n  name: k8sanyv1\nspec:\n  crd:\n    spec:\n      names:\n        kind: K8sAnyV1\n  targets:\n    - target: admission.k8s.gatekeeper.sh\n      code:\n        - engine: Rego\n          source:\n            version: v1\n            rego: |\n              package k8sanyv1\n              violation contains {\"msg\": \"x\"} if any([true])\n".to_string();
+    let err = try_bundle(&[v1]).unwrap_err();
+    assert!(format!("{err:?}").contains("any"), "{err:?}");
+}
