@@ -15,7 +15,7 @@ use sealgate_testenv::Identity;
 use crate::Test;
 use crate::controller::{seal, secret_yaml, wait_secret};
 use crate::env::{Env, SYSTEM_NS, ensure, fail};
-use crate::webhook::{denied_by_us, pod};
+use crate::webhook::privileged_pod_is_denied;
 
 pub const TESTS: &[(&str, Test)] = &[(
     "chart::helm_install_passes_the_smoke_test_and_uninstall_keeps_sealedsecrets",
@@ -108,19 +108,7 @@ fn helm_install(_shared: &Env) -> Result<(), Failed> {
         )
         .map_err(|e| fail(format!("the agent's SealedSecret was refused: {e}")))?;
     wait_secret(&env, &ns, "db", PASSWORD)?;
-    let denied = env
-        .cp
-        .try_kubectl_stdin(
-            &Identity::Human,
-            &["apply", "-f", "-"],
-            &pod(&ns, "shell", true),
-        )
-        .err()
-        .ok_or_else(|| fail("a human's privileged Pod was admitted"))?;
-    ensure(
-        denied_by_us(&denied) && denied.contains("pod-security-restricted"),
-        || format!("not denied by the chart's webhook: {denied}"),
-    )?;
+    privileged_pod_is_denied(&env, &ns)?;
 
     // Uninstall: the workloads and the webhook configuration go, the CRDs and SealedSecrets stay.
     env.stop_webhook();

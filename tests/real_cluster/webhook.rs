@@ -40,7 +40,7 @@ pub const TESTS: &[(&str, Test)] = &[
     ),
 ];
 
-pub fn pod(ns: &str, name: &str, privileged: bool) -> String {
+fn pod(ns: &str, name: &str, privileged: bool) -> String {
     format!(
         r#"apiVersion: v1
 kind: Pod
@@ -95,19 +95,25 @@ spec:
 const IMAGE: &str =
     "ghcr.io/example/shop@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
-pub fn denied_by_us(e: &str) -> bool {
+fn denied_by_us(e: &str) -> bool {
     e.contains("admission webhook \"validate.sealgate.dev\" denied the request")
 }
 
 fn human_privileged_pod(env: &Env) -> Result<(), Failed> {
     env.webhook()?;
     let ns = env.governed_namespace("human");
+    privileged_pod_is_denied(env, &ns)
+}
+
+/// A human's privileged Pod in `ns` is denied by the webhook, the constraint named in kubectl's
+/// error (the tier's smoke test, for `deploy/` and for the Helm chart).
+pub fn privileged_pod_is_denied(env: &Env, ns: &str) -> Result<(), Failed> {
     let e = env
         .cp
         .try_kubectl_stdin(
             &Identity::Human,
             &["apply", "-f", "-"],
-            &pod(&ns, "shell", true),
+            &pod(ns, "shell", true),
         )
         .err()
         .ok_or_else(|| fail("a human's privileged Pod was admitted"))?;
@@ -117,8 +123,7 @@ fn human_privileged_pod(env: &Env) -> Result<(), Failed> {
     // The constraint names reach kubectl's error.
     ensure(e.contains("pod-security-restricted"), || {
         format!("no constraint name in: {e}")
-    })?;
-    Ok(())
+    })
 }
 
 fn agent_deployment(env: &Env) -> Result<(), Failed> {
