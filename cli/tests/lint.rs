@@ -920,7 +920,7 @@ fn templates_and_constraints_among_the_inputs_are_policies() {
     );
     assert!(out.ends_with("0 passed, 1 failed\n"), "{out}");
     let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
-    assert!(err.contains("note: took the ConstraintTemplates and Constraints in suite/constraint.yaml, suite/template.yaml as policies"), "{err}");
+    assert!(err.contains("note: took the ConstraintTemplates, Constraints and ExpansionTemplates in suite/constraint.yaml, suite/template.yaml as policies"), "{err}");
     sealgate()
         .current_dir(dir.path())
         .args([

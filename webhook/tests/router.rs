@@ -790,3 +790,80 @@ async fn decision_logs_name_the_request_never_object_data() {
         "object data in the log: {log}"
     );
 }
+
+/// A Deployment CREATE is judged by Pod constraints through an ExpansionTemplate, as Gatekeeper's
+/// webhook judges it: the denial names the template (`[Implied by …]`), and the agent's compliant
+/// Deployment is still admitted (the built-in constraints do not judge the resultant Pod twice).
+#[tokio::test]
+async fn a_deployment_is_judged_by_pod_constraints_through_an_expansion_template() {
+    const POD_ONLY: &str = r#"apiVersion: templates.gatekeeper.sh/v1
+kind: ConstraintTemplate
+metadata:
+  name: podnoprivileged
+spec:
+  crd:
+    spec:
+      names:
+        kind: PodNoPrivileged
+  targets:
+    - target: admission.k8s.gatekeeper.sh
+      rego: |
+        package podnoprivileged
+        violation[{"msg": msg}] {
+          input.review.object.kind == "Pod"
+          c := input.review.object.spec.containers[_]
+          c.securityContext.privileged
+          msg := sprintf("Privileged container is not allowed: %v", [c.name])
+        }
+---
+apiVersion: constraints.gatekeeper.sh/v1beta1
+kind: PodNoPrivileged
+metadata:
+  name: pods-not-privileged
+spec:
+  match:
+    kinds:
+      - apiGroups: [""]
+        kinds: ["Pod"]
+---
+apiVersion: expansion.gatekeeper.sh/v1beta1
+kind: ExpansionTemplate
+metadata:
+  name: expand-deployments
+spec:
+  applyTo:
+    - groups: [apps]
+      kinds: [Deployment]
+      versions: [v1]
+  templateSource: spec.template
+  generatedGVK: {kind: Pod, group: '', version: v1}
+"#;
+    let mut b = BundleBuilder::new(EvalLimits::default());
+    b.add_builtin();
+    b.add_text("expansion.yaml", POD_ONLY);
+    let s = AppState::new(b.build().unwrap(), governed(), EvalConfig::default()).unwrap();
+
+    let compliant = deployment("shop", "ghcr.io/acme/shop:1.4.2", json!({}));
+    let r = decide(
+        &s,
+        &review("x-1", "CREATE", FLUX, &[], compliant.clone(), Value::Null),
+    )
+    .await;
+    assert_eq!(r["allowed"], true, "{r}");
+
+    let mut privileged = compliant;
+    privileged["spec"]["template"]["spec"]["containers"][0]["securityContext"]["privileged"] =
+        json!(true);
+    let r = decide(
+        &s,
+        &review("x-2", "CREATE", FLUX, &[], privileged, Value::Null),
+    )
+    .await;
+    assert_eq!(r["allowed"], false, "{r}");
+    let message = r["status"]["message"].as_str().unwrap();
+    assert!(
+        message
+            .contains("[Implied by expand-deployments] Privileged container is not allowed: web"),
+        "{message}"
+    );
+}

@@ -52,7 +52,7 @@ pub fn run(args: &LintArgs) -> Result<ExitCode> {
     };
     if !from_inputs.is_empty() {
         eprintln!(
-            "note: took the ConstraintTemplates and Constraints in {} as policies, as gator test does (--no-policies-from-inputs lints them as objects)",
+            "note: took the ConstraintTemplates, Constraints and ExpansionTemplates in {} as policies, as gator test does (--no-policies-from-inputs lints them as objects)",
             from_inputs
                 .iter()
                 .map(|(name, _)| name.as_str())
@@ -186,10 +186,12 @@ fn report_invalid_constraints(reports: &mut Vec<FileReport>, invalid: Vec<Invali
     }
 }
 
-/// The files among `sources` that hold ConstraintTemplates or Constraints: (name, text).
+/// The files among `sources` that hold ConstraintTemplates, Constraints or ExpansionTemplates:
+/// (name, text).
 fn policies_among(sources: &[Source], limits: &ParseLimits) -> Vec<(String, String)> {
     static POLICY: std::sync::LazyLock<regex::bytes::Regex> = std::sync::LazyLock::new(|| {
-        regex::bytes::Regex::new(r"(templates|constraints)\.gatekeeper\.sh/").expect("valid regex")
+        regex::bytes::Regex::new(r"(templates|constraints|expansion)\.gatekeeper\.sh/")
+            .expect("valid regex")
     });
     sources
         .iter()
@@ -212,7 +214,9 @@ fn is_policy(v: &Value) -> bool {
     v.get("apiVersion")
         .and_then(Value::as_str)
         .is_some_and(|a| {
-            a.starts_with("templates.gatekeeper.sh/") || a.starts_with("constraints.gatekeeper.sh/")
+            a.starts_with("templates.gatekeeper.sh/")
+                || a.starts_with("constraints.gatekeeper.sh/")
+                || a.starts_with("expansion.gatekeeper.sh/")
         })
 }
 

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::compile::{
     ConftestNamespaces, EvalLimits, Template, compile_conftest, compile_template,
 };
+use super::expansion::ExpansionTemplate;
 use super::matching::{Match, ObjectInfo};
 use super::scope::{self, KindScopes};
 use super::{
@@ -222,6 +223,7 @@ fn sync_config(doc: &Value) -> Option<Vec<SyncKind>> {
 pub struct BundleBuilder {
     templates: Vec<(SourceRef, Value)>,
     constraints: Vec<(SourceRef, Value)>,
+    expansions: Vec<(SourceRef, Value)>,
     modules: Vec<(String, String)>,
     inventory: Vec<Value>,
     /// CustomResourceDefinitions found among the policies and the inventory.
@@ -253,6 +255,7 @@ impl BundleBuilder {
             .templates
             .iter()
             .chain(&self.constraints)
+            .chain(&self.expansions)
             .map(|(_, v)| crate::manifest::canonical_json(v))
             .chain(
                 self.modules
@@ -384,6 +387,10 @@ impl BundleBuilder {
                 self.templates.push((where_, doc.value));
             } else if api.starts_with("constraints.gatekeeper.sh/") {
                 self.constraints.push((where_, doc.value));
+            } else if api.starts_with("expansion.gatekeeper.sh/")
+                && doc.value.get("kind").and_then(Value::as_str) == Some("ExpansionTemplate")
+            {
+                self.expansions.push((where_, doc.value));
             } else if api.starts_with("apiextensions.k8s.io/") {
                 self.crds.push(doc.value);
             } else if let Some(kinds) = sync_config(&doc.value) {
@@ -591,6 +598,22 @@ impl BundleBuilder {
                 Err(e) => errors.push(e),
             }
         }
+        // The same ExpansionTemplate loaded twice is one; two of one name are a conflict.
+        let mut expansions: Vec<ExpansionTemplate> = Vec::new();
+        for (source, v) in &self.expansions {
+            match ExpansionTemplate::parse(source, v) {
+                Ok(t) => match expansions.iter().find(|e| e.name == t.name) {
+                    Some(prev) if prev.same_as(&t) => {}
+                    Some(prev) => errors.push(at(
+                        source,
+                        format!("ExpansionTemplate {}", t.name),
+                        format!("duplicate of {}", prev.source),
+                    )),
+                    None => expansions.push(t),
+                },
+                Err(e) => errors.push(e),
+            }
+        }
         let conftest =
             match compile_conftest(&self.modules, &self.conftest_namespaces, &data, self.limits) {
                 Ok(c) => c.map(Arc::new),
@@ -618,6 +641,7 @@ impl BundleBuilder {
             use_vm: self.use_vm,
             skipped_dirs: self.skipped,
             invalid_constraints: invalid,
+            expansions,
         })
     }
 }

@@ -57,7 +57,7 @@ impl Action {
         }
     }
 
-    fn parse(s: &str) -> Option<Action> {
+    pub(crate) fn parse(s: &str) -> Option<Action> {
         match s {
             "deny" => Some(Action::Deny),
             "warn" => Some(Action::Warn),

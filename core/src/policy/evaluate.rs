@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use super::bundle::{Constraint, SyncKind};
 use super::compile::{Conftest, Template};
+use super::expansion::{self, ExpansionTemplate};
 use super::matching::ObjectInfo;
 use super::review::{RequestInfo, to_rvalue, workload_containers};
 use super::scope::KindScopes;
@@ -36,6 +37,8 @@ pub struct Bundle {
     pub(super) skipped_dirs: Vec<std::path::PathBuf>,
     /// Constraints left out because they do not fit their kind's schema (`build_reporting`).
     pub(super) invalid_constraints: Vec<super::bundle::InvalidConstraint>,
+    /// Gatekeeper ExpansionTemplates: workloads are also judged as the objects they create.
+    pub(super) expansions: Vec<ExpansionTemplate>,
 }
 
 impl std::fmt::Debug for Bundle {
@@ -43,6 +46,7 @@ impl std::fmt::Debug for Bundle {
         f.debug_struct("Bundle")
             .field("templates", &self.templates.keys().collect::<Vec<_>>())
             .field("constraints", &self.constraints.len())
+            .field("expansions", &self.expansions.len())
             .finish()
     }
 }
@@ -156,21 +160,78 @@ impl Bundle {
         }
     }
 
+    /// The ExpansionTemplates.
+    pub fn expansions(&self) -> &[ExpansionTemplate] {
+        &self.expansions
+    }
+
     /// The evaluation; the names of the constraints that applied are collected only when asked
-    /// for (the webhook's hot path does not).
+    /// for (the webhook's hot path does not). With ExpansionTemplates, the object's resultants
+    /// are judged too, as Gatekeeper's webhook and gator judge them: their violations are the
+    /// object's, prefixed `[Implied by TEMPLATE]`, with the template's enforcementAction.
     fn run(
         &self,
         review: &Review,
         extra_namespaces: &NamespaceLabels,
         mut applied: Option<&mut Vec<(PolicyRef, String)>>,
     ) -> Vec<Violation> {
+        let mut out = self.run_one(review, extra_namespaces, applied.as_deref_mut(), false);
+        if self.expansions.is_empty() {
+            return out;
+        }
+        let parent = ObjectRef::of(review.object());
+        let namespace = Some(review.info.namespace.as_str()).filter(|n| !n.is_empty());
+        match expansion::expand(&self.expansions, review.object(), namespace) {
+            Ok(resultants) => {
+                for r in resultants {
+                    let child = review.resultant(r.object);
+                    for mut v in
+                        self.run_one(&child, extra_namespaces, applied.as_deref_mut(), true)
+                    {
+                        v.message = expansion::implied_by(&r.template, &v.message);
+                        if let Some(a) = r.enforcement_action {
+                            v.action = a;
+                        }
+                        v.object = parent.clone();
+                        if let Some(p) = v.path.as_mut() {
+                            p.splice(0..0, r.path.iter().cloned());
+                        }
+                        out.push(v);
+                    }
+                }
+            }
+            // Gatekeeper fails the request when a workload cannot be expanded: so does this.
+            Err(e) => out.push(Violation::evaluation_error(
+                PolicyRef::Sealgate,
+                "expansion",
+                format!("cannot expand {} {}: {e}", parent.kind, parent.name),
+                Action::Deny,
+                &parent,
+            )),
+        }
+        out
+    }
+
+    /// One review's evaluation; `generated` marks an ExpansionTemplate's resultant.
+    fn run_one(
+        &self,
+        review: &Review,
+        extra_namespaces: &NamespaceLabels,
+        mut applied: Option<&mut Vec<(PolicyRef, String)>>,
+        generated: bool,
+    ) -> Vec<Violation> {
         let object = review.object();
-        let info = self.object_info(object, &review.info);
+        let mut info = self.object_info(object, &review.info);
+        info.generated = generated;
         // Gatekeeper's matchAny: an UPDATE is reviewed if its new or its old object matches (a
         // change that takes an object out of a constraint's match is still checked).
         let old_info = Some(review.old_object())
             .filter(|o| o.is_object())
-            .map(|o| self.object_info(o, &review.info));
+            .map(|o| {
+                let mut i = self.object_info(o, &review.info);
+                i.generated = generated;
+                i
+            });
         let object_ref = ObjectRef::of(object);
         let ns_labels = |ns: &str| {
             extra_namespaces
@@ -265,7 +326,8 @@ impl Bundle {
                 v.severity = c.severity;
             }
         }
-        if let Some(ct) = &self.conftest {
+        // conftest rules judge the documents as written; resultants are Gatekeeper's.
+        if let Some(ct) = self.conftest.as_ref().filter(|_| !generated) {
             let input = to_rvalue(object);
             for (path, rule, action) in &ct.rules {
                 if let Some(a) = applied.as_deref_mut() {

@@ -34,6 +34,8 @@ pub struct ObjectInfo {
     pub labels: BTreeMap<String, String>,
     /// Gatekeeper's `hasNamespace`: namespaced, with or without a namespace yet.
     pub namespaced: bool,
+    /// Produced by an ExpansionTemplate (`match.source: Generated`), not the object under review.
+    pub generated: bool,
 }
 
 impl ObjectInfo {
@@ -76,6 +78,7 @@ impl ObjectInfo {
             generate_name: s(meta.and_then(|m| m.get("generateName"))),
             labels,
             namespaced,
+            generated: false,
         }
     }
 
@@ -206,7 +209,8 @@ enum ScopeMatch {
     Namespaced,
 }
 
-/// `spec.match.source`: expansion is not done offline, so every object is an original one.
+/// `spec.match.source`: the object under review (`Original`), an ExpansionTemplate's resultant
+/// (`Generated`), or both (`All`, the default).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 enum Source {
     #[default]
@@ -392,7 +396,11 @@ impl Match {
                 .is_none_or(|s| s.matches(&obj.labels))
             && self.namespace_selector_matches(obj, namespace_labels)?
             && self.names_match(obj)
-            && self.source != Source::Generated)
+            && match self.source {
+                Source::All => true,
+                Source::Original => !obj.generated,
+                Source::Generated => obj.generated,
+            })
     }
 
     /// `scopeMatch`: a Namespace counts as cluster-scoped.
@@ -934,6 +942,17 @@ mod tests {
             ),
         ]);
         assert!(Match::parse(Some(&json!({"source": "generated"}))).is_err());
+        // An ExpansionTemplate's resultant.
+        let mut resultant = obj(pod("a"));
+        resultant.generated = true;
+        for (source, want) in [("All", true), ("Original", false), ("Generated", true)] {
+            let m = Match::parse(Some(&json!({"source": source}))).unwrap();
+            assert_eq!(
+                m.matches(&resultant, Point::Ci, &|_| None),
+                Ok(want),
+                "{source}"
+            );
+        }
     }
 
     #[test]

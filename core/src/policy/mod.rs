@@ -24,6 +24,7 @@ pub mod compat;
 mod compile;
 pub mod enforcement;
 pub mod evaluate;
+pub mod expansion;
 #[cfg(feature = "flags")]
 pub mod flags;
 pub mod matching;

@@ -249,6 +249,21 @@ impl Review {
         self
     }
 
+    /// The review of an ExpansionTemplate's resultant, as Gatekeeper builds it: the object with
+    /// its own kind, name and namespace, the parent's operation (for DELETE, also the old
+    /// object), no user; the parent's point, file and line.
+    pub(crate) fn resultant(&self, object: Value) -> Review {
+        let mut r = Review::for_object(object, self.point);
+        r.info.operation = self.info.operation;
+        r.request["operation"] = self.request["operation"].clone();
+        if self.info.operation == Operation::Delete {
+            r.request["oldObject"] = r.request["object"].clone();
+        }
+        r.file = self.file.clone();
+        r.line = self.line;
+        r
+    }
+
     /// `request.object`.
     pub fn object(&self) -> &Value {
         &self.request["object"]

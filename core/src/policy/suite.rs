@@ -170,10 +170,21 @@ fn run_test(
         (Ok(t), Ok(c)) => (t, c),
         (Err(e), _) | (_, Err(e)) => return vec![result("", Outcome::Fail(e))],
     };
+    // gator's `expansion`: a file or directory of ExpansionTemplates for the test's cases.
+    let expansion = match test.get("expansion").and_then(Value::as_str) {
+        None => None,
+        Some(rel) => match resolve(base, rel) {
+            Ok(p) => Some(p),
+            Err(e) => return vec![result("", Outcome::Fail(e))],
+        },
+    };
     let build = |inventory: Vec<Value>| {
         let mut b = BundleBuilder::new(limits);
         b.add_text(&template.0, &template.1);
         b.add_text(&constraint.0, &constraint.1);
+        if let Some(p) = &expansion {
+            b.add_path(p);
+        }
         b.add_inventory(inventory);
         b.build().map(|mut bundle| {
             // verify asserts on every violation, whatever the enforcement action or point.
@@ -279,6 +290,17 @@ fn run_case(
                 );
             }
         }
+    };
+    // gator expands objects, not AdmissionReviews.
+    let unexpanded;
+    let bundle = if Review::is_admission_review(&object) && !bundle.expansions.is_empty() {
+        unexpanded = super::Bundle {
+            expansions: Vec::new(),
+            ..bundle.clone()
+        };
+        &unexpanded
+    } else {
+        bundle
     };
     let review = match Review::from_document(object, Point::Ci) {
         Ok(r) => r,

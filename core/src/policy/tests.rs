@@ -986,3 +986,135 @@ fn deprecated_builtins_are_not_in_rego_v1() {
     let err = try_bundle(&[v1]).unwrap_err();
     assert!(format!("{err:?}").contains("any"), "{err:?}");
 }
+
+const EXPAND_WORKLOADS: &str = "apiVersion: expansion.gatekeeper.sh/v1beta1
+kind: ExpansionTemplate
+metadata:
+  name: expand-deployments
+spec:
+  applyTo:
+    - groups: [apps]
+      kinds: [Deployment]
+      versions: [v1]
+  templateSource: spec.template
+  generatedGVK: {kind: Pod, group: '', version: v1}
+";
+
+const PRIVILEGED: &str = r#"violation[{"msg": msg, "details": {"path": ["spec", "containers", "0", "securityContext", "privileged"]}}] {
+  input.review.object.kind == "Pod"
+  c := input.review.object.spec.containers[_]
+  c.securityContext.privileged
+  msg := sprintf("Privileged container is not allowed: %v", [c.name])
+}"#;
+
+fn privileged_deployment(privileged: bool) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"},
+           "spec": {"template": {"metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "nginx", "image": "nginx",
+                             "securityContext": {"privileged": privileged}}]}}}})
+}
+
+/// A Pod constraint judges the Pod a Deployment will create, through an ExpansionTemplate, as
+/// gator and Gatekeeper's webhook do: the violation is the Deployment's, prefixed with the
+/// template's name, its path pointing into the Deployment.
+#[test]
+fn expansion_judges_a_deployment_by_its_pod() {
+    let pod_constraint = |extra: Value| {
+        let mut m = json!({"kinds": [{"apiGroups": [""], "kinds": ["Pod"]}]});
+        m.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        constraint("K8sPrivileged", "no-privileged", json!({"match": m}))
+    };
+    let b = bundle(&[
+        template("K8sPrivileged", PRIVILEGED),
+        pod_constraint(json!({})),
+        EXPAND_WORKLOADS.to_string(),
+    ]);
+    assert_eq!(b.expansions().len(), 1);
+    let v = eval(&b, privileged_deployment(true));
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(
+        v[0].message,
+        "[Implied by expand-deployments] Privileged container is not allowed: nginx"
+    );
+    assert_eq!(
+        (v[0].object.kind.as_str(), v[0].object.name.as_str()),
+        ("Deployment", "web")
+    );
+    assert_eq!(
+        v[0].path.as_deref().unwrap(),
+        [
+            "spec",
+            "template",
+            "spec",
+            "containers",
+            "0",
+            "securityContext",
+            "privileged"
+        ]
+    );
+    assert_eq!(v[0].action, Action::Deny);
+    assert!(eval(&b, privileged_deployment(false)).is_empty());
+
+    // Without the ExpansionTemplate the Deployment passes: the Pod constraint never sees it.
+    let without = bundle(&[
+        template("K8sPrivileged", PRIVILEGED),
+        pod_constraint(json!({})),
+    ]);
+    assert!(eval(&without, privileged_deployment(true)).is_empty());
+
+    // match.source: Original leaves resultants alone; Generated judges only them.
+    let original = bundle(&[
+        template("K8sPrivileged", PRIVILEGED),
+        pod_constraint(json!({"source": "Original"})),
+        EXPAND_WORKLOADS.to_string(),
+    ]);
+    assert!(eval(&original, privileged_deployment(true)).is_empty());
+    let generated = bundle(&[
+        template("K8sPrivileged", PRIVILEGED),
+        pod_constraint(json!({"source": "Generated"})),
+        EXPAND_WORKLOADS.to_string(),
+    ]);
+    assert_eq!(eval(&generated, privileged_deployment(true)).len(), 1);
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "shop"},
+        "spec": {"containers": [{"name": "c", "image": "nginx", "securityContext": {"privileged": true}}]}});
+    assert!(eval(&generated, pod.clone()).is_empty());
+    assert_eq!(eval(&b, pod).len(), 1);
+
+    // The template's enforcementAction replaces the constraint's.
+    let warn = bundle(&[
+        template("K8sPrivileged", PRIVILEGED),
+        pod_constraint(json!({})),
+        EXPAND_WORKLOADS.replace(
+            "templateSource: spec.template",
+            "templateSource: spec.template\n  enforcementAction: warn",
+        ),
+    ]);
+    assert_eq!(
+        eval(&warn, privileged_deployment(true))[0].action,
+        Action::Warn
+    );
+
+    // A Deployment without spec.template cannot be expanded: a deny, saying why.
+    let v = eval(
+        &b,
+        json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "bare", "namespace": "shop"}, "spec": {}}),
+    );
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert!(
+        v[0].evaluation_error && v[0].message.contains("could not find source field"),
+        "{v:?}"
+    );
+
+    // Two different ExpansionTemplates of one name refuse the bundle.
+    let err = try_bundle(&[
+        EXPAND_WORKLOADS.to_string(),
+        EXPAND_WORKLOADS.replace("kinds: [Deployment]", "kinds: [StatefulSet]"),
+    ])
+    .unwrap_err();
+    assert!(
+        format!("{err:?}").contains("ExpansionTemplate expand-deployments"),
+        "{err:?}"
+    );
+}

@@ -1,0 +1,228 @@
+//! Gatekeeper ExpansionTemplates through the CLI, with the public library's own pod-security
+//! templates (unchanged, from `../shared/corpora/gatekeeper-library`): a privileged Deployment is
+//! judged by the Pod template through an ExpansionTemplate in `sealgate lint` (the finding at the
+//! Deployment's container line, prefixed `[Implied by …]`) and in `sealgate policy verify` (a gator
+//! suite with `expansion:`), as gator judges it.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+
+fn library() -> Option<PathBuf> {
+    let root =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpora/gatekeeper-library");
+    if root.join("library").is_dir() {
+        Some(root.join("library/pod-security-policy/privileged-containers"))
+    } else {
+        sealgate_testkit::peer::missing(&format!(
+            "the Gatekeeper library corpus is not at {} (see cli/tests/gatekeeper_library.rs)",
+            root.display()
+        ));
+        None
+    }
+}
+
+fn sealgate() -> Command {
+    let mut c = Command::cargo_bin("sealgate").unwrap();
+    c.env_remove("SEALGATE_POLICY");
+    c
+}
+
+/// Gatekeeper's documented ExpansionTemplate for workloads.
+const EXPANSION: &str = "apiVersion: expansion.gatekeeper.sh/v1beta1
+kind: ExpansionTemplate
+metadata:
+  name: expand-deployments
+spec:
+  applyTo:
+    - groups: [apps]
+      kinds: [DaemonSet, Deployment, ReplicaSet, StatefulSet]
+      versions: [v1]
+  templateSource: spec.template
+  generatedGVK:
+    kind: Pod
+    group: ''
+    version: v1
+";
+
+fn deployment(privileged: bool) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: shop
+spec:
+  selector:
+    matchLabels: {{app: web}}
+  template:
+    metadata:
+      labels: {{app: web}}
+    spec:
+      containers:
+        - name: nginx
+          image: nginx:1.27
+          securityContext:
+            privileged: {privileged}
+"
+    )
+}
+
+/// The library's template and constraint, the ExpansionTemplate and two Deployments in `dir`.
+fn fixture(lib: &Path, dir: &Path) {
+    std::fs::copy(lib.join("template.yaml"), dir.join("template.yaml")).unwrap();
+    std::fs::copy(
+        lib.join("samples/psp-privileged-container/constraint.yaml"),
+        dir.join("constraint.yaml"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("expansion.yaml"), EXPANSION).unwrap();
+    std::fs::write(dir.join("privileged.yaml"), deployment(true)).unwrap();
+    std::fs::write(dir.join("unprivileged.yaml"), deployment(false)).unwrap();
+}
+
+#[test]
+fn lint_judges_a_deployment_by_its_pod() {
+    let Some(lib) = library() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fixture(&lib, d);
+    let policies = |with_expansion: bool| {
+        let p = d.join(if with_expansion { "with" } else { "without" });
+        std::fs::create_dir_all(&p).unwrap();
+        for f in ["template.yaml", "constraint.yaml"] {
+            std::fs::copy(d.join(f), p.join(f)).unwrap();
+        }
+        if with_expansion {
+            std::fs::copy(d.join("expansion.yaml"), p.join("expansion.yaml")).unwrap();
+        }
+        p
+    };
+    // Without the ExpansionTemplate the Pod template never sees the Deployment.
+    sealgate()
+        .args(["lint", "--no-builtin", "-p"])
+        .arg(policies(false))
+        .arg(d.join("privileged.yaml"))
+        .assert()
+        .success();
+    let out = sealgate()
+        .args(["lint", "--no-builtin", "-p"])
+        .arg(policies(true))
+        .arg(d.join("privileged.yaml"))
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    // The finding is the Deployment's (the library's template reports no path, so it is at the
+    // document's line; a path is prefixed with spec.template: core's expansion tests).
+    assert!(
+        text.contains("[Implied by expand-deployments] Privileged container is not allowed: nginx"),
+        "{text}"
+    );
+    assert!(text.contains("privileged.yaml:1:"), "{text}");
+    assert!(text.contains("Deployment shop/web"), "{text}");
+    sealgate()
+        .args(["lint", "--no-builtin", "-p"])
+        .arg(policies(true))
+        .arg(d.join("unprivileged.yaml"))
+        .assert()
+        .success();
+    // ExpansionTemplates among the inputs are policies, as templates and constraints are.
+    let out = sealgate()
+        .args(["lint", "--no-builtin"])
+        .arg(d.join("template.yaml"))
+        .arg(d.join("constraint.yaml"))
+        .arg(d.join("expansion.yaml"))
+        .arg(d.join("privileged.yaml"))
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    assert!(
+        String::from_utf8(out)
+            .unwrap()
+            .contains("[Implied by expand-deployments]"),
+        "the ExpansionTemplate among the inputs was not taken as a policy"
+    );
+}
+
+#[test]
+fn policy_verify_runs_gator_suites_with_expansion() {
+    let Some(lib) = library() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fixture(&lib, d);
+    // An AdmissionReview of the privileged Deployment: gator does not expand those.
+    let review = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "1", "operation": "CREATE", "namespace": "shop", "name": "web",
+            "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
+            "userInfo": {"username": "dev"},
+            "object": serde_saphyr::from_str::<serde_json::Value>(&deployment(true)).unwrap()}
+    });
+    std::fs::write(d.join("review.json"), review.to_string()).unwrap();
+    std::fs::write(
+        d.join("suite.yaml"),
+        "kind: Suite
+apiVersion: test.gatekeeper.sh/v1alpha1
+metadata:
+  name: expansion
+tests:
+- name: privileged-deployments
+  template: template.yaml
+  constraint: constraint.yaml
+  expansion: expansion.yaml
+  cases:
+  - name: privileged-deployment
+    object: privileged.yaml
+    assertions:
+    - violations: 1
+      message: \"Implied by expand-deployments\"
+  - name: unprivileged-deployment
+    object: unprivileged.yaml
+    assertions:
+    - violations: no
+  - name: admission-review-is-not-expanded
+    object: review.json
+    assertions:
+    - violations: no
+- name: without-expansion
+  template: template.yaml
+  constraint: constraint.yaml
+  cases:
+  - name: privileged-deployment-passes
+    object: privileged.yaml
+    assertions:
+    - violations: no
+",
+    )
+    .unwrap();
+    let out = sealgate()
+        .args(["policy", "verify"])
+        .arg(d.join("suite.yaml"))
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("4 passed"), "{text}");
+    // A wrong assertion fails: the suite is really evaluated.
+    let suite = std::fs::read_to_string(d.join("suite.yaml")).unwrap();
+    std::fs::write(
+        d.join("suite.yaml"),
+        suite.replacen("    - violations: no\n", "    - violations: 1\n", 1),
+    )
+    .unwrap();
+    sealgate()
+        .args(["policy", "verify"])
+        .arg(d.join("suite.yaml"))
+        .assert()
+        .code(1);
+}
