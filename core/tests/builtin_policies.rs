@@ -269,3 +269,38 @@ fn the_register_vm_agrees_with_the_interpreter_on_every_sample() {
         "{reviews} reviews, {violations} violations"
     );
 }
+
+/// The gitops-identity suite judges the shipped constraints at every point (policy verify, as
+/// gator, evaluates only at gator's point, where they are inert; and gator reads one constraint
+/// per file): those samples must be the shipped file but for the points.
+#[test]
+fn the_suites_copies_of_the_shipped_identity_constraints_differ_only_in_points() {
+    let dir = policies().join("gitops-identity");
+    // Comments aside (the copies say why they exist).
+    let code = |text: &str| -> String {
+        text.lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    let shipped = std::fs::read_to_string(dir.join("constraint.yaml")).unwrap();
+    let copies: Vec<String> = [
+        "gitops-identity",
+        "gitops-break-glass-audit",
+        "attestation-writers",
+    ]
+    .iter()
+    .map(|n| code(&std::fs::read_to_string(dir.join(format!("samples/shipped-{n}.yaml"))).unwrap()))
+    .collect();
+    for c in &copies {
+        assert_eq!(c.matches(r#"{name: "*"}"#).count(), 1, "{c}");
+    }
+    assert_eq!(
+        copies.join("---\n").replace(
+            r#"enforcementPoints: [{name: "*"}]"#,
+            "enforcementPoints: [{name: admission}]"
+        ),
+        code(&shipped),
+        "samples/shipped-*.yaml must be constraint.yaml's documents with every point"
+    );
+}

@@ -82,6 +82,14 @@ pub const HELM: GoModule = GoModule {
     cold_build: "about 4 minutes",
 };
 
+/// Gatekeeper's gator (v3.23.1): the peer `sealgate policy verify` is compared with.
+pub const GATOR: GoModule = GoModule {
+    dir: "gator",
+    packages: &["github.com/open-policy-agent/gatekeeper/v3/cmd/gator"],
+    ldflags: "-s -w -X github.com/open-policy-agent/gatekeeper/v3/pkg/version.Version=v3.23.1",
+    cold_build: "about 4 minutes",
+};
+
 /// Why the binaries cannot be had: the tier skips (or, with `SEALGATE_REQUIRE_CLUSTER`, fails)
 /// with this message.
 #[derive(Debug)]

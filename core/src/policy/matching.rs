@@ -101,7 +101,7 @@ impl ObjectInfo {
 /// A `match` that cannot be decided: Gatekeeper fails the review with this error.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "spec.match.namespaceSelector needs the labels of Namespace {0:?}, which is not known: add its Namespace manifest to the linted paths or to --inventory"
+    "spec.match.namespaceSelector needs the labels of Namespace {0:?}, which is not known (Gatekeeper: \"namespace selector for namespace-scoped object but missing Namespace\"): add its Namespace manifest to the linted paths or to --inventory"
 )]
 pub struct UnknownNamespace(pub String);
 

@@ -187,9 +187,12 @@ fn run_test(
         }
         b.add_inventory(inventory);
         b.build().map(|mut bundle| {
-            // verify asserts on every violation, whatever the enforcement action or point.
+            // As gator: constraints are evaluated at gator's point (a scoped constraint without
+            // an action there is not), and every violation counts, whatever its action.
             for c in &mut bundle.constraints {
-                c.enforcement = Enforcement::Action(Action::Deny);
+                if c.enforcement.at(Point::Ci).is_some() {
+                    c.enforcement = Enforcement::Action(Action::Deny);
+                }
             }
             bundle
         })
@@ -217,6 +220,17 @@ fn run_test(
         return vec![result(
             "",
             Outcome::Fail(format!("{} holds no Constraint", constraint.0)),
+        )];
+    }
+    // gator reads the first document of the file only: refused rather than judged differently.
+    if base_bundle.constraints.len() > 1 {
+        return vec![result(
+            "",
+            Outcome::Fail(format!(
+                "{} holds {} Constraints; a suite's test takes one (gator reads only the first): split the file",
+                constraint.0,
+                base_bundle.constraints.len()
+            )),
         )];
     }
     let mut out = Vec::new();
@@ -302,8 +316,12 @@ fn run_case(
     } else {
         bundle
     };
+    // Every case at gator's point, an AdmissionReview's too (lint replays those at admission).
     let review = match Review::from_document(object, Point::Ci) {
-        Ok(r) => r,
+        Ok(r) => Review {
+            point: Point::Ci,
+            ..r
+        },
         Err(e) => return Outcome::Fail(format!("{obj_rel}: {e}")),
     };
     let violations = bundle.evaluate(&review, &Default::default());
