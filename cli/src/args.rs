@@ -587,6 +587,10 @@ pub enum PolicyCommand {
         /// suite, and each failure]
         #[arg(short = 'v', long)]
         verbose: bool,
+        /// Which code of a ConstraintTemplate is evaluated: `auto` as Gatekeeper (its CEL when it
+        /// has some, else its Rego), or only `rego` or only `cel`
+        #[arg(long, value_enum, default_value_t = sealgate_core::policy::TemplateCode::Auto, env = "SEALGATE_TEMPLATE_CODE")]
+        template_code: sealgate_core::policy::TemplateCode,
     },
 }
 

@@ -64,6 +64,45 @@ fn every_library_case_passes_policy_verify() {
     assert!(out.status.success());
 }
 
+/// The library's templates with CEL (K8sNativeValidation) beside their Rego: every case of their
+/// suites with each engine forced. With `auto` (above) their CEL runs, as in Gatekeeper.
+#[test]
+fn the_dual_templates_pass_with_either_engine_forced() {
+    let Some(lib) = library() else { return };
+    let mut suites = Vec::new();
+    for dir in ["general", "pod-security-policy"] {
+        for e in std::fs::read_dir(lib.join(dir)).unwrap().flatten() {
+            let template =
+                std::fs::read_to_string(e.path().join("template.yaml")).unwrap_or_default();
+            if template.contains("engine: K8sNativeValidation")
+                && e.path().join("suite.yaml").is_file()
+            {
+                suites.push(e.path().join("suite.yaml"));
+            }
+        }
+    }
+    assert!(suites.len() >= 15, "{} suites with CEL", suites.len());
+    for code in ["cel", "rego"] {
+        let out = sealgate()
+            .args(["policy", "verify", "--template-code", code])
+            .args(&suites)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let summary = stdout.lines().last().unwrap_or("").to_string();
+        println!(
+            "gatekeeper-library, {} templates with CEL, --template-code {code}: {summary}",
+            suites.len()
+        );
+        let failures: Vec<&str> = stdout.lines().filter(|l| l.starts_with("FAIL")).collect();
+        assert!(
+            out.status.success() && summary.ends_with(" passed, 0 failed"),
+            "--template-code {code}: {summary}\n{}",
+            failures.join("\n")
+        );
+    }
+}
+
 /// One gator case as `sealgate lint` runs it.
 struct Case {
     name: String,

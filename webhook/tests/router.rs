@@ -867,3 +867,67 @@ spec:
         "{message}"
     );
 }
+
+/// A CEL-only ConstraintTemplate (K8sNativeValidation, as teams write them for Gatekeeper's VAP
+/// generation) denies at admission, with its messageExpression; the agent's compliant change
+/// passes.
+#[tokio::test]
+async fn a_cel_only_template_denies_at_admission() {
+    const CEL_ONLY: &str = r#"apiVersion: templates.gatekeeper.sh/v1
+kind: ConstraintTemplate
+metadata:
+  name: k8sreplicalimits
+spec:
+  crd:
+    spec:
+      names:
+        kind: K8sReplicaLimits
+      validation:
+        openAPIV3Schema:
+          type: object
+          properties:
+            max: {type: integer}
+  targets:
+    - target: admission.k8s.gatekeeper.sh
+      code:
+        - engine: K8sNativeValidation
+          source:
+            validations:
+              - expression: "!has(variables.anyObject.spec.replicas) || variables.anyObject.spec.replicas <= variables.params.max"
+                messageExpression: "'replicas ' + string(variables.anyObject.spec.replicas) + ' is above ' + string(variables.params.max) + ' for ' + request.userInfo.username"
+---
+apiVersion: constraints.gatekeeper.sh/v1beta1
+kind: K8sReplicaLimits
+metadata:
+  name: at-most-five
+spec:
+  match:
+    kinds:
+      - apiGroups: ["apps"]
+        kinds: ["Deployment"]
+  parameters:
+    max: 5
+"#;
+    let mut b = BundleBuilder::new(EvalLimits::default());
+    b.add_builtin();
+    b.add_text("cel.yaml", CEL_ONLY);
+    let s = AppState::new(b.build().unwrap(), governed(), EvalConfig::default()).unwrap();
+    let ok = deployment("shop", "ghcr.io/acme/shop:1.4.2", json!({}));
+    let r = decide(
+        &s,
+        &review("c-1", "CREATE", FLUX, &[], ok.clone(), Value::Null),
+    )
+    .await;
+    assert_eq!(r["allowed"], true, "{r}");
+    let mut many = ok;
+    many["spec"]["replicas"] = json!(12);
+    let r = decide(&s, &review("c-2", "CREATE", FLUX, &[], many, Value::Null)).await;
+    assert_eq!(r["allowed"], false, "{r}");
+    let message = r["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(
+            "replicas 12 is above 5 for system:serviceaccount:flux-system:kustomize-controller"
+        ),
+        "{message}"
+    );
+}

@@ -15,6 +15,7 @@ pub fn run(cmd: &PolicyCommand) -> Result<ExitCode> {
         run,
         eval_timeout,
         verbose,
+        template_code,
     } = cmd;
     let filter = run
         .as_deref()
@@ -34,7 +35,7 @@ pub fn run(cmd: &PolicyCommand) -> Result<ExitCode> {
         for file in suite::find_suites(p) {
             suites += 1;
             let started = Instant::now();
-            let results = suite::run_suite(&file, filter.as_ref(), limits);
+            let results = suite::run_suite_with(&file, filter.as_ref(), limits, *template_code);
             let elapsed = started.elapsed();
             let mut suite_failed = 0;
             for r in &results {

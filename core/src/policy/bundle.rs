@@ -9,7 +9,7 @@ use regorus::Value as RValue;
 use serde_json::{Value, json};
 
 use super::compile::{
-    ConftestNamespaces, EvalLimits, Template, compile_conftest, compile_template,
+    ConftestNamespaces, EvalLimits, Template, TemplateCode, compile_conftest, compile_template,
 };
 use super::expansion::ExpansionTemplate;
 use super::matching::{Match, ObjectInfo};
@@ -82,6 +82,8 @@ pub struct Sources {
     pub limits: EvalLimits,
     /// Evaluate on regorus's register VM (else its interpreter).
     pub use_vm: bool,
+    /// Which code of a template with both Rego and CEL is evaluated.
+    pub template_code: TemplateCode,
     /// Which packages' conftest rules run (`--namespace`, `--all-namespaces`).
     pub conftest_namespaces: ConftestNamespaces,
     /// Policy documents found among the linted inputs, as gator test takes them: (source, YAML
@@ -98,6 +100,7 @@ impl Default for Sources {
             cluster_kinds: Vec::new(),
             limits: EvalLimits::default(),
             use_vm: true,
+            template_code: TemplateCode::Auto,
             conftest_namespaces: ConftestNamespaces::default(),
             from_inputs: Vec::new(),
         }
@@ -109,6 +112,7 @@ impl Sources {
     fn builder(&self, inventory: impl IntoIterator<Item = Value>) -> BundleBuilder {
         let mut b = BundleBuilder::new(self.limits);
         b.use_vm(self.use_vm);
+        b.template_code(self.template_code);
         b.conftest_namespaces(self.conftest_namespaces.clone());
         if self.builtin {
             b.add_builtin();
@@ -234,6 +238,8 @@ pub struct BundleBuilder {
     errors: Vec<PolicyError>,
     limits: EvalLimits,
     use_vm: bool,
+    /// Which code of a template with both Rego and CEL is evaluated.
+    template_code: TemplateCode,
     conftest_namespaces: ConftestNamespaces,
     /// Directories `add_path` skipped (`samples/`, `testdata/`, `tests/`).
     skipped: Vec<std::path::PathBuf>,
@@ -299,6 +305,12 @@ impl BundleBuilder {
     /// (`--rego-engine interpreter`, an escape hatch should a policy meet a VM gap).
     pub fn use_vm(&mut self, use_vm: bool) {
         self.use_vm = use_vm;
+    }
+
+    /// Which code of a template with both Rego and CEL is evaluated (Gatekeeper's choice, the
+    /// CEL, by default).
+    pub fn template_code(&mut self, code: TemplateCode) {
+        self.template_code = code;
     }
 
     /// The policies compiled into sealgate (`policies/`).
@@ -505,7 +517,15 @@ impl BundleBuilder {
                     }
                 }
             }
-            match compile_template(source, v, &data, self.limits, self.use_vm, self.compat) {
+            match compile_template(
+                source,
+                v,
+                &data,
+                self.limits,
+                self.use_vm,
+                self.compat,
+                self.template_code,
+            ) {
                 Ok(t) => {
                     if let Some(prev) = templates.get(&t.kind) {
                         errors.push(at(

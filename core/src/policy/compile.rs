@@ -8,6 +8,7 @@ use std::time::Duration;
 use regorus::Value as RValue;
 use serde_json::Value;
 
+use super::cel::CelCode;
 use super::{Action, PolicyError, SourceRef, at, builtins, compat, matching};
 
 /// Evaluation settings.
@@ -32,13 +33,40 @@ pub struct Template {
     pub kind: String,
     /// Where it was loaded from.
     pub source: SourceRef,
+    /// The code that is evaluated: its Rego, or its CEL (`K8sNativeValidation`).
+    code: Code,
+    /// `spec.crd.spec.validation.openAPIV3Schema`, checked against constraint parameters.
+    pub(super) schema: Option<Value>,
+}
+
+/// Which of a template's code is evaluated.
+#[derive(Clone)]
+enum Code {
+    Rego(Box<RegoCode>),
+    Cel(Arc<CelCode>),
+}
+
+/// A template's Rego, compiled.
+#[derive(Clone)]
+struct RegoCode {
     entry: String,
     engine: regorus::Engine,
     /// The same policy compiled for regorus's register VM; `None` when the VM cannot compile it
     /// (the interpreter is used).
     vm: Option<VmProgram>,
-    /// `spec.crd.spec.validation.openAPIV3Schema`, checked against constraint parameters.
-    pub(super) schema: Option<Value>,
+}
+
+/// Which code of a template with both Rego and CEL is evaluated (`--template-code`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "flags", derive(clap::ValueEnum))]
+pub enum TemplateCode {
+    /// As Gatekeeper chooses: the CEL when the template has it, else the Rego.
+    #[default]
+    Auto,
+    /// The Rego; a template with only CEL is refused.
+    Rego,
+    /// The CEL; a template with only Rego is refused.
+    Cel,
 }
 
 impl std::fmt::Debug for Template {
@@ -106,6 +134,7 @@ pub(super) fn compile_template(
     limits: EvalLimits,
     use_vm: bool,
     compat: bool,
+    choice: TemplateCode,
 ) -> Result<Template, PolicyError> {
     let kind = v
         .pointer("/spec/crd/spec/names/kind")
@@ -140,70 +169,127 @@ pub(super) fn compile_template(
             .map(|s| s.to_string())
             .collect()
     };
-    // The legacy `rego` field wins over `code`; in `code`, only the Rego engine is evaluated.
-    // `field` is where the Rego text is, for error messages.
-    let (rego, libs, v1, field) = match target
+    // The legacy `rego` field wins over `code`'s Rego entry. `field` is where the Rego text is,
+    // for error messages.
+    let code = target
+        .get("code")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let engine_at = |name: &str| {
+        code.iter()
+            .position(|c| c.get("engine").and_then(Value::as_str) == Some(name))
+    };
+    let rego_src = match target
         .get("rego")
         .and_then(Value::as_str)
         .filter(|r| !r.trim().is_empty())
     {
-        Some(r) => (
+        Some(r) => Some((
             r.to_string(),
             matching::strings(target.get("libs")),
             false,
             path(&[]),
-        ),
-        None => {
-            let code = target
-                .get("code")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            let rego = code
-                .iter()
-                .position(|c| c.get("engine").and_then(Value::as_str) == Some("Rego"));
-            match rego {
-                Some(ci) => {
-                    let src = code[ci].get("source").cloned().unwrap_or(Value::Null);
-                    let r = src
-                        .get("rego")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string();
-                    (
-                        r,
-                        matching::strings(src.get("libs")),
-                        src.get("version").and_then(Value::as_str) == Some("v1"),
-                        path(&["code", &ci.to_string(), "source"]),
-                    )
-                }
-                None if !code.is_empty() => {
-                    return Err(at(
-                        source,
-                        &what,
-                        "has only CEL (K8sNativeValidation) code, which sealgate does not evaluate; add a Rego entry to spec.targets[].code",
-                    ));
-                }
-                None => {
-                    return Err(at(
-                        source,
-                        &what,
-                        "has no Rego (spec.targets[].rego or code[].source.rego)",
-                    ));
-                }
-            }
+        )),
+        None => engine_at("Rego").map(|ci| {
+            let src = code[ci].get("source").cloned().unwrap_or(Value::Null);
+            (
+                src.get("rego")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                matching::strings(src.get("libs")),
+                src.get("version").and_then(Value::as_str) == Some("v1"),
+                path(&["code", &ci.to_string(), "source"]),
+            )
+        }),
+    };
+    let cel_src = engine_at("K8sNativeValidation").map(|ci| {
+        (
+            code[ci].get("source").cloned().unwrap_or(Value::Null),
+            path(&["code", &ci.to_string(), "source"]).join("."),
+        )
+    });
+    let cel = |(src, field): &(Value, String)| {
+        CelCode::compile(src)
+            .map(|c| Code::Cel(Arc::new(c)))
+            .map_err(|e| at(source, &what, format!("{field} (K8sNativeValidation): {e}")))
+    };
+    let rego = |(rego, libs, v1, field): &(String, Vec<String>, bool, Vec<String>)| {
+        compile_rego(
+            source,
+            &kind,
+            (rego, libs, *v1, field),
+            data,
+            limits,
+            use_vm,
+            compat,
+        )
+        .map(|r| Code::Rego(Box::new(r)))
+    };
+    let code = match (choice, &rego_src, &cel_src) {
+        (_, None, None) => {
+            return Err(at(
+                source,
+                &what,
+                "has no code: neither Rego (spec.targets[].rego, code[].source.rego) nor CEL (code[] of engine K8sNativeValidation)",
+            ));
+        }
+        (TemplateCode::Auto | TemplateCode::Cel, _, Some(c)) => cel(c)?,
+        (TemplateCode::Auto | TemplateCode::Rego, Some(r), _) => rego(r)?,
+        (TemplateCode::Rego, None, Some(_)) => {
+            return Err(at(
+                source,
+                &what,
+                "has only CEL (K8sNativeValidation) code, and --template-code rego evaluates only Rego",
+            ));
+        }
+        (TemplateCode::Cel, Some(_), None) => {
+            return Err(at(
+                source,
+                &what,
+                "has only Rego code, and --template-code cel evaluates only CEL",
+            ));
         }
     };
+    Ok(Template {
+        kind,
+        source: source.clone(),
+        code,
+        schema: v
+            .pointer("/spec/crd/spec/validation/openAPIV3Schema")
+            .filter(|s| s.is_object())
+            .cloned()
+            .map(|mut s| {
+                // legacySchema: Gatekeeper keeps fields the schema does not declare.
+                if v.pointer("/spec/crd/spec/validation/legacySchema") == Some(&Value::Bool(true)) {
+                    s["x-kubernetes-preserve-unknown-fields"] = Value::Bool(true);
+                }
+                s
+            }),
+    })
+}
+
+/// A template's Rego (and its libs), compiled for regorus (and its register VM).
+fn compile_rego(
+    source: &SourceRef,
+    kind: &str,
+    (rego, libs, v1, field): (&str, &[String], bool, &[String]),
+    data: &RValue,
+    limits: EvalLimits,
+    use_vm: bool,
+    compat: bool,
+) -> Result<RegoCode, PolicyError> {
     let rego_err = |message: String| {
-        let (message, at) = locate_rego_error(&kind, &field, &message);
+        let (message, at) = locate_rego_error(kind, field, &message);
         PolicyError::Rego {
             file: source.clone(),
-            template: kind.clone(),
+            template: kind.to_string(),
             message,
             at,
         }
     };
-    for text in std::iter::once(&rego).chain(libs.iter()) {
+    for text in std::iter::once(rego).chain(libs.iter().map(String::as_str)) {
         compat::check_limits(text).map_err(|e| rego_err(e.to_string()))?;
     }
     let mut engine = new_engine(!v1, data, limits).map_err(rego_err)?;
@@ -213,7 +299,7 @@ pub(super) fn compile_template(
         false => text.to_string(),
     };
     let package = engine
-        .add_policy(file, edit(&rego))
+        .add_policy(file, edit(rego))
         .map_err(|e| rego_err(e.to_string()))?;
     for (i, lib) in libs.iter().enumerate() {
         engine
@@ -236,24 +322,7 @@ pub(super) fn compile_template(
     let vm = use_vm
         .then(|| VmProgram::compile(&engine, &entry, data, limits, !v1))
         .flatten();
-    Ok(Template {
-        kind,
-        source: source.clone(),
-        entry,
-        vm,
-        engine,
-        schema: v
-            .pointer("/spec/crd/spec/validation/openAPIV3Schema")
-            .filter(|s| s.is_object())
-            .cloned()
-            .map(|mut s| {
-                // legacySchema: Gatekeeper keeps fields the schema does not declare.
-                if v.pointer("/spec/crd/spec/validation/legacySchema") == Some(&Value::Bool(true)) {
-                    s["x-kubernetes-preserve-unknown-fields"] = Value::Bool(true);
-                }
-                s
-            }),
-    })
+    Ok(RegoCode { entry, engine, vm })
 }
 
 /// regorus's message (`--> Kind.rego:6:1`, a source excerpt, `error: expecting expression`) as
@@ -398,19 +467,35 @@ impl Template {
     /// Evaluate the violation rule: on the VM when it compiled there and `use_vm`, else on the
     /// interpreter.
     pub(super) fn eval(&self, input: RValue, use_vm: bool) -> anyhow::Result<RValue> {
-        match &self.vm {
-            Some(vm) if use_vm => vm.eval(&self.entry, input),
+        let Code::Rego(r) = &self.code else {
+            anyhow::bail!("template {} is evaluated as CEL", self.kind)
+        };
+        match &r.vm {
+            Some(vm) if use_vm => vm.eval(&r.entry, input),
             _ => {
-                let mut engine = self.engine.clone();
+                let mut engine = r.engine.clone();
                 engine.set_input(input);
-                engine.eval_rule(self.entry.clone())
+                engine.eval_rule(r.entry.clone())
             }
+        }
+    }
+
+    /// The template's CEL, when that is what is evaluated.
+    pub(super) fn cel(&self) -> Option<&CelCode> {
+        match &self.code {
+            Code::Cel(c) => Some(c),
+            Code::Rego(_) => None,
         }
     }
 
     /// Whether evaluation can run on the register VM.
     pub fn on_vm(&self) -> bool {
-        self.vm.is_some()
+        matches!(&self.code, Code::Rego(r) if r.vm.is_some())
+    }
+
+    /// Whether the template is evaluated as CEL.
+    pub fn is_cel(&self) -> bool {
+        matches!(self.code, Code::Cel(_))
     }
 }
 

@@ -8,6 +8,7 @@ use regorus::Value as RValue;
 use serde_json::{Value, json};
 
 use super::bundle::{Constraint, SyncKind};
+use super::cel::CelInput;
 use super::compile::{Conftest, Template};
 use super::expansion::{self, ExpansionTemplate};
 use super::matching::ObjectInfo;
@@ -275,6 +276,44 @@ impl Bundle {
             let Some(t) = self.templates.get(&c.kind) else {
                 continue;
             };
+            if let Some(cel) = t.cel() {
+                // The Namespace as CEL's namespaceObject, when its labels are known.
+                let namespace = info.namespace.as_deref().and_then(|ns| {
+                    ns_labels(ns).map(|labels| {
+                        json!({"apiVersion": "v1", "kind": "Namespace",
+                               "metadata": {"name": ns, "labels": labels}})
+                    })
+                });
+                let input = CelInput {
+                    request: &review.request,
+                    namespace,
+                };
+                let parameters = serde_json::to_value(&c.parameters).unwrap_or(Value::Null);
+                match cel.eval(&input, &parameters) {
+                    Ok(messages) => {
+                        for m in messages {
+                            out.push(violation(
+                                PolicyRef::Template(t.kind.clone()),
+                                &c.name,
+                                RValue::from(json!({ "msg": m })),
+                                action,
+                                &object_ref,
+                            ));
+                        }
+                    }
+                    Err(e) => out.push(Violation::evaluation_error(
+                        PolicyRef::Template(t.kind.clone()),
+                        &c.name,
+                        format!("template {} failed to evaluate: {e}", t.kind),
+                        action,
+                        &object_ref,
+                    )),
+                }
+                for v in &mut out[first..] {
+                    v.severity = c.severity;
+                }
+                continue;
+            }
             let (review_value, sealgate) = shared.get_or_insert_with(|| {
                 let request = to_rvalue(&review.request);
                 let sealgate = BTreeMap::from([

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{ConftestNamespaces, EvalLimits, Sources};
+use super::{ConftestNamespaces, EvalLimits, Sources, TemplateCode};
 
 /// Where the policies come from and how they are evaluated.
 #[derive(Debug, Clone, clap::Args)]
@@ -45,6 +45,10 @@ pub struct PolicyArgs {
     /// a VM gap)
     #[arg(long, value_enum, default_value_t = RegoEngine::Vm, env = "SEALGATE_REGO_ENGINE", global = true)]
     pub rego_engine: RegoEngine,
+    /// Which code of a ConstraintTemplate is evaluated: `auto` as Gatekeeper (its CEL,
+    /// K8sNativeValidation, when it has some; else its Rego), or only `rego` or only `cel`
+    #[arg(long, value_enum, default_value_t = TemplateCode::Auto, env = "SEALGATE_TEMPLATE_CODE", global = true)]
+    pub template_code: TemplateCode,
     /// conftest modules: run the deny/warn/violation rules of this Rego package (repeatable;
     /// conftest's --namespace) [default: main]
     #[arg(
@@ -78,6 +82,7 @@ impl PolicyArgs {
             cluster_kinds: self.cluster_kinds.clone(),
             limits: EvalLimits { eval_timeout },
             use_vm: self.rego_engine == RegoEngine::Vm,
+            template_code: self.template_code,
             conftest_namespaces: if self.all_namespaces {
                 ConftestNamespaces::All
             } else if self.conftest_namespaces.is_empty() {

@@ -19,6 +19,7 @@
 pub mod builtin_bundle;
 pub mod builtins;
 pub mod bundle;
+pub mod cel;
 #[doc(hidden)] // public for the fuzz target (fuzz/), not an API
 pub mod compat;
 mod compile;
@@ -38,7 +39,7 @@ pub use bundle::{
     BundleBuilder, BundleErrors, Constraint, InvalidConstraint, Sources, SyncKind, inventory_data,
     namespace_labels,
 };
-pub use compile::{ConftestNamespaces, EvalLimits, Template};
+pub use compile::{ConftestNamespaces, EvalLimits, Template, TemplateCode};
 pub use enforcement::{Action, Effect, Enforcement, Point};
 pub use evaluate::{Bundle, Evaluation, NamespaceLabels};
 pub use review::{

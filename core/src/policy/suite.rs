@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::{Action, BundleBuilder, Enforcement, EvalLimits, Point, Review};
+use super::{Action, BundleBuilder, Enforcement, EvalLimits, Point, Review, TemplateCode};
 use crate::manifest;
 
 /// The outcome of one case (or of a test that failed before its cases ran).
@@ -93,6 +93,16 @@ pub fn run_suite(
     filter: Option<&regex::Regex>,
     limits: EvalLimits,
 ) -> Vec<CaseResult> {
+    run_suite_with(path, filter, limits, TemplateCode::Auto)
+}
+
+/// [`run_suite`], evaluating templates' `code` as `code` chooses (`--template-code`).
+pub fn run_suite_with(
+    path: &Path,
+    filter: Option<&regex::Regex>,
+    limits: EvalLimits,
+    code: TemplateCode,
+) -> Vec<CaseResult> {
     let suite = path.display().to_string();
     let fail = |test: &str, case: &str, why: String| CaseResult {
         suite: suite.clone(),
@@ -137,7 +147,7 @@ pub fn run_suite(
                 });
                 continue;
             }
-            out.extend(run_test(&suite, base, &name, test, limits));
+            out.extend(run_test(&suite, base, &name, test, limits, code));
         }
     }
     out
@@ -149,6 +159,7 @@ fn run_test(
     name: &str,
     test: &Value,
     limits: EvalLimits,
+    code: TemplateCode,
 ) -> Vec<CaseResult> {
     let result = |case: &str, outcome| CaseResult {
         suite: suite.to_string(),
@@ -180,6 +191,7 @@ fn run_test(
     };
     let build = |inventory: Vec<Value>| {
         let mut b = BundleBuilder::new(limits);
+        b.template_code(code);
         b.add_text(&template.0, &template.1);
         b.add_text(&constraint.0, &constraint.1);
         if let Some(p) = &expansion {

@@ -362,9 +362,13 @@ spec:
                 package lib.names
                 bad(n) if startswith(n, "tmp-")
 "#;
-    let b = bundle(&[t.to_string(), constraint("V1Style", "v", json!({}))]);
+    let parts = [t.to_string(), constraint("V1Style", "v", json!({}))];
+    let b = code_bundle(&parts, TemplateCode::Rego).unwrap();
     assert_eq!(eval(&b, pod("tmp-1", "x")).len(), 1);
     assert!(eval(&b, pod("web", "x")).is_empty());
+    // As Gatekeeper chooses: the CEL beside it (always true here).
+    let b = bundle(&parts);
+    assert!(eval(&b, pod("tmp-1", "x")).is_empty());
 }
 
 #[test]
@@ -384,7 +388,11 @@ fn bundle_errors_name_the_template_and_the_rego_line() {
     );
     let cel_only = "apiVersion: templates.gatekeeper.sh/v1\nkind: ConstraintTemplate\nmetadata: {name: c}\nspec:\n  crd: {spec: {names: {kind: CelOnly}}}\n  targets: [{target: admission.k8s.gatekeeper.sh, code: [{engine: K8sNativeValidation, source: {}}]}]\n";
     let e = try_bundle(&[cel_only.to_string()]).unwrap_err();
-    assert!(e[0].to_string().contains("only CEL"), "{e:?}");
+    assert!(
+        e[0].to_string()
+            .contains("spec.targets.0.code.0.source (K8sNativeValidation): has no validations"),
+        "{e:?}"
+    );
     // Parameters checked against the template's schema.
     let typed = template("Typed", "violation[{\"msg\": \"x\"}] { false }").replace(
         "        kind: Typed\n",
@@ -1115,6 +1123,90 @@ fn expansion_judges_a_deployment_by_its_pod() {
     .unwrap_err();
     assert!(
         format!("{err:?}").contains("ExpansionTemplate expand-deployments"),
+        "{err:?}"
+    );
+}
+
+/// A template with Rego and CEL that say different things, and a CEL-only one.
+fn dual_template(kind: &str, with_rego: bool) -> String {
+    let pkg = kind.to_lowercase();
+    let rego = if with_rego {
+        format!(
+            "        - engine: Rego\n          source:\n            rego: |\n              package {pkg}\n              violation[{{\"msg\": \"rego: no latest\"}}] {{\n                endswith(input.review.object.spec.containers[_].image, \":latest\")\n              }}\n"
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "apiVersion: templates.gatekeeper.sh/v1\nkind: ConstraintTemplate\nmetadata:\n  name: {pkg}\nspec:\n  crd:\n    spec:\n      names:\n        kind: {kind}\n  targets:\n    - target: admission.k8s.gatekeeper.sh\n      code:\n        - engine: K8sNativeValidation\n          source:\n            variables:\n              - name: latest\n                expression: \"variables.anyObject.spec.containers.filter(c, c.image.endsWith(':latest'))\"\n            validations:\n              - expression: \"size(variables.latest) == 0\"\n                messageExpression: \"'cel: ' + variables.latest.map(c, c.name).join(', ') + ' use :latest' + (variables.params == null ? '' : ' (' + variables.params.why + ')')\"\n{rego}"
+    )
+}
+
+fn code_bundle(parts: &[String], code: TemplateCode) -> Result<Bundle, BundleErrors> {
+    let mut b = BundleBuilder::new(EvalLimits::default());
+    b.template_code(code);
+    for (i, p) in parts.iter().enumerate() {
+        b.add_text(&format!("part{i}.yaml"), p);
+    }
+    b.build()
+}
+
+/// Gatekeeper's engine choice: a template's CEL when it has some; `--template-code` forces one
+/// and refuses a template without it. A CEL-only template denies as its Rego twin would.
+#[test]
+fn cel_templates_and_the_engine_choice() {
+    let dual = || {
+        vec![
+            dual_template("K8sNoLatest", true),
+            constraint(
+                "K8sNoLatest",
+                "no-latest",
+                json!({"parameters": {"why": "pin your images"}}),
+            ),
+        ]
+    };
+    let messages = |b: &Bundle| -> Vec<String> {
+        eval(b, pod("web", "nginx:latest"))
+            .into_iter()
+            .map(|v| v.message)
+            .collect()
+    };
+    let auto = code_bundle(&dual(), TemplateCode::Auto).unwrap();
+    assert!(auto.templates().all(|t| t.is_cel()));
+    assert_eq!(messages(&auto), ["cel: c use :latest (pin your images)"]);
+    assert!(eval(&auto, pod("web", "nginx:1.27")).is_empty());
+    let rego = code_bundle(&dual(), TemplateCode::Rego).unwrap();
+    assert_eq!(messages(&rego), ["rego: no latest"]);
+    assert_eq!(
+        messages(&code_bundle(&dual(), TemplateCode::Cel).unwrap()),
+        messages(&auto)
+    );
+
+    // CEL only: evaluated (it used to refuse the whole bundle); no parameters: params is null.
+    let cel_only = vec![
+        dual_template("K8sNoLatestCel", false),
+        constraint("K8sNoLatestCel", "no-latest-cel", json!({})),
+    ];
+    let b = code_bundle(&cel_only, TemplateCode::Auto).unwrap();
+    assert_eq!(messages(&b), ["cel: c use :latest"]);
+    let err = code_bundle(&cel_only, TemplateCode::Rego).unwrap_err();
+    assert!(format!("{err:?}").contains("has only CEL"), "{err:?}");
+    let err = code_bundle(
+        &[
+            template("K8sAllowedRepos", REPOS),
+            constraint("K8sAllowedRepos", "r", json!({})),
+        ],
+        TemplateCode::Cel,
+    )
+    .unwrap_err();
+    assert!(format!("{err:?}").contains("has only Rego"), "{err:?}");
+
+    // A CEL expression that does not parse names the template and the field.
+    let broken = dual_template("K8sBroken", false).replace("size(variables.latest) == 0", "size(");
+    let err = code_bundle(&[broken], TemplateCode::Auto).unwrap_err();
+    assert!(
+        format!("{err:?}")
+            .contains("spec.targets.0.code.0.source (K8sNativeValidation): validations[0]"),
         "{err:?}"
     );
 }
