@@ -28,22 +28,7 @@ fn sealgate() -> Command {
     c
 }
 
-/// Gatekeeper's documented ExpansionTemplate for workloads.
-const EXPANSION: &str = "apiVersion: expansion.gatekeeper.sh/v1beta1
-kind: ExpansionTemplate
-metadata:
-  name: expand-deployments
-spec:
-  applyTo:
-    - groups: [apps]
-      kinds: [DaemonSet, Deployment, ReplicaSet, StatefulSet]
-      versions: [v1]
-  templateSource: spec.template
-  generatedGVK:
-    kind: Pod
-    group: ''
-    version: v1
-";
+use sealgate_testkit::gatekeeper::EXPAND_WORKLOADS as EXPANSION;
 
 fn deployment(privileged: bool) -> String {
     format!(

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod fake_api;
+pub mod gatekeeper;
 pub mod keys;
 pub mod peer;
 pub mod process;

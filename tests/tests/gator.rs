@@ -12,6 +12,7 @@ use std::process::Command;
 
 use sealgate_core::policy::EvalLimits;
 use sealgate_core::policy::suite::{Outcome, find_suites, run_suite};
+use sealgate_testkit::gatekeeper::EXPAND_WORKLOADS;
 
 fn repo() -> PathBuf {
     sealgate_testkit::process::repo()
@@ -235,7 +236,11 @@ fn gator_and_sealgate_agree_on_expansion_suites() {
         )
         .unwrap();
     }
-    std::fs::write(d.join("expansion.yaml"), EXPANSION).unwrap();
+    std::fs::write(
+        d.join("expansion.yaml"),
+        format!("{EXPAND_WORKLOADS}---\n{EXPAND_JOBS}"),
+    )
+    .unwrap();
     for (file, text) in OBJECTS {
         std::fs::write(d.join(file), text).unwrap();
     }
@@ -246,19 +251,8 @@ fn gator_and_sealgate_agree_on_expansion_suites() {
     assert!(differ.is_empty(), "{}", differ.join("\n"));
 }
 
-const EXPANSION: &str = "apiVersion: expansion.gatekeeper.sh/v1beta1
-kind: ExpansionTemplate
-metadata:
-  name: expand-deployments
-spec:
-  applyTo:
-    - groups: [apps]
-      kinds: [DaemonSet, Deployment, ReplicaSet, StatefulSet]
-      versions: [v1]
-  templateSource: spec.template
-  generatedGVK: {kind: Pod, group: '', version: v1}
----
-apiVersion: expansion.gatekeeper.sh/v1beta1
+/// With the workload one (`EXPAND_WORKLOADS`), these two: CronJob → Job → Pod.
+const EXPAND_JOBS: &str = "apiVersion: expansion.gatekeeper.sh/v1beta1
 kind: ExpansionTemplate
 metadata:
   name: expand-cronjobs

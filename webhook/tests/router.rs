@@ -825,22 +825,14 @@ spec:
     kinds:
       - apiGroups: [""]
         kinds: ["Pod"]
----
-apiVersion: expansion.gatekeeper.sh/v1beta1
-kind: ExpansionTemplate
-metadata:
-  name: expand-deployments
-spec:
-  applyTo:
-    - groups: [apps]
-      kinds: [Deployment]
-      versions: [v1]
-  templateSource: spec.template
-  generatedGVK: {kind: Pod, group: '', version: v1}
 "#;
     let mut b = BundleBuilder::new(EvalLimits::default());
     b.add_builtin();
-    b.add_text("expansion.yaml", POD_ONLY);
+    b.add_text("pod-only.yaml", POD_ONLY);
+    b.add_text(
+        "expansion.yaml",
+        sealgate_testkit::gatekeeper::EXPAND_WORKLOADS,
+    );
     let s = AppState::new(b.build().unwrap(), governed(), EvalConfig::default()).unwrap();
 
     let compliant = deployment("shop", "ghcr.io/acme/shop:1.4.2", json!({}));
