@@ -101,6 +101,32 @@ impl std::fmt::Display for Unavailable {
     }
 }
 
+/// A peer's binary `name` from `m`, or `None` after reporting it missing with
+/// [`sealgate_testkit::peer::missing`] (a failure under `SEALGATE_REQUIRE_PEERS`, as `.ci/run`
+/// sets it).
+pub fn peer_binary(m: &GoModule, name: &str) -> Option<PathBuf> {
+    match binaries(m) {
+        Ok(dir) => Some(dir.join(name)),
+        Err(e) => {
+            sealgate_testkit::peer::missing(&format!(
+                "{name} (Go 1.26 and the Go module proxy build it from testenv/go/{}): {e}",
+                m.dir
+            ));
+            None
+        }
+    }
+}
+
+/// `helm` (from [`HELM`]'s binaries) with its cache, config and data under `home`, never the
+/// user's.
+pub fn helm_command(helm: &Path, home: &Path) -> Command {
+    let mut c = Command::new(helm);
+    c.env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"));
+    c
+}
+
 /// A module's sources: `testenv/go/<dir>`.
 pub fn module_dir(dir: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("go").join(dir)

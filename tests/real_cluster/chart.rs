@@ -30,13 +30,9 @@ fn helm(env: &Env, args: &[&str]) -> Result<String, Failed> {
     let bin = sealgate_testenv::go::binaries(&sealgate_testenv::go::HELM)
         .map_err(|e| fail(format!("helm cannot be built: {e}")))?
         .join("helm");
-    let home = env.path("helm");
-    let out = std::process::Command::new(bin)
+    let out = sealgate_testenv::go::helm_command(&bin, &env.path("helm"))
         .args(args)
         .env("KUBECONFIG", env.cp.kubeconfig(&Identity::Admin))
-        .env("HELM_CACHE_HOME", home.join("cache"))
-        .env("HELM_CONFIG_HOME", home.join("config"))
-        .env("HELM_DATA_HOME", home.join("data"))
         .output()
         .map_err(|e| fail(format!("cannot run helm: {e}")))?;
     if out.status.success() {

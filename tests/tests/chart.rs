@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use sealgate_testenv::go::{helm_command, peer_binary};
 use serde_json::Value;
 
 fn repo() -> PathBuf {
@@ -20,20 +21,6 @@ fn repo() -> PathBuf {
 
 fn chart() -> PathBuf {
     repo().join("charts/sealgate")
-}
-
-/// A binary from one of testenv's Go modules, or `None` after reporting it missing.
-fn go_binary(module: &sealgate_testenv::go::GoModule, name: &str) -> Option<PathBuf> {
-    match sealgate_testenv::go::binaries(module) {
-        Ok(dir) => Some(dir.join(name)),
-        Err(e) => {
-            sealgate_testkit::peer::missing(&format!(
-                "{name} (Go 1.26 and the Go module proxy build it from testenv/go/{}): {e}",
-                module.dir
-            ));
-            None
-        }
-    }
 }
 
 /// `helm`, with its cache, config and data in a directory of its own (not the user's).
@@ -45,19 +32,15 @@ struct Helm {
 impl Helm {
     fn new() -> Option<Helm> {
         Some(Helm {
-            bin: go_binary(&sealgate_testenv::go::HELM, "helm")?,
+            bin: peer_binary(&sealgate_testenv::go::HELM, "helm")?,
             home: tempfile::tempdir().unwrap(),
         })
     }
 
     /// `helm ARGS`: (success, stdout, stderr).
     fn run(&self, args: &[&str]) -> (bool, String, String) {
-        let h = self.home.path();
-        let out = Command::new(&self.bin)
+        let out = helm_command(&self.bin, self.home.path())
             .args(args)
-            .env("HELM_CACHE_HOME", h.join("cache"))
-            .env("HELM_CONFIG_HOME", h.join("config"))
-            .env("HELM_DATA_HOME", h.join("data"))
             .env_remove("KUBECONFIG")
             .output()
             .expect("helm runs");
@@ -221,7 +204,7 @@ fn the_chart_files_are_copies_of_deploys() {
 fn the_chart_renders_what_deploy_holds() {
     let (Some(helm), Some(kubectl)) = (
         Helm::new(),
-        go_binary(&sealgate_testenv::go::KUBERNETES, "kubectl"),
+        peer_binary(&sealgate_testenv::go::KUBERNETES, "kubectl"),
     ) else {
         return;
     };

@@ -19,15 +19,7 @@ fn repo() -> PathBuf {
 }
 
 fn gator() -> Option<PathBuf> {
-    match sealgate_testenv::go::binaries(&sealgate_testenv::go::GATOR) {
-        Ok(dir) => Some(dir.join("gator")),
-        Err(e) => {
-            sealgate_testkit::peer::missing(&format!(
-                "gator (Go 1.26 and the Go module proxy build it from testenv/go/gator): {e}"
-            ));
-            None
-        }
-    }
+    sealgate_testenv::go::peer_binary(&sealgate_testenv::go::GATOR, "gator")
 }
 
 fn library() -> Option<PathBuf> {

@@ -268,14 +268,9 @@ async fn every_metric_the_alerts_and_the_dashboard_use_is_exported() {
 /// labels and annotations, and not before its `for`.
 #[test]
 fn promtool_checks_and_tests_the_alerts() {
-    let bin = match sealgate_testenv::go::binaries(&sealgate_testenv::go::PROMTOOL) {
-        Ok(dir) => dir.join("promtool"),
-        Err(e) => {
-            sealgate_testkit::peer::missing(&format!(
-                "promtool (Go 1.26 and the Go module proxy build it from testenv/go/promtool): {e}"
-            ));
-            return;
-        }
+    let Some(bin) = sealgate_testenv::go::peer_binary(&sealgate_testenv::go::PROMTOOL, "promtool")
+    else {
+        return;
     };
     let component = repo().join("deploy/components/monitoring");
     let rule: serde_json::Value = serde_saphyr::from_str(

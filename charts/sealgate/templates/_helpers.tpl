@@ -61,11 +61,6 @@ imagePullSecrets:
 {{- end }}
 {{- end }}
 
-{{/* Is provenance on? */}}
-{{- define "sealgate.provenance" -}}
-{{- if .Values.provenance.attestationKeys }}true{{ end -}}
-{{- end }}
-
 {{/* How the API server reaches the webhook. */}}
 {{- define "sealgate.clientConfig" -}}
 clientConfig:

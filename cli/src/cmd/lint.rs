@@ -8,7 +8,8 @@ use anyhow::Result;
 use sealgate_core::attest::statement::is_applied_object;
 use sealgate_core::manifest::{self, Document, ParseLimits};
 use sealgate_core::policy::{
-    Action, Bundle, InvalidConstraint, NamespaceLabels, ObjectRef, Point, Review, Violation,
+    Action, Bundle, InvalidConstraint, NamespaceLabels, ObjectRef, POLICY_GROUPS, Point, Review,
+    Violation,
 };
 use serde_json::Value;
 
@@ -190,8 +191,8 @@ fn report_invalid_constraints(reports: &mut Vec<FileReport>, invalid: Vec<Invali
 /// (name, text).
 fn policies_among(sources: &[Source], limits: &ParseLimits) -> Vec<(String, String)> {
     static POLICY: std::sync::LazyLock<regex::bytes::Regex> = std::sync::LazyLock::new(|| {
-        regex::bytes::Regex::new(r"(templates|constraints|expansion)\.gatekeeper\.sh/")
-            .expect("valid regex")
+        let groups = POLICY_GROUPS.map(regex::escape).join("|");
+        regex::bytes::Regex::new(&format!("({groups})/")).expect("valid regex")
     });
     sources
         .iter()
@@ -213,11 +214,8 @@ fn policies_among(sources: &[Source], limits: &ParseLimits) -> Vec<(String, Stri
 fn is_policy(v: &Value) -> bool {
     v.get("apiVersion")
         .and_then(Value::as_str)
-        .is_some_and(|a| {
-            a.starts_with("templates.gatekeeper.sh/")
-                || a.starts_with("constraints.gatekeeper.sh/")
-                || a.starts_with("expansion.gatekeeper.sh/")
-        })
+        .and_then(|a| a.split_once('/'))
+        .is_some_and(|(group, _)| POLICY_GROUPS.contains(&group))
 }
 
 /// The bundle: the sources and the policy documents found among the inputs, with the

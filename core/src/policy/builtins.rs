@@ -111,15 +111,12 @@ pub struct RegisterError {
 /// Register the extensions on an interpreter engine, and the deprecated built-ins when it reads
 /// Rego v0.
 pub fn register(engine: &mut Engine, v0: bool) -> Result<(), RegisterError> {
-    let deprecated = if v0 { DEPRECATED } else { &[] };
-    for (name, n, f) in EXTENSIONS.iter().chain(deprecated) {
+    for (name, n, f) in extensions(v0) {
         engine
-            // A failing extension is undefined, as a failing built-in is without strict errors
-            // (and as the register VM's host-await answers it, `call`'s callers).
             .add_extension(
                 name.to_string(),
                 *n,
-                Box::new(move |args| Ok(f(args).unwrap_or(Value::Undefined))),
+                Box::new(move |args| Ok(answer(*f, args))),
             )
             .map_err(|err| RegisterError {
                 name,
@@ -129,16 +126,32 @@ pub fn register(engine: &mut Engine, v0: bool) -> Result<(), RegisterError> {
     Ok(())
 }
 
-/// Call an extension by name (the register VM's host-await), its arguments in an array.
-pub fn call(name: &str, args: &Value) -> anyhow::Result<Value> {
-    let (_, n, f) = EXTENSIONS
+/// The extensions an engine gets: the deprecated built-ins only when it reads Rego v0.
+pub fn extensions(v0: bool) -> impl Iterator<Item = &'static (&'static str, u8, Extension)> {
+    let deprecated: &[_] = if v0 { DEPRECATED } else { &[] };
+    EXTENSIONS.iter().chain(deprecated)
+}
+
+/// A failing extension is undefined, as a failing built-in is without strict errors: both engines
+/// answer through this.
+fn answer(f: Extension, args: Vec<Value>) -> Value {
+    f(args).unwrap_or(Value::Undefined)
+}
+
+/// Call an extension by name (the register VM's host-await), its arguments in an array; an unknown
+/// name or a wrong argument count is undefined too.
+pub fn call(name: &str, args: &Value) -> Value {
+    let Some((_, n, f)) = EXTENSIONS
         .iter()
         .chain(DEPRECATED)
         .find(|(n, _, _)| *n == name)
-        .ok_or_else(|| anyhow::anyhow!("unknown extension {name}"))?;
-    let args: Vec<Value> = args.as_array()?.iter().cloned().collect();
-    anyhow::ensure!(args.len() == *n as usize, "{name} takes {n} arguments");
-    f(args)
+    else {
+        return Value::Undefined;
+    };
+    match args.as_array() {
+        Ok(a) if a.len() == *n as usize => answer(*f, a.to_vec()),
+        _ => Value::Undefined,
+    }
 }
 
 /// Well-known credential formats: (what it is, pattern).

@@ -222,6 +222,14 @@ fn sync_config(doc: &Value) -> Option<Vec<SyncKind>> {
     )
 }
 
+/// The API groups of Gatekeeper's policy documents ([`BundleBuilder::add_text`] takes them):
+/// ConstraintTemplates, Constraints and ExpansionTemplates.
+pub const POLICY_GROUPS: [&str; 3] = [
+    "templates.gatekeeper.sh",
+    "constraints.gatekeeper.sh",
+    "expansion.gatekeeper.sh",
+];
+
 /// Collects policy sources, then compiles them into a [`Bundle`].
 #[derive(Default)]
 pub struct BundleBuilder {

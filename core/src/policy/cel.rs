@@ -52,12 +52,50 @@ impl std::fmt::Debug for CelCode {
     }
 }
 
-/// What one evaluation sees besides the constraint's parameters.
-pub struct CelInput<'a> {
-    /// The AdmissionRequest (`object`, `oldObject`, `operation`, `userInfo`, …).
-    pub request: &'a Value,
-    /// The request's Namespace object, when its labels are known.
-    pub namespace: Option<Value>,
+/// What the review gives every CEL template, converted to CEL once per review (the object can be
+/// large, and each constraint of a CEL template evaluates over it).
+pub struct CelInput {
+    object: cel::Value,
+    old_object: cel::Value,
+    /// The AdmissionRequest without `object` and `oldObject`.
+    request: cel::Value,
+    /// Gatekeeper's `variables.anyObject`.
+    any_object: cel::Value,
+    namespace: cel::Value,
+}
+
+impl CelInput {
+    /// From the AdmissionRequest (`object`, `oldObject`, `operation`, `userInfo`, …) and the
+    /// request's Namespace object, when its labels are known.
+    pub fn new(request: &Value, namespace: Option<&Value>) -> CelInput {
+        let field = |k: &str| request.get(k).unwrap_or(&Value::Null);
+        let (object, old) = (field("object"), field("oldObject"));
+        let delete = field("operation").as_str() == Some("DELETE");
+        // Gatekeeper's DELETE: `object` is null, the old object is `oldObject` and `anyObject`
+        // (a review built from the old object alone has it as `object`).
+        let any_object = match (delete, old.is_null()) {
+            (true, false) => old,
+            _ => object,
+        };
+        let rest: HashMap<String, cel::Value> = request
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| *k != "object" && *k != "oldObject")
+            .map(|(k, v)| (k.clone(), to_cel(v)))
+            .collect();
+        CelInput {
+            object: if delete {
+                cel::Value::Null
+            } else {
+                to_cel(object)
+            },
+            old_object: to_cel(old),
+            request: cel::Value::Map(rest.into()),
+            any_object: to_cel(any_object),
+            namespace: namespace.map_or(cel::Value::Null, to_cel),
+        }
+    }
 }
 
 /// A failed evaluation, under failure policy `Fail`: its message.
@@ -136,58 +174,35 @@ impl CelCode {
     }
 
     /// The messages of the validations `input` fails; `Err` when an expression cannot be
-    /// evaluated under failure policy `Fail`.
+    /// evaluated under failure policy `Fail` (under `Ignore`, nothing).
     pub fn eval(&self, input: &CelInput, parameters: &Value) -> Result<Vec<String>, CelError> {
-        match self.run(input, parameters) {
-            Err(e) if self.failure_policy == FailurePolicy::Ignore => {
-                let _ = e;
-                Ok(Vec::new())
-            }
-            other => other,
+        match (self.run(input, parameters), self.failure_policy) {
+            (Err(_), FailurePolicy::Ignore) => Ok(Vec::new()),
+            (result, _) => result,
         }
     }
 
     fn run(&self, input: &CelInput, parameters: &Value) -> Result<Vec<String>, CelError> {
         BASE.with(|base| {
-            let request = input.request;
-            let delete = request.get("operation").and_then(Value::as_str) == Some("DELETE");
-            let old = request.get("oldObject").unwrap_or(&Value::Null);
-            // Gatekeeper's DELETE: `object` is null, the old object is `oldObject`.
-            let object = if delete {
-                &Value::Null
-            } else {
-                request.get("object").unwrap_or(&Value::Null)
+            // Gatekeeper binds `variables.params` to `spec.parameters`, or null without any.
+            let params = match parameters {
+                Value::Object(m) if m.is_empty() => cel::Value::Null,
+                other => to_cel(other),
             };
-            let any_object = if delete && object.is_null() {
-                if old.is_null() {
-                    request.get("object").unwrap_or(&Value::Null)
-                } else {
-                    old
-                }
-            } else {
-                object
-            };
-            let mut req = request.clone();
-            if let Some(m) = req.as_object_mut() {
-                m.remove("object");
-                m.remove("oldObject");
-            }
-            let params = parameters_or_null(parameters);
+            let constraint: HashMap<String, cel::Value> = HashMap::from([(
+                "spec".to_string(),
+                cel::Value::Map(HashMap::from([("parameters".to_string(), params.clone())]).into()),
+            )]);
             let mut ctx = base.new_inner_scope();
-            ctx.add_variable_from_value("object", to_cel(object));
-            ctx.add_variable_from_value("oldObject", to_cel(old));
-            ctx.add_variable_from_value("request", to_cel(&req));
-            ctx.add_variable_from_value(
-                "params",
-                to_cel(&serde_json::json!({"spec": {"parameters": params}})),
-            );
-            ctx.add_variable_from_value(
-                "namespaceObject",
-                input.namespace.as_ref().map_or(cel::Value::Null, to_cel),
-            );
-            let mut vars: HashMap<String, cel::Value> = HashMap::new();
-            vars.insert("params".into(), to_cel(&params));
-            vars.insert("anyObject".into(), to_cel(any_object));
+            ctx.add_variable_from_value("object", input.object.clone());
+            ctx.add_variable_from_value("oldObject", input.old_object.clone());
+            ctx.add_variable_from_value("request", input.request.clone());
+            ctx.add_variable_from_value("params", constraint);
+            ctx.add_variable_from_value("namespaceObject", input.namespace.clone());
+            let mut vars: HashMap<String, cel::Value> = HashMap::from([
+                ("params".to_string(), params),
+                ("anyObject".to_string(), input.any_object.clone()),
+            ]);
             ctx.add_variable_from_value("variables", vars.clone());
             // Kubernetes evaluates variables lazily: one that fails matters only where an
             // expression uses it. A failed one is left out, so a use of it fails (and follows the
@@ -212,8 +227,9 @@ impl CelCode {
                     Ok(cel::Value::Bool(false)) => return Ok(Vec::new()),
                     Ok(other) => {
                         return Err(CelError(format!(
-                            "matchCondition {} is not a bool: {other:?}",
-                            m.name
+                            "matchCondition {} is not a bool but {}",
+                            m.name,
+                            type_name(&other)
                         )));
                     }
                     Err(e) => return Err(explain(format!("matchCondition {}: {e}", m.name))),
@@ -223,11 +239,12 @@ impl CelCode {
             for v in &self.validations {
                 match v.expression.execute(&ctx) {
                     Ok(cel::Value::Bool(true)) => {}
-                    Ok(cel::Value::Bool(false)) => out.push(self.message(v, &ctx)),
+                    Ok(cel::Value::Bool(false)) => out.push(message(v, &ctx)),
                     Ok(other) => {
                         return Err(CelError(format!(
-                            "validation {:?} is not a bool: {other:?}",
-                            v.text
+                            "validation {:?} is not a bool but {}",
+                            v.text.trim(),
+                            type_name(&other)
                         )));
                     }
                     Err(e) => {
@@ -241,28 +258,35 @@ impl CelCode {
             Ok(out)
         })
     }
+}
 
-    /// A failed validation's message, as Kubernetes chooses it: `messageExpression` when it
-    /// gives a non-empty string, else `message`, else "failed expression: EXPR".
-    fn message(&self, v: &Validation, ctx: &cel::Context) -> String {
-        if let Some(Ok(cel::Value::String(s))) =
-            v.message_expression.as_ref().map(|m| m.execute(ctx))
-            && !s.trim().is_empty()
-        {
-            return s.to_string();
-        }
-        match &v.message {
-            Some(m) if !m.is_empty() => m.clone(),
-            _ => format!("failed expression: {}", v.text.trim()),
-        }
+/// A failed validation's message, as Kubernetes chooses it: `messageExpression` when it
+/// gives a non-empty string, else `message`, else "failed expression: EXPR".
+fn message(v: &Validation, ctx: &cel::Context) -> String {
+    if let Some(Ok(cel::Value::String(s))) = v.message_expression.as_ref().map(|m| m.execute(ctx))
+        && !s.trim().is_empty()
+    {
+        return s.to_string();
+    }
+    match &v.message {
+        Some(m) if !m.is_empty() => m.clone(),
+        _ => format!("failed expression: {}", v.text.trim()),
     }
 }
 
-/// Gatekeeper binds `variables.params` to `spec.parameters`, or null when there are none.
-fn parameters_or_null(parameters: &Value) -> Value {
-    match parameters {
-        Value::Object(m) if m.is_empty() => Value::Null,
-        other => other.clone(),
+/// A CEL value's type, for errors (never the value itself: it may be a secret's).
+fn type_name(v: &cel::Value) -> &'static str {
+    match v {
+        cel::Value::List(_) => "a list",
+        cel::Value::Map(_) => "a map",
+        cel::Value::Function(..) => "a function",
+        cel::Value::Int(_) | cel::Value::UInt(_) => "an integer",
+        cel::Value::Float(_) => "a double",
+        cel::Value::String(_) => "a string",
+        cel::Value::Bytes(_) => "bytes",
+        cel::Value::Bool(_) => "a bool",
+        cel::Value::Null => "null",
+        _ => "another type",
     }
 }
 
@@ -349,25 +373,10 @@ mod tests {
         let params = json!({"repos": ["registry.example.com/"]});
         let ok = pod(&["registry.example.com/web:1"]);
         let bad = pod(&["registry.example.com/web:1", "docker.io/nginx"]);
-        let input = |o: &Value| request(o.clone());
+        let input = |o: &Value| CelInput::new(&request(o.clone()), None);
+        assert_eq!(c.eval(&input(&ok), &params), Ok(vec![]));
         assert_eq!(
-            c.eval(
-                &CelInput {
-                    request: &input(&ok),
-                    namespace: None
-                },
-                &params
-            ),
-            Ok(vec![])
-        );
-        assert_eq!(
-            c.eval(
-                &CelInput {
-                    request: &input(&bad),
-                    namespace: None
-                },
-                &params
-            ),
+            c.eval(&input(&bad), &params),
             Ok(vec![
                 "container <c1> has an invalid image repo, allowed repos are registry.example.com/"
                     .into()
@@ -386,24 +395,12 @@ mod tests {
             |name: &str, labels: Value| json!({"metadata": {"name": name, "labels": labels}});
         let delete = json!({"operation": "DELETE", "object": null, "oldObject": named("forbidden", json!({}))});
         assert_eq!(
-            c.eval(
-                &CelInput {
-                    request: &delete,
-                    namespace: None
-                },
-                &json!({})
-            ),
+            c.eval(&CelInput::new(&delete, None), &json!({})),
             Ok(vec!["forbidden name".into()])
         );
         let exempt = json!({"operation": "CREATE", "object": named("forbidden", json!({"exempt": "yes"})), "oldObject": null});
         assert_eq!(
-            c.eval(
-                &CelInput {
-                    request: &exempt,
-                    namespace: None
-                },
-                &json!({})
-            ),
+            c.eval(&CelInput::new(&exempt, None), &json!({})),
             Ok(vec![])
         );
         // No message: Kubernetes' wording.
@@ -412,13 +409,7 @@ mod tests {
         );
         let r = request(named("bad", json!({})));
         assert_eq!(
-            c.eval(
-                &CelInput {
-                    request: &r,
-                    namespace: None
-                },
-                &json!({})
-            ),
+            c.eval(&CelInput::new(&r, None), &json!({})),
             Ok(vec![
                 "failed expression: object.metadata.name.startsWith('ok-')".into()
             ])
@@ -435,10 +426,7 @@ mod tests {
             code(s)
         };
         let r = request(pod(&["nginx"]));
-        let input = CelInput {
-            request: &r,
-            namespace: None,
-        };
+        let input = CelInput::new(&r, None);
         assert!(failing(None).eval(&input, &json!({})).is_err());
         assert!(failing(Some("Fail")).eval(&input, &json!({})).is_err());
         assert_eq!(failing(Some("Ignore")).eval(&input, &json!({})), Ok(vec![]));
@@ -456,23 +444,11 @@ mod tests {
         ]}));
         let ns = json!({"metadata": {"name": "shop", "labels": {"team": "web"}}});
         assert_eq!(
-            c.eval(
-                &CelInput {
-                    request: &r,
-                    namespace: Some(ns)
-                },
-                &json!({})
-            ),
+            c.eval(&CelInput::new(&r, Some(&ns)), &json!({})),
             Ok(vec![])
         );
         assert_eq!(
-            c.eval(
-                &CelInput {
-                    request: &r,
-                    namespace: None
-                },
-                &json!({})
-            ),
+            c.eval(&CelInput::new(&r, None), &json!({})),
             Ok(vec!["namespace".into()])
         );
     }

@@ -397,10 +397,7 @@ impl VmProgram {
         limits: EvalLimits,
         v0: bool,
     ) -> Option<VmProgram> {
-        let deprecated = if v0 { builtins::DEPRECATED } else { &[] };
-        let host: Vec<(&str, usize)> = builtins::EXTENSIONS
-            .iter()
-            .chain(deprecated)
+        let host: Vec<(&str, usize)> = builtins::extensions(v0)
             .map(|(name, n, _)| (*name, *n as usize))
             .collect();
         let policy = engine.clone().compile_with_entrypoint(&entry.into()).ok()?;
@@ -437,8 +434,7 @@ impl VmProgram {
                 .get_host_await_argument()
                 .cloned()
                 .unwrap_or(RValue::Undefined);
-            // A failing extension is undefined, as in the interpreter without strict errors.
-            let answer = builtins::call(&name, &args).unwrap_or(RValue::Undefined);
+            let answer = builtins::call(&name, &args);
             result = vm.resume(Some(answer))?;
         }
         // Only a machine that finished is reused (one that failed is dropped); the next run

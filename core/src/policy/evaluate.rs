@@ -242,6 +242,7 @@ impl Bundle {
         };
         // Built on first use: a document no constraint matches is never converted.
         let mut shared: Option<(RValue, RValue)> = None;
+        let mut cel_input: Option<CelInput> = None;
         let mut out = Vec::new();
         for c in &self.constraints {
             let Some(action) = c.enforcement.at(review.point) else {
@@ -277,19 +278,19 @@ impl Bundle {
                 continue;
             };
             if let Some(cel) = t.cel() {
-                // The Namespace as CEL's namespaceObject, when its labels are known.
-                let namespace = info.namespace.as_deref().and_then(|ns| {
-                    ns_labels(ns).map(|labels| {
-                        json!({"apiVersion": "v1", "kind": "Namespace",
-                               "metadata": {"name": ns, "labels": labels}})
-                    })
+                // Converted for CEL at the first CEL template, once per review.
+                let input = cel_input.get_or_insert_with(|| {
+                    // The Namespace as CEL's namespaceObject, when its labels are known.
+                    let namespace = info.namespace.as_deref().and_then(|ns| {
+                        ns_labels(ns).map(|labels| {
+                            json!({"apiVersion": "v1", "kind": "Namespace",
+                                   "metadata": {"name": ns, "labels": labels}})
+                        })
+                    });
+                    CelInput::new(&review.request, namespace.as_ref())
                 });
-                let input = CelInput {
-                    request: &review.request,
-                    namespace,
-                };
                 let parameters = serde_json::to_value(&c.parameters).unwrap_or(Value::Null);
-                match cel.eval(&input, &parameters) {
+                match cel.eval(input, &parameters) {
                     Ok(messages) => {
                         for m in messages {
                             out.push(violation(

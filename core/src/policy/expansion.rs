@@ -11,6 +11,7 @@
 
 use serde_json::{Value, json};
 
+use super::matching::strings;
 use super::{Action, PolicyError, SourceRef, at};
 
 /// Gatekeeper's recursion limit.
@@ -90,10 +91,6 @@ pub struct Resultant {
     /// `spec.jobTemplate.spec.template` through a Job): a violation's path is prefixed with it,
     /// so `lint` points at the parent's line.
     pub path: Vec<String>,
-}
-
-fn strings(v: Option<&Value>) -> Vec<String> {
-    super::matching::strings(v)
 }
 
 impl ExpansionTemplate {
@@ -316,7 +313,7 @@ pub fn implied_by(template: &str, message: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     fn template(yaml: &str) -> Result<ExpansionTemplate, PolicyError> {
@@ -330,7 +327,8 @@ mod tests {
         )
     }
 
-    const WORKLOADS: &str = "apiVersion: expansion.gatekeeper.sh/v1beta1
+    /// Gatekeeper's documented workload template (policy::tests uses it too).
+    pub(in crate::policy) const WORKLOADS: &str = "apiVersion: expansion.gatekeeper.sh/v1beta1
 kind: ExpansionTemplate
 metadata:
   name: expand-deployments

@@ -36,8 +36,8 @@ pub mod scope;
 pub mod suite;
 
 pub use bundle::{
-    BundleBuilder, BundleErrors, Constraint, InvalidConstraint, Sources, SyncKind, inventory_data,
-    namespace_labels,
+    BundleBuilder, BundleErrors, Constraint, InvalidConstraint, POLICY_GROUPS, Sources, SyncKind,
+    inventory_data, namespace_labels,
 };
 pub use compile::{ConftestNamespaces, EvalLimits, Template, TemplateCode};
 pub use enforcement::{Action, Effect, Enforcement, Point};
