@@ -541,8 +541,9 @@ pub struct LintArgs {
     /// directory), on stderr
     #[arg(short = 'v', long)]
     pub verbose: bool,
-    /// Lint with a bundle that has no constraint and no conftest rule (every object passes);
-    /// without it, such a bundle is an error (exit 2), as conftest's "no policies found"
+    /// Lint with a bundle that has no constraint, no bound ValidatingAdmissionPolicy and no
+    /// conftest rule (every object passes); without it, such a bundle is an error (exit 2), as
+    /// conftest's "no policies found"
     #[arg(long)]
     pub allow_empty_bundle: bool,
     /// Worker threads [default: all cores]

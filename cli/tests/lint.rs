@@ -386,7 +386,7 @@ fn own_policies_conftest_and_overriding_a_builtin_constraint() {
         .code(2)
         .stdout("")
         .stderr(contains(
-            "no policies: the bundle has no constraint and no conftest rule",
+            "no policies: the bundle has no constraint, no bound ValidatingAdmissionPolicy and no conftest rule",
         ));
     // A -p that points at manifests, not policies, is no check either.
     sealgate()

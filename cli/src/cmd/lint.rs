@@ -87,8 +87,8 @@ pub fn run(args: &LintArgs) -> Result<ExitCode> {
     if bundle.is_empty() && !args.allow_empty_bundle {
         // A lint that checks nothing passes everything: CI would go green by accident.
         anyhow::bail!(
-            "no policies: the bundle has no constraint and no conftest rule, so every object would pass ({}). \
-             Point -p at ConstraintTemplates and Constraints or Rego modules{}, or pass --allow-empty-bundle",
+            "no policies: the bundle has no constraint, no bound ValidatingAdmissionPolicy and no conftest rule, so every object would pass ({}). \
+             Point -p at ConstraintTemplates and Constraints, ValidatingAdmissionPolicies and their bindings, or Rego modules{}, or pass --allow-empty-bundle",
             args.bundle.policy.describe(),
             if args.bundle.policy.no_builtin {
                 ", drop --no-builtin"
@@ -230,6 +230,7 @@ fn build_bundle(args: &BundleArgs, from_inputs: Vec<(String, String)>) -> Result
     }
     let mut sources = args.policy.sources(args.eval_timeout);
     sources.from_inputs = from_inputs;
+    sources.admission_policies = true;
     Ok(sources.build_reporting(inventory)?)
 }
 
@@ -291,6 +292,11 @@ impl Source {
         self.bytes.as_ref().is_ok_and(|b| SCOPE_WORDS.is_match(b))
     }
 
+    /// Whether the file may hold an object `kinds` matches (the text names its kind).
+    fn may_hold(&self, kinds: Option<&regex::bytes::Regex>) -> bool {
+        kinds.is_some_and(|k| self.bytes.as_ref().is_ok_and(|b| k.is_match(b)))
+    }
+
     fn parse(self, limits: &ParseLimits) -> Parsed {
         let bytes = match self.bytes {
             Ok(b) => b,
@@ -328,6 +334,19 @@ impl Source {
             docs,
         }
     }
+}
+
+/// A pattern for the kinds of the bundle's ValidatingAdmissionPolicy parameters, if any.
+fn param_kinds_regex(bundle: &Bundle) -> Option<regex::bytes::Regex> {
+    let kinds: Vec<String> = bundle
+        .admission_policies()
+        .param_kinds()
+        .map(|(_, kind)| regex::escape(kind))
+        .collect();
+    // A kind may be escaped in JSON or YAML: `\` makes such a file a candidate too.
+    (!kinds.is_empty())
+        .then(|| regex::bytes::Regex::new(&format!(r"{}|\\", kinds.join("|"))).ok())
+        .flatten()
 }
 
 /// Run `f` over `items` on `jobs` threads; results keep the input order.
@@ -396,10 +415,14 @@ fn lint_sources(mut bundle: Bundle, sources: Vec<Source>, pass: &Pass) -> Linted
         .into_iter()
         .map(|s| std::sync::Mutex::new(Stage::Read(s)))
         .collect();
+    // ValidatingAdmissionPolicies' parameters among the linted files are read before any object
+    // is judged, as Namespaces and CRDs are.
+    let params = param_kinds_regex(&bundle);
+    let admission = bundle.admission_policies();
     parallel(&stages, pass.jobs, |s| {
         let mut stage = s.lock().unwrap_or_else(|e| e.into_inner());
         if let Stage::Read(source) = &*stage
-            && source.may_define_scope()
+            && (source.may_define_scope() || source.may_hold(params.as_ref()))
         {
             let Stage::Read(source) = std::mem::replace(&mut *stage, Stage::Taken) else {
                 unreachable!("matched above")
@@ -422,7 +445,7 @@ fn lint_sources(mut bundle: Bundle, sources: Vec<Source>, pass: &Pass) -> Linted
                         matches!(
                             v.get("kind").and_then(Value::as_str),
                             Some("Namespace" | "CustomResourceDefinition")
-                        )
+                        ) || admission.is_param(v)
                     })
                     .cloned()
                     .collect::<Vec<_>>(),
@@ -440,6 +463,7 @@ fn lint_sources(mut bundle: Bundle, sources: Vec<Source>, pass: &Pass) -> Linted
         );
     }
     bundle.add_crds(&early);
+    bundle.add_params(&early);
     let bundle = &bundle;
     let linted = parallel(&stages, pass.jobs, |s| {
         let stage = std::mem::replace(

@@ -84,6 +84,9 @@ pub struct Sources {
     pub use_vm: bool,
     /// Which code of a template with both Rego and CEL is evaluated.
     pub template_code: TemplateCode,
+    /// Evaluate Kubernetes ValidatingAdmissionPolicies among the policies (lint; at admission and
+    /// in audit the API server does).
+    pub admission_policies: bool,
     /// Which packages' conftest rules run (`--namespace`, `--all-namespaces`).
     pub conftest_namespaces: ConftestNamespaces,
     /// Policy documents found among the linted inputs, as gator test takes them: (source, YAML
@@ -101,6 +104,7 @@ impl Default for Sources {
             limits: EvalLimits::default(),
             use_vm: true,
             template_code: TemplateCode::Auto,
+            admission_policies: false,
             conftest_namespaces: ConftestNamespaces::default(),
             from_inputs: Vec::new(),
         }
@@ -113,6 +117,7 @@ impl Sources {
         let mut b = BundleBuilder::new(self.limits);
         b.use_vm(self.use_vm);
         b.template_code(self.template_code);
+        b.admission_policies(self.admission_policies);
         b.conftest_namespaces(self.conftest_namespaces.clone());
         if self.builtin {
             b.add_builtin();
@@ -236,6 +241,11 @@ pub struct BundleBuilder {
     templates: Vec<(SourceRef, Value)>,
     constraints: Vec<(SourceRef, Value)>,
     expansions: Vec<(SourceRef, Value)>,
+    /// ValidatingAdmissionPolicies and their bindings (kept only with `admission_policies`).
+    admission: Vec<(SourceRef, Value)>,
+    /// Evaluate ValidatingAdmissionPolicies (lint, `policy verify`); the webhook and audit leave
+    /// them to the API server.
+    admission_policies: bool,
     modules: Vec<(String, String)>,
     inventory: Vec<Value>,
     /// CustomResourceDefinitions found among the policies and the inventory.
@@ -270,6 +280,7 @@ impl BundleBuilder {
             .iter()
             .chain(&self.constraints)
             .chain(&self.expansions)
+            .chain(&self.admission)
             .map(|(_, v)| crate::manifest::canonical_json(v))
             .chain(
                 self.modules
@@ -313,6 +324,13 @@ impl BundleBuilder {
     /// (`--rego-engine interpreter`, an escape hatch should a policy meet a VM gap).
     pub fn use_vm(&mut self, use_vm: bool) {
         self.use_vm = use_vm;
+    }
+
+    /// Evaluate Kubernetes ValidatingAdmissionPolicies (and their bindings) among the policies,
+    /// as lint and `policy verify` do; otherwise they are not read (at admission the API server
+    /// evaluates them).
+    pub fn admission_policies(&mut self, on: bool) {
+        self.admission_policies = on;
     }
 
     /// Which code of a template with both Rego and CEL is evaluated (Gatekeeper's choice, the
@@ -411,6 +429,10 @@ impl BundleBuilder {
                 && doc.value.get("kind").and_then(Value::as_str) == Some("ExpansionTemplate")
             {
                 self.expansions.push((where_, doc.value));
+            } else if super::vap::is_admission_policy(&doc.value) {
+                if self.admission_policies {
+                    self.admission.push((where_, doc.value));
+                }
             } else if api.starts_with("apiextensions.k8s.io/") {
                 self.crds.push(doc.value);
             } else if let Some(kinds) = sync_config(&doc.value) {
@@ -642,6 +664,19 @@ impl BundleBuilder {
                 Err(e) => errors.push(e),
             }
         }
+        let admission = match super::vap::Admission::parse(&self.admission) {
+            Ok(a) => a,
+            Err(e) => {
+                errors.extend(e);
+                Default::default()
+            }
+        };
+        let params = self
+            .inventory
+            .iter()
+            .filter(|o| admission.is_param(o))
+            .cloned()
+            .collect();
         let conftest =
             match compile_conftest(&self.modules, &self.conftest_namespaces, &data, self.limits) {
                 Ok(c) => c.map(Arc::new),
@@ -670,6 +705,8 @@ impl BundleBuilder {
             skipped_dirs: self.skipped,
             invalid_constraints: invalid,
             expansions,
+            admission: Arc::new(admission),
+            params,
         })
     }
 }

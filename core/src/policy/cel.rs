@@ -5,9 +5,14 @@
 //! constraint's `spec.parameters`) and `variables.anyObject` (the object, or the old one for a
 //! DELETE). The CEL is the `cel` crate's, with Kubernetes' libraries from `kube-cel`.
 //!
+//! The same code evaluates Kubernetes' own ValidatingAdmissionPolicies ([`super::vap`]): there
+//! `params` is the binding's parameter object and there are no Gatekeeper variables
+//! ([`Dialect`]), and `auditAnnotations` are evaluated too.
+//!
 //! An expression that fails to evaluate follows `failurePolicy` (Gatekeeper's default: `Fail`,
 //! a violation saying why; `Ignore`, nothing). A validation that is false is a violation with its
 //! `messageExpression`'s result, else its `message`, else the expression, as Kubernetes words it.
+//! Errors never quote a value (the `cel` crate's own messages do): a value may be a secret's.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,8 +28,20 @@ pub enum FailurePolicy {
     Ignore,
 }
 
+/// Whose CEL it is: the variables an expression sees differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// A ConstraintTemplate's: `params` is the constraint, plus `variables.params` and
+    /// `variables.anyObject`.
+    Gatekeeper,
+    /// A ValidatingAdmissionPolicy's: `params` is the parameter object (or null).
+    Kubernetes,
+}
+
 struct Named {
     name: String,
+    /// The expression, for errors.
+    text: String,
     program: cel::Program,
 }
 
@@ -35,12 +52,33 @@ struct Validation {
     message_expression: Option<cel::Program>,
 }
 
-/// A template's compiled CEL.
+/// A template's (or a ValidatingAdmissionPolicy's) compiled CEL.
 pub struct CelCode {
+    dialect: Dialect,
     variables: Vec<Named>,
     match_conditions: Vec<Named>,
     validations: Vec<Validation>,
-    failure_policy: FailurePolicy,
+    audit_annotations: Vec<Named>,
+    /// What to do when an expression cannot be evaluated.
+    pub failure_policy: FailurePolicy,
+}
+
+/// What one validation (or audit annotation) gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// The validation is false: its message.
+    Deny(String),
+    /// It could not be evaluated: why (under failure policy `Fail`; `Ignore` drops it).
+    Error(String),
+}
+
+/// What a ValidatingAdmissionPolicy's CEL gave for one review and parameter object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Decisions {
+    /// One per failed validation or error, in order.
+    pub decisions: Vec<Decision>,
+    /// `auditAnnotations` with a value: (key, value).
+    pub audit_annotations: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for CelCode {
@@ -68,6 +106,16 @@ impl CelInput {
     /// From the AdmissionRequest (`object`, `oldObject`, `operation`, `userInfo`, …) and the
     /// request's Namespace object, when its labels are known.
     pub fn new(request: &Value, namespace: Option<&Value>) -> CelInput {
+        CelInput::with_request_fields(request, namespace, &serde_json::Map::new())
+    }
+
+    /// [`CelInput::new`], with `fields` set in `request` (a ValidatingAdmissionPolicy's
+    /// `request.resource`, and the operation a bare object is judged as).
+    pub fn with_request_fields(
+        request: &Value,
+        namespace: Option<&Value>,
+        fields: &serde_json::Map<String, Value>,
+    ) -> CelInput {
         let field = |k: &str| request.get(k).unwrap_or(&Value::Null);
         let (object, old) = (field("object"), field("oldObject"));
         let delete = field("operation").as_str() == Some("DELETE");
@@ -81,7 +129,8 @@ impl CelInput {
             .as_object()
             .into_iter()
             .flatten()
-            .filter(|(k, _)| *k != "object" && *k != "oldObject")
+            .filter(|(k, _)| *k != "object" && *k != "oldObject" && !fields.contains_key(*k))
+            .chain(fields)
             .map(|(k, v)| (k.clone(), to_cel(v)))
             .collect();
         CelInput {
@@ -114,8 +163,9 @@ fn compile(what: &str, text: &str) -> Result<cel::Program, String> {
 }
 
 impl CelCode {
-    /// Compile a `code[].source` of engine K8sNativeValidation.
-    pub fn compile(source: &Value) -> Result<CelCode, String> {
+    /// Compile a `code[].source` of engine K8sNativeValidation, or a ValidatingAdmissionPolicy's
+    /// `spec` ([`Dialect::Kubernetes`]: `auditAnnotations` too).
+    pub fn compile(source: &Value, dialect: Dialect) -> Result<CelCode, String> {
         let list = |key: &str| {
             source
                 .get(key)
@@ -135,6 +185,7 @@ impl CelCode {
                     Ok(Named {
                         program: compile(&format!("{key}[{i}] ({name})"), &expression)?,
                         name,
+                        text: expression.trim().to_string(),
                     })
                 })
                 .collect()
@@ -157,8 +208,33 @@ impl CelCode {
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
-        if validations.is_empty() {
-            return Err("has no validations".into());
+        let audit_annotations = match dialect {
+            Dialect::Gatekeeper => Vec::new(),
+            Dialect::Kubernetes => list("auditAnnotations")
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let key = text(v, "key")
+                        .ok_or_else(|| format!("auditAnnotations[{i}] has no key"))?;
+                    let expr = text(v, "valueExpression").ok_or_else(|| {
+                        format!("auditAnnotations[{i}] ({key}) has no valueExpression")
+                    })?;
+                    Ok(Named {
+                        program: compile(
+                            &format!("auditAnnotations[{i}] ({key}).valueExpression"),
+                            &expr,
+                        )?,
+                        name: key,
+                        text: expr.trim().to_string(),
+                    })
+                })
+                .collect::<Result<Vec<_>, String>>()?,
+        };
+        if validations.is_empty() && audit_annotations.is_empty() {
+            return Err(match dialect {
+                Dialect::Gatekeeper => "has no validations".into(),
+                Dialect::Kubernetes => "has neither validations nor auditAnnotations".into(),
+            });
         }
         let failure_policy = match source.get("failurePolicy").and_then(Value::as_str) {
             None | Some("Fail") => FailurePolicy::Fail,
@@ -166,43 +242,83 @@ impl CelCode {
             Some(other) => return Err(format!("failurePolicy {other:?} is not Fail or Ignore")),
         };
         Ok(CelCode {
+            dialect,
             variables,
             match_conditions,
             validations,
+            audit_annotations,
             failure_policy,
         })
     }
 
-    /// The messages of the validations `input` fails; `Err` when an expression cannot be
-    /// evaluated under failure policy `Fail` (under `Ignore`, nothing).
+    /// Gatekeeper's: the messages of the validations `input` fails, with the constraint's
+    /// `spec.parameters`; `Err` when an expression cannot be evaluated under failure policy
+    /// `Fail` (under `Ignore`, nothing).
     pub fn eval(&self, input: &CelInput, parameters: &Value) -> Result<Vec<String>, CelError> {
-        match (self.run(input, parameters), self.failure_policy) {
-            (Err(_), FailurePolicy::Ignore) => Ok(Vec::new()),
-            (result, _) => result,
+        // Gatekeeper binds `variables.params` to `spec.parameters`, or null without any.
+        let params = match parameters {
+            Value::Object(m) if m.is_empty() => cel::Value::Null,
+            other => to_cel(other),
+        };
+        let constraint: HashMap<String, cel::Value> = HashMap::from([(
+            "spec".to_string(),
+            cel::Value::Map(HashMap::from([("parameters".to_string(), params.clone())]).into()),
+        )]);
+        let seed = HashMap::from([
+            ("params".to_string(), params),
+            ("anyObject".to_string(), input.any_object.clone()),
+        ]);
+        let ignore = self.failure_policy == FailurePolicy::Ignore;
+        let decisions = match self.run(input, constraint.into(), seed) {
+            Ok(d) => d.decisions,
+            Err(_) if ignore => return Ok(Vec::new()),
+            Err(e) => return Err(CelError(e)),
+        };
+        let mut out = Vec::new();
+        for d in decisions {
+            match d {
+                Decision::Deny(m) => out.push(m),
+                Decision::Error(_) if ignore => {}
+                Decision::Error(e) => return Err(CelError(e)),
+            }
         }
+        Ok(out)
     }
 
-    fn run(&self, input: &CelInput, parameters: &Value) -> Result<Vec<String>, CelError> {
+    /// A ValidatingAdmissionPolicy's decisions for one parameter object (`None`: `params` is
+    /// null), as Kubernetes' validator makes them: a failed matchCondition decides nothing, one
+    /// that cannot be evaluated is one error; then one decision per failed validation, and the
+    /// audit annotations. Errors are dropped under failure policy `Ignore`.
+    pub fn decide(&self, input: &CelInput, param: Option<&Value>) -> Decisions {
+        debug_assert_eq!(self.dialect, Dialect::Kubernetes);
+        let params = param.map_or(cel::Value::Null, to_cel);
+        let mut d = self
+            .run(input, params, HashMap::new())
+            .unwrap_or_else(|e| Decisions {
+                decisions: vec![Decision::Error(e)],
+                audit_annotations: Vec::new(),
+            });
+        if self.failure_policy == FailurePolicy::Ignore {
+            d.decisions.retain(|d| matches!(d, Decision::Deny(_)));
+        }
+        d
+    }
+
+    /// Evaluate with `params` bound and `variables` seeded; `Err` when the matchConditions
+    /// cannot be decided.
+    fn run(
+        &self,
+        input: &CelInput,
+        params: cel::Value,
+        mut vars: HashMap<String, cel::Value>,
+    ) -> Result<Decisions, String> {
         BASE.with(|base| {
-            // Gatekeeper binds `variables.params` to `spec.parameters`, or null without any.
-            let params = match parameters {
-                Value::Object(m) if m.is_empty() => cel::Value::Null,
-                other => to_cel(other),
-            };
-            let constraint: HashMap<String, cel::Value> = HashMap::from([(
-                "spec".to_string(),
-                cel::Value::Map(HashMap::from([("parameters".to_string(), params.clone())]).into()),
-            )]);
             let mut ctx = base.new_inner_scope();
             ctx.add_variable_from_value("object", input.object.clone());
             ctx.add_variable_from_value("oldObject", input.old_object.clone());
             ctx.add_variable_from_value("request", input.request.clone());
-            ctx.add_variable_from_value("params", constraint);
+            ctx.add_variable_from_value("params", params);
             ctx.add_variable_from_value("namespaceObject", input.namespace.clone());
-            let mut vars: HashMap<String, cel::Value> = HashMap::from([
-                ("params".to_string(), params),
-                ("anyObject".to_string(), input.any_object.clone()),
-            ]);
             ctx.add_variable_from_value("variables", vars.clone());
             // Kubernetes evaluates variables lazily: one that fails matters only where an
             // expression uses it. A failed one is left out, so a use of it fails (and follows the
@@ -214,45 +330,71 @@ impl CelCode {
                         vars.insert(v.name.clone(), value);
                         ctx.add_variable_from_value("variables", vars.clone());
                     }
-                    Err(e) => failed.push(format!("variable {}: {e}", v.name)),
+                    Err(e) => failed.push(format!("variable {}: {}", v.name, describe(&e))),
                 }
             }
-            let explain = |e: String| match failed.is_empty() {
-                true => CelError(e),
-                false => CelError(format!("{e} ({})", failed.join("; "))),
+            let explain = |what: &str, e: &cel::ExecutionError| {
+                let mut m = format!("expression '{what}' resulted in error: {}", describe(e));
+                if !failed.is_empty() {
+                    m = format!("{m} ({})", failed.join("; "));
+                }
+                m
             };
+            // Any false condition: no match, even beside errors; else errors fail the match.
+            let mut errors = Vec::new();
             for m in &self.match_conditions {
                 match m.program.execute(&ctx) {
                     Ok(cel::Value::Bool(true)) => {}
-                    Ok(cel::Value::Bool(false)) => return Ok(Vec::new()),
-                    Ok(other) => {
-                        return Err(CelError(format!(
-                            "matchCondition {} is not a bool but {}",
-                            m.name,
-                            type_name(&other)
-                        )));
-                    }
-                    Err(e) => return Err(explain(format!("matchCondition {}: {e}", m.name))),
+                    Ok(cel::Value::Bool(false)) => return Ok(Decisions::default()),
+                    Ok(other) => errors.push(format!(
+                        "matchCondition {} is not a bool but {}",
+                        m.name,
+                        type_name(&other)
+                    )),
+                    Err(e) => errors.push(explain(&m.text, &e)),
                 }
             }
-            let mut out = Vec::new();
+            match errors.len() {
+                0 => {}
+                1 => return Err(errors.remove(0)),
+                _ => return Err(format!("[{}]", errors.join(", "))),
+            }
+            let mut out = Decisions::default();
             for v in &self.validations {
+                let text = v.text.trim();
                 match v.expression.execute(&ctx) {
                     Ok(cel::Value::Bool(true)) => {}
-                    Ok(cel::Value::Bool(false)) => out.push(message(v, &ctx)),
-                    Ok(other) => {
-                        return Err(CelError(format!(
-                            "validation {:?} is not a bool but {}",
-                            v.text.trim(),
-                            type_name(&other)
-                        )));
+                    Ok(cel::Value::Bool(false)) => {
+                        out.decisions.push(Decision::Deny(message(v, &ctx)));
                     }
-                    Err(e) => {
-                        return Err(explain(format!(
-                            "validation {:?} could not be evaluated: {e}",
-                            v.text.trim()
-                        )));
+                    Ok(other) => out.decisions.push(Decision::Error(format!(
+                        "expression '{text}' is not a bool but {}",
+                        type_name(&other)
+                    ))),
+                    Err(e) => out.decisions.push(Decision::Error(explain(text, &e))),
+                }
+            }
+            for a in &self.audit_annotations {
+                match a.program.execute(&ctx) {
+                    Ok(cel::Value::String(s)) if !s.trim().is_empty() => {
+                        // Kubernetes keeps the first 10 KiB of a value.
+                        let mut value = s.trim().to_string();
+                        if value.len() > 10 * 1024 {
+                            let mut cut = 10 * 1024;
+                            while !value.is_char_boundary(cut) {
+                                cut -= 1;
+                            }
+                            value.truncate(cut);
+                        }
+                        out.audit_annotations.push((a.name.clone(), value));
                     }
+                    Ok(cel::Value::String(_) | cel::Value::Null) => {}
+                    Ok(other) => out.decisions.push(Decision::Error(format!(
+                        "valueExpression of audit annotation {} resulted in unsupported return type: {}. Return type must be either string or null.",
+                        a.name,
+                        type_name(&other)
+                    ))),
+                    Err(e) => out.decisions.push(Decision::Error(explain(&a.text, &e))),
                 }
             }
             Ok(out)
@@ -260,16 +402,53 @@ impl CelCode {
     }
 }
 
-/// A failed validation's message, as Kubernetes chooses it: `messageExpression` when it
-/// gives a non-empty string, else `message`, else "failed expression: EXPR".
-fn message(v: &Validation, ctx: &cel::Context) -> String {
-    if let Some(Ok(cel::Value::String(s))) = v.message_expression.as_ref().map(|m| m.execute(ctx))
-        && !s.trim().is_empty()
-    {
-        return s.to_string();
+/// A CEL error as cel-go words the common ones, without the values the `cel` crate's own
+/// messages quote (a value may be a secret's).
+fn describe(e: &cel::ExecutionError) -> String {
+    use cel::ExecutionError as E;
+    match e {
+        E::NoSuchKey(k) => format!("no such key: {k}"),
+        E::UndeclaredReference(r) => format!("undeclared reference to '{r}'"),
+        E::NoSuchOverload
+        | E::ValuesNotComparable(..)
+        | E::UnsupportedBinaryOperator(..)
+        | E::UnsupportedUnaryOperator(..) => "no such overload".into(),
+        E::InvalidArgumentCount { expected, actual } => {
+            format!("invalid argument count: expected {expected}, got {actual}")
+        }
+        E::UnexpectedType { got, want } => format!("unexpected type: got {got}, want {want}"),
+        E::DivisionByZero(_) => "division by zero".into(),
+        E::RemainderByZero(_) => "modulus by zero".into(),
+        E::Overflow(op, ..) => format!("integer overflow in '{op}'"),
+        E::IndexOutOfBounds(_) => "index out of range".into(),
+        E::FunctionError { function, .. } => format!("function {function} failed"),
+        E::NotSupportedAsMethod { method, target } => {
+            format!("no such overload: {}.{method}()", type_name(target))
+        }
+        E::UnsupportedTargetType { target } => {
+            format!("unsupported target type: {}", type_name(target))
+        }
+        E::UnsupportedKeyType(v) | E::UnsupportedMapIndex(v) | E::UnsupportedListIndex(v) => {
+            format!("unsupported index type: {}", type_name(v))
+        }
+        E::UnsupportedIndex(i, v) => format!("cannot index {} with {}", type_name(v), type_name(i)),
+        E::MissingArgumentOrTarget => "missing argument or target".into(),
+        _ => "evaluation error".into(),
     }
-    match &v.message {
-        Some(m) if !m.is_empty() => m.clone(),
+}
+
+/// A failed validation's message, as Kubernetes chooses it: `messageExpression` when it gives
+/// a non-empty single-line string of at most 5 KiB (trimmed), else `message`, else "failed
+/// expression: EXPR".
+fn message(v: &Validation, ctx: &cel::Context) -> String {
+    if let Some(Ok(cel::Value::String(s))) = v.message_expression.as_ref().map(|m| m.execute(ctx)) {
+        let s = s.trim();
+        if !s.is_empty() && s.len() <= 5 * 1024 && !s.contains('\n') {
+            return s.to_string();
+        }
+    }
+    match v.message.as_deref().map(str::trim) {
+        Some(m) if !m.is_empty() => m.to_string(),
         _ => format!("failed expression: {}", v.text.trim()),
     }
 }
@@ -335,7 +514,7 @@ mod tests {
     use serde_json::json;
 
     fn code(source: Value) -> CelCode {
-        CelCode::compile(&source).unwrap()
+        CelCode::compile(&source, Dialect::Gatekeeper).unwrap()
     }
 
     fn request(object: Value) -> Value {
@@ -430,10 +609,17 @@ mod tests {
         assert!(failing(None).eval(&input, &json!({})).is_err());
         assert!(failing(Some("Fail")).eval(&input, &json!({})).is_err());
         assert_eq!(failing(Some("Ignore")).eval(&input, &json!({})), Ok(vec![]));
-        assert!(CelCode::compile(&json!({"validations": [{"expression": "1 +"}]})).is_err());
         assert!(
             CelCode::compile(
-                &json!({"failurePolicy": "Maybe", "validations": [{"expression": "true"}]})
+                &json!({"validations": [{"expression": "1 +"}]}),
+                Dialect::Gatekeeper
+            )
+            .is_err()
+        );
+        assert!(
+            CelCode::compile(
+                &json!({"failurePolicy": "Maybe", "validations": [{"expression": "true"}]}),
+                Dialect::Gatekeeper
             )
             .is_err()
         );

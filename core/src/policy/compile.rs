@@ -211,7 +211,7 @@ pub(super) fn compile_template(
         )
     });
     let cel = |(src, field): &(Value, String)| {
-        CelCode::compile(src)
+        CelCode::compile(src, super::cel::Dialect::Gatekeeper)
             .map(|c| Code::Cel(Arc::new(c)))
             .map_err(|e| at(source, &what, format!("{field} (K8sNativeValidation): {e}")))
     };

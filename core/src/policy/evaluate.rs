@@ -14,6 +14,7 @@ use super::expansion::{self, ExpansionTemplate};
 use super::matching::ObjectInfo;
 use super::review::{RequestInfo, to_rvalue, workload_containers};
 use super::scope::KindScopes;
+use super::vap::Admission;
 use super::{Action, ObjectRef, PolicyRef, Review, Violation, builtins};
 
 /// Labels of known Namespaces, for `namespaceSelector`.
@@ -40,6 +41,10 @@ pub struct Bundle {
     pub(super) invalid_constraints: Vec<super::bundle::InvalidConstraint>,
     /// Gatekeeper ExpansionTemplates: workloads are also judged as the objects they create.
     pub(super) expansions: Vec<ExpansionTemplate>,
+    /// Kubernetes ValidatingAdmissionPolicies (lint and `policy verify` only).
+    pub(super) admission: Arc<Admission>,
+    /// Objects of the ValidatingAdmissionPolicies' `paramKind`s (--inventory, linted files).
+    pub(super) params: Vec<Value>,
 }
 
 impl std::fmt::Debug for Bundle {
@@ -107,9 +112,15 @@ impl Bundle {
             .collect()
     }
 
-    /// Whether nothing would be checked: no constraint and no conftest rule.
+    /// Whether nothing would be checked: no constraint, no bound ValidatingAdmissionPolicy and no conftest rule.
     pub fn is_empty(&self) -> bool {
-        self.constraints.is_empty() && self.conftest_rules() == 0
+        self.constraints.is_empty()
+            && self.conftest_rules() == 0
+            && self
+                .admission
+                .policies
+                .iter()
+                .all(|p| p.bindings.is_empty())
     }
 
     /// The kinds to replicate into `data.inventory` (Gatekeeper `Config` / `SyncSet` documents
@@ -166,6 +177,23 @@ impl Bundle {
         &self.expansions
     }
 
+    /// The ValidatingAdmissionPolicies, with their bindings.
+    pub fn admission_policies(&self) -> &Admission {
+        &self.admission
+    }
+
+    /// Take the objects among `objects` that are of a ValidatingAdmissionPolicy's `paramKind`
+    /// as parameters (e.g. from the linted files).
+    pub fn add_params<'a>(&mut self, objects: impl IntoIterator<Item = &'a Value>) {
+        let admission = &self.admission;
+        self.params.extend(
+            objects
+                .into_iter()
+                .filter(|o| admission.is_param(o))
+                .cloned(),
+        );
+    }
+
     /// The evaluation; the names of the constraints that applied are collected only when asked
     /// for (the webhook's hot path does not). With ExpansionTemplates, the object's resultants
     /// are judged too, as Gatekeeper's webhook and gator judge them: their violations are the
@@ -177,6 +205,22 @@ impl Bundle {
         mut applied: Option<&mut Vec<(PolicyRef, String)>>,
     ) -> Vec<Violation> {
         let mut out = self.run_one(review, extra_namespaces, applied.as_deref_mut(), false);
+        if !self.admission.is_empty() {
+            // The API server judges the object as written, never an expansion's resultant.
+            let ns_labels = |ns: &str| {
+                extra_namespaces
+                    .get(ns)
+                    .or_else(|| self.namespaces.get(ns))
+                    .cloned()
+            };
+            out.extend(self.admission.judge(
+                review,
+                &self.params,
+                &self.scopes,
+                &ns_labels,
+                applied.as_deref_mut(),
+            ));
+        }
         if self.expansions.is_empty() {
             return out;
         }

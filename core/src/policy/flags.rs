@@ -83,6 +83,8 @@ impl PolicyArgs {
             limits: EvalLimits { eval_timeout },
             use_vm: self.rego_engine == RegoEngine::Vm,
             template_code: self.template_code,
+            // Lint turns them on; at admission and in audit the API server evaluates them.
+            admission_policies: false,
             conftest_namespaces: if self.all_namespaces {
                 ConftestNamespaces::All
             } else if self.conftest_namespaces.is_empty() {

@@ -11,6 +11,7 @@
 //! - [`report`]: results as PolicyReport / ClusterPolicyReport objects.
 //! - [`builtins`] and `compat`: what makes regorus behave like OPA on Gatekeeper templates.
 //! - [`suite`]: `gator verify` Suite files.
+//! - [`vap`] (with [`cel`]): Kubernetes' ValidatingAdmissionPolicies, in lint and `policy verify`.
 //! - [`builtin_bundle`]: the policies shipped in the binary (`policies/`).
 //!
 //! Everything is compiled once into a [`Bundle`]; evaluation clones a prepared engine per
@@ -34,6 +35,7 @@ pub mod review;
 mod schema;
 pub mod scope;
 pub mod suite;
+pub mod vap;
 
 pub use bundle::{
     BundleBuilder, BundleErrors, Constraint, InvalidConstraint, POLICY_GROUPS, Sources, SyncKind,

@@ -321,6 +321,8 @@ impl std::fmt::Display for ObjectRef {
 pub enum PolicyRef {
     /// A ConstraintTemplate, by the kind it defines.
     Template(String),
+    /// A Kubernetes ValidatingAdmissionPolicy, by name (the constraint is its binding).
+    AdmissionPolicy(String),
     /// A conftest module's rules (`deny`, `warn`, `violation`).
     Conftest,
     /// sealgate's own checks of the inputs (an object or a Constraint it cannot take).
@@ -331,7 +333,7 @@ impl PolicyRef {
     /// As reports and logs write it: the template kind, `conftest` or `sealgate`.
     pub fn as_str(&self) -> &str {
         match self {
-            PolicyRef::Template(kind) => kind,
+            PolicyRef::Template(kind) | PolicyRef::AdmissionPolicy(kind) => kind,
             PolicyRef::Conftest => "conftest",
             PolicyRef::Sealgate => "sealgate",
         }

@@ -182,6 +182,8 @@ pub struct KindScopes {
     declared: HashMap<(String, String), Scope>,
     /// (group, kind) → scope, from CustomResourceDefinitions.
     crds: HashMap<(String, String), Scope>,
+    /// (group, kind) → resource (`spec.names.plural`), from CustomResourceDefinitions.
+    plurals: HashMap<(String, String), String>,
 }
 
 /// A `--namespaced-kinds` / `--cluster-kinds` entry that is not `[group/]Kind`.
@@ -213,6 +215,27 @@ impl KindScopes {
                 .ok()
                 .map(|i| table[i].2)
         })
+    }
+
+    /// The resource (plural) a kind is served as, for a ValidatingAdmissionPolicy's
+    /// `resourceRules`: a CRD's `spec.names.plural`, else as Kubernetes' own kinds are named
+    /// (apimachinery's `UnsafeGuessKindToResource`, which names every built-in kind right but
+    /// Endpoints).
+    pub fn resource(&self, group: &str, kind: &str) -> String {
+        if let Some(p) = self.plurals.get(&(group.to_string(), kind.to_string())) {
+            return p.clone();
+        }
+        let lower = kind.to_ascii_lowercase();
+        if lower.ends_with("endpoints") {
+            return lower;
+        }
+        if let Some(stem) = lower.strip_suffix('y') {
+            return format!("{stem}ies");
+        }
+        if lower.ends_with('s') {
+            return format!("{lower}es");
+        }
+        format!("{lower}s")
     }
 
     /// Declare kinds from a flag: `Kind` (any group) or `group/Kind`; a comma-separated list.
@@ -250,6 +273,10 @@ impl KindScopes {
             else {
                 continue;
             };
+            if let Some(plural) = s("/spec/names/plural") {
+                self.plurals
+                    .insert((group.to_string(), kind.to_string()), plural.to_string());
+            }
             let scope = match scope {
                 "Namespaced" => Namespaced,
                 "Cluster" => Cluster,

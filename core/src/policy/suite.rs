@@ -1,5 +1,8 @@
 //! `gator verify` Suite files (`test.gatekeeper.sh/v1alpha1`): each test pairs a template with a
 //! constraint; each case evaluates one object (or AdmissionReview) and asserts on the violations.
+//! A test may instead pair a ValidatingAdmissionPolicy (`template`) with one binding
+//! (`constraint`); a case's `inventory` then holds its parameters too, and every finding counts,
+//! whatever the binding's `validationActions` (as every violation does in gator).
 
 use std::path::{Path, PathBuf};
 
@@ -192,6 +195,8 @@ fn run_test(
     let build = |inventory: Vec<Value>| {
         let mut b = BundleBuilder::new(limits);
         b.template_code(code);
+        // A test may be a ValidatingAdmissionPolicy (`template`) and its binding (`constraint`).
+        b.admission_policies(true);
         b.add_text(&template.0, &template.1);
         b.add_text(&constraint.0, &constraint.1);
         if let Some(p) = &expansion {
@@ -228,20 +233,29 @@ fn run_test(
             return vec![result("", Outcome::Fail(e.to_string()))];
         }
     };
-    if base_bundle.constraints.is_empty() {
-        return vec![result(
-            "",
-            Outcome::Fail(format!("{} holds no Constraint", constraint.0)),
-        )];
-    }
-    // gator reads the first document of the file only: refused rather than judged differently.
-    if base_bundle.constraints.len() > 1 {
+    let bindings: usize = base_bundle
+        .admission
+        .policies
+        .iter()
+        .map(|p| p.bindings.len())
+        .sum();
+    if base_bundle.constraints.is_empty() && bindings == 0 {
         return vec![result(
             "",
             Outcome::Fail(format!(
-                "{} holds {} Constraints; a suite's test takes one (gator reads only the first): split the file",
+                "{} holds no Constraint (nor a ValidatingAdmissionPolicyBinding)",
+                constraint.0
+            )),
+        )];
+    }
+    // gator reads the first document of the file only: refused rather than judged differently.
+    if base_bundle.constraints.len() + bindings > 1 {
+        return vec![result(
+            "",
+            Outcome::Fail(format!(
+                "{} holds {} Constraints or bindings; a suite's test takes one (gator reads only the first): split the file",
                 constraint.0,
-                base_bundle.constraints.len()
+                base_bundle.constraints.len() + bindings
             )),
         )];
     }
