@@ -598,6 +598,12 @@ enum Creds<'a> {
 /// Run `cmd` with `stdin` as its input: its stdout, or its stderr (or why it could not run) as
 /// the error.
 pub fn run_with_stdin(cmd: &mut Command, stdin: &str) -> Result<String, String> {
+    output_result(run_output(cmd, stdin)?)
+}
+
+/// Run `cmd` with `stdin` as its input: its whole output (stdout, stderr and status), or why it
+/// could not run.
+pub fn run_output(cmd: &mut Command, stdin: &str) -> Result<Output, String> {
     use std::io::Write as _;
     let program = cmd.get_program().to_string_lossy().into_owned();
     let mut child = cmd
@@ -612,11 +618,9 @@ pub fn run_with_stdin(cmd: &mut Command, stdin: &str) -> Result<String, String> 
         .take()
         .expect("piped stdin")
         .write_all(stdin.as_bytes());
-    output_result(
-        child
-            .wait_with_output()
-            .map_err(|e| format!("{program}: {e}"))?,
-    )
+    child
+        .wait_with_output()
+        .map_err(|e| format!("{program}: {e}"))
 }
 
 fn output_result(out: Output) -> Result<String, String> {

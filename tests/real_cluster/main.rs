@@ -23,6 +23,7 @@ mod install;
 mod inventory;
 mod latency;
 mod provenance;
+mod vap;
 mod webhook;
 
 use std::sync::Arc;
@@ -44,6 +45,7 @@ fn tests() -> Vec<(&'static str, Test)> {
     all.extend(audit::TESTS);
     all.extend(provenance::TESTS);
     all.extend(bitnami::TESTS);
+    all.extend(vap::TESTS);
     all.extend(latency::TESTS);
     all
 }

@@ -323,22 +323,32 @@ impl CelCode {
             // Kubernetes evaluates variables lazily: one that fails matters only where an
             // expression uses it. A failed one is left out, so a use of it fails (and follows the
             // failure policy) while `false && variables.broken` stays false.
-            let mut failed: Vec<String> = Vec::new();
+            let mut failed: Vec<(String, String)> = Vec::new();
+            // Kubernetes' wording for a use of a variable that failed: the variable's error.
+            let why = |failed: &[(String, String)], e: &cel::ExecutionError| match e {
+                cel::ExecutionError::NoSuchKey(k) => failed
+                    .iter()
+                    .find(|(name, _)| name == k.as_str())
+                    .map(|(name, error)| {
+                        format!("composited variable \"{name}\" fails to evaluate: {error}")
+                    }),
+                _ => None,
+            }
+            .unwrap_or_else(|| describe(e));
             for v in &self.variables {
                 match v.program.execute(&ctx) {
                     Ok(value) => {
                         vars.insert(v.name.clone(), value);
                         ctx.add_variable_from_value("variables", vars.clone());
                     }
-                    Err(e) => failed.push(format!("variable {}: {}", v.name, describe(&e))),
+                    Err(e) => {
+                        let error = why(&failed, &e);
+                        failed.push((v.name.clone(), error));
+                    }
                 }
             }
             let explain = |what: &str, e: &cel::ExecutionError| {
-                let mut m = format!("expression '{what}' resulted in error: {}", describe(e));
-                if !failed.is_empty() {
-                    m = format!("{m} ({})", failed.join("; "));
-                }
-                m
+                format!("expression '{what}' resulted in error: {}", why(&failed, e))
             };
             // Any false condition: no match, even beside errors; else errors fail the match.
             let mut errors = Vec::new();
