@@ -480,3 +480,54 @@ fn a_bundle_refuses_what_the_api_server_refuses_and_names_it() {
     assert!(b.admission_policies().is_empty());
     assert!(judge(&b, deployment("shop", 7, json!({}))).is_empty());
 }
+
+#[test]
+fn an_evaluation_that_could_exceed_the_cost_budget_is_not_started() {
+    let policy = |failure: &str| {
+        format!(
+            r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata: {{name: quadratic}}
+spec:
+  failurePolicy: {failure}
+  matchConstraints:
+    resourceRules:
+    - {{apiGroups: [""], apiVersions: ["v1"], operations: ["CREATE"], resources: ["configmaps"]}}
+  validations:
+  - expression: "object.data.all(k, object.data.all(j, k == j || object.data[k] != object.data[j]))"
+    message: "values are unique"
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata: {{name: quadratic}}
+spec:
+  policyName: quadratic
+  validationActions: [Deny]
+"#
+        )
+    };
+    let config_map = |keys: usize| {
+        let data: serde_json::Map<String, Value> = (0..keys)
+            .map(|i| (format!("key-{i}"), json!(format!("value-{i}"))))
+            .collect();
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "big", "namespace": "shop"}, "data": data})
+    };
+    let fail = bundle(&policy("Fail"), Vec::new());
+    // A small object is evaluated (and passes); one whose size puts the bound over the budget
+    // is not: an error under failurePolicy Fail, nothing under Ignore.
+    assert!(judge(&fail, config_map(20)).is_empty());
+    let v = judge(&fail, config_map(3000));
+    assert_eq!(v.len(), 1);
+    assert!(v[0].evaluation_error);
+    assert!(
+        v[0].message
+            .starts_with("operation cancelled: evaluating it on this object could cost ")
+            && v[0].message.contains("over the budget of 10000000"),
+        "{}",
+        v[0].message
+    );
+    let ignore = bundle(&policy("Ignore"), Vec::new());
+    assert!(judge(&ignore, config_map(3000)).is_empty());
+}

@@ -19,6 +19,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::cel_cost::{self, Estimator, Extent};
+
 /// What to do when an expression cannot be evaluated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailurePolicy {
@@ -100,6 +102,8 @@ pub struct CelInput {
     /// Gatekeeper's `variables.anyObject`.
     any_object: cel::Value,
     namespace: cel::Value,
+    /// The largest collection and string in it, for the cost bound.
+    extent: Extent,
 }
 
 impl CelInput {
@@ -133,7 +137,7 @@ impl CelInput {
             .chain(fields)
             .map(|(k, v)| (k.clone(), to_cel(v)))
             .collect();
-        CelInput {
+        let mut input = CelInput {
             object: if delete {
                 cel::Value::Null
             } else {
@@ -143,7 +147,15 @@ impl CelInput {
             request: cel::Value::Map(rest.into()),
             any_object: to_cel(any_object),
             namespace: namespace.map_or(cel::Value::Null, to_cel),
-        }
+            extent: Extent::default(),
+        };
+        input.extent = Extent::of([
+            &input.object,
+            &input.old_object,
+            &input.request,
+            &input.namespace,
+        ]);
+        input
     }
 }
 
@@ -153,13 +165,15 @@ impl CelInput {
 pub struct CelError(pub String);
 
 fn compile(what: &str, text: &str) -> Result<cel::Program, String> {
-    cel::Program::compile(text).map_err(|e| {
+    let program = cel::Program::compile(text).map_err(|e| {
         let first = e.to_string();
         format!(
             "{what}: {}",
             first.lines().next().unwrap_or("does not parse")
         )
-    })
+    })?;
+    cel_cost::check(program.expression()).map_err(|e| format!("{what}: {e}"))?;
+    Ok(program)
 }
 
 impl CelCode {
@@ -312,6 +326,13 @@ impl CelCode {
         params: cel::Value,
         mut vars: HashMap<String, cel::Value>,
     ) -> Result<Decisions, String> {
+        let cost = self.cost_bound(input, &params, &vars);
+        if cost > cel_cost::BUDGET {
+            return Err(format!(
+                "operation cancelled: evaluating it on this object could cost {cost}, over the budget of {} (Kubernetes' runtime CEL cost budget): simplify nested comprehensions, or bound the object's lists",
+                cel_cost::BUDGET
+            ));
+        }
         BASE.with(|base| {
             let mut ctx = base.new_inner_scope();
             ctx.add_variable_from_value("object", input.object.clone());
@@ -409,6 +430,41 @@ impl CelCode {
             }
             Ok(out)
         })
+    }
+}
+
+impl CelCode {
+    /// An upper bound on what evaluating every expression on `input` costs ([`cel_cost`]).
+    fn cost_bound(
+        &self,
+        input: &CelInput,
+        params: &cel::Value,
+        seeded: &HashMap<String, cel::Value>,
+    ) -> u64 {
+        let roots = HashMap::from([
+            ("object", &input.object),
+            ("oldObject", &input.old_object),
+            ("request", &input.request),
+            ("params", params),
+            ("namespaceObject", &input.namespace),
+        ]);
+        let mut e = Estimator::new(roots, input.extent);
+        for (name, value) in seeded {
+            e.seed(name, value);
+        }
+        for v in &self.variables {
+            e.variable(&v.name, v.program.expression());
+        }
+        for m in self.match_conditions.iter().chain(&self.audit_annotations) {
+            e.add(m.program.expression());
+        }
+        for v in &self.validations {
+            e.add(v.expression.expression());
+            if let Some(m) = &v.message_expression {
+                e.add(m.expression());
+            }
+        }
+        e.total
     }
 }
 

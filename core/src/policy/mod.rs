@@ -21,6 +21,7 @@ pub mod builtin_bundle;
 pub mod builtins;
 pub mod bundle;
 pub mod cel;
+mod cel_cost;
 #[doc(hidden)] // public for the fuzz target (fuzz/), not an API
 pub mod compat;
 mod compile;
