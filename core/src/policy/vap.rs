@@ -721,15 +721,33 @@ fn cel_input(
     fields.insert("operation".into(), json!(a.operation));
     fields.insert("resource".into(), gvr.clone());
     fields.insert("subResource".into(), json!(a.sub_resource));
-    if review.request.get("requestResource").is_none() {
-        fields.insert("requestResource".into(), gvr);
+    // CEL's AdmissionRequest is typed: a field the review lacks has its zero value (a bare
+    // object in Git has no user, yet `request.userInfo.groups` is an empty list).
+    let request = &review.request;
+    let or = |key: &str, default: Value| request.get(key).cloned().unwrap_or(default);
+    fields.insert("requestResource".into(), or("requestResource", gvr));
+    fields.insert(
+        "requestKind".into(),
+        or("requestKind", request["kind"].clone()),
+    );
+    fields.insert(
+        "requestSubResource".into(),
+        or("requestSubResource", json!("")),
+    );
+    fields.insert("uid".into(), or("uid", json!("")));
+    fields.insert("name".into(), json!(a.name));
+    fields.insert("dryRun".into(), or("dryRun", json!(false)));
+    let mut user = json!({"username": "", "uid": "", "groups": [], "extra": {}});
+    if let Some(given) = request.get("userInfo").and_then(Value::as_object) {
+        for (k, v) in given {
+            user[k] = v.clone();
+        }
     }
-    if review.request.get("requestKind").is_none() {
-        fields.insert("requestKind".into(), review.request["kind"].clone());
-    }
-    if let Some(ns) = a.namespace.filter(|_| !a.is_namespace) {
-        fields.insert("namespace".into(), json!(ns));
-    }
+    fields.insert("userInfo".into(), user);
+    fields.insert(
+        "namespace".into(),
+        json!(a.namespace.filter(|_| !a.is_namespace).unwrap_or_default()),
+    );
     CelInput::with_request_fields(&review.request, namespace.as_ref(), &fields)
 }
 
