@@ -14,9 +14,8 @@
 //!    `;` after the callee.
 //! 3. **`not f(<undefined>)`**: OPA hoists call arguments out of the negation, so an undefined
 //!    argument makes the body fail; regorus makes `not` succeed (a false positive). Arguments that
-//!    are refs or calls are hoisted into fresh variables before the `not`. And `not EXPR` with a
-//!    `_` wildcard means "no element matches" in OPA, where regorus lets the wildcard escape
-//!    ("some element does not"): it becomes `count([1 | EXPR]) == 0`.
+//!    are refs or calls are hoisted into fresh variables before the `not`. (A `_` wildcard under
+//!    `not` is not edited: OPA refuses it, "var _ is unsafe", and so does [`unsafe_wildcard`].)
 //! 4. **In regorus's register VM, `x := <undefined>` does not fail the body.** `; x == x` follows
 //!    each statement `x := e` (a v1 body of one unbraced statement is braced first). It is true
 //!    whenever `x` is defined, so results do not change anywhere else.
@@ -425,12 +424,42 @@ fn calls<'a>(e: &'a Expr, out: &mut Vec<&'a Expr>) {
     }
 }
 
-/// Whether `_` (the wildcard) appears in `e` as a variable.
+/// Whether `_` (the wildcard) appears in `e` as a variable (not counting comprehensions, whose
+/// variables are their own).
 fn has_wildcard(e: &Expr) -> bool {
     match e {
         Expr::Var { value, .. } => value.as_string().is_ok_and(|v| v.as_ref() == "_"),
+        Expr::ArrayCompr { .. } | Expr::SetCompr { .. } | Expr::ObjectCompr { .. } => false,
         other => children(other).into_iter().any(has_wildcard),
     }
+}
+
+/// Where a `_` wildcard appears under `not` (1-based line and column of the `not`), which OPA
+/// refuses in v0 and v1 modules alike ("rego_unsafe_var_error: var _ is unsafe"): Gatekeeper
+/// would not install such a template, nor conftest load such a module. regorus accepts it (and
+/// lets the wildcard escape the negation), so it is refused here.
+pub fn unsafe_wildcard(src: &str, v0: bool) -> Option<(u32, u32)> {
+    if check_limits(src).is_err() {
+        return None;
+    }
+    let text = if v0 {
+        split_chained_set_bodies(src, v0)
+    } else {
+        src.to_string()
+    };
+    let module = parse(&text, v0).ok()?;
+    let mut found: Option<(u32, u32)> = None;
+    each_query(&module, &mut |q| {
+        for stmt in &q.stmts {
+            if let Literal::NotExpr { span, expr } = &stmt.literal
+                && has_wildcard(expr)
+            {
+                let at = (span.line, span.col);
+                found = Some(found.map_or(at, |f| f.min(at)));
+            }
+        }
+    });
+    found
 }
 
 /// The bracket depth at `pos` of the code in `text` from `from` (strings and comments skipped,
@@ -538,14 +567,9 @@ fn negations(t: &Text, q: &Query, edits: &mut Vec<Edit>) {
             }
             new_expr = format!("{}({})", t.of(t.expr(fcn)), args.join(", "));
         }
-        let replacement = if has_wildcard(expr) {
-            format!("{hoisted}count([1 | {new_expr}]) == 0")
-        } else if !hoisted.is_empty() {
-            format!("{hoisted}not {new_expr}")
-        } else {
-            continue;
-        };
-        edits.push((start, end, replacement));
+        if !hoisted.is_empty() {
+            edits.push((start, end, format!("{hoisted}not {new_expr}")));
+        }
     }
 }
 
@@ -711,10 +735,10 @@ mod tests {
 
     #[test]
     fn a_trailing_comment_stays_a_comment() {
-        let src = "package t\np { not startswith(x, y[_]) # no repo matches\n}\n";
+        let src = "package t\np { not startswith(lower(x), y) # no repo matches\n}\n";
         assert_eq!(
             normalize(src, true),
-            "package t\np { count([1 | startswith(x, y[_])]) == 0 # no repo matches\n}\n"
+            "package t\np { __sg_h29 := lower(x); __sg_h29 == __sg_h29; not startswith(__sg_h29, y) # no repo matches\n}\n"
         );
     }
 
@@ -786,25 +810,21 @@ mod tests {
         );
         assert!(out.contains("  not startswith(\"x\", y)\n"), "{out}");
         assert!(out.contains("not f(input.a) with input as {}"), "{out}");
-        // A wildcard is quantified inside the negation.
+    }
+
+    #[test]
+    fn a_wildcard_under_not_is_found_as_opa_refuses_it() {
+        // gator 3.23: "rego_unsafe_var_error: var _ is unsafe" for each of these, v0 and v1.
         let wild = "package t\np { not startswith(x, input.parameters.prefixes[_]) }\n";
-        assert!(
-            normalize(wild, true)
-                .contains("p { count([1 | startswith(x, input.parameters.prefixes[_])]) == 0 }")
-        );
-        let mixed = "package t\np { not startswith(lower(input.a), xs[_]) }\n";
-        let out = normalize(mixed, true);
-        assert!(
-            out.contains("__sg_h29 := lower(input.a); __sg_h29 == __sg_h29; count([1 | startswith(__sg_h29, xs[_])]) == 0"),
-            "{out}"
-        );
-        let cmp = "package t\np {\n  not xs[_] == \"a\"; y := 1\n}\n";
-        assert!(
-            normalize(cmp, true).contains("count([1 | xs[_] == \"a\"]) == 0; y := 1"),
-            "{}",
-            normalize(cmp, true)
-        );
-        assert_eq!(out.lines().count(), mixed.lines().count());
+        assert_eq!(unsafe_wildcard(wild, true), Some((2, 5)));
+        assert_eq!(normalize(wild, true), wild, "not edited");
+        let cmp = "package t\np {\n  y := 1\n  not xs[_] == \"a\"\n}\n";
+        assert_eq!(unsafe_wildcard(cmp, true), Some((4, 3)));
+        let bare = "package t\nimport rego.v1\np if { not input.blocked[_] }\n";
+        assert_eq!(unsafe_wildcard(bare, false), Some((3, 8)));
+        // A comprehension's variables are its own; a bound variable is no wildcard.
+        let fine = "package t\np { not count([x | x := xs[_]]) > 0; i := 0; not xs[i] }\n";
+        assert_eq!(unsafe_wildcard(fine, true), None);
     }
 
     #[test]

@@ -289,8 +289,21 @@ fn compile_rego(
             at,
         }
     };
-    for text in std::iter::once(rego).chain(libs.iter().map(String::as_str)) {
+    for (i, text) in std::iter::once(rego)
+        .chain(libs.iter().map(String::as_str))
+        .enumerate()
+    {
         compat::check_limits(text).map_err(|e| rego_err(e.to_string()))?;
+        // Refused as OPA refuses it: Gatekeeper would not install the template.
+        if let Some((line, col)) = compat::unsafe_wildcard(text, !v1) {
+            let file = match i {
+                0 => kind.to_string(),
+                n => format!("{kind}.lib{}", n - 1),
+            };
+            return Err(rego_err(format!(
+                "--> {file}.rego:{line}:{col}\nerror: var _ is unsafe: OPA (and so Gatekeeper) refuses a `_` wildcard under `not`; write `count([1 | EXPR]) == 0`, or move EXPR into a helper rule and negate that"
+            )));
+        }
     }
     let mut engine = new_engine(!v1, data, limits).map_err(rego_err)?;
     let file = format!("{kind}.rego");
@@ -531,6 +544,14 @@ pub(super) fn compile_conftest(
     for (source, text) in modules {
         if let Err(e) = compat::check_limits(text) {
             errors.push(PolicyError::Invalid(format!("{source}: {e}")));
+            continue;
+        }
+        if let Some((line, col)) =
+            compat::unsafe_wildcard(text, false).or_else(|| compat::unsafe_wildcard(text, true))
+        {
+            errors.push(PolicyError::Invalid(format!(
+                "{source}:{line}:{col}: var _ is unsafe: OPA (and so conftest) refuses a `_` wildcard under `not`; write `count([1 | EXPR]) == 0`, or move EXPR into a helper rule and negate that"
+            )));
             continue;
         }
         // conftest reads Rego v1 by default (v0.60+); older modules are v0: accept both.

@@ -62,7 +62,7 @@ fn eval(b: &Bundle, obj: Value) -> Vec<Violation> {
 
 const REPOS: &str = r#"violation[{"msg": msg, "details": {"path": ["spec", "containers", "0", "image"]}}] {
   c := input.review.object.spec.containers[_]
-  not startswith(c.image, input.parameters.repos[_])
+  count([1 | startswith(c.image, input.parameters.repos[_])]) == 0
   msg := sprintf("container <%v> has an invalid image repo <%v>, allowed repos are %v", [c.name, c.image, input.parameters.repos])
 }"#;
 
@@ -303,10 +303,24 @@ violation[{"msg": "out of range"}] {
 }
 
 #[test]
-fn gap_wildcard_inside_not_is_quantified_inside() {
-    // OPA: `not startswith(img, repos[_])` holds when *no* repo matches.
+fn a_wildcard_under_not_is_refused_as_opa_refuses_it() {
+    // gator 3.23 (OPA): "rego_unsafe_var_error: var _ is unsafe"; regorus would let the
+    // wildcard escape the negation ("some repo does not match").
     let rego = r#"violation[{"msg": "not allowed"}] {
   not startswith(input.review.object.spec.image, input.parameters.repos[_])
+}"#;
+    let mut b = BundleBuilder::new(EvalLimits::default());
+    b.add_text("repos.yaml", &template("Repos", rego));
+    let e = b.build().unwrap_err().to_string();
+    assert!(
+        e.contains("line 3, column 3 of spec.targets[0].rego")
+            && e.contains("var _ is unsafe")
+            && e.contains("count([1 | EXPR]) == 0"),
+        "{e}"
+    );
+    // What it meant, written as OPA takes it.
+    let rego = r#"violation[{"msg": "not allowed"}] {
+  count([1 | startswith(input.review.object.spec.image, input.parameters.repos[_])]) == 0
 }"#;
     let b = bundle(&[
         template("Repos", rego),
@@ -318,6 +332,17 @@ fn gap_wildcard_inside_not_is_quantified_inside() {
         "matches the second repo: allowed"
     );
     assert_eq!(eval(&b, obj("c/web:1")).len(), 1);
+    // conftest modules too.
+    let mut b = BundleBuilder::new(EvalLimits::default());
+    b.add_module(
+        "policy/deny.rego",
+        "package main\nimport rego.v1\ndeny contains \"x\" if { not input.blocked[_] }\n",
+    );
+    let e = b.build().unwrap_err().to_string();
+    assert!(
+        e.contains("policy/deny.rego:3:") && e.contains("var _ is unsafe"),
+        "{e}"
+    );
 }
 
 #[test]
