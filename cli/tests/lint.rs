@@ -1009,3 +1009,61 @@ spec:
     );
     assert!(all.contains("spec.match.namespace: unknown field"), "{all}");
 }
+
+/// One stream (`kustomize build | sealgate lint -`) is judged by every worker: the report is the
+/// same, in input order at the same lines, whatever `-j`, from stdin and from a file.
+#[test]
+fn one_stream_is_judged_in_parallel_with_the_same_report() {
+    let mut stream = String::new();
+    for i in 0..700 {
+        let image = if i % 9 == 0 {
+            "nginx:latest"
+        } else {
+            "registry.example.com/web:1.2.3"
+        };
+        let privileged = i % 13 == 0;
+        stream.push_str(&format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: web-{i}\n  namespace: team-{}\nspec:\n  containers:\n    - name: web\n      image: {image}\n      securityContext:\n        privileged: {privileged}\n",
+            i % 5
+        ));
+        if i % 50 == 0 {
+            stream.push_str("---\n# a comment-only document\n");
+        }
+    }
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("all.yaml"), &stream).unwrap();
+    let run = |jobs: &str, format: &str, stdin: bool| {
+        let mut c = sealgate();
+        c.current_dir(d.path())
+            .args(["lint", "-j", jobs, "-o", format]);
+        if stdin {
+            c.arg("-").write_stdin(stream.clone());
+        } else {
+            c.arg("all.yaml");
+        }
+        let out = c.output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for format in ["text", "json"] {
+        let one = run("1", format, false);
+        assert!(one.contains("all.yaml"), "{one}");
+        for jobs in ["2", "4"] {
+            assert_eq!(run(jobs, format, false), one, "-j {jobs} -o {format}");
+        }
+        let from_stdin = run("2", format, true);
+        assert_eq!(
+            from_stdin.replace("<stdin>", "all.yaml"),
+            one,
+            "stdin -o {format}"
+        );
+    }
+    // In input order: the findings' lines only grow.
+    let text = run("4", "text", false);
+    let lines: Vec<usize> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("all.yaml:")?.split(':').next()?.parse().ok())
+        .collect();
+    assert!(lines.len() > 100, "{}", lines.len());
+    assert!(lines.windows(2).all(|w| w[0] <= w[1]), "out of order");
+}

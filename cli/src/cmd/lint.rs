@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Result;
@@ -297,7 +298,8 @@ impl Source {
         kinds.is_some_and(|k| self.bytes.as_ref().is_ok_and(|b| k.is_match(b)))
     }
 
-    fn parse(self, limits: &ParseLimits) -> Parsed {
+    /// Parse, a large stream on up to `parts` threads.
+    fn parse(self, limits: &ParseLimits, parts: usize) -> Parsed {
         let bytes = match self.bytes {
             Ok(b) => b,
             Err(e) => {
@@ -312,7 +314,7 @@ impl Source {
                 };
             }
         };
-        let docs = manifest::parse(&bytes, limits).map_err(|e| match e {
+        let docs = manifest::parse_parallel(&bytes, limits, parts).map_err(|e| match e {
             manifest::ManifestError::Syntax {
                 line,
                 column,
@@ -411,6 +413,7 @@ fn lint_sources(mut bundle: Bundle, sources: Vec<Source>, pass: &Pass) -> Linted
         Parsed(Parsed),
         Taken,
     }
+    let names: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
     let stages: Vec<std::sync::Mutex<Stage>> = sources
         .into_iter()
         .map(|s| std::sync::Mutex::new(Stage::Read(s)))
@@ -427,7 +430,7 @@ fn lint_sources(mut bundle: Bundle, sources: Vec<Source>, pass: &Pass) -> Linted
             let Stage::Read(source) = std::mem::replace(&mut *stage, Stage::Taken) else {
                 unreachable!("matched above")
             };
-            *stage = Stage::Parsed(source.parse(pass.limits));
+            *stage = Stage::Parsed(source.parse(pass.limits, pass.jobs));
         }
     });
     let early: Vec<Value> = stages
@@ -465,55 +468,213 @@ fn lint_sources(mut bundle: Bundle, sources: Vec<Source>, pass: &Pass) -> Linted
     bundle.add_crds(&early);
     bundle.add_params(&early);
     let bundle = &bundle;
-    let linted = parallel(&stages, pass.jobs, |s| {
-        let stage = std::mem::replace(
-            &mut *s.lock().unwrap_or_else(|e| e.into_inner()),
-            Stage::Taken,
-        );
-        let mut p = match stage {
-            Stage::Read(source) => source.parse(pass.limits),
-            Stage::Parsed(p) => p,
-            Stage::Taken => unreachable!("each file is linted once"),
-        };
-        lint_parsed(bundle, &mut p, pass, &namespaces)
+    let tasks = Tasks::new(stages.len());
+    let slots: Vec<std::sync::Mutex<Slot>> =
+        (0..stages.len()).map(|_| Default::default()).collect();
+    tasks.run(pass.jobs, |task| match task {
+        Task::File(i) => {
+            let stage = std::mem::replace(
+                &mut *stages[i].lock().unwrap_or_else(|e| e.into_inner()),
+                Stage::Taken,
+            );
+            let p = match stage {
+                Stage::Read(source) => source.parse(pass.limits, pass.jobs),
+                Stage::Parsed(p) => p,
+                Stage::Taken => unreachable!("each file is linted once"),
+            };
+            let file = Arc::new(FileText {
+                name: p.name,
+                text: p.text,
+                starts: Default::default(),
+                whole: Default::default(),
+            });
+            let docs = match p.docs {
+                Ok(d) => d,
+                Err(e) => {
+                    slot(&slots[i]).error = Some(e);
+                    return;
+                }
+            };
+            // A large file (one stream: `kustomize build | sealgate lint -`) is judged by every
+            // worker, in runs of documents queued before any other file's work.
+            let mut runs = chunks(docs).into_iter();
+            let first = runs.next().unwrap_or_default();
+            let rest: Vec<Task> = runs
+                .enumerate()
+                .map(|(n, docs)| Task::Run {
+                    file: i,
+                    run: n + 1,
+                    text: file.clone(),
+                    docs,
+                })
+                .collect();
+            slot(&slots[i]).runs = (0..=rest.len()).map(|_| None).collect();
+            tasks.push_front(rest);
+            let judged = judge_docs(bundle, &file, first, pass, &namespaces);
+            slot(&slots[i]).runs[0] = Some(judged);
+        }
+        Task::Run {
+            file,
+            run,
+            text,
+            docs,
+        } => {
+            let judged = judge_docs(bundle, &text, docs, pass, &namespaces);
+            slot(&slots[file]).runs[run] = Some(judged);
+        }
     });
     let mut out = Linted {
-        reports: Vec::with_capacity(linted.len()),
+        reports: Vec::with_capacity(slots.len()),
         applied: Vec::new(),
     };
-    for (report, applied) in linted {
-        out.reports.push(report);
-        out.applied.extend(applied);
+    for (s, source_name) in slots.into_iter().zip(names) {
+        let s = s.into_inner().unwrap_or_else(|e| e.into_inner());
+        let mut objects = Vec::new();
+        for (o, applied) in s.runs.into_iter().flatten() {
+            objects.extend(o);
+            out.applied.extend(applied);
+        }
+        out.reports.push(FileReport {
+            file: source_name,
+            objects,
+            error: s.error,
+        });
     }
     out
 }
 
-fn lint_parsed(
+/// How many documents one task judges: large enough that queueing costs nothing beside
+/// evaluation, small enough that two workers share a stream of a few hundred documents.
+const RUN: usize = 64;
+
+/// A file's documents in runs of [`RUN`], each with the line the next document starts on (where
+/// a document's field positions end).
+fn chunks(docs: Vec<Document>) -> Vec<Vec<(Document, Option<usize>)>> {
+    let next_lines: Vec<Option<usize>> = (0..docs.len())
+        .map(|i| docs.get(i + 1).map(|d| d.line))
+        .collect();
+    let mut out: Vec<Vec<(Document, Option<usize>)>> = Vec::new();
+    for (i, pair) in docs.into_iter().zip(next_lines).enumerate() {
+        if i % RUN == 0 {
+            out.push(Vec::with_capacity(RUN));
+        }
+        if let Some(run) = out.last_mut() {
+            run.push(pair);
+        }
+    }
+    out
+}
+
+/// A file's name and text, shared by the tasks that judge its runs, with what finding a field's
+/// line needs, computed once per file when a finding first needs it.
+struct FileText {
+    name: String,
+    text: String,
+    starts: std::sync::OnceLock<manifest::LineStarts>,
+    /// The whole text indexed, for documents that cannot be indexed alone.
+    whole: std::sync::OnceLock<Option<manifest::Positions>>,
+}
+
+/// What lint has of one file: its parse error, or the judged runs, in order.
+#[derive(Default)]
+struct Slot {
+    error: Option<ParseError>,
+    runs: Vec<Option<(Vec<ObjectReport>, Vec<Judged>)>>,
+}
+
+fn slot(s: &std::sync::Mutex<Slot>) -> std::sync::MutexGuard<'_, Slot> {
+    s.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// One unit of lint work.
+enum Task {
+    /// Parse file `i` (unless parsed early) and judge its first run.
+    File(usize),
+    /// Judge run `run` of a file.
+    Run {
+        file: usize,
+        run: usize,
+        text: Arc<FileText>,
+        docs: Vec<(Document, Option<usize>)>,
+    },
+}
+
+/// The work queue: files in order, a large file's runs pushed in front of the files after it (so
+/// memory holds about one large file's documents at a time, whatever `-j`).
+struct Tasks {
+    queue: std::sync::Mutex<(std::collections::VecDeque<Task>, usize)>,
+    changed: std::sync::Condvar,
+}
+
+impl Tasks {
+    fn new(files: usize) -> Tasks {
+        Tasks {
+            queue: std::sync::Mutex::new(((0..files).map(Task::File).collect(), 0)),
+            changed: std::sync::Condvar::new(),
+        }
+    }
+
+    fn push_front(&self, tasks: Vec<Task>) {
+        if tasks.is_empty() {
+            return;
+        }
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        for t in tasks.into_iter().rev() {
+            q.0.push_front(t);
+        }
+        self.changed.notify_all();
+    }
+
+    /// Run every task (and those tasks add) on `jobs` threads.
+    fn run(&self, jobs: usize, f: impl Fn(Task) + Sync) {
+        std::thread::scope(|s| {
+            for _ in 0..jobs.max(1) {
+                s.spawn(|| {
+                    loop {
+                        let task = {
+                            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                            loop {
+                                if let Some(t) = q.0.pop_front() {
+                                    q.1 += 1;
+                                    break Some(t);
+                                }
+                                // Nothing queued: done unless a running task may add some.
+                                if q.1 == 0 {
+                                    break None;
+                                }
+                                q = self.changed.wait(q).unwrap_or_else(|e| e.into_inner());
+                            }
+                        };
+                        let Some(task) = task else {
+                            self.changed.notify_all();
+                            return;
+                        };
+                        f(task);
+                        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                        q.1 -= 1;
+                        self.changed.notify_all();
+                    }
+                });
+            }
+        });
+    }
+}
+
+/// Judge a run of a file's documents: their reports and, with `--attest`, the applied objects.
+fn judge_docs(
     bundle: &Bundle,
-    p: &mut Parsed,
+    file: &FileText,
+    docs: Vec<(Document, Option<usize>)>,
     pass: &Pass,
     namespaces: &NamespaceLabels,
-) -> (FileReport, Vec<Judged>) {
-    let docs = match &mut p.docs {
-        Ok(d) => std::mem::take(d),
-        Err(e) => {
-            let report = FileReport {
-                file: p.name.clone(),
-                objects: Vec::new(),
-                error: Some(e.clone()),
-            };
-            return (report, Vec::new());
-        }
-    };
+) -> (Vec<ObjectReport>, Vec<Judged>) {
+    let p = file;
     let mut objects = Vec::new();
     let mut applied = Vec::new();
     // Field lines need a second, position-tracking parse: only of the documents with findings
     // that name a field, each on its own lines (a file's other documents are not parsed again).
-    let next_lines: Vec<Option<usize>> = (0..docs.len())
-        .map(|i| docs.get(i + 1).map(|d| d.line))
-        .collect();
-    for (doc, next_line) in docs.into_iter().zip(next_lines) {
-        let mut positions: Option<Option<(manifest::Positions, usize)>> = None;
+    for (doc, next_line) in docs {
+        let mut positions: Option<Option<manifest::Positions>> = None;
         let (doc_line, doc_index) = (doc.line, doc.index);
         // A List (`kubectl get -o yaml`, a key backup) is linted as its items, each at its line:
         // a plain Secret in one must fail as it does on its own.
@@ -555,22 +716,25 @@ fn lint_parsed(
                 .into_iter()
                 .map(|v| {
                     let line = match &v.path {
-                        Some(path) if !path.is_empty() => positions
-                            .get_or_insert_with(|| {
-                                manifest::Positions::of_document(&p.text, doc_line, next_line)
-                                    .map(|pos| (pos, 1))
-                                    .or_else(|| {
-                                        manifest::Positions::parse(&p.text)
-                                            .map(|pos| (pos, doc_index))
-                                    })
-                            })
-                            .as_ref()
-                            .and_then(|(pos, index)| {
-                                let full: Vec<String> =
-                                    item.path.iter().chain(path).cloned().collect();
-                                pos.line(*index, &full)
-                            })
-                            .unwrap_or(item.line),
+                        Some(path) if !path.is_empty() => {
+                            let one = positions.get_or_insert_with(|| {
+                                let starts =
+                                    p.starts.get_or_init(|| manifest::LineStarts::new(&p.text));
+                                manifest::Positions::of_document_in(
+                                    &p.text, starts, doc_line, next_line,
+                                )
+                            });
+                            let full: Vec<String> = item.path.iter().chain(path).cloned().collect();
+                            match one {
+                                Some(pos) => pos.line(1, &full),
+                                None => p
+                                    .whole
+                                    .get_or_init(|| manifest::Positions::parse(&p.text))
+                                    .as_ref()
+                                    .and_then(|pos| pos.line(doc_index, &full)),
+                            }
+                            .unwrap_or(item.line)
+                        }
                         _ => item.line,
                     };
                     Finding { violation: v, line }
@@ -598,10 +762,5 @@ fn lint_parsed(
             }
         }
     }
-    let report = FileReport {
-        file: p.name.clone(),
-        objects,
-        error: None,
-    };
-    (report, applied)
+    (objects, applied)
 }
