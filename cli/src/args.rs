@@ -593,6 +593,82 @@ pub enum PolicyCommand {
         #[arg(long, value_enum, default_value_t = sealgate_core::policy::TemplateCode::Auto, env = "SEALGATE_TEMPLATE_CODE")]
         template_code: sealgate_core::policy::TemplateCode,
     },
+    /// Measure how fast policies review objects, as `gator bench` does: setup, reviews/s,
+    /// latency percentiles, violations; save a baseline and fail on a regression against it
+    Bench(BenchArgs),
+}
+
+/// `sealgate policy bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Files or directories with ConstraintTemplates, Constraints and the objects to review
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// The same, as gator takes them (may be repeated)
+    #[arg(short = 'f', long = "filename", value_name = "PATH")]
+    pub filenames: Vec<PathBuf>,
+    /// Measured rounds over every object
+    #[arg(short = 'n', long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub iterations: u32,
+    /// Rounds before measuring
+    #[arg(long, default_value_t = 10)]
+    pub warmup: u32,
+    /// Reviews at once (threads), as a webhook under load
+    #[arg(short = 'c', long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub concurrency: u32,
+    /// Which code of the templates runs: `auto` as Gatekeeper chooses (CEL where a template has
+    /// it), `rego`, `cel`, or `all` (rego, then cel)
+    #[arg(short = 'e', long, value_enum, default_value_t = BenchEngine::Auto)]
+    pub engine: BenchEngine,
+    /// Also time each constraint on its own
+    #[arg(long)]
+    pub stats: bool,
+    /// Output format: gator's table, or the results as JSON or YAML
+    #[arg(short = 'o', long, value_enum, default_value_t = BenchFormat::Table)]
+    pub output: BenchFormat,
+    /// Save the results as a baseline (JSON, or YAML for .yaml/.yml)
+    #[arg(long, value_name = "FILE")]
+    pub save: Option<PathBuf>,
+    /// Compare with a saved baseline; exit 1 on a regression past both thresholds
+    #[arg(long, value_name = "FILE")]
+    pub compare: Option<PathBuf>,
+    /// Regression threshold, percent
+    #[arg(long, default_value_t = 10.0, value_parser = non_negative_percent)]
+    pub threshold: f64,
+    /// Smallest absolute increase that counts as a regression (e.g. 1ms)
+    #[arg(long, default_value = "0ms", value_parser = sealgate_core::duration::parse, value_name = "DURATION")]
+    pub min_threshold: std::time::Duration,
+}
+
+fn non_negative_percent(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a percentage (a number, 0 or more)")),
+    }
+}
+
+/// `policy bench --engine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchEngine {
+    /// As Gatekeeper chooses: a template's CEL when it has some, else its Rego
+    Auto,
+    /// Rego only
+    Rego,
+    /// CEL only
+    Cel,
+    /// Rego, then CEL
+    All,
+}
+
+/// `policy bench -o`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchFormat {
+    /// gator's table
+    Table,
+    /// JSON, as gator's
+    Json,
+    /// YAML
+    Yaml,
 }
 
 /// A key id or its prefix, as `keys list` prints it: checked before any key is fetched.

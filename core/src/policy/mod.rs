@@ -17,6 +17,7 @@
 //! Everything is compiled once into a [`Bundle`]; evaluation clones a prepared engine per
 //! (document, constraint), which shares the parsed modules and data.
 
+pub mod bench;
 pub mod builtin_bundle;
 pub mod builtins;
 pub mod bundle;
