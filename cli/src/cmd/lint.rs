@@ -404,9 +404,10 @@ pub struct Pass<'a> {
 
 /// Lint every file.
 ///
-/// Files that may define Namespaces or CRDs are parsed first; every other file is parsed and
-/// linted in one pass by one worker, so its documents are still in cache when evaluated and
-/// memory holds a few files' documents rather than the whole tree's.
+/// Files that may define Namespaces or CRDs (or hold VAP parameters) are parsed first; every
+/// other file is parsed and linted in one pass, so its documents are still in cache when
+/// evaluated and memory holds a few files' documents rather than the whole tree's. A file of
+/// more than one run of documents (one stream) is judged by every worker ([`Tasks`]).
 fn lint_sources(mut bundle: Bundle, sources: Vec<Source>, pass: &Pass) -> Linted {
     enum Stage {
         Read(Source),
@@ -599,6 +600,17 @@ enum Task {
     },
 }
 
+/// Marks a task done when dropped.
+struct Done<'a>(&'a Tasks);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        let mut q = self.0.queue.lock().unwrap_or_else(|e| e.into_inner());
+        q.1 -= 1;
+        self.0.changed.notify_all();
+    }
+}
+
 /// The work queue: files in order, a large file's runs pushed in front of the files after it (so
 /// memory holds about one large file's documents at a time, whatever `-j`).
 struct Tasks {
@@ -649,10 +661,10 @@ impl Tasks {
                             self.changed.notify_all();
                             return;
                         };
+                        // Counted done even if it panics, so the other workers do not wait
+                        // for it forever (the scope then reports the panic).
+                        let _done = Done(self);
                         f(task);
-                        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-                        q.1 -= 1;
-                        self.changed.notify_all();
                     }
                 });
             }
