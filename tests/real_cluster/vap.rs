@@ -21,7 +21,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use libtest_mimic::Failed;
+use sealgate_core::policy::Action;
 use sealgate_core::policy::scope::{KindScopes, Scope};
+use sealgate_core::policy::vap::api_server_wording;
 use sealgate_testenv::cluster::HUMAN;
 use sealgate_testenv::{ControlPlane, Identity};
 use serde_json::{Value, json};
@@ -311,21 +313,18 @@ fn sealgate(env: &Env, corpus: &Corpus, dir: &Path) -> Result<Vec<Verdict>, Fail
             f["constraint"].as_str().unwrap_or_default(),
             f["message"].as_str().unwrap_or_default(),
         );
-        match f["action"].as_str() {
-            Some("deny") => {
-                verdicts[i].0.insert(if binding.is_empty() {
-                    format!("ValidatingAdmissionPolicy '{policy}' denied request: {message}")
-                } else {
-                    format!("ValidatingAdmissionPolicy '{policy}' with binding '{binding}' denied request: {message}")
-                });
-            }
-            Some("warn") => {
-                verdicts[i].1.insert(format!(
-                    "Validation failed for ValidatingAdmissionPolicy '{policy}' with binding '{binding}': {message}"
-                ));
-            }
-            _ => {}
-        }
+        let action = match f["action"].as_str() {
+            Some("deny") => Action::Deny,
+            Some("warn") => Action::Warn,
+            _ => continue,
+        };
+        let Some(words) = api_server_wording(policy, binding, action, message) else {
+            continue;
+        };
+        match action {
+            Action::Deny => verdicts[i].0.insert(words),
+            _ => verdicts[i].1.insert(words),
+        };
     }
     Ok(verdicts
         .into_iter()

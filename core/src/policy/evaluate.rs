@@ -145,6 +145,15 @@ impl Bundle {
         self.scopes.add_crds(objects);
     }
 
+    /// A Namespace's labels: the caller's (e.g. the linted files'), else the inventory's.
+    fn namespace_labels(
+        &self,
+        extra: &NamespaceLabels,
+        ns: &str,
+    ) -> Option<BTreeMap<String, String>> {
+        extra.get(ns).or_else(|| self.namespaces.get(ns)).cloned()
+    }
+
     /// What `match` sees of an object under review: its kind's scope as this bundle knows it,
     /// and the request's namespace (the API server's word at admission).
     fn object_info(&self, object: &Value, request: &RequestInfo) -> ObjectInfo {
@@ -207,12 +216,7 @@ impl Bundle {
         let mut out = self.run_one(review, extra_namespaces, applied.as_deref_mut(), false);
         if !self.admission.is_empty() {
             // The API server judges the object as written, never an expansion's resultant.
-            let ns_labels = |ns: &str| {
-                extra_namespaces
-                    .get(ns)
-                    .or_else(|| self.namespaces.get(ns))
-                    .cloned()
-            };
+            let ns_labels = |ns: &str| self.namespace_labels(extra_namespaces, ns);
             out.extend(self.admission.judge(
                 review,
                 &self.params,
@@ -278,12 +282,7 @@ impl Bundle {
                 i
             });
         let object_ref = ObjectRef::of(object);
-        let ns_labels = |ns: &str| {
-            extra_namespaces
-                .get(ns)
-                .or_else(|| self.namespaces.get(ns))
-                .cloned()
-        };
+        let ns_labels = |ns: &str| self.namespace_labels(extra_namespaces, ns);
         // Built on first use: a document no constraint matches is never converted.
         let mut shared: Option<(RValue, RValue)> = None;
         let mut cel_input: Option<CelInput> = None;

@@ -759,19 +759,26 @@ pub fn api_server_message(v: &Violation) -> Option<String> {
     let PolicyRef::AdmissionPolicy(policy) = &v.policy else {
         return None;
     };
-    let binding = &v.constraint;
-    match v.action {
+    api_server_wording(policy, &v.constraint, v.action, &v.message)
+}
+
+/// The API server's words for a finding of `policy` under `binding` (empty: the policy itself
+/// could not be applied) with `action`; `None` for Audit-only findings.
+pub fn api_server_wording(
+    policy: &str,
+    binding: &str,
+    action: Action,
+    message: &str,
+) -> Option<String> {
+    match action {
         Action::Deny if binding.is_empty() => Some(format!(
-            "ValidatingAdmissionPolicy '{policy}' denied request: {}",
-            v.message
+            "ValidatingAdmissionPolicy '{policy}' denied request: {message}"
         )),
         Action::Deny => Some(format!(
-            "ValidatingAdmissionPolicy '{policy}' with binding '{binding}' denied request: {}",
-            v.message
+            "ValidatingAdmissionPolicy '{policy}' with binding '{binding}' denied request: {message}"
         )),
         Action::Warn => Some(format!(
-            "Validation failed for ValidatingAdmissionPolicy '{policy}' with binding '{binding}': {}",
-            v.message
+            "Validation failed for ValidatingAdmissionPolicy '{policy}' with binding '{binding}': {message}"
         )),
         Action::Dryrun => None,
     }
