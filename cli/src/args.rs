@@ -553,6 +553,10 @@ pub struct LintArgs {
     /// limit for repositories)
     #[arg(long, value_name = "N", default_value_t = sealgate_core::manifest::ParseLimits::default().max_documents)]
     pub max_documents: usize,
+    /// Bytes of a file or stream read whole before the rest is judged as it is read (tests set
+    /// it low to stream small inputs)
+    #[arg(long, value_name = "BYTES", hide = true, default_value_t = crate::stream::HEAD as u64, value_parser = clap::value_parser!(u64).range(1024..))]
+    pub stream_head: u64,
     /// When the lint passes, write signed Attestations of the linted objects to FILE (in CI,
     /// after review, on the merge commit); the agent applies them with the manifests
     #[arg(long, value_name = "FILE", requires = "attest_key")]

@@ -31,6 +31,7 @@ pub mod input;
 pub mod key_source;
 pub mod output;
 pub mod report;
+pub mod stream;
 
 use std::process::ExitCode;
 

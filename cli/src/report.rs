@@ -67,6 +67,9 @@ impl ObjectReport {
 pub struct FileReport {
     pub file: String,
     pub objects: Vec<ObjectReport>,
+    /// Objects that passed without a finding and are not in `objects`: the formats that list only
+    /// findings count them (so a large stream's report does not grow with its passing objects).
+    pub passed: usize,
     pub error: Option<ParseError>,
 }
 
@@ -92,6 +95,8 @@ impl Summary {
             if r.error.is_some() {
                 s.errors += 1;
             }
+            s.objects += r.passed;
+            s.passed += r.passed;
             for o in &r.objects {
                 s.objects += 1;
                 if o.findings
@@ -116,6 +121,15 @@ impl Summary {
     fn failed_total(&self) -> usize {
         self.failed + self.errors
     }
+}
+
+/// Whether `format` lists the objects that passed (JUnit test cases, policy reports' pass
+/// results); the others only count them.
+pub fn lists_passing(format: ReportFormat) -> bool {
+    matches!(
+        format,
+        ReportFormat::Junit | ReportFormat::Policyreport | ReportFormat::Openreports
+    )
 }
 
 pub fn render_lint_report(

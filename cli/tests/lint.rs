@@ -1011,7 +1011,8 @@ spec:
 }
 
 /// One stream (`kustomize build | sealgate lint -`) is judged by every worker: the report is the
-/// same, in input order at the same lines, whatever `-j`, from stdin and from a file.
+/// same, in input order at the same lines, whatever `-j`, from stdin and from a file, read whole
+/// or a few documents at a time past a head (as a stream over 64 MiB is).
 #[test]
 fn one_stream_is_judged_in_parallel_with_the_same_report() {
     let mut stream = String::new();
@@ -1032,10 +1033,10 @@ fn one_stream_is_judged_in_parallel_with_the_same_report() {
     }
     let d = tempfile::tempdir().unwrap();
     std::fs::write(d.path().join("all.yaml"), &stream).unwrap();
-    let run = |jobs: &str, format: &str, stdin: bool| {
+    let streamed = |jobs: &str, format: &str, stdin: bool, head: &str| {
         let mut c = sealgate();
         c.current_dir(d.path())
-            .args(["lint", "-j", jobs, "-o", format]);
+            .args(["lint", "-j", jobs, "-o", format, "--stream-head", head]);
         if stdin {
             c.arg("-").write_stdin(stream.clone());
         } else {
@@ -1045,17 +1046,30 @@ fn one_stream_is_judged_in_parallel_with_the_same_report() {
         assert_eq!(out.status.code(), Some(1));
         String::from_utf8(out.stdout).unwrap()
     };
-    for format in ["text", "json"] {
+    let run = |jobs: &str, format: &str, stdin: bool| streamed(jobs, format, stdin, "67108864");
+    // Reports of stdin name it `<stdin>` (`&lt;stdin&gt;` in XML).
+    let as_file = |s: String| {
+        s.replace("<stdin>", "all.yaml")
+            .replace("&lt;stdin&gt;", "all.yaml")
+    };
+    for format in ["text", "json", "junit"] {
         let one = run("1", format, false);
         assert!(one.contains("all.yaml"), "{one}");
         for jobs in ["2", "4"] {
             assert_eq!(run(jobs, format, false), one, "-j {jobs} -o {format}");
         }
         let from_stdin = run("2", format, true);
-        assert_eq!(
-            from_stdin.replace("<stdin>", "all.yaml"),
-            one,
-            "stdin -o {format}"
+        assert!(as_file(from_stdin) == one, "stdin -o {format}");
+        // Past a 4 KiB head the stream is read in pieces of about 1 KiB: about 170 of them.
+        for jobs in ["1", "2"] {
+            assert!(
+                streamed(jobs, format, false, "4096") == one,
+                "streamed -j {jobs} -o {format}"
+            );
+        }
+        assert!(
+            as_file(streamed("2", format, true, "4096")) == one,
+            "streamed stdin -o {format}"
         );
     }
     // In input order: the findings' lines only grow.
@@ -1066,4 +1080,82 @@ fn one_stream_is_judged_in_parallel_with_the_same_report() {
         .collect();
     assert!(lines.len() > 100, "{}", lines.len());
     assert!(lines.windows(2).all(|w| w[0] <= w[1]), "out of order");
+}
+
+/// Past its head, a stream is judged as it is read: a Namespace (or a CRD, a policy) there cannot
+/// count for the objects before it, so it fails at its line saying where it must go; a syntax
+/// error is reported at its line in the stream, with the findings before it; a document larger
+/// than the head is refused, not read whole.
+#[test]
+fn past_its_head_a_stream_is_judged_as_it_is_read() {
+    let pod = |i: usize| {
+        format!(
+            "---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: web-{i}\nspec:\n  containers:\n    - name: web\n      image: registry.example.com/web:1.2.3\n      securityContext:\n        privileged: {}\n",
+            i.is_multiple_of(10)
+        )
+    };
+    let mut stream: String = (0..100).map(pod).collect();
+    let late = stream.lines().count() + 2;
+    stream.push_str("---\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: late\n");
+    stream.extend((100..200).map(pod));
+    let lint = |stream: &str, head: &str| {
+        let out = sealgate()
+            .args(["lint", "-", "--stream-head", head])
+            .write_stdin(stream.to_string())
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    // Read whole, the Namespace is an object like any other.
+    let (code, whole) = lint(&stream, "1048576");
+    assert_eq!(code, Some(1));
+    assert!(!whole.contains("Namespace"), "{whole}");
+    let (code, text) = lint(&stream, "4096");
+    assert_eq!(code, Some(1));
+    assert!(
+        text.contains(&format!("<stdin>:{late}: deny   sealgate/invalid-object: a Namespace more than 4096 bytes into a stream")),
+        "{text}"
+    );
+    assert!(text.contains("or in a file of their own"), "{text}");
+    // Every other finding is the same.
+    let others = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| l.contains("privileged"))
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(others(&text), others(&whole));
+    assert_eq!(others(&text).len(), 20);
+
+    // A syntax error after 150 Pods: the error at its line in the stream, the findings of the
+    // pieces before it (not of the documents that share its piece: a piece parses or not, as a
+    // file does) and nothing after it.
+    let mut broken: String = (0..150).map(pod).collect();
+    let bad = broken.lines().count() + 4;
+    broken.push_str("---\napiVersion: v1\nkind: [Pod\nmetadata: {}\n"); // the error is at `metadata`
+    broken.extend((150..300).map(pod));
+    let (code, text) = lint(&broken, "4096");
+    assert_eq!(code, Some(2), "{text}");
+    let privileged: Vec<usize> = text
+        .lines()
+        .filter(|l| l.contains("is privileged"))
+        .filter_map(|l| l.strip_prefix("<stdin>:")?.split(':').next()?.parse().ok())
+        .collect();
+    assert!((10..=15).contains(&privileged.len()), "{text}");
+    assert!(privileged.iter().all(|l| *l < bad), "{text}");
+    let error = text
+        .lines()
+        .find(|l| l.contains("parse-error"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(error.starts_with(&format!("<stdin>:{bad}:")), "{error}");
+
+    // A document larger than the head, past it.
+    let mut large: String = (0..50).map(pod).collect();
+    large.push_str(&format!(
+        "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: big\ndata:\n  k: {}\n",
+        "x".repeat(10_000)
+    ));
+    let (code, text) = lint(&large, "4096");
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("a document larger than 4096 bytes"), "{text}");
 }

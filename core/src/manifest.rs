@@ -127,111 +127,20 @@ fn parse_yaml(
     line_offset: usize,
     limits: &ParseLimits,
 ) -> Result<Vec<Document>, ManifestError> {
-    parse_yaml_part(text, line_offset, 0, limits).map(|(docs, _)| docs)
-}
-
-/// A part of a YAML stream that starts at line `line_offset + 1` after `index_offset` documents:
-/// its documents, numbered as the stream's, and how many the parser read (empty ones included).
-fn parse_yaml_part(
-    text: &str,
-    line_offset: usize,
-    index_offset: usize,
-    limits: &ParseLimits,
-) -> Result<(Vec<Document>, usize), ManifestError> {
     let docs: Vec<serde_saphyr::Spanned<Value>> =
         serde_saphyr::from_multiple_with_options(text, options(limits)).map_err(|e| {
             budget_error(&e, limits).unwrap_or_else(|| syntax_error(&e, line_offset))
         })?;
-    let read = docs.len();
-    let docs = docs
+    Ok(docs
         .into_iter()
         .enumerate()
         .filter(|(_, d)| !d.value.is_null())
         .map(|(i, d)| Document {
-            index: index_offset + i + 1,
+            index: i + 1,
             line: d.referenced.line() as usize + line_offset,
             value: d.value,
         })
-        .collect();
-    Ok((docs, read))
-}
-
-/// [`parse`] on up to `parts` threads for a large YAML stream (`kustomize build`, `helm
-/// template`): it is cut at document markers, a `---` at the start of a line, which YAML forbids
-/// inside any scalar, so every part is whole documents; each part is parsed on its own and its
-/// documents keep the stream's lines and numbers. JSON, streams with directives (`%YAML`), and
-/// small inputs are parsed whole. The result is [`parse`]'s.
-pub fn parse_parallel(
-    bytes: &[u8],
-    limits: &ParseLimits,
-    parts: usize,
-) -> Result<Vec<Document>, ManifestError> {
-    /// Below this, a part is not worth a thread.
-    const MIN_PART: usize = 256 << 10;
-    let parts = parts.min(bytes.len() / MIN_PART);
-    if parts < 2 || bytes.len() > limits.max_bytes {
-        return parse(bytes, limits);
-    }
-    let Ok(text) = std::str::from_utf8(bytes) else {
-        return parse(bytes, limits);
-    };
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    if text.trim_start().starts_with('{') || text.starts_with('%') || text.contains("\n%") {
-        return parse(bytes, limits);
-    }
-    // Cut points: the start of the first marker line at or after each part's share.
-    let mut cuts = vec![0];
-    for i in 1..parts {
-        let from = (text.len() * i / parts).max(cuts[cuts.len() - 1]);
-        let found = text[from..].match_indices("\n---").find_map(|(at, _)| {
-            let start = from + at + 1;
-            let after = text[start + 3..].chars().next();
-            matches!(after, None | Some(' ' | '\t' | '\r' | '\n')).then_some(start)
-        });
-        match found {
-            Some(c) if c > cuts[cuts.len() - 1] => cuts.push(c),
-            _ => break,
-        }
-    }
-    if cuts.len() < 2 {
-        return parse(bytes, limits);
-    }
-    cuts.push(text.len());
-    let pieces: Vec<(&str, usize)> = cuts
-        .windows(2)
-        .map(|w| (&text[w[0]..w[1]], text[..w[0]].matches('\n').count()))
-        .collect();
-    let parsed: Vec<Result<(Vec<Document>, usize), ManifestError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = pieces
-            .iter()
-            .map(|(piece, lines)| s.spawn(move || parse_yaml_part(piece, *lines, 0, limits)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(ManifestError::Limit("the YAML parser failed".to_string()))
-                })
-            })
-            .collect()
-    });
-    let mut out = Vec::new();
-    let mut read = 0;
-    for part in parsed {
-        let (docs, n) = part?;
-        out.extend(docs.into_iter().map(|mut d| {
-            d.index += read;
-            d
-        }));
-        read += n;
-    }
-    if read > limits.max_documents {
-        return Err(ManifestError::Limit(format!(
-            "more than {} documents in one stream (`sealgate lint --max-documents N` raises the limit)",
-            limits.max_documents
-        )));
-    }
-    Ok(out)
+        .collect())
 }
 
 /// A breached budget, said for a person: which limit, its value, and how to raise it.
@@ -682,57 +591,6 @@ pub fn to_json_stream<'a>(values: impl IntoIterator<Item = &'a Value>) -> String
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A stream large enough to be parsed in parts, with what must not be cut: indented `---`
-    /// lines in block scalars, a marker with content on its line, comments, empty documents.
-    fn large_stream() -> String {
-        let mut s = String::from("# a header comment\n");
-        for i in 0..12000 {
-            match i % 5 {
-                0 => s.push_str(&format!(
-                    "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}}}\ndata:\n  script: |\n    echo one\n    ---\n    --- not a marker\n"
-                )),
-                1 => s.push_str(&format!("--- {{apiVersion: v1, kind: Pod, metadata: {{name: p{i}}}}}\n")),
-                2 => s.push_str("---\n# only a comment\n"),
-                3 => s.push_str(&format!(
-                    "---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d{i}\nspec:\n  replicas: {i}\n"
-                )),
-                _ => s.push_str("---\n"),
-            }
-        }
-        s
-    }
-
-    #[test]
-    fn a_stream_parsed_in_parts_is_the_stream_parsed_whole() {
-        let text = large_stream();
-        assert!(text.len() > 512 << 10, "{} bytes", text.len());
-        let limits = ParseLimits::default();
-        let whole = parse(text.as_bytes(), &limits).unwrap();
-        for parts in [2, 3, 8] {
-            let split = parse_parallel(text.as_bytes(), &limits, parts).unwrap();
-            assert_eq!(split.len(), whole.len());
-            for (a, b) in split.iter().zip(&whole) {
-                assert_eq!((a.index, a.line, &a.value), (b.index, b.line, &b.value));
-            }
-        }
-        // An error is where the whole parse puts it.
-        let broken = format!("{text}---\nkind: [unclosed\n{text}");
-        let whole = parse(broken.as_bytes(), &limits).unwrap_err();
-        assert_eq!(
-            parse_parallel(broken.as_bytes(), &limits, 4).unwrap_err(),
-            whole
-        );
-        // The document limit counts the whole stream.
-        let few = ParseLimits {
-            max_documents: 1000,
-            ..ParseLimits::default()
-        };
-        assert!(matches!(
-            parse_parallel(text.as_bytes(), &few, 4),
-            Err(ManifestError::Limit(_))
-        ));
-    }
 
     fn p(s: &str) -> Result<Vec<Document>, ManifestError> {
         parse(s.as_bytes(), &ParseLimits::default())

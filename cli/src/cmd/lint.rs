@@ -1,8 +1,8 @@
 //! `sealgate lint`: every manifest under the given paths against the policy bundle.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::Result;
@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::args::{BundleArgs, LintArgs};
 use crate::report::{self, FileReport, Finding, ObjectReport, ParseError};
-use crate::{discover, input, output};
+use crate::{discover, input, output, stream};
 
 pub fn run(args: &LintArgs) -> Result<ExitCode> {
     // No path: stdin when something is piped in (`kustomize build | sealgate lint`, forgetting
@@ -26,9 +26,14 @@ pub fn run(args: &LintArgs) -> Result<ExitCode> {
     } else if input::stdin_has_input() {
         // Implicit stdin that holds nothing is a mistake (`cat missing.yaml | sealgate lint`),
         // not a clean lint of zero objects.
-        if stdin_bytes()
+        if lock(stdin_source(args.stream_head as usize))
             .as_ref()
-            .is_ok_and(|b| b.iter().all(u8::is_ascii_whitespace))
+            .is_some_and(|s| {
+                s.rest.is_none()
+                    && s.pieces
+                        .as_ref()
+                        .is_ok_and(|p| p.iter().all(|p| p.text.iter().all(u8::is_ascii_whitespace)))
+            })
         {
             anyhow::bail!(
                 "stdin is empty: nothing to lint (pass the files or directories to lint, or `-` to lint stdin even when empty)"
@@ -45,7 +50,7 @@ pub fn run(args: &LintArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
     // Each file is read once: for the policies among them, the lint and the attestation.
-    let sources = parallel(&files, jobs, |f| read_source(f, &limits));
+    let sources = parallel(&files, jobs, |f| read_source(f, args.stream_head as usize));
     // As `gator test`: templates and constraints among the inputs are policies, not objects.
     let from_inputs = if args.no_policies_from_inputs {
         Vec::new()
@@ -112,6 +117,8 @@ pub fn run(args: &LintArgs) -> Result<ExitCode> {
             limits: &limits,
             skip_policies: !args.no_policies_from_inputs,
             keep_applied: args.attest.is_some(),
+            head: args.stream_head as usize,
+            list_passing: report::lists_passing(args.format),
         },
     );
     report_invalid_constraints(&mut reports, invalid);
@@ -182,6 +189,7 @@ fn report_invalid_constraints(reports: &mut Vec<FileReport>, invalid: Vec<Invali
             None => reports.push(FileReport {
                 file: c.source.file,
                 objects: vec![object],
+                passed: 0,
                 error: None,
             }),
         }
@@ -197,16 +205,17 @@ fn policies_among(sources: &[Source], limits: &ParseLimits) -> Vec<(String, Stri
     });
     sources
         .iter()
-        .filter_map(|s| match &s.bytes {
-            // The text may only mention them (a ConfigMap holding policies): parse to be sure.
-            Ok(b)
-                if POLICY.is_match(b)
-                    && manifest::parse(b, limits)
-                        .is_ok_and(|docs| docs.iter().any(|d| is_policy(&d.value))) =>
-            {
-                Some((s.name.clone(), String::from_utf8(b.clone()).ok()?))
+        .filter_map(|s| {
+            let pieces = s.pieces.as_ref().ok()?;
+            if !pieces.iter().any(|p| POLICY.is_match(&p.text)) {
+                return None;
             }
-            _ => None,
+            // The text may only mention them (a ConfigMap holding policies): parse to be sure.
+            let text: Vec<u8> = pieces.iter().flat_map(|p| p.text.iter().copied()).collect();
+            manifest::parse(&text, limits)
+                .is_ok_and(|docs| docs.iter().any(|d| is_policy(&d.value)))
+                .then(|| Some((s.name.clone(), String::from_utf8(text).ok()?)))
+                .flatten()
         })
         .collect()
 }
@@ -235,106 +244,88 @@ fn build_bundle(args: &BundleArgs, from_inputs: Vec<(String, String)>) -> Result
     Ok(sources.build_reporting(inventory)?)
 }
 
-struct Parsed {
-    name: String,
-    text: String,
-    docs: Result<Vec<Document>, ParseError>,
-}
-
-/// A file's name and bytes, read but not parsed yet.
+/// A file's name and head (all of it unless it is over [`stream::HEAD`]) in pieces of whole
+/// documents, read but not parsed yet, and a reader of the rest.
 struct Source {
     name: String,
-    bytes: Result<Vec<u8>, String>,
+    pieces: Result<Vec<stream::Segment>, String>,
+    rest: Option<stream::Rest>,
 }
 
-/// Stdin, read once (the no-path check looks at it before it is linted).
-fn stdin_bytes() -> &'static Result<Vec<u8>, String> {
-    static STDIN: std::sync::OnceLock<Result<Vec<u8>, String>> = std::sync::OnceLock::new();
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Stdin, its head read once (the no-path check looks at it before it is linted).
+fn stdin_source(head: usize) -> &'static std::sync::Mutex<Option<Source>> {
+    static STDIN: std::sync::OnceLock<std::sync::Mutex<Option<Source>>> =
+        std::sync::OnceLock::new();
     STDIN.get_or_init(|| {
-        input::read_input(None, "manifests")
-            .map(|i| i.bytes.to_vec())
-            .map_err(|e| format!("{e:#}"))
+        if std::io::stdin().is_terminal() {
+            eprintln!(
+                "(tty detected: expecting manifests as YAML or JSON on stdin; end with Ctrl-D, or pass files)"
+            );
+        }
+        std::sync::Mutex::new(Some(Source::read("<stdin>".into(), std::io::stdin(), head)))
     })
 }
 
-fn read_source(path: &Path, limits: &ParseLimits) -> Source {
+fn read_source(path: &Path, head: usize) -> Source {
     if path.as_os_str() == "-" {
-        return Source {
+        return lock(stdin_source(head)).take().unwrap_or_else(|| Source {
             name: "<stdin>".to_string(),
-            bytes: stdin_bytes().clone(),
-        };
+            pieces: Err("stdin is named more than once (it is read once)".into()),
+            rest: None,
+        });
     }
     let name = path.display().to_string();
-    // Bounded, whatever the file claims to be (/dev/zero has no size).
-    let limit = limits.max_bytes;
-    let bytes = std::fs::File::open(path)
-        .and_then(|f| input::read_limited(f, limit))
-        .map_err(|e| e.to_string())
-        .and_then(|b| {
-            b.map(|mut b| std::mem::take(&mut *b))
-                .ok_or_else(|| format!("input is over the {limit}-byte limit"))
-        });
-    Source {
-        name: name.strip_prefix("./").unwrap_or(&name).to_string(),
-        bytes,
+    let name = name.strip_prefix("./").unwrap_or(&name).to_string();
+    match std::fs::File::open(path) {
+        Ok(f) => Source::read(name, f, head),
+        Err(e) => Source {
+            name,
+            pieces: Err(format!("cannot read: {e}")),
+            rest: None,
+        },
     }
 }
 
 impl Source {
-    /// Whether the file may hold a Namespace or a CustomResourceDefinition, which change how
-    /// every other object is judged (namespaceSelector, a kind's scope), so it is parsed before
-    /// any object is linted. Conservative: a kind is spelt out in the text unless escaped.
-    fn may_define_scope(&self) -> bool {
-        static SCOPE_WORDS: std::sync::LazyLock<regex::bytes::Regex> =
-            std::sync::LazyLock::new(|| {
-                regex::bytes::Regex::new(r"Namespace|CustomResourceDefinition|\\")
-                    .expect("valid regex")
-            });
-        self.bytes.as_ref().is_ok_and(|b| SCOPE_WORDS.is_match(b))
-    }
-
-    /// Whether the file may hold an object `kinds` matches (the text names its kind).
-    fn may_hold(&self, kinds: Option<&regex::bytes::Regex>) -> bool {
-        kinds.is_some_and(|k| self.bytes.as_ref().is_ok_and(|b| k.is_match(b)))
-    }
-
-    /// Parse, a large stream on up to `parts` threads.
-    fn parse(self, limits: &ParseLimits, parts: usize) -> Parsed {
-        let bytes = match self.bytes {
-            Ok(b) => b,
-            Err(e) => {
-                return Parsed {
-                    name: self.name,
-                    text: String::new(),
-                    docs: Err(ParseError {
-                        line: 0,
-                        column: 0,
-                        message: format!("cannot read: {e}"),
-                    }),
-                };
-            }
-        };
-        let docs = manifest::parse_parallel(&bytes, limits, parts).map_err(|e| match e {
-            manifest::ManifestError::Syntax {
-                line,
-                column,
-                reason,
-            } => ParseError {
-                line,
-                column,
-                message: reason,
+    /// Read the head of a file or stdin: bounded, whatever the file claims to be (/dev/zero has
+    /// no size); a larger stream is read on as it is judged.
+    fn read(name: String, reader: impl std::io::Read + Send + 'static, head: usize) -> Source {
+        match stream::read_head(reader, head) {
+            Ok(h) => Source {
+                name,
+                pieces: Ok(h.segments),
+                rest: h.rest,
             },
-            other => ParseError {
-                line: 0,
-                column: 0,
-                message: other.to_string(),
+            Err(e) => Source {
+                name,
+                pieces: Err(e.to_string()),
+                rest: None,
             },
-        });
-        Parsed {
-            name: self.name,
-            text: String::from_utf8(bytes).unwrap_or_default(),
-            docs,
         }
+    }
+}
+
+/// A parse error as reported, its line counted from `lines_before` (a streamed segment's).
+fn parse_error(e: manifest::ManifestError, lines_before: usize) -> ParseError {
+    match e {
+        manifest::ManifestError::Syntax {
+            line,
+            column,
+            reason,
+        } => ParseError {
+            line: line + lines_before,
+            column,
+            message: reason,
+        },
+        other => ParseError {
+            line: 0,
+            column: 0,
+            message: other.to_string(),
+        },
     }
 }
 
@@ -400,47 +391,39 @@ pub struct Pass<'a> {
     pub skip_policies: bool,
     /// Keep the applied objects (for `--attest`).
     pub keep_applied: bool,
+    /// Bytes of a stream read whole ([`stream::HEAD`]).
+    pub head: usize,
+    /// Keep a report of each object that passed without a finding (else count it).
+    pub list_passing: bool,
 }
 
 /// Lint every file.
 ///
-/// Files that may define Namespaces or CRDs (or hold VAP parameters) are parsed first; every
-/// other file is parsed and linted in one pass, so its documents are still in cache when
-/// evaluated and memory holds a few files' documents rather than the whole tree's. A file of
-/// more than one run of documents (one stream) is judged by every worker ([`Tasks`]).
+/// Each file is read in pieces of whole documents ([`stream::read_head`]); a stream over its head
+/// is read a piece at a time as it is judged. Pieces that may define Namespaces or CRDs (or hold VAP parameters) are
+/// parsed first; every other piece is parsed and judged in one task, by whichever worker takes
+/// it, so its documents are still in cache when evaluated and one stream is judged on every core.
 fn lint_sources(mut bundle: Bundle, sources: Vec<Source>, pass: &Pass) -> Linted {
-    enum Stage {
-        Read(Source),
-        Parsed(Parsed),
-        Taken,
-    }
-    let names: Vec<String> = sources.iter().map(|s| s.name.clone()).collect();
-    let stages: Vec<std::sync::Mutex<Stage>> = sources
-        .into_iter()
-        .map(|s| std::sync::Mutex::new(Stage::Read(s)))
-        .collect();
+    let files: Vec<File> = sources.into_iter().map(File::new).collect();
     // ValidatingAdmissionPolicies' parameters among the linted files are read before any object
     // is judged, as Namespaces and CRDs are.
     let params = param_kinds_regex(&bundle);
     let admission = bundle.admission_policies();
-    parallel(&stages, pass.jobs, |s| {
-        let mut stage = s.lock().unwrap_or_else(|e| e.into_inner());
-        if let Stage::Read(source) = &*stage
-            && (source.may_define_scope() || source.may_hold(params.as_ref()))
-        {
-            let Stage::Read(source) = std::mem::replace(&mut *stage, Stage::Taken) else {
-                unreachable!("matched above")
-            };
-            *stage = Stage::Parsed(source.parse(pass.limits, pass.jobs));
+    let pieces: Vec<&std::sync::Mutex<Piece>> = files
+        .iter()
+        .flat_map(|f| f.pieces.iter().flatten())
+        .collect();
+    parallel(&pieces, pass.jobs, |piece| {
+        let mut piece = lock(piece);
+        if piece.may_define_scope() || piece.may_hold(params.as_ref()) {
+            piece.parse(pass.limits);
         }
     });
-    let early: Vec<Value> = stages
+    let early: Vec<Value> = pieces
         .iter()
-        .filter_map(|s| match &*s.lock().unwrap_or_else(|e| e.into_inner()) {
-            Stage::Parsed(p) => Some(
-                p.docs
-                    .iter()
-                    .flatten()
+        .filter_map(|p| match &lock(p).docs {
+            Some(Ok(docs)) => Some(
+                docs.iter()
                     .flat_map(|d| match d.value.get("items").and_then(Value::as_array) {
                         Some(items) if manifest::is_list(&d.value) => items.iter().collect(),
                         _ => vec![&d.value],
@@ -469,135 +452,293 @@ fn lint_sources(mut bundle: Bundle, sources: Vec<Source>, pass: &Pass) -> Linted
     bundle.add_crds(&early);
     bundle.add_params(&early);
     let bundle = &bundle;
-    let tasks = Tasks::new(stages.len());
-    let slots: Vec<std::sync::Mutex<Slot>> =
-        (0..stages.len()).map(|_| Default::default()).collect();
+    let tasks = Tasks::new(files.len());
+    // Pieces of each file queued and not judged yet: a stream's reader judges its pieces itself
+    // past a bound, so memory holds a few pieces' documents whatever the stream's length.
+    let max_queued = 2 * pass.jobs + 2;
+    let judge = |name: &str, piece: Piece| -> Judgement {
+        let Piece {
+            text,
+            lines_before,
+            streamed,
+            docs,
+        } = piece;
+        let docs = match docs {
+            Some(d) => d,
+            None => manifest::parse(text.as_bytes(), pass.limits)
+                .map_err(|e| parse_error(e, lines_before)),
+        }?;
+        let read = docs.len();
+        let text = FileText::new(text, lines_before, streamed);
+        let (mut objects, applied) = judge_docs(bundle, name, &text, docs, pass, &namespaces);
+        let all = objects.len();
+        if !pass.list_passing {
+            // Nor do those formats name the constraints that applied.
+            objects.retain(|o| !o.findings.is_empty());
+            objects.iter_mut().for_each(|o| o.applied = Vec::new());
+        }
+        let passed = all - objects.len();
+        Ok((objects, passed, applied, read))
+    };
     tasks.run(pass.jobs, |task| match task {
         Task::File(i) => {
-            let stage = std::mem::replace(
-                &mut *stages[i].lock().unwrap_or_else(|e| e.into_inner()),
-                Stage::Taken,
-            );
-            let p = match stage {
-                Stage::Read(source) => source.parse(pass.limits, pass.jobs),
-                Stage::Parsed(p) => p,
-                Stage::Taken => unreachable!("each file is linted once"),
-            };
-            let file = Arc::new(FileText {
-                name: p.name,
-                text: p.text,
-                starts: Default::default(),
-                whole: Default::default(),
-            });
-            let docs = match p.docs {
-                Ok(d) => d,
+            let file = &files[i];
+            let head = match &file.pieces {
+                Ok(pieces) => pieces,
                 Err(e) => {
-                    slot(&slots[i]).error = Some(e);
+                    lock(&file.judged).push(Some(Err(e.clone())));
                     return;
                 }
             };
-            // A large file (one stream: `kustomize build | sealgate lint -`) is judged by every
-            // worker, in runs of documents queued before any other file's work.
-            let mut runs = chunks(docs).into_iter();
-            let first = runs.next().unwrap_or_default();
-            let rest: Vec<Task> = runs
-                .enumerate()
-                .map(|(n, docs)| Task::Run {
-                    file: i,
-                    run: n + 1,
-                    text: file.clone(),
-                    docs,
-                })
-                .collect();
-            slot(&slots[i]).runs = (0..=rest.len()).map(|_| None).collect();
-            tasks.push_front(rest);
-            let judged = judge_docs(bundle, &file, first, pass, &namespaces);
-            slot(&slots[i]).runs[0] = Some(judged);
+            // The head's pieces, in front of every other file's work.
+            lock(&file.judged).extend(head.iter().map(|_| None));
+            file.queued.fetch_add(head.len(), Ordering::Relaxed);
+            tasks.push_front(
+                (0..head.len())
+                    .map(|piece| Task::Piece { file: i, piece })
+                    .collect(),
+            );
+            // A stream over its head: each piece read here, queued for every worker, or judged
+            // here when the workers are behind.
+            let Some(mut rest) = lock(&file.rest).take() else {
+                return;
+            };
+            while let Some(segment) = rest.next_segment() {
+                let piece = match segment {
+                    Ok(s) => Piece::new(s, true),
+                    Err(e) => {
+                        lock(&file.judged).push(Some(Err(ParseError {
+                            line: 0,
+                            column: 0,
+                            message: e.to_string(),
+                        })));
+                        return;
+                    }
+                };
+                if file.queued.load(Ordering::Relaxed) >= max_queued {
+                    let judged = judge(&file.name, piece);
+                    lock(&file.judged).push(Some(judged));
+                } else {
+                    let n = {
+                        let mut judged = lock(&file.judged);
+                        judged.push(None);
+                        judged.len() - 1
+                    };
+                    lock(&file.streamed).push_back((n, piece));
+                    file.queued.fetch_add(1, Ordering::Relaxed);
+                    tasks.push_front(vec![Task::Piece { file: i, piece: n }]);
+                }
+                if lock(&file.judged)
+                    .last()
+                    .is_some_and(|j| matches!(j, Some(Err(_))))
+                {
+                    return;
+                }
+            }
         }
-        Task::Run {
-            file,
-            run,
-            text,
-            docs,
-        } => {
-            let judged = judge_docs(bundle, &text, docs, pass, &namespaces);
-            slot(&slots[file]).runs[run] = Some(judged);
+        Task::Piece { file: i, piece: n } => {
+            let file = &files[i];
+            let piece = match &file.pieces {
+                Ok(head) if n < head.len() => {
+                    std::mem::replace(&mut *lock(&head[n]), Piece::taken())
+                }
+                _ => {
+                    let mut streamed = lock(&file.streamed);
+                    let at = streamed
+                        .iter()
+                        .position(|(k, _)| *k == n)
+                        .expect("a streamed piece is queued before its task");
+                    streamed.remove(at).map(|(_, p)| p).expect("found above")
+                }
+            };
+            let judged = judge(&file.name, piece);
+            lock(&file.judged)[n] = Some(judged);
+            file.queued.fetch_sub(1, Ordering::Relaxed);
         }
     });
     let mut out = Linted {
-        reports: Vec::with_capacity(slots.len()),
+        reports: Vec::with_capacity(files.len()),
         applied: Vec::new(),
     };
-    for (s, source_name) in slots.into_iter().zip(names) {
-        let s = s.into_inner().unwrap_or_else(|e| e.into_inner());
-        let mut objects = Vec::new();
-        for (o, applied) in s.runs.into_iter().flatten() {
-            objects.extend(o);
-            out.applied.extend(applied);
+    for file in files {
+        let mut report = FileReport {
+            file: file.name,
+            objects: Vec::new(),
+            passed: 0,
+            error: None,
+        };
+        // In order; what follows a piece that cannot be parsed is not reported, as in a file
+        // that is parsed whole.
+        let mut read = 0;
+        for judged in file.judged.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            let Some(judged) = judged else { continue };
+            match judged {
+                Ok((objects, passed, applied, n)) => {
+                    read += n;
+                    if read > pass.limits.max_documents {
+                        report.error = Some(parse_error(
+                            manifest::ManifestError::Limit(format!(
+                                "more than {} documents in one stream (`sealgate lint --max-documents N` raises the limit)",
+                                pass.limits.max_documents
+                            )),
+                            0,
+                        ));
+                        break;
+                    }
+                    report.objects.extend(objects);
+                    report.passed += passed;
+                    out.applied.extend(applied);
+                }
+                Err(e) => {
+                    report.error = Some(e);
+                    break;
+                }
+            }
         }
-        out.reports.push(FileReport {
-            file: source_name,
-            objects,
-            error: s.error,
-        });
+        out.reports.push(report);
     }
     out
 }
 
-/// How many documents one task judges: large enough that queueing costs nothing beside
-/// evaluation, small enough that two workers share a stream of a few hundred documents.
-const RUN: usize = 64;
+/// A judged piece: its reports, how many passed unlisted ([`Pass::list_passing`]), the applied objects (with `--attest`) and how many documents it
+/// held; or why it could not be parsed.
+type Judgement = Result<(Vec<ObjectReport>, usize, Vec<Judged>, usize), ParseError>;
 
-/// A file's documents in runs of [`RUN`], each with the line the next document starts on (where
-/// a document's field positions end).
-fn chunks(docs: Vec<Document>) -> Vec<Vec<(Document, Option<usize>)>> {
-    let next_lines: Vec<Option<usize>> = (0..docs.len())
-        .map(|i| docs.get(i + 1).map(|d| d.line))
-        .collect();
-    let mut out: Vec<Vec<(Document, Option<usize>)>> = Vec::new();
-    for (i, pair) in docs.into_iter().zip(next_lines).enumerate() {
-        if i % RUN == 0 {
-            out.push(Vec::with_capacity(RUN));
-        }
-        if let Some(run) = out.last_mut() {
-            run.push(pair);
-        }
-    }
-    out
-}
-
-/// A file's name and text, shared by the tasks that judge its runs, with what finding a field's
-/// line needs, computed once per file when a finding first needs it.
-struct FileText {
+/// One file as lint judges it.
+struct File {
     name: String,
+    /// The head's pieces, or why the file could not be read.
+    pieces: Result<Vec<std::sync::Mutex<Piece>>, ParseError>,
+    /// The rest of a stream over its head, read by the file's task.
+    rest: std::sync::Mutex<Option<stream::Rest>>,
+    /// Streamed pieces read and not taken by their task yet, by number.
+    streamed: std::sync::Mutex<std::collections::VecDeque<(usize, Piece)>>,
+    /// Pieces queued and not judged yet.
+    queued: AtomicUsize,
+    /// Each piece's judgement, in order (`None` until judged).
+    judged: std::sync::Mutex<Vec<Option<Judgement>>>,
+}
+
+impl File {
+    fn new(source: Source) -> File {
+        File {
+            name: source.name,
+            pieces: source
+                .pieces
+                .map(|p| {
+                    p.into_iter()
+                        .map(|s| std::sync::Mutex::new(Piece::new(s, false)))
+                        .collect()
+                })
+                .map_err(|message| ParseError {
+                    line: 0,
+                    column: 0,
+                    message,
+                }),
+            rest: std::sync::Mutex::new(source.rest),
+            streamed: Default::default(),
+            queued: AtomicUsize::new(0),
+            judged: Default::default(),
+        }
+    }
+}
+
+/// Whole documents of a file, and the lines before them.
+struct Piece {
     text: String,
+    lines_before: usize,
+    /// Read past a stream's head.
+    streamed: bool,
+    /// Parsed early (it may define a Namespace, a CRD or a parameter).
+    docs: Option<Result<Vec<Document>, ParseError>>,
+}
+
+impl Piece {
+    fn new(s: stream::Segment, streamed: bool) -> Piece {
+        match String::from_utf8(s.text) {
+            Ok(text) => Piece {
+                text,
+                lines_before: s.lines_before,
+                streamed,
+                docs: None,
+            },
+            // Text that is not UTF-8 does not parse: the parser says so.
+            Err(e) => Piece {
+                text: String::new(),
+                lines_before: s.lines_before,
+                streamed,
+                docs: Some(
+                    manifest::parse(e.as_bytes(), &ParseLimits::default())
+                        .map_err(|e| parse_error(e, s.lines_before)),
+                ),
+            },
+        }
+    }
+
+    fn taken() -> Piece {
+        Piece {
+            text: String::new(),
+            lines_before: 0,
+            streamed: false,
+            docs: Some(Ok(Vec::new())),
+        }
+    }
+
+    fn parse(&mut self, limits: &ParseLimits) {
+        self.docs = Some(
+            manifest::parse(self.text.as_bytes(), limits)
+                .map_err(|e| parse_error(e, self.lines_before)),
+        );
+    }
+
+    /// Whether the piece may hold a Namespace or a CustomResourceDefinition, which change how
+    /// every other object is judged (namespaceSelector, a kind's scope), so it is parsed before
+    /// any object is judged. Conservative: a kind is spelt out in the text unless escaped.
+    fn may_define_scope(&self) -> bool {
+        static SCOPE_WORDS: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+            regex::Regex::new(r"Namespace|CustomResourceDefinition|\\").expect("valid regex")
+        });
+        SCOPE_WORDS.is_match(&self.text)
+    }
+
+    /// Whether the piece may hold an object `kinds` matches (the text names its kind).
+    fn may_hold(&self, kinds: Option<&regex::bytes::Regex>) -> bool {
+        kinds.is_some_and(|k| k.is_match(self.text.as_bytes()))
+    }
+}
+
+/// A piece's text shared by the findings of its documents, with what finding a field's line
+/// needs, computed once per piece when a finding first needs it.
+struct FileText {
+    text: String,
+    /// Lines of the file before `text` (a piece's documents' lines count from its first line).
+    lines_before: usize,
+    /// Past a stream's head: the Namespaces, CRDs and policies the other objects depend on were
+    /// read from the head, so one here cannot count.
+    streamed: bool,
     starts: std::sync::OnceLock<manifest::LineStarts>,
     /// The whole text indexed, for documents that cannot be indexed alone.
     whole: std::sync::OnceLock<Option<manifest::Positions>>,
 }
 
-/// What lint has of one file: its parse error, or the judged runs, in order.
-#[derive(Default)]
-struct Slot {
-    error: Option<ParseError>,
-    runs: Vec<Option<(Vec<ObjectReport>, Vec<Judged>)>>,
-}
-
-fn slot(s: &std::sync::Mutex<Slot>) -> std::sync::MutexGuard<'_, Slot> {
-    s.lock().unwrap_or_else(|e| e.into_inner())
+impl FileText {
+    fn new(text: String, lines_before: usize, streamed: bool) -> FileText {
+        FileText {
+            text,
+            lines_before,
+            streamed,
+            starts: Default::default(),
+            whole: Default::default(),
+        }
+    }
 }
 
 /// One unit of lint work.
 enum Task {
-    /// Parse file `i` (unless parsed early) and judge its first run.
+    /// Queue a file's pieces; read on a stream over its head.
     File(usize),
-    /// Judge run `run` of a file.
-    Run {
-        file: usize,
-        run: usize,
-        text: Arc<FileText>,
-        docs: Vec<(Document, Option<usize>)>,
-    },
+    /// Parse (unless parsed early) and judge piece `piece` of file `file`.
+    Piece { file: usize, piece: usize },
 }
 
 /// Marks a task done when dropped.
@@ -605,13 +746,13 @@ struct Done<'a>(&'a Tasks);
 
 impl Drop for Done<'_> {
     fn drop(&mut self) {
-        let mut q = self.0.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = lock(&self.0.queue);
         q.1 -= 1;
         self.0.changed.notify_all();
     }
 }
 
-/// The work queue: files in order, a large file's runs pushed in front of the files after it (so
+/// The work queue: files in order, a file's pieces pushed in front of the files after it (so
 /// memory holds about one large file's documents at a time, whatever `-j`).
 struct Tasks {
     queue: std::sync::Mutex<(std::collections::VecDeque<Task>, usize)>,
@@ -630,7 +771,7 @@ impl Tasks {
         if tasks.is_empty() {
             return;
         }
-        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = lock(&self.queue);
         for t in tasks.into_iter().rev() {
             q.0.push_front(t);
         }
@@ -644,7 +785,7 @@ impl Tasks {
                 s.spawn(|| {
                     loop {
                         let task = {
-                            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                            let mut q = lock(&self.queue);
                             loop {
                                 if let Some(t) = q.0.pop_front() {
                                     q.1 += 1;
@@ -672,20 +813,23 @@ impl Tasks {
     }
 }
 
-/// Judge a run of a file's documents: their reports and, with `--attest`, the applied objects.
+/// Judge a piece of a file's documents: their reports and, with `--attest`, the applied objects.
 fn judge_docs(
     bundle: &Bundle,
-    file: &FileText,
-    docs: Vec<(Document, Option<usize>)>,
+    name: &str,
+    p: &FileText,
+    docs: Vec<Document>,
     pass: &Pass,
     namespaces: &NamespaceLabels,
 ) -> (Vec<ObjectReport>, Vec<Judged>) {
-    let p = file;
     let mut objects = Vec::new();
     let mut applied = Vec::new();
+    let next_lines: Vec<Option<usize>> = (0..docs.len())
+        .map(|i| docs.get(i + 1).map(|d| d.line))
+        .collect();
     // Field lines need a second, position-tracking parse: only of the documents with findings
     // that name a field, each on its own lines (a file's other documents are not parsed again).
-    for (doc, next_line) in docs {
+    for (doc, next_line) in docs.into_iter().zip(next_lines) {
         let mut positions: Option<Option<manifest::Positions>> = None;
         let (doc_line, doc_index) = (doc.line, doc.index);
         // A List (`kubectl get -o yaml`, a key backup) is linted as its items, each at its line:
@@ -701,13 +845,28 @@ fn judge_docs(
             {
                 continue;
             }
+            let at = item.line + p.lines_before;
+            if p.streamed
+                && let Some(what) = depended_on(bundle, &item.value, pass.skip_policies)
+            {
+                let object = sealgate_core::policy::ObjectRef::of(&item.value);
+                objects.push(ObjectReport::invalid(
+                    at,
+                    object,
+                    &format!(
+                        "{what} more than {} bytes into a stream: a stream that large is judged as it is read, so the Namespaces, CRDs, policies and policy parameters other objects depend on must come in its first {} bytes (kustomize build and helm template put Namespaces and CRDs first), or in a file of their own (`sealgate lint namespaces.yaml -`)",
+                        pass.head, pass.head
+                    ),
+                ));
+                continue;
+            }
             let keep = pass.keep_applied && is_applied_object(&item.value);
             if pass.skip_policies && is_policy(&item.value) {
                 // Applied to the cluster like any object, so attested too.
                 if keep {
                     applied.push(Judged {
-                        file: p.name.clone(),
-                        line: item.line,
+                        file: name.to_string(),
+                        line: at,
                         object: item.value,
                     });
                 }
@@ -717,11 +876,11 @@ fn judge_docs(
             let review = match Review::from_document(item.value, pass.point) {
                 Ok(r) => r,
                 Err(e) => {
-                    objects.push(ObjectReport::invalid(item.line, object, &e.to_string()));
+                    objects.push(ObjectReport::invalid(at, object, &e.to_string()));
                     continue;
                 }
             };
-            let mut review = review.at(p.name.clone(), item.line);
+            let mut review = review.at(name.to_string(), at);
             let evaluation = bundle.evaluate_with_matches(&review, namespaces);
             let mut findings: Vec<Finding> = evaluation
                 .violations
@@ -745,9 +904,9 @@ fn judge_docs(
                                     .as_ref()
                                     .and_then(|pos| pos.line(doc_index, &full)),
                             }
-                            .unwrap_or(item.line)
+                            .map_or(at, |line| line + p.lines_before)
                         }
-                        _ => item.line,
+                        _ => at,
                     };
                     Finding { violation: v, line }
                 })
@@ -760,19 +919,33 @@ fn judge_docs(
                 ))
             });
             objects.push(ObjectReport {
-                line: item.line,
+                line: at,
                 object: sealgate_core::policy::ObjectRef::of(review.object()),
                 findings,
                 applied: evaluation.applied,
             });
             if keep {
                 applied.push(Judged {
-                    file: p.name.clone(),
-                    line: item.line,
+                    file: name.to_string(),
+                    line: at,
                     object: review.request["object"].take(),
                 });
             }
         }
     }
     (objects, applied)
+}
+
+/// What `v` is when other objects' verdicts depend on it (a Namespace, a CRD, a policy taken from
+/// the inputs, a ValidatingAdmissionPolicy's parameter), so it must be read before them.
+fn depended_on(bundle: &Bundle, v: &Value, policies: bool) -> Option<&'static str> {
+    match v.get("kind").and_then(Value::as_str) {
+        Some("Namespace") => Some("a Namespace"),
+        Some("CustomResourceDefinition") => Some("a CustomResourceDefinition"),
+        _ if policies && is_policy(v) => Some("a policy"),
+        _ if bundle.admission_policies().is_param(v) => {
+            Some("a ValidatingAdmissionPolicy parameter")
+        }
+        _ => None,
+    }
 }
