@@ -118,6 +118,18 @@ fn the_report_counts_what_gator_counts() {
     ] {
         assert!(table.contains(want), "{want}\n{table}");
     }
+    // As gator bench, an engine runs the templates that have its code: this one has only Rego,
+    // so CEL has nothing to run.
+    let (code, _, stderr) = bench(d.path(), &["-n", "10", "--engine", "cel"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("no constraints whose template has CEL code"),
+        "{stderr}"
+    );
+    let (code, json, _) = bench(d.path(), &["-n", "10", "--engine", "rego", "-o", "json"]);
+    assert_eq!(code, 0);
+    let r: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(r[0]["templateCount"], 1);
     // Nothing to review is said, not measured.
     std::fs::remove_file(d.path().join("pods.yaml")).unwrap();
     let (code, _, stderr) = bench(d.path(), &["-n", "10"]);

@@ -90,6 +90,14 @@ pub const GATOR: GoModule = GoModule {
     cold_build: "about 4 minutes",
 };
 
+/// conftest (v0.71.1, OPA 1.21.1): the peer `sealgate lint` is measured beside (`bench/peers.sh`).
+pub const CONFTEST: GoModule = GoModule {
+    dir: "conftest",
+    packages: &["github.com/open-policy-agent/conftest"],
+    ldflags: "-s -w -X github.com/open-policy-agent/conftest/internal/version.Version=v0.71.1",
+    cold_build: "about 2 minutes",
+};
+
 /// Why the binaries cannot be had: the tier skips (or, with `SEALGATE_REQUIRE_CLUSTER`, fails)
 /// with this message.
 #[derive(Debug)]

@@ -183,6 +183,8 @@ pub fn run(inputs: &Inputs, code: TemplateCode, config: Config) -> Result<Report
     let started = Instant::now();
     let mut b = BundleBuilder::new(EvalLimits::default());
     b.template_code(code);
+    // As gator bench: an engine runs the templates that have its code, the others are left out.
+    b.skip_templates_without_code(code != TemplateCode::Auto);
     for (source, text) in &inputs.policies {
         b.add_text(source, text);
     }
@@ -192,10 +194,25 @@ pub fn run(inputs: &Inputs, code: TemplateCode, config: Config) -> Result<Report
     let bundle = b.build()?;
     let compile = started.elapsed().saturating_sub(data);
     if bundle.constraints().is_empty() {
-        return Err(BenchError::Empty(
-            "no constraints: give files or directories with ConstraintTemplates and Constraints"
-                .into(),
-        ));
+        return Err(BenchError::Empty(match code {
+            TemplateCode::Auto => {
+                "no constraints: give files or directories with ConstraintTemplates and Constraints"
+                    .into()
+            }
+            TemplateCode::Rego | TemplateCode::Cel => format!(
+                "no constraints whose template has {} code (--engine {} runs only those, as gator bench)",
+                if code == TemplateCode::Cel {
+                    "CEL"
+                } else {
+                    "Rego"
+                },
+                if code == TemplateCode::Cel {
+                    "cel"
+                } else {
+                    "rego"
+                }
+            ),
+        }));
     }
     let reviews: Vec<Review> = inputs
         .objects

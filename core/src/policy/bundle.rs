@@ -258,6 +258,9 @@ pub struct BundleBuilder {
     use_vm: bool,
     /// Which code of a template with both Rego and CEL is evaluated.
     template_code: TemplateCode,
+    /// Leave out templates without that code (and their constraints) instead of refusing them,
+    /// as `gator bench --engine` does.
+    skip_without_code: bool,
     conftest_namespaces: ConftestNamespaces,
     /// Directories `add_path` skipped (`samples/`, `testdata/`, `tests/`).
     skipped: Vec<std::path::PathBuf>,
@@ -337,6 +340,12 @@ impl BundleBuilder {
     /// CEL, by default).
     pub fn template_code(&mut self, code: TemplateCode) {
         self.template_code = code;
+    }
+
+    /// Leave out the templates that have no code of the [`BundleBuilder::template_code`] chosen,
+    /// and their constraints, instead of refusing them (`policy bench --engine`, as gator bench).
+    pub fn skip_templates_without_code(&mut self, skip: bool) {
+        self.skip_without_code = skip;
     }
 
     /// The policies compiled into sealgate (`policies/`).
@@ -546,6 +555,15 @@ impl BundleBuilder {
                         seen.insert(kind.to_string(), spec);
                     }
                 }
+            }
+            if self.skip_without_code && !super::compile::has_code(v, self.template_code) {
+                if let Some(kind) = v
+                    .pointer("/spec/crd/spec/names/kind")
+                    .and_then(Value::as_str)
+                {
+                    failed.push(kind.to_string());
+                }
+                continue;
             }
             match compile_template(
                 source,

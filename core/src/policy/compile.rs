@@ -270,6 +270,41 @@ pub(super) fn compile_template(
     })
 }
 
+/// Whether a ConstraintTemplate has code that `choice` evaluates (its admission target's Rego,
+/// legacy or in `code[]`, or its K8sNativeValidation CEL).
+pub(super) fn has_code(v: &Value, choice: TemplateCode) -> bool {
+    let targets = v
+        .pointer("/spec/targets")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let target = targets
+        .iter()
+        .find(|t| t.get("target").and_then(Value::as_str) == Some("admission.k8s.gatekeeper.sh"))
+        .or(targets.first());
+    let Some(target) = target else { return false };
+    let engine = |name: &str| {
+        target
+            .get("code")
+            .and_then(Value::as_array)
+            .is_some_and(|c| {
+                c.iter()
+                    .any(|c| c.get("engine").and_then(Value::as_str) == Some(name))
+            })
+    };
+    let rego = target
+        .get("rego")
+        .and_then(Value::as_str)
+        .is_some_and(|r| !r.trim().is_empty())
+        || engine("Rego");
+    let cel = engine("K8sNativeValidation");
+    match choice {
+        TemplateCode::Auto => rego || cel,
+        TemplateCode::Rego => rego,
+        TemplateCode::Cel => cel,
+    }
+}
+
 /// A template's Rego (and its libs), compiled for regorus (and its register VM).
 fn compile_rego(
     source: &SourceRef,
