@@ -29,13 +29,13 @@ pub const TESTS: &[(&str, Test)] = &[
     ),
 ];
 
-fn bitnami_bin() -> Result<PathBuf, Failed> {
+pub fn bitnami_bin() -> Result<PathBuf, Failed> {
     sealgate_testenv::go::binaries(&sealgate_testenv::go::BITNAMI)
         .map_err(|e| fail(format!("cannot build Bitnami's binaries: {e}")))
 }
 
 /// Bitnami's CRD, from its module (as `helm install sealed-secrets` installs it).
-fn install_bitnami_crd(env: &Env) -> Result<(), Failed> {
+pub fn install_bitnami_crd(env: &Env) -> Result<(), Failed> {
     env.install_crds(&[sealgate_testenv::crds::BITNAMI_SEALED_SECRETS])
 }
 
@@ -95,8 +95,15 @@ fn kubectl_names(env: &Env) -> Result<(), Failed> {
     )
 }
 
+/// Bitnami's controller, and its HTTP (certificate) and metrics ports on loopback.
+pub struct Bitnami {
+    pub proc: Proc,
+    pub listen: u16,
+    pub metrics: u16,
+}
+
 /// Bitnami's controller started as in-cluster, in the `kube-system` namespace.
-fn spawn_bitnami(env: &Env, bin: &Path) -> Result<Proc, Failed> {
+pub fn spawn_bitnami(env: &Env, bin: &Path) -> Result<Bitnami, Failed> {
     env.cp.apply(
         &Identity::Admin,
         "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: sealed-secrets-controller\n  namespace: kube-system\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: testenv-sealed-secrets\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\nsubjects:\n  - {kind: ServiceAccount, name: sealed-secrets-controller, namespace: kube-system}\n",
@@ -134,7 +141,7 @@ fn spawn_bitnami(env: &Env, bin: &Path) -> Result<Proc, Failed> {
         args.push("--map-root-user".into());
     }
     args.extend(["sh".into(), "-c".into(), script]);
-    Ok(Proc::spawn(
+    let proc = Proc::spawn(
         "bitnami-controller",
         Path::new("unshare"),
         &args,
@@ -143,7 +150,12 @@ fn spawn_bitnami(env: &Env, bin: &Path) -> Result<Proc, Failed> {
             ("KUBERNETES_SERVICE_HOST", "127.0.0.1"),
             ("KUBERNETES_SERVICE_PORT", port.as_str()),
         ],
-    ))
+    );
+    Ok(Bitnami {
+        proc,
+        listen,
+        metrics,
+    })
 }
 
 fn is_root() -> bool {
@@ -191,7 +203,7 @@ fn bitnami_unseals_ours(env: &Env) -> Result<(), Failed> {
         )
         .map_err(fail)?;
 
-    let mut controller = spawn_bitnami(env, &bin)?;
+    let mut controller = spawn_bitnami(env, &bin)?.proc;
     let ns = env.cp.namespace("bitnami", &[]);
     let sealed = env.sealgate(
         &["seal", "--bitnami", "--keys", &keys_arg],

@@ -327,7 +327,7 @@ fn stop(mut c: Component) {
     c.proc.terminate(Duration::from_secs(10));
 }
 
-fn lease_holder(env: &Env) -> Option<String> {
+pub fn lease_holder(env: &Env) -> Option<String> {
     env.get_json(&["-n", "sealgate-system", "lease", "sealgate-controller"])
         .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
 }
@@ -499,13 +499,13 @@ fn scale_count() -> usize {
 }
 
 /// `kubectl get secrets --watch` in a namespace, recording when each name was first seen.
-struct SecretWatch {
+pub struct SecretWatch {
     child: std::process::Child,
     seen: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>>,
 }
 
 impl SecretWatch {
-    fn start(env: &Env, ns: &str) -> SecretWatch {
+    pub fn start(env: &Env, ns: &str) -> SecretWatch {
         use std::io::BufRead as _;
         let mut child = env
             .cp
@@ -538,7 +538,7 @@ impl SecretWatch {
         None
     }
 
-    fn count(&self) -> usize {
+    pub fn count(&self) -> usize {
         self.seen.lock().unwrap().len()
     }
 }

@@ -22,6 +22,7 @@ mod env;
 mod install;
 mod inventory;
 mod latency;
+mod peers;
 mod provenance;
 mod vap;
 mod webhook;
@@ -47,6 +48,8 @@ fn tests() -> Vec<(&'static str, Test)> {
     all.extend(bitnami::TESTS);
     all.extend(vap::TESTS);
     all.extend(latency::TESTS);
+    // Last: it restarts the shared controller and counts every SealedSecret.
+    all.extend(peers::TESTS);
     all
 }
 
