@@ -254,31 +254,77 @@ fn text(reports: &[FileReport], s: &Summary) -> String {
     out
 }
 
+/// One entry of the JSON report's `findings` (serialized as it is written, not built as a
+/// `Value` tree first: a large stream's report has tens of thousands).
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum JsonFinding<'a> {
+    ParseError {
+        file: &'a str,
+        line: usize,
+        column: usize,
+        policy: &'static str,
+        constraint: &'static str,
+        action: &'static str,
+        message: &'a str,
+    },
+    Finding {
+        file: &'a str,
+        line: usize,
+        #[serde(rename = "objectLine")]
+        object_line: usize,
+        policy: &'a sealgate_core::policy::PolicyRef,
+        constraint: &'a str,
+        action: &'static str,
+        message: &'a str,
+        object: &'a ObjectRef,
+        details: &'a Value,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        path: Option<&'a Vec<String>>,
+    },
+}
+
 fn json_report(reports: &[FileReport], s: &Summary) -> String {
     let mut findings = Vec::new();
     for r in reports {
         if let Some(e) = &r.error {
-            findings.push(json!({"file": r.file, "line": e.line, "column": e.column, "policy": "sealgate", "constraint": "parse-error", "action": "deny", "message": e.message}));
+            findings.push(JsonFinding::ParseError {
+                file: &r.file,
+                line: e.line,
+                column: e.column,
+                policy: "sealgate",
+                constraint: "parse-error",
+                action: "deny",
+                message: &e.message,
+            });
         }
         for o in &r.objects {
             for f in &o.findings {
                 let v = &f.violation;
-                let mut entry = json!({
-                    "file": r.file, "line": f.line, "objectLine": o.line,
-                    "policy": v.policy, "constraint": v.constraint, "action": v.action.as_str(),
-                    "message": v.message, "object": v.object, "details": v.details,
+                findings.push(JsonFinding::Finding {
+                    file: &r.file,
+                    line: f.line,
+                    object_line: o.line,
+                    policy: &v.policy,
+                    constraint: &v.constraint,
+                    action: v.action.as_str(),
+                    message: &v.message,
+                    object: &v.object,
+                    details: &v.details,
+                    path: v.path.as_ref(),
                 });
-                if let Some(p) = &v.path {
-                    entry["path"] = json!(p);
-                }
-                findings.push(entry);
             }
         }
     }
-    let doc = json!({
-        "summary": {"objects": s.objects, "passed": s.passed, "failed": s.failed, "warnings": s.warnings, "unparseableFiles": s.errors},
-        "findings": findings,
-    });
+    #[derive(serde::Serialize)]
+    struct Doc<'a> {
+        summary: Value,
+        findings: Vec<JsonFinding<'a>>,
+    }
+    let doc = Doc {
+        summary: json!({"objects": s.objects, "passed": s.passed, "failed": s.failed, "warnings": s.warnings, "unparseableFiles": s.errors}),
+        findings,
+    };
     serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
 }
 

@@ -12,30 +12,34 @@ pub fn repo() -> PathBuf {
 /// another package's binaries are not built for a package's tests, and a stale one would test
 /// old code.
 pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> → target/<profile>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("a cargo target directory")
+        .to_path_buf();
     static BUILT: std::sync::Once = std::sync::Once::new();
     BUILT.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args([
-                "build",
-                "-q",
-                "-p",
-                "sealgate-cli",
-                "-p",
-                "sealgate-controller",
-            ])
-            .args(["-p", "sealgate-webhook"])
-            .current_dir(repo())
-            .status()
-            .expect("cargo runs");
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.args([
+            "build",
+            "-q",
+            "-p",
+            "sealgate-cli",
+            "-p",
+            "sealgate-controller",
+        ])
+        .args(["-p", "sealgate-webhook"]);
+        // The binaries of the test's own profile (`cargo test --release` measures release).
+        if dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.current_dir(repo()).status().expect("cargo runs");
         assert!(status.success(), "cannot build the workspace's binaries");
     });
-    let exe = std::env::current_exe().expect("current exe");
-    // target/<profile>/deps/<test> → target/<profile>
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("a cargo target directory")
-        .to_path_buf()
+    dir
 }
 
 /// A free loopback port (bound and released: good enough for tests on one machine).

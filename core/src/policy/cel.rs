@@ -356,17 +356,28 @@ impl CelCode {
                 _ => None,
             }
             .unwrap_or_else(|| describe(e));
+            // The `cel` crate converts a bound value deeply, so `variables` is bound again only
+            // before an expression that may read it (a variable naming `variables`, and after
+            // the last variable), not after every variable.
+            let mut bound = true;
             for v in &self.variables {
+                if !bound && v.text.contains("variables") {
+                    ctx.add_variable_from_value("variables", vars.clone());
+                    bound = true;
+                }
                 match v.program.execute(&ctx) {
                     Ok(value) => {
                         vars.insert(v.name.clone(), value);
-                        ctx.add_variable_from_value("variables", vars.clone());
+                        bound = false;
                     }
                     Err(e) => {
                         let error = why(&failed, &e);
                         failed.push((v.name.clone(), error));
                     }
                 }
+            }
+            if !bound {
+                ctx.add_variable_from_value("variables", vars);
             }
             let explain = |what: &str, e: &cel::ExecutionError| {
                 format!("expression '{what}' resulted in error: {}", why(&failed, e))

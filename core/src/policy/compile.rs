@@ -629,6 +629,12 @@ pub(super) fn compile_conftest(
     rules.dedup_by(|a, b| a.0 == b.0);
     skipped.sort();
     skipped.dedup();
+    // Prepared once here (regorus analyzes and schedules the modules on a first evaluation, and
+    // a clone of a prepared engine is prepared), so each review's clone does not analyze them
+    // again: that was most of a conftest rule's cost.
+    if let Some((path, _, _)) = rules.first() {
+        let _ = engine.eval_rule(path.clone());
+    }
     Ok(Some(Conftest {
         engine,
         rules,
