@@ -1,10 +1,11 @@
 //! A large YAML stream read a segment of whole documents at a time, so that what lint holds in
 //! memory does not grow with the stream (`helm template | sealgate lint -` of a gigabyte).
 //!
-//! The first [`HEAD`] bytes are read whole, as any smaller input is: lint looks there for the
-//! Namespaces, CRDs and policies every other object's verdict depends on. What follows is cut at
-//! document markers (a `---` line, which YAML forbids inside any scalar) into segments of about
-//! [`SEGMENT`] bytes, each parsed and judged on its own with its first line's number.
+//! Every input is read in segments of whole documents of about [`SEGMENT`] bytes, cut at document
+//! markers (a `---` line, which YAML forbids inside any scalar), each parsed and judged on its own
+//! with its first line's number. The first [`HEAD`] bytes are read before anything is judged:
+//! lint looks there for the Namespaces, CRDs and policies every other object's verdict depends
+//! on. The rest is read as it is judged.
 
 use std::io::{BufRead, BufReader, Read};
 
@@ -12,9 +13,9 @@ use std::io::{BufRead, BufReader, Read};
 pub const HEAD: usize = 64 << 20;
 
 /// About how many bytes a segment holds (it ends at the first document marker after; a quarter
-/// of the head when that is less): a task's worth of documents, a few hundred, small enough that
-/// two workers share a stream of a thousand.
-pub const SEGMENT: usize = 256 << 10;
+/// of the head when that is less): a task's worth of documents, about a hundred Pods, so the
+/// workers share a stream of a few hundred and none is left with a long last task.
+pub const SEGMENT: usize = 64 << 10;
 
 /// Why a stream cannot be read on.
 #[derive(Debug, thiserror::Error)]

@@ -433,8 +433,21 @@ struct VmProgram {
     data: RValue,
     timer: regorus::utils::limits::ExecutionTimerConfig,
     /// Machines that finished an evaluation, ready to run the program again: setting one up
-    /// (program, data, registers) costs about what a small policy's evaluation does.
-    idle: Arc<std::sync::Mutex<Vec<regorus::rvm::vm::RegoVM>>>,
+    /// (program, data, registers) costs about what a small policy's evaluation does. Sharded by
+    /// thread, so the workers judging one stream do not queue on one lock per evaluation.
+    idle: Arc<[std::sync::Mutex<Vec<regorus::rvm::vm::RegoVM>>; SHARDS]>,
+}
+
+/// Shards of a [`VmProgram`]'s idle machines.
+const SHARDS: usize = 16;
+
+/// This thread's shard: threads take them in turn.
+fn shard() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % SHARDS;
+    }
+    SHARD.with(|s| *s)
 }
 
 impl VmProgram {
@@ -464,12 +477,13 @@ impl VmProgram {
                 limit: limits.eval_timeout,
                 check_interval: NonZeroU32::new(256).expect("non-zero"),
             },
-            idle: Arc::default(),
+            idle: Arc::new(std::array::from_fn(|_| Default::default())),
         })
     }
 
     fn eval(&self, entry: &str, input: RValue) -> anyhow::Result<RValue> {
-        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let idle = &self.idle[shard()];
+        let pooled = idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut vm = match pooled {
             Some(vm) => vm,
             None => self.new_vm()?,
@@ -488,7 +502,7 @@ impl VmProgram {
         // Only a machine that finished is reused (one that failed is dropped); the next run
         // starts from a clean state. The review is not kept alive in between.
         vm.set_input(RValue::Undefined);
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).push(vm);
+        idle.lock().unwrap_or_else(|e| e.into_inner()).push(vm);
         Ok(result)
     }
 
