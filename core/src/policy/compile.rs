@@ -82,11 +82,36 @@ impl std::fmt::Debug for Template {
 /// selected as conftest's `--namespace` selects them (`main` by default).
 #[derive(Clone)]
 pub(super) struct Conftest {
-    pub(super) engine: regorus::Engine,
+    engine: regorus::Engine,
+    /// Engines that finished a review, ready for the next (a clone copies the interpreter's
+    /// state: most of a small rule's cost), sharded by thread as [`VmProgram`]'s machines.
+    idle: Arc<[std::sync::Mutex<Vec<regorus::Engine>>; SHARDS]>,
     /// (rule path, rule name, action)
     pub(super) rules: Vec<(String, String, Action)>,
     /// Packages that define such rules but are not selected (for a warning).
     pub(super) skipped: Vec<String>,
+}
+
+impl Conftest {
+    /// Evaluate every rule on `input`: each rule's path and result.
+    pub(super) fn eval(
+        &self,
+        input: RValue,
+    ) -> impl Iterator<Item = (&(String, String, Action), anyhow::Result<RValue>)> {
+        let idle = &self.idle[shard()];
+        let pooled = idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut engine = pooled.unwrap_or_else(|| self.engine.clone());
+        engine.set_input(input);
+        let results: Vec<_> = self
+            .rules
+            .iter()
+            .map(|r| (r, engine.eval_rule(r.0.clone())))
+            .collect();
+        // The review is not kept alive in the pool.
+        engine.set_input(RValue::Undefined);
+        idle.lock().unwrap_or_else(|e| e.into_inner()).push(engine);
+        results.into_iter()
+    }
 }
 
 /// Which packages' conftest rules run: conftest's `--namespace NS` (repeatable; `main` when none
@@ -651,6 +676,7 @@ pub(super) fn compile_conftest(
     }
     Ok(Some(Conftest {
         engine,
+        idle: Arc::new(std::array::from_fn(|_| Default::default())),
         rules,
         skipped,
     }))

@@ -411,14 +411,11 @@ impl Bundle {
         }
         // conftest rules judge the documents as written; resultants are Gatekeeper's.
         if let Some(ct) = self.conftest.as_ref().filter(|_| !generated) {
-            let input = to_rvalue(object);
-            for (path, rule, action) in &ct.rules {
+            for ((_, rule, action), result) in ct.eval(to_rvalue(object)) {
                 if let Some(a) = applied.as_deref_mut() {
                     a.push((PolicyRef::Conftest, rule.clone()));
                 }
-                let mut engine = ct.engine.clone();
-                engine.set_input(input.clone());
-                match engine.eval_rule(path.clone()) {
+                match result {
                     Ok(result) => {
                         for r in results(&result) {
                             out.push(violation(
