@@ -49,7 +49,7 @@ fn read_head_in(
     size: usize,
 ) -> Result<Head, StreamError> {
     let mut rest = Rest {
-        reader: BufReader::with_capacity(256 << 10, Box::new(reader) as Box<dyn Read + Send>),
+        reader: BufReader::with_capacity(32 << 10, Box::new(reader) as Box<dyn Read + Send>),
         next: Vec::new(),
         lines_before: 0,
         max_document: head,
