@@ -65,26 +65,27 @@ impl Corpus {
     }
 }
 
-fn sorted_dirs(p: &Path) -> Vec<PathBuf> {
+/// The entries of `p` that `keep`, sorted.
+fn sorted(p: &Path, keep: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(p)
         .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
         .unwrap_or_default();
-    v.retain(|p| p.is_dir());
+    v.retain(|p| keep(p));
     v.sort();
     v
 }
 
+fn sorted_dirs(p: &Path) -> Vec<PathBuf> {
+    sorted(p, Path::is_dir)
+}
+
+/// The YAML files of `p` named `PREFIX…`.
 fn sorted_files(p: &Path, prefix: &str) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(p)
-        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
-        .unwrap_or_default();
-    v.retain(|p| {
+    sorted(p, |p| {
         p.file_name()
             .and_then(|n| n.to_str())
             .is_some_and(|n| n.starts_with(prefix) && n.ends_with(".yaml"))
-    });
-    v.sort();
-    v
+    })
 }
 
 fn first_doc(p: &Path) -> Option<(String, Value)> {

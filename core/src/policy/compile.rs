@@ -80,24 +80,23 @@ impl std::fmt::Debug for Template {
 
 /// conftest-style modules: `deny`/`warn`/`violation` rules on the raw object, in the packages
 /// selected as conftest's `--namespace` selects them (`main` by default).
+/// A conftest rule: its path (`data.main.deny`), its name as reported, its action.
+pub(super) type ConftestRule = (String, String, Action);
+
 #[derive(Clone)]
 pub(super) struct Conftest {
     engine: regorus::Engine,
     /// Engines that finished a review, ready for the next (a clone copies the interpreter's
     /// state: most of a small rule's cost), sharded by thread as [`VmProgram`]'s machines.
     idle: Arc<[std::sync::Mutex<Vec<regorus::Engine>>; SHARDS]>,
-    /// (rule path, rule name, action)
-    pub(super) rules: Vec<(String, String, Action)>,
+    pub(super) rules: Vec<ConftestRule>,
     /// Packages that define such rules but are not selected (for a warning).
     pub(super) skipped: Vec<String>,
 }
 
 impl Conftest {
-    /// Evaluate every rule on `input`: each rule's path and result.
-    pub(super) fn eval(
-        &self,
-        input: RValue,
-    ) -> impl Iterator<Item = (&(String, String, Action), anyhow::Result<RValue>)> {
+    /// Evaluate every rule on `input`: each rule and its result.
+    pub(super) fn eval(&self, input: RValue) -> Vec<(&ConftestRule, anyhow::Result<RValue>)> {
         let idle = &self.idle[shard()];
         let pooled = idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let mut engine = pooled.unwrap_or_else(|| self.engine.clone());
@@ -110,7 +109,7 @@ impl Conftest {
         // The review is not kept alive in the pool.
         engine.set_input(RValue::Undefined);
         idle.lock().unwrap_or_else(|e| e.into_inner()).push(engine);
-        results.into_iter()
+        results
     }
 }
 
