@@ -42,12 +42,22 @@ pub fn bin_dir() -> PathBuf {
     dir
 }
 
-/// A free loopback port (bound and released: good enough for tests on one machine).
+/// A free loopback port (bound and released: good enough for tests on one machine), never one
+/// this process was given before: the kernel may hand a just-released port out again, and two
+/// calls in a row once gave a controller the same port for `--listen` and `--metrics-listen`.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a loopback port")
-        .port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a loopback port")
+            .port();
+        if given.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// A child process killed when the guard goes out of scope (a failing test leaves nothing behind).
@@ -124,4 +134,14 @@ pub fn refused_at_start(bin: &str, args: &[&str], want: &str) -> String {
         "{args:?} reached for the cluster before refusing: {err}"
     );
     err
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn free_ports_are_never_given_twice() {
+        let ports: Vec<u16> = (0..200).map(|_| super::free_port()).collect();
+        let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), ports.len());
+    }
 }
