@@ -44,6 +44,19 @@ impl Env {
         c
     }
 
+    /// `sealgate seal FLAGS -f INPUT -w OUT`, which must succeed.
+    fn seal(&self, flags: &[&str], input: &Path, out: impl AsRef<Path>) {
+        self.cmd()
+            .arg("seal")
+            .args(flags)
+            .arg("-f")
+            .arg(input)
+            .arg("-w")
+            .arg(out.as_ref())
+            .assert()
+            .success();
+    }
+
     fn init(&self) -> &Env {
         self.cmd()
             .args(["keys", "init", "--key-size", "2048"])
@@ -413,12 +426,7 @@ fn unseal_with_the_wrong_key_fails_with_exit_1_and_writes_nothing() {
     let b = Env::new();
     b.init();
     let input = a.write("secret.yaml", SECRET);
-    a.cmd()
-        .args(["seal", "-f"])
-        .arg(&input)
-        .args(["-w", "sealed.yaml"])
-        .assert()
-        .success();
+    a.seal(&[], &input, "sealed.yaml");
     let sealed = a.path("sealed.yaml");
     let out = b.path("out.yaml");
     b.cmd()
@@ -484,12 +492,7 @@ fn validate_reports_each_object_and_fails_bad_ones() {
     env.init();
     let input = env.write("secret.yaml", SECRET);
     std::fs::create_dir_all(env.path("repo/apps/.git")).unwrap();
-    env.cmd()
-        .args(["seal", "-f"])
-        .arg(&input)
-        .args(["-w", "repo/apps/good.yaml"])
-        .assert()
-        .success();
+    env.seal(&[], &input, "repo/apps/good.yaml");
     let good = std::fs::read_to_string(env.path("repo/apps/good.yaml")).unwrap();
     let bad = good.replace(
         "sealgate.dev/scope: strict",
@@ -555,12 +558,7 @@ fn validate_reports_each_object_and_fails_bad_ones() {
         .assert()
         .success();
     env.write("other.pem", &stdout(&cert));
-    env.cmd()
-        .args(["seal", "--value-format", "kubeseal", "-f"])
-        .arg(&input)
-        .args(["-w", "ks.yaml"])
-        .assert()
-        .success();
+    env.seal(&["--value-format", "kubeseal"], &input, "ks.yaml");
     env.cmd()
         .args(["validate", "--cert", "other.pem", "ks.yaml"])
         .assert()
@@ -581,12 +579,7 @@ fn validate_says_what_it_proved() {
     a.write("b.pem", &cert_b);
     let b_age = stdout(&b.cmd().args(["cert", "--age"]).assert().success());
     a.write("b.age", &b_age);
-    a.cmd()
-        .args(["seal", "-f"])
-        .arg(&input)
-        .args(["-w", "to-a.yaml"])
-        .assert()
-        .success();
+    a.seal(&[], &input, "to-a.yaml");
     // No key anywhere: a structural check is not a pass.
     let no_store = a.path("no-store");
     a.cmd()
@@ -638,12 +631,7 @@ fn validate_says_what_it_proved() {
         .assert()
         .code(1);
     // Sealed to A with B as an extra recipient: fits B (with a note), and B's key opens it.
-    a.cmd()
-        .args(["seal", "-R", "b.age", "-f"])
-        .arg(&input)
-        .args(["-w", "to-both.yaml"])
-        .assert()
-        .success();
+    a.seal(&["-R", "b.age"], &input, "to-both.yaml");
     a.cmd()
         .args(["validate", "--cert", "b.pem", "to-both.yaml"])
         .assert()
@@ -665,12 +653,7 @@ fn reseal_keeps_comments_and_other_documents() {
     let env = Env::new();
     env.init();
     let input = env.write("secret.yaml", SECRET);
-    env.cmd()
-        .args(["seal", "--value-format", "kubeseal", "-f"])
-        .arg(&input)
-        .args(["-w", "sealed.yaml"])
-        .assert()
-        .success();
+    env.seal(&["--value-format", "kubeseal"], &input, "sealed.yaml");
     // Commented as a reviewer would, without the key-id annotation (as kubeseal writes it).
     let sealed = std::fs::read_to_string(env.path("sealed.yaml")).unwrap();
     let commented: String = sealed
@@ -765,12 +748,7 @@ fn reseal_moves_files_to_the_newest_key() {
     env.init();
     let input = env.write("secret.yaml", SECRET);
     for (f, format) in [("a.yaml", "age"), ("b.yaml", "kubeseal")] {
-        env.cmd()
-            .args(["seal", "--value-format", format, "-f"])
-            .arg(&input)
-            .args(["-w", f])
-            .assert()
-            .success();
+        env.seal(&["--value-format", format], &input, f);
     }
     env.write(
         "c.yaml",
@@ -836,12 +814,7 @@ fn reseal_converts_between_bitnami_and_sealgate_objects() {
     let env = Env::new();
     env.init();
     let input = env.write("secret.yaml", SECRET);
-    env.cmd()
-        .args(["seal", "--bitnami", "--scope", "namespace-wide", "-f"])
-        .arg(&input)
-        .args(["-w", "legacy.yaml"])
-        .assert()
-        .success();
+    env.seal(&["--bitnami", "--scope", "namespace-wide"], &input, "legacy.yaml");
     let legacy = std::fs::read_to_string(env.path("legacy.yaml")).unwrap();
     assert!(
         legacy.contains("apiVersion: bitnami.com/v1alpha1")
@@ -1048,12 +1021,7 @@ fn merge_into_adds_an_item_in_place() {
     let env = Env::new();
     env.init();
     let input = env.write("secret.yaml", SECRET);
-    env.cmd()
-        .args(["seal", "-f"])
-        .arg(&input)
-        .args(["-w", "sealed.yaml"])
-        .assert()
-        .success();
+    env.seal(&[], &input, "sealed.yaml");
     let extra = "apiVersion: v1\nkind: Secret\nmetadata: {name: whatever}\nstringData: {api-token: t0k3n}\n";
     env.cmd()
         .args(["seal", "--merge-into", "sealed.yaml"])
