@@ -814,7 +814,11 @@ fn reseal_converts_between_bitnami_and_sealgate_objects() {
     let env = Env::new();
     env.init();
     let input = env.write("secret.yaml", SECRET);
-    env.seal(&["--bitnami", "--scope", "namespace-wide"], &input, "legacy.yaml");
+    env.seal(
+        &["--bitnami", "--scope", "namespace-wide"],
+        &input,
+        "legacy.yaml",
+    );
     let legacy = std::fs::read_to_string(env.path("legacy.yaml")).unwrap();
     assert!(
         legacy.contains("apiVersion: bitnami.com/v1alpha1")

@@ -12,7 +12,7 @@ use std::process::Command;
 
 use sealgate_core::policy::EvalLimits;
 use sealgate_core::policy::suite::{Outcome, find_suites, run_suite};
-use sealgate_testkit::gatekeeper::EXPAND_WORKLOADS;
+use sealgate_testkit::gatekeeper::{EXPAND_CRONJOBS, EXPAND_JOBS, EXPAND_WORKLOADS};
 
 fn repo() -> PathBuf {
     sealgate_testkit::process::repo()
@@ -230,7 +230,7 @@ fn gator_and_sealgate_agree_on_expansion_suites() {
     }
     std::fs::write(
         d.join("expansion.yaml"),
-        format!("{EXPAND_WORKLOADS}---\n{EXPAND_JOBS}"),
+        format!("{EXPAND_WORKLOADS}---\n{EXPAND_CRONJOBS}---\n{EXPAND_JOBS}"),
     )
     .unwrap();
     for (file, text) in OBJECTS {
@@ -242,33 +242,6 @@ fn gator_and_sealgate_agree_on_expansion_suites() {
     assert!(agree >= 8, "{agree}");
     assert!(differ.is_empty(), "{}", differ.join("\n"));
 }
-
-/// With the workload one (`EXPAND_WORKLOADS`), these two: CronJob → Job → Pod.
-const EXPAND_JOBS: &str = "apiVersion: expansion.gatekeeper.sh/v1beta1
-kind: ExpansionTemplate
-metadata:
-  name: expand-cronjobs
-spec:
-  applyTo:
-    - groups: [batch]
-      kinds: [CronJob]
-      versions: [v1]
-  templateSource: spec.jobTemplate
-  generatedGVK: {kind: Job, group: batch, version: v1}
----
-apiVersion: expansion.gatekeeper.sh/v1beta1
-kind: ExpansionTemplate
-metadata:
-  name: expand-jobs
-spec:
-  applyTo:
-    - groups: [batch]
-      kinds: [Job]
-      versions: [v1]
-  templateSource: spec.template
-  enforcementAction: warn
-  generatedGVK: {kind: Pod, group: '', version: v1}
-";
 
 const OBJECTS: &[(&str, &str)] = &[
     (

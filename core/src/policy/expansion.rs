@@ -328,54 +328,12 @@ pub(super) mod tests {
     }
 
     /// Gatekeeper's documented workload template (policy::tests uses it too).
-    pub(in crate::policy) const WORKLOADS: &str = "apiVersion: expansion.gatekeeper.sh/v1beta1
-kind: ExpansionTemplate
-metadata:
-  name: expand-deployments
-spec:
-  applyTo:
-    - groups: [apps]
-      kinds: [DaemonSet, Deployment, ReplicaSet, StatefulSet]
-      versions: [v1]
-  templateSource: spec.template
-  generatedGVK:
-    kind: Pod
-    group: ''
-    version: v1
-";
+    pub(in crate::policy) const WORKLOADS: &str =
+        include_str!("../../../testkit/data/expand-workloads.yaml");
 
-    const CRONJOBS: &str = "apiVersion: expansion.gatekeeper.sh/v1beta1
-kind: ExpansionTemplate
-metadata:
-  name: expand-cronjobs
-spec:
-  applyTo:
-    - groups: [batch]
-      kinds: [CronJob]
-      versions: [v1]
-  templateSource: spec.jobTemplate
-  enforcementAction: warn
-  generatedGVK:
-    kind: Job
-    group: batch
-    version: v1
-";
+    const CRONJOBS: &str = include_str!("../../../testkit/data/expand-cronjobs.yaml");
 
-    const JOBS: &str = "apiVersion: expansion.gatekeeper.sh/v1beta1
-kind: ExpansionTemplate
-metadata:
-  name: expand-jobs
-spec:
-  applyTo:
-    - groups: [batch]
-      kinds: [Job]
-      versions: [v1]
-  templateSource: spec.template
-  generatedGVK:
-    kind: Pod
-    group: ''
-    version: v1
-";
+    const JOBS: &str = include_str!("../../../testkit/data/expand-jobs.yaml");
 
     #[test]
     fn a_deployment_becomes_its_pod_as_gatekeeper_names_it() {
