@@ -287,6 +287,19 @@ mod tests {
         manifest::to_yaml(v)
     }
 
+    /// `text` with its first document changed to `new`.
+    fn first(text: &str, new: &Value) -> Rewritten {
+        rewrite(
+            text,
+            &[Change {
+                index: 1,
+                value: new,
+            }],
+            yaml,
+        )
+        .unwrap()
+    }
+
     fn docs(text: &str) -> Vec<Value> {
         manifest::parse(text.as_bytes(), &ParseLimits::default())
             .unwrap()
@@ -322,15 +335,7 @@ data: {a: \"1\"}
         new["spec"]["encryptedData"]["password"] = json!("CCCC+/=");
         new["spec"]["encryptedData"]["user"] = json!("it's");
         new["metadata"]["annotations"]["sealgate.dev/key-id"] = json!("0123456789abcdef");
-        let out = rewrite(
-            STREAM,
-            &[Change {
-                index: 1,
-                value: &new,
-            }],
-            yaml,
-        )
-        .unwrap();
+        let out = first(STREAM, &new);
         assert!(out.rendered.is_empty());
         assert_eq!(
             out.text,
@@ -349,15 +354,7 @@ data: {a: \"1\"}
     fn a_plain_scalar_that_would_change_type_is_quoted() {
         let text = "a: x\nb: y\n";
         let new = json!({"a": "12345678", "b": "true"});
-        let out = rewrite(
-            text,
-            &[Change {
-                index: 1,
-                value: &new,
-            }],
-            yaml,
-        )
-        .unwrap();
+        let out = first(text, &new);
         assert_eq!(out.text, "a: \"12345678\"\nb: \"true\"\n");
     }
 
@@ -365,15 +362,7 @@ data: {a: \"1\"}
     fn json_stays_json() {
         let text = "{\n  \"kind\": \"SealedSecret\",\n  \"spec\": {\"encryptedData\": {\"a\": \"AAAA\"}}\n}\n";
         let new = json!({"kind": "SealedSecret", "spec": {"encryptedData": {"a": "B\"B"}}});
-        let out = rewrite(
-            text,
-            &[Change {
-                index: 1,
-                value: &new,
-            }],
-            yaml,
-        )
-        .unwrap();
+        let out = first(text, &new);
         assert!(out.rendered.is_empty());
         assert_eq!(out.text, text.replace("\"AAAA\"", "\"B\\\"B\""));
         assert_eq!(serde_json::from_str::<Value>(&out.text).unwrap(), new);
@@ -386,15 +375,7 @@ data: {a: \"1\"}
             .as_object_mut()
             .unwrap()
             .remove("sealgate.dev/scope");
-        let out = rewrite(
-            STREAM,
-            &[Change {
-                index: 1,
-                value: &new,
-            }],
-            yaml,
-        )
-        .unwrap();
+        let out = first(STREAM, &new);
         assert_eq!(out.rendered, [1]);
         let (_, rest) = STREAM.split_once("---\n").unwrap();
         assert!(out.text.ends_with(&format!("---\n{rest}")), "{}", out.text);
@@ -402,15 +383,7 @@ data: {a: \"1\"}
         // A block scalar cannot be edited in place either.
         let text = "a: |\n  x\n  y\nb: 1\n";
         let new = json!({"a": "z", "b": 1});
-        let out = rewrite(
-            text,
-            &[Change {
-                index: 1,
-                value: &new,
-            }],
-            yaml,
-        )
-        .unwrap();
+        let out = first(text, &new);
         assert_eq!((out.rendered, docs(&out.text)), (vec![1], vec![new]));
     }
 
@@ -418,15 +391,7 @@ data: {a: \"1\"}
     fn a_flow_mapping_gaining_a_key_is_rendered() {
         let text = "metadata: {name: c}\n";
         let new = json!({"metadata": {"name": "c", "labels": "x"}});
-        let out = rewrite(
-            text,
-            &[Change {
-                index: 1,
-                value: &new,
-            }],
-            yaml,
-        )
-        .unwrap();
+        let out = first(text, &new);
         assert_eq!((out.rendered, docs(&out.text)), (vec![1], vec![new]));
     }
 }
