@@ -213,6 +213,22 @@ fn on_shutdown(
     }
 }
 
+/// Bind `addr` (failing before anything else starts) and serve `app` on it until shutdown.
+async fn serve(
+    addr: SocketAddr,
+    app: axum::extract::connect_info::IntoMakeServiceWithConnectInfo<axum::Router, SocketAddr>,
+    stop: &watch::Receiver<bool>,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, RunError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| RunError::Listen { addr, source })?;
+    Ok(tokio::spawn(
+        axum::serve(listener, app)
+            .with_graceful_shutdown(on_shutdown(stop))
+            .into_future(),
+    ))
+}
+
 /// Run the controller until SIGTERM or Ctrl-C (or until it loses its lease: a leader that loses
 /// it must stop writing at once, so it exits and Kubernetes restarts it as a follower).
 pub async fn run(args: Config, settings: Settings) -> Result<(), RunError> {
@@ -245,28 +261,13 @@ pub async fn run(args: Config, settings: Settings) -> Result<(), RunError> {
     // Every replica serves the HTTP API and metrics from the shared key Secrets.
     let api = http::router(http::ApiState::shared(ring.clone()))
         .into_make_service_with_connect_info::<SocketAddr>();
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|source| RunError::Listen {
-            addr: args.listen,
-            source,
-        })?;
-    let api_server = tokio::spawn(
-        axum::serve(listener, api)
-            .with_graceful_shutdown(on_shutdown(&stop_rx))
-            .into_future(),
-    );
-    let metrics_listener = tokio::net::TcpListener::bind(args.metrics_listen)
-        .await
-        .map_err(|source| RunError::Listen {
-            addr: args.metrics_listen,
-            source,
-        })?;
-    let metrics_server = tokio::spawn(
-        axum::serve(metrics_listener, metrics::router(metrics.clone()))
-            .with_graceful_shutdown(on_shutdown(&stop_rx))
-            .into_future(),
-    );
+    let api_server = serve(args.listen, api, &stop_rx).await?;
+    let metrics_server = serve(
+        args.metrics_listen,
+        metrics::router(metrics.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+        &stop_rx,
+    )
+    .await?;
     tracing::info!(api = %args.listen, metrics = %args.metrics_listen, namespace = %namespace, identity = %identity, "serving");
 
     // Leader election: only the leader generates keys and reconciles.
