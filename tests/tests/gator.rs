@@ -243,38 +243,32 @@ fn gator_and_sealgate_agree_on_expansion_suites() {
     assert!(differ.is_empty(), "{}", differ.join("\n"));
 }
 
+/// A Deployment of nginx, privileged or not (a macro: `concat!` takes only literals).
+macro_rules! deployment {
+    () => {
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+        - name: nginx
+          image: nginx:1.27
+"
+    };
+}
+const PLAIN_DEPLOYMENT: &str = deployment!();
+const PRIVILEGED_DEPLOYMENT: &str = concat!(
+    deployment!(),
+    "          securityContext: {privileged: true}\n"
+);
+
 const OBJECTS: &[(&str, &str)] = &[
-    (
-        "privileged-deployment.yaml",
-        "apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, namespace: shop}
-spec:
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers:
-        - name: nginx
-          image: nginx:1.27
-          securityContext: {privileged: true}
-",
-    ),
-    (
-        "plain-deployment.yaml",
-        "apiVersion: apps/v1
-kind: Deployment
-metadata: {name: web, namespace: shop}
-spec:
-  selector: {matchLabels: {app: web}}
-  template:
-    metadata: {labels: {app: web}}
-    spec:
-      containers:
-        - name: nginx
-          image: nginx:1.27
-",
-    ),
+    ("privileged-deployment.yaml", PRIVILEGED_DEPLOYMENT),
+    ("plain-deployment.yaml", PLAIN_DEPLOYMENT),
     (
         "host-pid-statefulset.yaml",
         "apiVersion: apps/v1
