@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use assert_cmd::Command;
 use predicates::prelude::*;
 use predicates::str::contains;
+use sealgate_testkit::process::succeeded;
 
 /// A throwaway key store and working directory.
 struct Env {
@@ -1505,15 +1506,12 @@ fn reaching_the_controller_fails_with_clear_messages() {
 
     // A client certificate as `openssl x509 -req` makes it without extensions: version 1.
     let openssl = |args: &[&str]| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .current_dir(env.dir.path())
-            .output()
-            .expect("this test needs the `openssl` command (apt-get install openssl)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        succeeded(
+            "openssl (apt-get install openssl)",
+            std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(env.dir.path())
+                .output(),
         );
     };
     openssl(&[

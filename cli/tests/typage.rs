@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use assert_cmd::Command as Bin;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
+use sealgate_testkit::process::succeeded;
 
 fn typage() -> Option<PathBuf> {
     let dir = std::env::var_os("SEALGATE_TYPAGE")
@@ -44,12 +45,7 @@ fn run_typage(index: &Path, mode: &str, key: &str, input: &[u8]) -> Vec<u8> {
         .unwrap()
         .write_all(B64.encode(input).as_bytes())
         .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "typage {mode}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeded(format!("typage {mode}"), child.wait_with_output());
     B64.decode(out.stdout).unwrap()
 }
 
@@ -110,15 +106,12 @@ fn typage_and_sealgate_open_each_others_post_quantum_values() {
     for scope in ["strict", "namespace-wide", "cluster-wide"] {
         // sealgate → typage.
         let secret = "apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: shop}\nstringData: {password: hunter2}\n";
-        let sealed = sealgate(&keys)
-            .args(["seal", "-o", "json", "--scope", scope])
-            .write_stdin(secret)
-            .output()
-            .unwrap();
-        assert!(
-            sealed.status.success(),
-            "{}",
-            String::from_utf8_lossy(&sealed.stderr)
+        let sealed = succeeded(
+            "sealgate seal",
+            sealgate(&keys)
+                .args(["seal", "-o", "json", "--scope", scope])
+                .write_stdin(secret)
+                .output(),
         );
         let ss: serde_json::Value = serde_json::from_slice(&sealed.stdout).unwrap();
         let value = B64
@@ -150,15 +143,12 @@ fn typage_and_sealgate_open_each_others_post_quantum_values() {
         });
         let file = dir.path().join(format!("typage-{scope}.json"));
         std::fs::write(&file, ss.to_string()).unwrap();
-        let out = sealgate(&keys)
-            .args(["unseal", "-o", "json", "-f"])
-            .arg(&file)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{scope}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = succeeded(
+            format!("sealgate unseal ({scope})"),
+            sealgate(&keys)
+                .args(["unseal", "-o", "json", "-f"])
+                .arg(&file)
+                .output(),
         );
         let secret: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(secret["data"]["token"], B64.encode("s3cret"), "{scope}");

@@ -60,6 +60,24 @@ pub fn free_port() -> u16 {
     }
 }
 
+/// The output of a command that must have run and succeeded; if it did not, the panic names
+/// `what` and shows its exit status, stdout and stderr.
+#[track_caller]
+pub fn succeeded(
+    what: impl std::fmt::Display,
+    out: std::io::Result<std::process::Output>,
+) -> std::process::Output {
+    let out = out.unwrap_or_else(|e| panic!("{what} does not run: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// A child process killed when the guard goes out of scope (a failing test leaves nothing behind).
 pub struct KillOnDrop(pub Child);
 

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sealgate_testenv::go::{helm_command, peer_binary};
+use sealgate_testkit::process::succeeded;
 use serde_json::Value;
 
 fn repo() -> PathBuf {
@@ -70,14 +71,11 @@ impl Helm {
 
 /// `kubectl kustomize DIR`, which must succeed.
 fn kustomize(kubectl: &Path, dir: &str) -> String {
-    let out = Command::new(kubectl)
-        .args(["kustomize", &repo().join(dir).to_string_lossy()])
-        .output()
-        .expect("kubectl runs");
-    assert!(
-        out.status.success(),
-        "kubectl kustomize {dir}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeeded(
+        format!("kubectl kustomize {dir}"),
+        Command::new(kubectl)
+            .args(["kustomize", &repo().join(dir).to_string_lossy()])
+            .output(),
     );
     String::from_utf8(out.stdout).unwrap()
 }
@@ -335,16 +333,12 @@ fn the_rendered_chart_passes_sealgate_lint_and_the_schema_check() {
     );
     assert!(objs.contains_key("v1 ConfigMap monitoring/sealgate-dashboard"));
 
-    let lint = Command::new(sealgate_testkit::process::bin_dir().join("sealgate"))
-        .arg("lint")
-        .args(&files)
-        .output()
-        .unwrap();
-    assert!(
-        lint.status.success(),
-        "sealgate lint on the rendered chart:\n{}{}",
-        String::from_utf8_lossy(&lint.stdout),
-        String::from_utf8_lossy(&lint.stderr)
+    succeeded(
+        "sealgate lint on the rendered chart",
+        Command::new(sealgate_testkit::process::bin_dir().join("sealgate"))
+            .arg("lint")
+            .args(&files)
+            .output(),
     );
 
     let Some(python) = validator_python() else {
@@ -353,18 +347,14 @@ fn the_rendered_chart_passes_sealgate_lint_and_the_schema_check() {
         );
         return;
     };
-    let out = Command::new(python)
-        .arg(repo().join(".ci/validate-manifests.py"))
-        .arg("--crd")
-        .arg(repo().join("deploy/crds/sealedsecrets.sealgate.dev.yaml"))
-        .args(&files)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "the Kubernetes 1.33 schemas refuse the rendered chart:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    succeeded(
+        "the Kubernetes 1.33 schemas' check of the rendered chart",
+        Command::new(python)
+            .arg(repo().join(".ci/validate-manifests.py"))
+            .arg("--crd")
+            .arg(repo().join("deploy/crds/sealedsecrets.sealgate.dev.yaml"))
+            .args(&files)
+            .output(),
     );
 }
 

@@ -21,6 +21,7 @@ use sealgate_controller::reconcile::{Context, ReconcileConfig, reconcile};
 use sealgate_core::keys::{KeyGenOptions, KeyRing};
 use sealgate_core::policy::{BundleBuilder, EvalLimits, NamespaceLabels};
 use sealgate_testkit::FakeApi;
+use sealgate_testkit::process::succeeded;
 use sealgate_testkit::process::{bin_dir, repo};
 use sealgate_webhook::{
     server::router,
@@ -88,15 +89,12 @@ async fn keys_seal_unseal_admit_and_lint() {
         .args(["keys", "init", "--key-size", "2048"])
         .assert()
         .success();
-    let sealed = sealgate()
-        .env("SEALGATE_KEYS_DIR", store.path())
-        .args(["seal", "-f", "examples/secret.yaml"])
-        .output()
-        .unwrap();
-    assert!(
-        sealed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&sealed.stderr)
+    let sealed = succeeded(
+        "sealgate seal",
+        sealgate()
+            .env("SEALGATE_KEYS_DIR", store.path())
+            .args(["seal", "-f", "examples/secret.yaml"])
+            .output(),
     );
     let mut ss = yaml_docs(&sealed.stdout).remove(0);
     assert_eq!(ss["kind"], "SealedSecret");

@@ -5,6 +5,8 @@
 
 use std::collections::BTreeSet;
 
+use sealgate_testkit::process::succeeded;
+
 fn repo() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -293,17 +295,12 @@ fn promtool_checks_and_tests_the_alerts() {
         ["check", "rules", "rules.yaml"],
         ["test", "rules", "tests.yaml"],
     ] {
-        let out = std::process::Command::new(&bin)
-            .args(args)
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "promtool {}: {}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
+        succeeded(
+            format!("promtool {}", args.join(" ")),
+            std::process::Command::new(&bin)
+                .args(args)
+                .current_dir(dir.path())
+                .output(),
         );
     }
 }

@@ -32,13 +32,7 @@ fn run(cmd: &mut Command) -> Output {
 }
 
 fn ok(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = sealgate_testkit::process::succeeded(format!("{cmd:?}"), cmd.output());
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
