@@ -29,6 +29,16 @@ fn lint_attest(dir: &Path, file: &str, out: &str, repo: &str) -> Command {
     c
 }
 
+/// `sealgate verify-attestation att.yaml --key KEY --object OBJECT…`.
+fn verify(dir: &Path, key: &str, objects: &[&str]) -> Command {
+    let mut c = sealgate(dir);
+    c.args(["verify-attestation", "att.yaml", "--key", key]);
+    for o in objects {
+        c.args(["--object", o]);
+    }
+    c
+}
+
 const DEPLOYMENT: &str = "apiVersion: apps/v1
 kind: Deployment
 metadata: {name: web, namespace: shop, labels: {app: web}}
@@ -68,16 +78,8 @@ fn a_passing_lint_is_attested_and_the_attestation_verifies_offline() {
         .assert()
         .success()
         .stderr(contains("attested 1 object(s) of revision 4f2c9e1"));
-    sealgate(d)
-        .args([
-            "verify-attestation",
-            "att.yaml",
-            "--key",
-            "cosign.pub",
-            "--max-age",
-            "1d",
-        ])
-        .args(["--object", "app.yaml"])
+    verify(d, "cosign.pub", &["app.yaml"])
+        .args(["--max-age", "1d"])
         .assert()
         .success()
         .stdout(contains("revision 4f2c9e1 of https://git.example.com/apps"))
@@ -93,25 +95,14 @@ fn a_passing_lint_is_attested_and_the_attestation_verifies_offline() {
             .replace("replicas: 2", "replicas: 2\n  revisionHistoryLimit: 10")
             .replace("cpu: 0.1", "cpu: 100m"),
     );
-    sealgate(d)
-        .args([
-            "verify-attestation",
-            "att.yaml",
-            "--key",
-            "cosign.pub",
-            "--object",
-            "live.yaml",
-        ])
-        .assert()
-        .success();
+    verify(d, "cosign.pub", &["live.yaml"]).assert().success();
     // A declared field changed after review: refused, naming the field.
     write(
         d,
         "tampered.yaml",
         &DEPLOYMENT.replace("web:1.4.2", "web:6.6.6"),
     );
-    sealgate(d)
-        .args(["verify-attestation", "att.yaml", "--key", "cosign.pub", "--object", "tampered.yaml"])
+    verify(d, "cosign.pub", &["tampered.yaml"])
         .assert()
         .code(1)
         .stdout(contains(
@@ -129,8 +120,7 @@ fn a_passing_lint_is_attested_and_the_attestation_verifies_offline() {
         ])
         .assert()
         .success();
-    sealgate(d)
-        .args(["verify-attestation", "att.yaml", "--key", "other.pub"])
+    verify(d, "other.pub", &[])
         .assert()
         .code(1)
         .stdout(contains("its signature is by no trusted key"));
@@ -263,9 +253,7 @@ fn what_the_lint_judged_is_what_is_attested_stdin_included() {
         .stderr(contains("attested 3 object(s) of revision 4f2c9e1"));
     write(d, "service.yaml", service);
     write(d, "template.yaml", template);
-    sealgate(d)
-        .args(["verify-attestation", "att.yaml", "--key", "cosign.pub"])
-        .args(["--object", "service.yaml", "--object", "template.yaml"])
+    verify(d, "cosign.pub", &["service.yaml", "template.yaml"])
         .assert()
         .success()
         .stdout(contains("ok     core/Service/shop/web"))

@@ -83,18 +83,16 @@ fn lint_judges_a_deployment_by_its_pod() {
         }
         p
     };
+    let lint = |with_expansion: bool, file: &str| {
+        sealgate()
+            .args(["lint", "--no-builtin", "-p"])
+            .arg(policies(with_expansion))
+            .arg(d.join(file))
+            .assert()
+    };
     // Without the ExpansionTemplate the Pod template never sees the Deployment.
-    sealgate()
-        .args(["lint", "--no-builtin", "-p"])
-        .arg(policies(false))
-        .arg(d.join("privileged.yaml"))
-        .assert()
-        .success();
-    let out = sealgate()
-        .args(["lint", "--no-builtin", "-p"])
-        .arg(policies(true))
-        .arg(d.join("privileged.yaml"))
-        .assert()
+    lint(false, "privileged.yaml").success();
+    let out = lint(true, "privileged.yaml")
         .code(1)
         .get_output()
         .stdout
@@ -108,12 +106,7 @@ fn lint_judges_a_deployment_by_its_pod() {
     );
     assert!(text.contains("privileged.yaml:1:"), "{text}");
     assert!(text.contains("Deployment shop/web"), "{text}");
-    sealgate()
-        .args(["lint", "--no-builtin", "-p"])
-        .arg(policies(true))
-        .arg(d.join("unprivileged.yaml"))
-        .assert()
-        .success();
+    lint(true, "unprivileged.yaml").success();
     // ExpansionTemplates among the inputs are policies, as templates and constraints are.
     let out = sealgate()
         .args(["lint", "--no-builtin"])

@@ -141,6 +141,17 @@ fn synced(ss: &SealedSecret) -> (String, String, String) {
     )
 }
 
+/// The requests of a SealedSecret unsealed into its Secret: read the Secret, apply it, set the
+/// status, record the event.
+fn unsealed(name: &str) -> [String; 4] {
+    [
+        format!("GET {SECRETS}/{name}"),
+        format!("PATCH {SECRETS}/{name}"),
+        format!("PATCH {SS}/{name}/status"),
+        format!("POST {EVENTS}"),
+    ]
+}
+
 #[tokio::test]
 async fn create_then_no_op_after_restart_then_update_after_a_spec_change() {
     let k = key();
@@ -150,15 +161,7 @@ async fn create_then_no_op_after_restart_then_update_after_a_spec_change() {
     // Create.
     let (r, reqs) = h.reconcile().await;
     assert_eq!(r.unwrap(), Action::requeue(Duration::from_secs(600)));
-    assert_eq!(
-        lines(&reqs),
-        [
-            format!("GET {SECRETS}/db"),
-            format!("PATCH {SECRETS}/db"),
-            format!("PATCH {SS}/db/status"),
-            format!("POST {EVENTS}"),
-        ]
-    );
+    assert_eq!(lines(&reqs), unsealed("db"));
     let apply = &reqs[1];
     assert!(
         apply
@@ -225,15 +228,7 @@ async fn create_then_no_op_after_restart_then_update_after_a_spec_change() {
     h.api.insert(SS, changed);
     let (r, reqs) = h.reconcile().await;
     r.unwrap();
-    assert_eq!(
-        lines(&reqs),
-        [
-            format!("GET {SECRETS}/db"),
-            format!("PATCH {SECRETS}/db"),
-            format!("PATCH {SS}/db/status"),
-            format!("POST {EVENTS}"),
-        ]
-    );
+    assert_eq!(lines(&reqs), unsealed("db"));
     assert_eq!(h.secret()["type"], "kubernetes.io/basic-auth");
     assert_eq!(h.current().status.unwrap().observed_generation, Some(2));
 }

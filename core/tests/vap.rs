@@ -87,11 +87,19 @@ fn config_map(ns: &str, name: &str, max: &str, labels: Value) -> Value {
            "data": {"maxReplicas": max}})
 }
 
-fn bundle(text: &str, inventory: Vec<Value>) -> Bundle {
-    try_bundle(text, inventory).unwrap_or_else(|e| panic!("{e}"))
+fn bundle(text: &str) -> Bundle {
+    bundle_with(text, Vec::new())
 }
 
-fn try_bundle(text: &str, inventory: Vec<Value>) -> Result<Bundle, String> {
+fn bundle_with(text: &str, inventory: Vec<Value>) -> Bundle {
+    try_bundle_with(text, inventory).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn try_bundle(text: &str) -> Result<Bundle, String> {
+    try_bundle_with(text, Vec::new())
+}
+
+fn try_bundle_with(text: &str, inventory: Vec<Value>) -> Result<Bundle, String> {
     let mut b = BundleBuilder::new(EvalLimits::default());
     b.admission_policies(true);
     b.add_text("policies.yaml", text);
@@ -128,7 +136,7 @@ fn brief(v: &[Violation]) -> Vec<(String, String, Action, String)> {
 
 #[test]
 fn the_documentation_example_denies_as_the_api_server_words_it() {
-    let b = bundle(DEMO, Vec::new());
+    let b = bundle(DEMO);
     let v = judge(&b, deployment("shop", 7, json!({})));
     assert_eq!(
         brief(&v),
@@ -153,13 +161,10 @@ fn the_documentation_example_denies_as_the_api_server_words_it() {
     let mut beta = deployment("shop", 7, json!({}));
     beta["apiVersion"] = json!("apps/v1beta2");
     assert_eq!(judge(&b, beta.clone()).len(), 1);
-    let exact = bundle(
-        &DEMO.replace(
-            "    resourceRules:",
-            "    matchPolicy: Exact\n    resourceRules:",
-        ),
-        Vec::new(),
-    );
+    let exact = bundle(&DEMO.replace(
+        "    resourceRules:",
+        "    matchPolicy: Exact\n    resourceRules:",
+    ));
     assert!(judge(&exact, beta).is_empty());
     // The namespace's labels are needed and unknown: the binding cannot be applied, which
     // fails the request under failurePolicy Fail, and says what to do.
@@ -172,10 +177,7 @@ fn the_documentation_example_denies_as_the_api_server_words_it() {
         "{}",
         v[0].message
     );
-    let ignore = bundle(
-        &DEMO.replace("failurePolicy: Fail", "failurePolicy: Ignore"),
-        Vec::new(),
-    );
+    let ignore = bundle(&DEMO.replace("failurePolicy: Fail", "failurePolicy: Ignore"));
     assert!(judge(&ignore, deployment("unknown", 7, json!({}))).is_empty());
 }
 
@@ -193,7 +195,7 @@ fn parameters_by_name_and_selector_and_when_none_is_found() {
         config_map("shop", "limit", "3", json!({})),
         config_map("prod", "limit", "10", json!({})),
     ];
-    let b = bundle(&by_name("Deny"), params.clone());
+    let b = bundle_with(&by_name("Deny"), params.clone());
     // The parameter of the object's namespace.
     assert_eq!(
         brief(&judge(&b, deployment("shop", 4, json!({})))),
@@ -212,27 +214,24 @@ fn parameters_by_name_and_selector_and_when_none_is_found() {
         "failed to configure binding: no params found for policy binding with `Deny` parameterNotFoundAction"
     );
     assert_eq!(v[0].action, Action::Deny);
-    let allow = bundle(&by_name("Allow"), params.clone());
+    let allow = bundle_with(&by_name("Allow"), params.clone());
     assert!(judge(&allow, deployment("other", 100, json!({}))).is_empty());
     // A namespace given in paramRef; a cluster-scoped object has no namespace to look in.
-    let pinned = bundle(
+    let pinned = bundle_with(
         &by_name("Deny").replace("name: limit\n", "name: limit\n    namespace: prod\n"),
         params.clone(),
     );
     assert!(judge(&pinned, deployment("shop", 7, json!({}))).is_empty());
     assert_eq!(judge(&pinned, deployment("shop", 11, json!({}))).len(), 1);
     // A selector: the policy is evaluated once per parameter found.
-    let selected = bundle(
-        &REPLICA_LIMIT.replace(
+    let selected = bundle_with(&REPLICA_LIMIT.replace(
             "BINDING",
             "  validationActions: [Deny]\n  paramRef:\n    selector: {matchLabels: {tier: web}}\n    parameterNotFoundAction: Allow",
-        ),
-        vec![
+        ), vec![
             config_map("shop", "a", "3", json!({"tier": "web"})),
             config_map("shop", "b", "5", json!({"tier": "web"})),
             config_map("shop", "c", "1", json!({"tier": "db"})),
-        ],
-    );
+        ]);
     let messages: Vec<String> = judge(&selected, deployment("shop", 6, json!({})))
         .into_iter()
         .map(|v| v.message)
@@ -245,7 +244,7 @@ fn parameters_by_name_and_selector_and_when_none_is_found() {
         ]
     );
     // Parameters from the linted files join the inventory's.
-    let mut b = bundle(&by_name("Deny"), Vec::new());
+    let mut b = bundle(&by_name("Deny"));
     b.add_params(&[config_map("shop", "limit", "2", json!({}))]);
     assert_eq!(
         judge(&b, deployment("shop", 3, json!({})))[0].message,
@@ -256,15 +255,12 @@ fn parameters_by_name_and_selector_and_when_none_is_found() {
 #[test]
 fn validation_actions_map_onto_lint_actions_and_the_api_server_wording() {
     let with = |actions: &str| {
-        bundle(
-            &REPLICA_LIMIT.replace(
+        bundle_with(&REPLICA_LIMIT.replace(
                 "BINDING",
                 &format!(
                     "  validationActions: {actions}\n  paramRef:\n    name: limit\n    parameterNotFoundAction: Deny"
                 ),
-            ),
-            vec![config_map("shop", "limit", "3", json!({}))],
-        )
+            ), vec![config_map("shop", "limit", "3", json!({}))])
     };
     let action = |actions: &str| judge(&with(actions), deployment("shop", 4, json!({})))[0].action;
     assert_eq!(action("[Deny]"), Action::Deny);
@@ -322,44 +318,32 @@ spec:
                "spec": {"containers": [{"name": "c", "image": "nginx:latest"}]}})
     };
     let denied = |b: &Bundle, o: Value| !judge(b, o).is_empty();
-    let plain = bundle(&policy("", ""), Vec::new());
+    let plain = bundle(&policy("", ""));
     assert!(denied(&plain, pod("p", json!({}))));
-    let excluded = bundle(
-        &policy(
-            "    excludeResourceRules:\n    - {apiGroups: [\"\"], apiVersions: [\"*\"], operations: [\"*\"], resources: [\"pods\"], resourceNames: [\"exempt\"]}",
-            "",
-        ),
-        Vec::new(),
-    );
+    let excluded = bundle(&policy(
+        "    excludeResourceRules:\n    - {apiGroups: [\"\"], apiVersions: [\"*\"], operations: [\"*\"], resources: [\"pods\"], resourceNames: [\"exempt\"]}",
+        "",
+    ));
     assert!(!denied(&excluded, pod("exempt", json!({}))));
     assert!(denied(&excluded, pod("other", json!({}))));
-    let selected = bundle(
-        &policy(
-            "    objectSelector: {matchExpressions: [{key: skip, operator: DoesNotExist}]}",
-            "",
-        ),
-        Vec::new(),
-    );
+    let selected = bundle(&policy(
+        "    objectSelector: {matchExpressions: [{key: skip, operator: DoesNotExist}]}",
+        "",
+    ));
     assert!(!denied(&selected, pod("p", json!({"skip": "yes"}))));
-    let cluster = bundle(
-        &policy("", "").replace(
-            "resources: [\"pods\", \"configmaps\"]",
-            "resources: [\"pods\"]\n      scope: Cluster",
-        ),
-        Vec::new(),
-    );
+    let cluster = bundle(&policy("", "").replace(
+        "resources: [\"pods\", \"configmaps\"]",
+        "resources: [\"pods\"]\n      scope: Cluster",
+    ));
     assert!(!denied(&cluster, pod("p", json!({}))));
     // matchConditions: a false one skips the policy; one that fails follows failurePolicy.
     let conditions = |failure: &str| {
-        bundle(
-            &policy(
-                "",
-                &format!(
-                    "  failurePolicy: {failure}\n  matchConditions:\n  - name: not-exempt\n    expression: \"!('exempt' in object.metadata.labels)\"\n  - name: broken\n    expression: \"object.metadata.labels.missing == 'x'\""
-                ),
+        bundle(&policy(
+            "",
+            &format!(
+                "  failurePolicy: {failure}\n  matchConditions:\n  - name: not-exempt\n    expression: \"!('exempt' in object.metadata.labels)\"\n  - name: broken\n    expression: \"object.metadata.labels.missing == 'x'\""
             ),
-            Vec::new(),
-        )
+        ))
     };
     let exempt = pod("p", json!({"exempt": "true", "missing": "y"}));
     assert!(!denied(&conditions("Fail"), exempt));
@@ -372,10 +356,8 @@ spec:
     );
     assert!(judge(&conditions("Ignore"), pod("p", json!({}))).is_empty());
     // An AdmissionReview is judged with its operation: a DELETE is not a CREATE.
-    let delete_only = bundle(
-        &policy("", "").replace("operations: [\"*\"]", "operations: [\"DELETE\"]"),
-        Vec::new(),
-    );
+    let delete_only =
+        bundle(&policy("", "").replace("operations: [\"*\"]", "operations: [\"DELETE\"]"));
     assert!(!denied(&delete_only, pod("p", json!({}))));
     let review = json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
         "request": {"uid": "1", "operation": "DELETE", "namespace": "shop", "name": "p",
@@ -411,7 +393,7 @@ spec:
   policyName: secret-shape
   validationActions: [Deny]
 "#;
-    let b = bundle(text, Vec::new());
+    let b = bundle(text);
     let secret = json!({"apiVersion": "v1", "kind": "Secret",
                         "metadata": {"name": "s", "namespace": "shop"},
                         "data": {"password": "aHVudGVyMg=="}});
@@ -438,7 +420,7 @@ fn a_bundle_refuses_what_the_api_server_refuses_and_names_it() {
         )
     };
     let refused = |text: &str, want: &str| {
-        let e = try_bundle(text, Vec::new()).expect_err(text);
+        let e = try_bundle(text).expect_err(text);
         assert!(e.contains(want), "{e}\nwants {want:?}");
     };
     refused(
@@ -514,7 +496,7 @@ spec:
         json!({"apiVersion": "v1", "kind": "ConfigMap",
                "metadata": {"name": "big", "namespace": "shop"}, "data": data})
     };
-    let fail = bundle(&policy("Fail"), Vec::new());
+    let fail = bundle(&policy("Fail"));
     // A small object is evaluated (and passes); one whose size puts the bound over the budget
     // is not: an error under failurePolicy Fail, nothing under Ignore.
     assert!(judge(&fail, config_map(20)).is_empty());
@@ -528,6 +510,6 @@ spec:
         "{}",
         v[0].message
     );
-    let ignore = bundle(&policy("Ignore"), Vec::new());
+    let ignore = bundle(&policy("Ignore"));
     assert!(judge(&ignore, config_map(3000)).is_empty());
 }
