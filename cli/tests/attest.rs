@@ -212,16 +212,11 @@ fn output_folders_are_created() {
         .arg(&keys)
         .assert()
         .success();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(d.join("plain"))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777;
-        assert_eq!(mode, 0o700, "a folder made for plaintext is private");
-    }
+    assert_eq!(
+        sealgate_testkit::files::mode(d.join("plain")),
+        0o700,
+        "a folder made for plaintext is private"
+    );
 }
 
 /// The attestation covers exactly what the lint judged: a rendered stream on stdin (`kustomize

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use assert_cmd::Command;
 use predicates::prelude::*;
 use predicates::str::contains;
+use sealgate_testkit::files::mode;
 use sealgate_testkit::process::succeeded;
 
 /// A throwaway key store and working directory.
@@ -115,14 +116,7 @@ fn keys_init_is_idempotent_and_private() {
         .map(|e| e.unwrap().path())
         .collect();
     assert_eq!(files.len(), 1);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        assert_eq!(
-            std::fs::metadata(&files[0]).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-    }
+    assert_eq!(mode(&files[0]), 0o600);
     let text = std::fs::read_to_string(&files[0]).unwrap();
     assert!(
         text.contains("sealgate.dev/sealing-key: active") && text.contains("kubernetes.io/tls"),
@@ -252,16 +246,11 @@ fn stdin_to_stdout_json_and_multi_document() {
         .success();
     let plain = std::fs::read_to_string(env.path("plain.json")).unwrap();
     assert!(plain.trim_start().starts_with('{'), "{plain}");
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(env.path("plain.json"))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777;
-        assert_eq!(mode, 0o600, "unsealed plaintext must be owner-only");
-    }
+    assert_eq!(
+        mode(env.path("plain.json")),
+        0o600,
+        "unsealed plaintext must be owner-only"
+    );
 }
 
 /// Lists, as `kubectl get secrets -o yaml` and `kubectl get sealedsecrets -o yaml` print them:

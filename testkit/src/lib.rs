@@ -2,7 +2,9 @@
 //! dev-dependency only; never in a shipped binary).
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod fake_api;
+pub mod files;
 pub mod gatekeeper;
 pub mod keys;
 pub mod peer;

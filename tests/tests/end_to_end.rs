@@ -27,7 +27,7 @@ use sealgate_webhook::{
     server::router,
     state::{AppState, EvalConfig},
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 use tower::ServiceExt;
 
 const FLUX: &str = "system:serviceaccount:flux-system:kustomize-controller";
@@ -52,21 +52,7 @@ fn yaml_docs(text: &[u8]) -> Vec<Value> {
 }
 
 fn review(op: &str, user: &str, groups: &[&str], object: &Value) -> Value {
-    let api = object["apiVersion"].as_str().unwrap();
-    let (group, version) = api.rsplit_once('/').unwrap_or(("", api));
-    let kind = object["kind"].as_str().unwrap();
-    let resource = format!("{}s", kind.to_lowercase());
-    json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {
-            "uid": "e2e", "operation": op,
-            "kind": {"group": group, "version": version, "kind": kind},
-            "resource": {"group": group, "version": version, "resource": resource},
-            "name": object["metadata"]["name"], "namespace": object["metadata"]["namespace"],
-            "userInfo": {"username": user, "groups": groups},
-            "object": object, "oldObject": null, "dryRun": false
-        }
-    })
+    sealgate_testkit::admission::review("e2e", op, user, groups, object.clone(), Value::Null)
 }
 
 async fn admit(state: &Arc<AppState>, review: &Value) -> Value {

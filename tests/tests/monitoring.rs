@@ -104,14 +104,15 @@ async fn webhook_metrics() -> String {
     )
     .unwrap();
     let config_map = |data: serde_json::Value| {
-        serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-            "uid": "m-1", "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
-            "resource": {"group": "", "version": "v1", "resource": "configmaps"},
-            "namespace": "shop", "name": "settings", "operation": "CREATE",
-            "userInfo": {"username": "system:serviceaccount:flux-system:kustomize-controller"},
-            "object": {"apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": "settings", "namespace": "shop"}, "data": data},
-            "oldObject": null}})
+        sealgate_testkit::admission::review(
+            "m-1",
+            "CREATE",
+            "system:serviceaccount:flux-system:kustomize-controller",
+            &[],
+            serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "settings", "namespace": "shop"}, "data": data}),
+            serde_json::Value::Null,
+        )
     };
     for review in [
         config_map(serde_json::json!({"LOG_LEVEL": "info"})),

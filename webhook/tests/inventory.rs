@@ -67,13 +67,16 @@ fn ingress(ns: &str, name: &str, host: &str) -> Value {
             "backend": {"service": {"name": name, "port": {"number": 80}}}}]}}]}})
 }
 
+/// Flux creating `object`.
 fn review(uid: &str, object: Value) -> Value {
-    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-        "uid": uid, "kind": {"group": "networking.k8s.io", "version": "v1", "kind": "Ingress"},
-        "resource": {"group": "networking.k8s.io", "version": "v1", "resource": "ingresses"},
-        "name": object["metadata"]["name"], "namespace": object["metadata"]["namespace"],
-        "operation": "CREATE", "userInfo": {"username": "system:serviceaccount:flux-system:kustomize-controller"},
-        "object": object, "oldObject": null, "dryRun": false}})
+    sealgate_testkit::admission::review(
+        uid,
+        "CREATE",
+        "system:serviceaccount:flux-system:kustomize-controller",
+        &[],
+        object,
+        Value::Null,
+    )
 }
 
 async fn call(state: &Arc<AppState>, req: axum::http::Request<Body>) -> (u16, Value) {

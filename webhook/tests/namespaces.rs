@@ -154,12 +154,15 @@ async fn a_namespace_missing_from_the_cache_is_read_from_the_api() {
     .unwrap();
     let _ = state.api.set(api.client());
     let review = |ns: &str| {
-        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-            "uid": format!("u-{ns}"), "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
-            "name": "web", "namespace": ns, "operation": "UPDATE",
-            "userInfo": {"username": "alice@example.com"},
-            "object": {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns}},
-            "oldObject": {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns}}}})
+        let web = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": ns}});
+        sealgate_testkit::admission::review(
+            &format!("u-{ns}"),
+            "UPDATE",
+            "alice@example.com",
+            &[],
+            web.clone(),
+            web,
+        )
     };
     let decide = |r: Value| {
         let state = state.clone();

@@ -65,19 +65,9 @@ fn as_sent(manifest: &Value) -> Value {
     o
 }
 
+/// A CREATE of `object`.
 fn review(uid: &str, user: &str, groups: &[&str], object: Value) -> Value {
-    json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {
-            "uid": uid,
-            "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
-            "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
-            "name": "web", "namespace": "shop", "operation": "CREATE",
-            "userInfo": {"username": user, "groups": groups},
-            "object": object, "oldObject": null, "dryRun": false,
-            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}
-        }
-    })
+    sealgate_testkit::admission::review(uid, "CREATE", user, groups, object, Value::Null)
 }
 
 fn attestation(key: &SigningKey, manifests: Vec<Value>, revision: &str) -> Vec<(String, Value)> {

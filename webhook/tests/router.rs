@@ -9,6 +9,7 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use sealgate_core::policy::Sources;
 use sealgate_core::policy::{BundleBuilder, EvalLimits, NamespaceLabels};
+use sealgate_testkit::admission::review;
 use sealgate_webhook::admission::Exemptions;
 use sealgate_webhook::reload;
 use sealgate_webhook::{
@@ -52,29 +53,6 @@ fn deployment(name: &str, image: &str, annotations: Value) -> Value {
                 "containers": [{"name": "web", "image": image,
                     "resources": {"limits": {"cpu": "500m", "memory": "256Mi"}},
                     "securityContext": {"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}}}]}}}
-    })
-}
-
-/// An AdmissionReview as the API server sends it.
-fn review(uid: &str, op: &str, user: &str, groups: &[&str], object: Value, old: Value) -> Value {
-    let meta = if object.is_null() {
-        &old["metadata"]
-    } else {
-        &object["metadata"]
-    };
-    json!({
-        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-        "request": {
-            "uid": uid,
-            "kind": {"group": "apps", "version": "v1", "kind": "Deployment"},
-            "resource": {"group": "apps", "version": "v1", "resource": "deployments"},
-            "requestKind": {"group": "apps", "version": "v1", "kind": "Deployment"},
-            "requestResource": {"group": "apps", "version": "v1", "resource": "deployments"},
-            "name": meta["name"], "namespace": meta["namespace"], "operation": op,
-            "userInfo": {"username": user, "uid": "u-1", "groups": groups},
-            "object": object, "oldObject": old, "dryRun": false,
-            "options": {"apiVersion": "meta.k8s.io/v1", "kind": format!("{}Options", op[..1].to_string() + &op[1..].to_lowercase())}
-        }
     })
 }
 

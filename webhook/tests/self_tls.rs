@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use base64::Engine;
 use sealgate_testkit::FakeApi;
+use sealgate_testkit::files::mode;
 use sealgate_webhook::self_tls::{self, SelfTlsConfig};
 use serde_json::Value;
 
@@ -113,15 +114,7 @@ async fn self_contained_tls() {
     );
     let cert_a = std::fs::read_to_string(dir_a.path().join("tls.crt")).unwrap();
     assert_eq!(cert_a, secret_item(&api, "tls.crt"));
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir_a.path().join("tls.key"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
-    }
+    assert_eq!(mode(dir_a.path().join("tls.key")), 0o600);
 
     // Replica B: reuses it; nothing is written to the API.
     self_tls::ensure(&client, &cfg(dir_b.path())).await.unwrap();

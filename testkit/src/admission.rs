@@ -1,0 +1,74 @@
+//! AdmissionReviews as the API server sends them to a validating webhook.
+
+use serde_json::{Value, json};
+
+/// The AdmissionReview for `operation` (`CREATE`, `UPDATE`, `DELETE`, `CONNECT`) by `user` in
+/// `groups` of `object` (null for a DELETE) over `old` (null for a CREATE). Kind, resource,
+/// name and namespace are the object's, as the API server fills them in.
+pub fn review(
+    uid: &str,
+    operation: &str,
+    user: &str,
+    groups: &[&str],
+    object: Value,
+    old: Value,
+) -> Value {
+    let shown = if object.is_null() { &old } else { &object };
+    let (group, version) = match shown["apiVersion"].as_str().unwrap_or("v1").split_once('/') {
+        Some((g, v)) => (g.to_string(), v.to_string()),
+        None => (
+            String::new(),
+            shown["apiVersion"].as_str().unwrap_or("v1").to_string(),
+        ),
+    };
+    let kind = shown["kind"].as_str().unwrap_or_default();
+    let kind = json!({"group": group, "version": version, "kind": kind});
+    let resource = json!({"group": group, "version": version, "resource": resource(kind["kind"].as_str().unwrap_or_default())});
+    let meta = &shown["metadata"];
+    let options = match operation {
+        "CREATE" => "CreateOptions",
+        "UPDATE" => "UpdateOptions",
+        "DELETE" => "DeleteOptions",
+        _ => "ConnectOptions",
+    };
+    json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": kind, "resource": resource,
+            "requestKind": kind, "requestResource": resource,
+            "name": meta["name"], "namespace": meta["namespace"], "operation": operation,
+            "userInfo": {"username": user, "uid": "u-1", "groups": groups},
+            "object": object, "oldObject": old, "dryRun": false,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": options}
+        }
+    })
+}
+
+/// A kind's resource name, as the API server's RESTMapper guesses it for the built-in kinds.
+pub fn resource(kind: &str) -> String {
+    let lower = kind.to_lowercase();
+    if let Some(stem) = lower.strip_suffix('y') {
+        format!("{stem}ies")
+    } else if lower.ends_with('s') || lower.ends_with("ch") || lower.ends_with('x') {
+        format!("{lower}es")
+    } else {
+        format!("{lower}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn resources_of_built_in_kinds() {
+        for (kind, resource) in [
+            ("Deployment", "deployments"),
+            ("Ingress", "ingresses"),
+            ("NetworkPolicy", "networkpolicies"),
+            ("Pod", "pods"),
+            ("ConfigMap", "configmaps"),
+        ] {
+            assert_eq!(super::resource(kind), resource);
+        }
+    }
+}
