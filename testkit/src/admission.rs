@@ -1,6 +1,27 @@
 //! AdmissionReviews as the API server sends them to a validating webhook.
 
+use sealgate_core::policy::NamespaceLabels;
 use serde_json::{Value, json};
+
+/// The label that puts a namespace under the GitOps identity policy.
+pub const GOVERNED: (&str, &str) = ("sealgate.dev/governed", "true");
+
+/// The label that requires provenance for every object of a namespace.
+pub const PROVENANCE_REQUIRED: (&str, &str) = ("sealgate.dev/provenance", "required");
+
+/// The labels of each Namespace, as the webhook's cache holds them:
+/// `namespaces(&[("shop", &[GOVERNED]), ("sandbox", &[])])`.
+pub fn namespaces(list: &[(&str, &[(&str, &str)])]) -> NamespaceLabels {
+    list.iter()
+        .map(|(name, labels)| {
+            let labels = labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            (name.to_string(), labels)
+        })
+        .collect()
+}
 
 /// The AdmissionReview for `operation` (`CREATE`, `UPDATE`, `DELETE`, `CONNECT`) by `user` in
 /// `groups` of `object` (null for a DELETE) over `old` (null for a CREATE). Kind, resource,

@@ -19,8 +19,9 @@ use sealgate_controller::keys::plan::RenewalPolicy;
 use sealgate_controller::metrics::Metrics;
 use sealgate_controller::reconcile::{Context, ReconcileConfig, reconcile};
 use sealgate_core::keys::{KeyGenOptions, KeyRing};
-use sealgate_core::policy::{BundleBuilder, EvalLimits, NamespaceLabels};
+use sealgate_core::policy::{BundleBuilder, EvalLimits};
 use sealgate_testkit::FakeApi;
+use sealgate_testkit::admission::{GOVERNED, PROVENANCE_REQUIRED, namespaces};
 use sealgate_testkit::process::succeeded;
 use sealgate_testkit::process::{bin_dir, repo};
 use sealgate_webhook::{
@@ -149,11 +150,7 @@ async fn keys_seal_unseal_admit_and_lint() {
     // 4. The webhook as deploy/ configures it: --no-builtin --policy <the ConfigMap's files>.
     let mut b = BundleBuilder::new(EvalLimits::default());
     b.add_path(&repo().join("deploy/base/webhook/policies"));
-    let mut governed = NamespaceLabels::new();
-    governed.insert(
-        "shop".into(),
-        [("sealgate.dev/governed".to_string(), "true".to_string())].into(),
-    );
+    let governed = namespaces(&[("shop", &[GOVERNED])]);
     let state = AppState::new(b.build().unwrap(), governed, EvalConfig::default()).unwrap();
 
     let flux = admit(&state, &review("CREATE", FLUX, &[], &ss)).await;
@@ -273,18 +270,7 @@ async fn lint_attest_then_admit_only_what_was_attested() {
 
     let mut b = BundleBuilder::new(EvalLimits::default());
     b.add_path(&repo().join("deploy/base/webhook/policies"));
-    let mut labels = NamespaceLabels::new();
-    labels.insert(
-        "shop".into(),
-        [
-            ("sealgate.dev/governed".to_string(), "true".to_string()),
-            (
-                "sealgate.dev/provenance".to_string(),
-                "required".to_string(),
-            ),
-        ]
-        .into(),
-    );
+    let labels = namespaces(&[("shop", &[GOVERNED, PROVENANCE_REQUIRED])]);
     let state = AppState::build(
         b.build().unwrap(),
         NamespaceCache::fixed(labels),

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use sealgate_testkit::admission::{GOVERNED, namespaces};
 use sealgate_testkit::process::succeeded;
 
 fn repo() -> std::path::PathBuf {
@@ -78,7 +79,7 @@ fn label_names(expr: &str) -> BTreeSet<String> {
 async fn webhook_metrics() -> String {
     use axum::body::Body;
     use http_body_util::BodyExt;
-    use sealgate_core::policy::{BundleBuilder, EvalLimits, NamespaceLabels, Sources};
+    use sealgate_core::policy::{BundleBuilder, EvalLimits, Sources};
     use sealgate_webhook::namespaces::NamespaceCache;
     use sealgate_webhook::provenance::{Provenance, ProvenanceConfig};
     use sealgate_webhook::state::{AppState, EvalConfig};
@@ -86,11 +87,7 @@ async fn webhook_metrics() -> String {
 
     let mut b = BundleBuilder::new(EvalLimits::default());
     b.add_builtin();
-    let mut ns = NamespaceLabels::new();
-    ns.insert(
-        "shop".into(),
-        [("sealgate.dev/governed".to_string(), "true".to_string())].into(),
-    );
+    let ns = namespaces(&[("shop", &[GOVERNED])]);
     let provenance = std::sync::Arc::new(Provenance::new(ProvenanceConfig {
         required_everywhere: true,
         ..ProvenanceConfig::default()

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sealgate_core::policy::{BundleBuilder, EvalLimits, Point, Review};
+use sealgate_testkit::admission::{GOVERNED, PROVENANCE_REQUIRED, namespaces};
 use sealgate_testkit::process::{free_port, without_library_backtraces};
 use sealgate_testkit::tls::pki;
 use sealgate_webhook::admission;
@@ -140,11 +141,7 @@ fn main() {
         !bundle.constraints().is_empty(),
         "the built-in bundle is empty"
     );
-    let mut ns = sealgate_core::policy::NamespaceLabels::new();
-    ns.insert(
-        "shop".into(),
-        [("sealgate.dev/governed".to_string(), "true".to_string())].into(),
-    );
+    let ns = namespaces(&[("shop", &[GOVERNED])]);
     let r = Review::from_admission_review(review.clone(), Point::Admission).unwrap();
     let violations = bundle.evaluate(&r, &ns);
     assert!(
@@ -487,14 +484,11 @@ fn provenance_cost(bundle: &sealgate_core::policy::Bundle) {
     });
     let body = serde_json::to_vec(&review).unwrap();
     let labels = |required: bool| {
-        let mut l: std::collections::BTreeMap<String, String> =
-            [("sealgate.dev/governed".to_string(), "true".to_string())].into();
         if required {
-            l.insert("sealgate.dev/provenance".into(), "required".into());
+            namespaces(&[("shop", &[GOVERNED, PROVENANCE_REQUIRED])])
+        } else {
+            namespaces(&[("shop", &[GOVERNED])])
         }
-        let mut ns = sealgate_core::policy::NamespaceLabels::new();
-        ns.insert("shop".into(), l);
-        ns
     };
     let settings = admission::Exemptions::default();
     let per_review = |ns: &sealgate_core::policy::NamespaceLabels| {

@@ -12,6 +12,7 @@ use sealgate_core::attest::resource;
 use sealgate_core::attest::statement::{PredicateInfo, Verdict};
 use sealgate_core::attest::verify::{Rules, TrustedKey};
 use sealgate_core::policy::{BundleBuilder, EvalLimits, NamespaceLabels};
+use sealgate_testkit::admission::{GOVERNED, PROVENANCE_REQUIRED, namespaces};
 use sealgate_webhook::namespaces::NamespaceCache;
 use sealgate_webhook::provenance::{Provenance, ProvenanceConfig};
 use sealgate_webhook::{
@@ -111,28 +112,12 @@ fn cluster(ci: &SigningKey) -> Cluster {
 }
 
 fn cluster_with(ci: &SigningKey, tweak: impl FnOnce(&mut ProvenanceConfig)) -> Cluster {
-    let mut ns = NamespaceLabels::new();
-    ns.insert(
-        "shop".into(),
-        [
-            ("sealgate.dev/governed".to_string(), "true".to_string()),
-            (
-                "sealgate.dev/provenance".to_string(),
-                "required".to_string(),
-            ),
-        ]
-        .into(),
-    );
-    ns.insert("sandbox".into(), Default::default());
-    // Provenance without the identity policy: only provenance decides there.
-    ns.insert(
-        "builds".into(),
-        [(
-            "sealgate.dev/provenance".to_string(),
-            "required".to_string(),
-        )]
-        .into(),
-    );
+    let ns = namespaces(&[
+        ("shop", &[GOVERNED, PROVENANCE_REQUIRED]),
+        ("sandbox", &[]),
+        // Provenance without the identity policy: only provenance decides there.
+        ("builds", &[PROVENANCE_REQUIRED]),
+    ]);
     let mut config = ProvenanceConfig {
         keys: vec![TrustedKey {
             name: "ci".into(),

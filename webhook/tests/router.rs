@@ -9,7 +9,7 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use sealgate_core::policy::Sources;
 use sealgate_core::policy::{BundleBuilder, EvalLimits, NamespaceLabels};
-use sealgate_testkit::admission::review;
+use sealgate_testkit::admission::{GOVERNED, namespaces, review};
 use sealgate_webhook::admission::Exemptions;
 use sealgate_webhook::reload;
 use sealgate_webhook::{
@@ -20,14 +20,8 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 fn governed() -> NamespaceLabels {
-    let mut ns = NamespaceLabels::new();
-    ns.insert(
-        "shop".into(),
-        [("sealgate.dev/governed".to_string(), "true".to_string())].into(),
-    );
-    // A namespace the cluster has, without the governed label.
-    ns.insert("sandbox".into(), Default::default());
-    ns
+    // "sandbox": a namespace the cluster has, without the governed label.
+    namespaces(&[("shop", &[GOVERNED]), ("sandbox", &[])])
 }
 
 fn state_with(config: EvalConfig) -> Arc<AppState> {
