@@ -8,18 +8,10 @@ use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 
+/// The library's privileged-containers template.
 fn library() -> Option<PathBuf> {
-    let root =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpora/gatekeeper-library");
-    if root.join("library").is_dir() {
-        Some(root.join("library/pod-security-policy/privileged-containers"))
-    } else {
-        sealgate_testkit::peer::missing(&format!(
-            "the Gatekeeper library corpus is not at {} (see cli/tests/gatekeeper_library.rs)",
-            root.display()
-        ));
-        None
-    }
+    sealgate_testkit::gatekeeper::library()
+        .map(|l| l.join("pod-security-policy/privileged-containers"))
 }
 
 fn sealgate() -> Command {

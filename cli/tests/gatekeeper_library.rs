@@ -10,23 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use assert_cmd::Command;
+use sealgate_testkit::gatekeeper::library;
 use serde_json::Value;
 
 const CASES: usize = 270;
-
-fn library() -> Option<PathBuf> {
-    let root =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/corpora/gatekeeper-library");
-    if root.join("library").is_dir() {
-        Some(root.join("library"))
-    } else {
-        sealgate_testkit::peer::missing(&format!(
-            "the Gatekeeper library corpus is not at {}: git clone https://github.com/open-policy-agent/gatekeeper-library there and check out 5c441fb645f257b2c428fe9aea22da24a94b5bab (see SOURCE.md)",
-            root.display()
-        ));
-        None
-    }
-}
 
 fn sealgate() -> Command {
     let mut c = Command::cargo_bin("sealgate").unwrap();

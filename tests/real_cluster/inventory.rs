@@ -23,20 +23,14 @@ fn ingress(ns: &str, name: &str, host: &str) -> String {
 
 fn unique_ingress_host(env: &Env) -> Result<(), Failed> {
     env.webhook()?;
-    let library = env
-        .repo
-        .join("../shared/corpora/gatekeeper-library/library/general/uniqueingresshost");
-    if !library.exists() {
-        let why = format!(
-            "the Gatekeeper library corpus is not at {}: git clone https://github.com/open-policy-agent/gatekeeper-library there and check out 5c441fb645f257b2c428fe9aea22da24a94b5bab (see SOURCE.md)",
-            library.display()
-        );
-        if sealgate_testenv::required() {
-            return Err(fail(why));
+    let library = match sealgate_testkit::gatekeeper::library_dir() {
+        Ok(dir) => dir.join("general/uniqueingresshost"),
+        Err(why) if sealgate_testenv::required() => return Err(fail(why)),
+        Err(why) => {
+            eprintln!("SKIPPED: {why}");
+            return Ok(());
         }
-        eprintln!("SKIPPED: {why}");
-        return Ok(());
-    }
+    };
     // The library's files as they are: template, constraint, and its sync configuration (which
     // also names Ingress versions this API server no longer serves).
     let dir = env.path("unique-ingress-host");

@@ -87,11 +87,10 @@ fn params_crd() -> Value {
 
 /// The Gatekeeper library's templates with CEL, as ValidatingAdmissionPolicies; each suite
 /// test's constraint is a binding in a namespace of its own with a Params object.
-fn gatekeeper_library(env: &Env) -> Result<Option<(Corpus, usize)>, Failed> {
-    let root = env.file("../shared/corpora/gatekeeper-library/library");
-    if !root.is_dir() {
+fn gatekeeper_library() -> Result<Option<(Corpus, usize)>, Failed> {
+    let Ok(root) = sealgate_testkit::gatekeeper::library_dir() else {
         return Ok(None);
-    }
+    };
     let mut templates: Vec<PathBuf> = Vec::new();
     let mut stack = vec![root];
     while let Some(dir) = stack.pop() {
@@ -347,7 +346,7 @@ fn agree(api: &Verdict, ours: &Verdict) -> bool {
 fn differential(env: &Env) -> Result<(), Failed> {
     let mut corpus = kubernetes_docs(env)?;
     let docs_cases = corpus.cases.len();
-    let library = gatekeeper_library(env)?;
+    let library = gatekeeper_library()?;
     let templates = match library {
         Some((lib, n)) => {
             corpus.extend(lib);
@@ -355,7 +354,7 @@ fn differential(env: &Env) -> Result<(), Failed> {
         }
         None if sealgate_testenv::required() => {
             return Err(fail(
-                "the Gatekeeper library corpus is not at ../shared/corpora/gatekeeper-library (see its SOURCE.md)",
+                sealgate_testkit::gatekeeper::library_dir().unwrap_err(),
             ));
         }
         None => {

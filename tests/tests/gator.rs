@@ -12,7 +12,7 @@ use std::process::Command;
 
 use sealgate_core::policy::EvalLimits;
 use sealgate_core::policy::suite::{Outcome, find_suites, run_suite};
-use sealgate_testkit::gatekeeper::{EXPAND_CRONJOBS, EXPAND_JOBS, EXPAND_WORKLOADS};
+use sealgate_testkit::gatekeeper::{EXPAND_CRONJOBS, EXPAND_JOBS, EXPAND_WORKLOADS, library};
 
 fn repo() -> PathBuf {
     sealgate_testkit::process::repo()
@@ -20,19 +20,6 @@ fn repo() -> PathBuf {
 
 fn gator() -> Option<PathBuf> {
     sealgate_testenv::go::peer_binary(&sealgate_testenv::go::GATOR, "gator")
-}
-
-fn library() -> Option<PathBuf> {
-    let root = repo().join("../shared/corpora/gatekeeper-library/library");
-    if root.is_dir() {
-        Some(root)
-    } else {
-        sealgate_testkit::peer::missing(&format!(
-            "the Gatekeeper library corpus is not at {} (see cli/tests/gatekeeper_library.rs)",
-            root.display()
-        ));
-        None
-    }
 }
 
 /// A case's outcome, as both tools can say it.

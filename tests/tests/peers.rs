@@ -268,16 +268,9 @@ fn secs(d: Duration) -> String {
 #[test]
 fn sealgate_beside_gator_and_conftest() {
     let scale = Scale::from_env();
-    // Canonical: gator verify's `DIR/...` does not take `..`.
-    let library = repo().join("../shared/corpora/gatekeeper-library/library");
-    let library = library.canonicalize().unwrap_or(library);
-    if !library.is_dir() {
-        sealgate_testkit::peer::missing(&format!(
-            "the Gatekeeper library corpus is not at {}",
-            library.display()
-        ));
+    let Some(library) = sealgate_testkit::gatekeeper::library() else {
         return;
-    }
+    };
     let Some(gator) = sealgate_testenv::go::peer_binary(&sealgate_testenv::go::GATOR, "gator")
     else {
         return;
