@@ -253,36 +253,63 @@ fn load_bench_inputs(paths: &[PathBuf]) -> Result<sealgate_core::policy::bench::
 
 fn print_bench_table(r: &sealgate_core::policy::bench::Report) -> Result<()> {
     use sealgate_core::policy::bench::format_duration as d;
-    let s = &r.setup_breakdown;
-    let l = &r.latencies;
-    outln!(
-        "=== Benchmark Results: {} ===\n\nConfiguration:\n  Templates:      {}\n  Constraints:    {}\n  Objects:        {}\n  Iterations:     {}\n  Concurrency:    {}\n  Total Reviews:  {}\n",
-        r.engine.to_uppercase(),
-        r.template_count,
-        r.constraint_count,
-        r.object_count,
-        r.iterations,
-        r.concurrency,
-        r.total_reviews
+    let (s, l) = (&r.setup_breakdown, &r.latencies);
+    // gator bench's layout: each section's values start in one column.
+    let section = |title: &str, column: usize, rows: &[(&str, String)]| -> Result<()> {
+        outln!("{title}:")?;
+        for (label, value) in rows {
+            outln!("{:<column$}{value}", format!("{label}:"))?;
+        }
+        Ok(())
+    };
+    outln!("=== Benchmark Results: {} ===\n", r.engine.to_uppercase())?;
+    section(
+        "Configuration",
+        18,
+        &[
+            ("  Templates", r.template_count.to_string()),
+            ("  Constraints", r.constraint_count.to_string()),
+            ("  Objects", r.object_count.to_string()),
+            ("  Iterations", r.iterations.to_string()),
+            ("  Concurrency", r.concurrency.to_string()),
+            ("  Total Reviews", r.total_reviews.to_string()),
+        ],
     )?;
-    outln!(
-        "Timing:\n  Setup Duration:             {}\n    └─ Load:                  {}\n    └─ Compile:               {}\n    └─ Data:                  {}\n  Total Duration:             {}\n  Throughput:                 {:.2} reviews/sec\n",
-        d(r.setup_duration.0),
-        d(s.load.0),
-        d(s.compile.0),
-        d(s.data.0),
-        d(r.total_duration.0),
-        r.reviews_per_second
+    outln!()?;
+    section(
+        "Timing",
+        30,
+        &[
+            ("  Setup Duration", d(r.setup_duration.0)),
+            ("    └─ Load", d(s.load.0)),
+            ("    └─ Compile", d(s.compile.0)),
+            ("    └─ Data", d(s.data.0)),
+            ("  Total Duration", d(r.total_duration.0)),
+            (
+                "  Throughput",
+                format!("{:.2} reviews/sec", r.reviews_per_second),
+            ),
+        ],
     )?;
-    outln!(
-        "Latency (per review):\n  Min:   {}\n  Max:   {}\n  Mean:  {}\n  P50:   {}\n  P95:   {}\n  P99:   {}\n\nResults:\n  Violations Found:  {}",
-        d(l.min.0),
-        d(l.max.0),
-        d(l.mean.0),
-        d(l.p50.0),
-        d(l.p95.0),
-        d(l.p99.0),
-        r.violation_count
+    outln!()?;
+    let latencies = [
+        ("  Min", l.min),
+        ("  Max", l.max),
+        ("  Mean", l.mean),
+        ("  P50", l.p50),
+        ("  P95", l.p95),
+        ("  P99", l.p99),
+    ];
+    section(
+        "Latency (per review)",
+        9,
+        &latencies.map(|(label, v)| (label, d(v.0))),
+    )?;
+    outln!()?;
+    section(
+        "Results",
+        21,
+        &[("  Violations Found", r.violation_count.to_string())],
     )?;
     if !r.constraints.is_empty() {
         outln!("\nPer-Constraint Statistics:")?;
