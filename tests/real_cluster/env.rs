@@ -71,6 +71,15 @@ pub fn metric(text: &str, name: &str) -> f64 {
         .sum()
 }
 
+/// `Ok` when kubectl's `answer` is a denial by `policy`; otherwise what it was instead.
+pub fn denied_by(answer: Result<String, String>, policy: &str) -> Result<(), String> {
+    match answer {
+        Err(e) if e.contains(policy) => Ok(()),
+        Err(e) => Err(e),
+        Ok(_) => Err(format!("admitted, not denied by {policy}")),
+    }
+}
+
 pub fn fail(msg: impl Into<String>) -> Failed {
     Failed::from(msg.into())
 }
@@ -359,26 +368,21 @@ impl Env {
         let r = self.wait(
             "the API server to reach the webhook",
             Duration::from_secs(60),
-            || match self.cp.try_kubectl(
-                &Identity::Human,
-                &[
-                    "-n",
-                    &ns,
-                    "create",
-                    "configmap",
-                    "probe",
-                    "--dry-run=server",
-                ],
-            ) {
-                Err(e) if e.contains("gitops-identity") => true,
-                Err(e) => {
-                    last = e;
-                    false
-                }
-                Ok(_) => {
-                    last = "a human's change was admitted".into();
-                    false
-                }
+            || {
+                let answer = self.cp.try_kubectl(
+                    &Identity::Human,
+                    &[
+                        "-n",
+                        &ns,
+                        "create",
+                        "configmap",
+                        "probe",
+                        "--dry-run=server",
+                    ],
+                );
+                denied_by(answer, "gitops-identity")
+                    .map_err(|e| last = e)
+                    .is_ok()
             },
         );
         r.map_err(|f| {

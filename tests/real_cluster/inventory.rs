@@ -8,7 +8,7 @@ use libtest_mimic::Failed;
 use sealgate_testenv::Identity;
 
 use crate::Test;
-use crate::env::{Env, ensure, fail};
+use crate::env::{Env, denied_by, ensure, fail};
 
 pub const TESTS: &[(&str, Test)] = &[(
     "inventory::unique_ingress_host_from_the_watched_inventory",
@@ -62,20 +62,15 @@ fn unique_ingress_host(env: &Env) -> Result<(), Failed> {
         env.wait(
             "a duplicate host to be denied",
             Duration::from_secs(20),
-            || match env.cp.try_kubectl_stdin(
-                &Identity::Human,
-                &["apply", "--dry-run=server", "-f", "-"],
-                &ingress(&b, "web", "shop.example.com"),
-            ) {
-                Err(e) if e.contains("unique-ingress-host") => true,
-                Err(e) => {
-                    last = e;
-                    false
-                }
-                Ok(_) => {
-                    last = "admitted".into();
-                    false
-                }
+            || {
+                let answer = env.cp.try_kubectl_stdin(
+                    &Identity::Human,
+                    &["apply", "--dry-run=server", "-f", "-"],
+                    &ingress(&b, "web", "shop.example.com"),
+                );
+                denied_by(answer, "unique-ingress-host")
+                    .map_err(|e| last = e)
+                    .is_ok()
             },
         )
         .map_err(|f| {

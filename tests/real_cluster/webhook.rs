@@ -8,7 +8,7 @@ use libtest_mimic::Failed;
 use sealgate_testenv::Identity;
 
 use crate::Test;
-use crate::env::{Env, ensure, fail};
+use crate::env::{Env, denied_by, ensure, fail};
 
 pub const TESTS: &[(&str, Test)] = &[
     (
@@ -423,15 +423,14 @@ fn ca_bundle(env: &Env) -> String {
 fn cert_rotation_and_recreate(env: &Env) -> Result<(), Failed> {
     env.webhook()?;
     let ns = env.governed_namespace("rotation");
-    let judged = |name: &str| -> Result<(), String> {
-        match env.try_kubectl(
-            &Identity::Human,
-            &["-n", &ns, "create", "configmap", name, "--dry-run=server"],
-        ) {
-            Err(e) if e.contains("gitops-identity") => Ok(()),
-            Err(e) => Err(e),
-            Ok(_) => Err("admitted".into()),
-        }
+    let judged = |name: &str| {
+        denied_by(
+            env.try_kubectl(
+                &Identity::Human,
+                &["-n", &ns, "create", "configmap", name, "--dry-run=server"],
+            ),
+            "gitops-identity",
+        )
     };
     judged("first").map_err(fail)?;
 
