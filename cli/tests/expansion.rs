@@ -4,7 +4,7 @@
 //! Deployment's container line, prefixed `[Implied by …]`) and in `sealgate policy verify` (a gator
 //! suite with `expansion:`), as gator judges it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use assert_cmd::Command;
 
@@ -45,8 +45,12 @@ spec:
     )
 }
 
-/// The library's template and constraint, the ExpansionTemplate and two Deployments in `dir`.
-fn fixture(lib: &Path, dir: &Path) {
+/// A folder with the library's template and constraint, the ExpansionTemplate and two
+/// Deployments (`None` when the library is missing).
+fn fixture() -> Option<tempfile::TempDir> {
+    let lib = library()?;
+    let folder = tempfile::tempdir().unwrap();
+    let dir = folder.path();
     std::fs::copy(lib.join("template.yaml"), dir.join("template.yaml")).unwrap();
     std::fs::copy(
         lib.join("samples/psp-privileged-container/constraint.yaml"),
@@ -56,14 +60,13 @@ fn fixture(lib: &Path, dir: &Path) {
     std::fs::write(dir.join("expansion.yaml"), EXPANSION).unwrap();
     std::fs::write(dir.join("privileged.yaml"), deployment(true)).unwrap();
     std::fs::write(dir.join("unprivileged.yaml"), deployment(false)).unwrap();
+    Some(folder)
 }
 
 #[test]
 fn lint_judges_a_deployment_by_its_pod() {
-    let Some(lib) = library() else { return };
-    let dir = tempfile::tempdir().unwrap();
+    let Some(dir) = fixture() else { return };
     let d = dir.path();
-    fixture(&lib, d);
     let policies = |with_expansion: bool| {
         let p = d.join(if with_expansion { "with" } else { "without" });
         std::fs::create_dir_all(&p).unwrap();
@@ -121,10 +124,8 @@ fn lint_judges_a_deployment_by_its_pod() {
 
 #[test]
 fn policy_verify_runs_gator_suites_with_expansion() {
-    let Some(lib) = library() else { return };
-    let dir = tempfile::tempdir().unwrap();
+    let Some(dir) = fixture() else { return };
     let d = dir.path();
-    fixture(&lib, d);
     // An AdmissionReview of the privileged Deployment: gator does not expand those.
     let review = serde_json::json!({
         "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",

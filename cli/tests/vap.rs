@@ -248,21 +248,19 @@ tests:
 "
         )
     };
-    std::fs::write(dir.join("suite.yaml"), suite("1")).unwrap();
-    let out = sealgate()
-        .current_dir(dir)
-        .args(["policy", "verify", "suite.yaml"])
-        .output()
-        .unwrap();
+    let verify = |suite: String| {
+        std::fs::write(dir.join("suite.yaml"), suite).unwrap();
+        sealgate()
+            .current_dir(dir)
+            .args(["policy", "verify", "suite.yaml"])
+            .output()
+            .unwrap()
+    };
+    let out = verify(suite("1"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(stdout.contains("3 passed, 0 failed"), "{stdout}");
-    std::fs::write(dir.join("suite.yaml"), suite("no")).unwrap();
-    let out = sealgate()
-        .current_dir(dir)
-        .args(["policy", "verify", "suite.yaml"])
-        .output()
-        .unwrap();
+    let out = verify(suite("no"));
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("1 failed"), "{stdout}");

@@ -141,6 +141,16 @@ fn synced(ss: &SealedSecret) -> (String, String, String) {
     )
 }
 
+/// The requests of a SealedSecret that is not unsealed: read the Secret, set the status, record
+/// the event; the Secret is not written.
+fn not_written(name: &str) -> [String; 3] {
+    [
+        format!("GET {SECRETS}/{name}"),
+        format!("PATCH {SS}/{name}/status"),
+        format!("POST {EVENTS}"),
+    ]
+}
+
 /// The requests of a SealedSecret unsealed into its Secret: read the Secret, apply it, set the
 /// status, record the event.
 fn unsealed(name: &str) -> [String; 4] {
@@ -284,15 +294,7 @@ async fn an_unowned_secret_is_refused_until_it_opts_in() {
     );
     let (r, reqs) = h.reconcile().await;
     assert_not_synced(&r, "SecretNotOwned");
-    assert_eq!(
-        lines(&reqs),
-        [
-            format!("GET {SECRETS}/db"),
-            format!("PATCH {SS}/db/status"),
-            format!("POST {EVENTS}"),
-        ],
-        "the Secret is not written"
-    );
+    assert_eq!(lines(&reqs), not_written("db"), "the Secret is not written");
     assert_eq!(decoded(&h.secret(), "password"), "theirs");
     let (st, reason, message) = synced(&h.current());
     assert_eq!((st.as_str(), reason.as_str()), ("False", "SecretNotOwned"));
@@ -322,14 +324,7 @@ async fn bad_ciphertext_fails_with_a_message_and_no_value_anywhere() {
     h.create(v);
     let (r, reqs) = h.reconcile().await;
     assert_not_synced(&r, "UnsealFailed");
-    assert_eq!(
-        lines(&reqs),
-        [
-            format!("GET {SECRETS}/db"),
-            format!("PATCH {SS}/db/status"),
-            format!("POST {EVENTS}"),
-        ]
-    );
+    assert_eq!(lines(&reqs), not_written("db"));
     assert!(h.api.get(SECRETS, "db").is_none(), "no partial Secret");
     let (st, reason, message) = synced(&h.current());
     assert_eq!((st.as_str(), reason.as_str()), ("False", "UnsealFailed"));
