@@ -21,6 +21,15 @@ fn holder(api: &FakeApi) -> serde_json::Value {
     api.get(LEASES, "sealgate-controller").unwrap()["spec"]["holderIdentity"].clone()
 }
 
+/// The lease's holder and how many times it changed hands.
+fn holder_and_transitions(api: &FakeApi) -> (serde_json::Value, serde_json::Value) {
+    let spec = &api.get(LEASES, "sealgate-controller").unwrap()["spec"];
+    (
+        spec["holderIdentity"].clone(),
+        spec["leaseTransitions"].clone(),
+    )
+}
+
 #[tokio::test]
 async fn one_leader_then_release_hands_over() {
     let api = FakeApi::new();
@@ -46,9 +55,7 @@ async fn one_leader_then_release_hands_over() {
         b.try_acquire_or_renew().await.unwrap(),
         "released: pod-b takes it"
     );
-    let lease = api.get(LEASES, "sealgate-controller").unwrap();
-    assert_eq!(lease["spec"]["holderIdentity"], "pod-b");
-    assert_eq!(lease["spec"]["leaseTransitions"], 1);
+    assert_eq!(holder_and_transitions(&api), (json!("pod-b"), json!(1)));
 }
 
 #[tokio::test]
@@ -67,9 +74,7 @@ async fn an_expired_lease_is_taken_over() {
     assert!(!a.try_acquire_or_renew().await.unwrap(), "just observed");
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert!(a.try_acquire_or_renew().await.unwrap());
-    let lease = api.get(LEASES, "sealgate-controller").unwrap();
-    assert_eq!(lease["spec"]["holderIdentity"], "pod-a");
-    assert_eq!(lease["spec"]["leaseTransitions"], 5);
+    assert_eq!(holder_and_transitions(&api), (json!("pod-a"), json!(5)));
 }
 
 #[tokio::test]
