@@ -213,19 +213,23 @@ fn on_shutdown(
     }
 }
 
-/// Bind `addr` (failing before anything else starts) and serve `app` on it until shutdown.
+/// Bind `addr` (failing before anything else starts) and serve `app` on it until shutdown, with
+/// each request's peer address (the API's rate limit is per client).
 async fn serve(
     addr: SocketAddr,
-    app: axum::extract::connect_info::IntoMakeServiceWithConnectInfo<axum::Router, SocketAddr>,
+    app: axum::Router,
     stop: &watch::Receiver<bool>,
 ) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, RunError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| RunError::Listen { addr, source })?;
     Ok(tokio::spawn(
-        axum::serve(listener, app)
-            .with_graceful_shutdown(on_shutdown(stop))
-            .into_future(),
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(on_shutdown(stop))
+        .into_future(),
     ))
 }
 
@@ -259,12 +263,11 @@ pub async fn run(args: Config, settings: Settings) -> Result<(), RunError> {
     let metrics = Arc::new(Metrics::default());
 
     // Every replica serves the HTTP API and metrics from the shared key Secrets.
-    let api = http::router(http::ApiState::shared(ring.clone()))
-        .into_make_service_with_connect_info::<SocketAddr>();
+    let api = http::router(http::ApiState::shared(ring.clone()));
     let api_server = serve(args.listen, api, &stop_rx).await?;
     let metrics_server = serve(
         args.metrics_listen,
-        metrics::router(metrics.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+        metrics::router(metrics.clone()),
         &stop_rx,
     )
     .await?;

@@ -1,6 +1,7 @@
 //! AdmissionReviews as the API server sends them to a validating webhook.
 
 use sealgate_core::policy::NamespaceLabels;
+use sealgate_core::policy::scope::KindScopes;
 use serde_json::{Value, json};
 
 /// The label that puts a namespace under the GitOps identity policy.
@@ -35,16 +36,13 @@ pub fn review(
     old: Value,
 ) -> Value {
     let shown = if object.is_null() { &old } else { &object };
-    let (group, version) = match shown["apiVersion"].as_str().unwrap_or("v1").split_once('/') {
-        Some((g, v)) => (g.to_string(), v.to_string()),
-        None => (
-            String::new(),
-            shown["apiVersion"].as_str().unwrap_or("v1").to_string(),
-        ),
-    };
-    let kind = shown["kind"].as_str().unwrap_or_default();
-    let kind = json!({"group": group, "version": version, "kind": kind});
-    let resource = json!({"group": group, "version": version, "resource": resource(kind["kind"].as_str().unwrap_or_default())});
+    let api = shown["apiVersion"].as_str().unwrap_or("v1");
+    let (group, version) = api.rsplit_once('/').unwrap_or(("", api));
+    let kind_name = shown["kind"].as_str().unwrap_or_default();
+    let kind = json!({"group": group, "version": version, "kind": kind_name});
+    // Named as sealgate names a kind's resource for ValidatingAdmissionPolicies.
+    let plural = KindScopes::default().resource(group, kind_name);
+    let resource = json!({"group": group, "version": version, "resource": plural});
     let meta = &shown["metadata"];
     let options = match operation {
         "CREATE" => "CreateOptions",
@@ -64,33 +62,4 @@ pub fn review(
             "options": {"apiVersion": "meta.k8s.io/v1", "kind": options}
         }
     })
-}
-
-/// A kind's resource name as apimachinery's `UnsafeGuessKindToResource` guesses it (right for
-/// the built-in kinds the tests use).
-pub fn resource(kind: &str) -> String {
-    let lower = kind.to_lowercase();
-    if let Some(stem) = lower.strip_suffix('y') {
-        format!("{stem}ies")
-    } else if lower.ends_with('s') {
-        format!("{lower}es")
-    } else {
-        format!("{lower}s")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn resources_of_built_in_kinds() {
-        for (kind, resource) in [
-            ("Deployment", "deployments"),
-            ("Ingress", "ingresses"),
-            ("NetworkPolicy", "networkpolicies"),
-            ("Pod", "pods"),
-            ("ConfigMap", "configmaps"),
-        ] {
-            assert_eq!(super::resource(kind), resource);
-        }
-    }
 }

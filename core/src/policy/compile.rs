@@ -78,11 +78,11 @@ impl std::fmt::Debug for Template {
     }
 }
 
-/// conftest-style modules: `deny`/`warn`/`violation` rules on the raw object, in the packages
-/// selected as conftest's `--namespace` selects them (`main` by default).
 /// A conftest rule: its path (`data.main.deny`), its name as reported, its action.
 pub(super) type ConftestRule = (String, String, Action);
 
+/// conftest-style modules: `deny`/`warn`/`violation` rules on the raw object, in the packages
+/// selected as conftest's `--namespace` selects them (`main` by default).
 #[derive(Clone)]
 pub(super) struct Conftest {
     engine: regorus::Engine,
